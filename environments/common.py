@@ -1,0 +1,8 @@
+"""Values shared by every environment of this deployment. Replace the account id, bucket and domains
+with your own before deploying (README: "Adding or changing an environment")."""
+from .config import StateConfig, TagsConfig
+
+ACCOUNT_ID = "123456789012"
+REGION = "eu-west-1"
+STATE = StateConfig(bucket="example-airflow-terraform-state", region=REGION)
+TAGS = TagsConfig(owner="data-platform", cost_centre="cc-1234")

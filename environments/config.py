@@ -1,0 +1,152 @@
+"""Typed, validated configuration of one environment. Differences between environments are values."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from modules import validation
+from modules.validation import ConfigError, require
+
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,15}")
+_REGION = re.compile(r"(us|eu|ap|sa|ca|me|af|il|mx)(-gov)?-[a-z]+-\d")
+INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "logs", "sqs", "kms", "secretsmanager", "ec2", "elasticloadbalancing",
+                       "autoscaling", "eks", "eks-auth", "ssm", "monitoring")
+MAX_AZS = 4
+
+
+def plan_subnets(vpc_cidr: str, az_count: int) -> dict[str, tuple[str, ...]]:
+    """Default subnet layout: the VPC's first half as one /N+3 private subnet per AZ (room for pod IPs),
+    public and database subnets as /N+6 blocks from the second half (the rest stays free)."""
+    vpc = validation.ipv4_network("network.vpc_cidr", vpc_cidr)
+    private = list(vpc.subnets(new_prefix=vpc.prefixlen + 3))
+    small = list(list(vpc.subnets(new_prefix=vpc.prefixlen + 1))[1].subnets(new_prefix=vpc.prefixlen + 6))
+    return {"private": tuple(map(str, private[:az_count])), "public": tuple(map(str, small[:az_count])),
+            "database": tuple(map(str, small[8:8 + az_count]))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig:
+    vpc_cidr: str
+    az_count: int = 3
+    nat_gateways: Literal["single", "per_az"] = "per_az"   # one NAT is cheaper; one per AZ survives an AZ outage
+    public_subnet_cidrs: tuple[str, ...] = ()              # empty = plan_subnets() default
+    private_subnet_cidrs: tuple[str, ...] = ()
+    database_subnet_cidrs: tuple[str, ...] = ()
+    interface_endpoints: tuple[str, ...] = ("ecr.api", "ecr.dkr", "sts", "logs", "sqs", "kms", "secretsmanager")
+
+    def __post_init__(self) -> None:
+        vpc = validation.ipv4_network("network.vpc_cidr", self.vpc_cidr)
+        require(16 <= vpc.prefixlen <= 20, "network.vpc_cidr", self.vpc_cidr, "must have a prefix between /16 and /20",
+                "use a /16 to /20 block so every AZ gets private, public and database subnets")
+        require(isinstance(self.az_count, int) and 2 <= self.az_count <= MAX_AZS, "network.az_count", self.az_count,
+                f"must be between 2 and {MAX_AZS}", "use at least 2 AZs (3 for production) so subnets span failure domains")
+        require(self.nat_gateways in ("single", "per_az"), "network.nat_gateways", self.nat_gateways,
+                "is not a NAT strategy", "use 'single' (one shared NAT) or 'per_az' (one NAT per AZ)")
+        named: dict = {}
+        for tier, cidrs in self.subnets.items():
+            attr = f"{tier}_subnet_cidrs"
+            require(len(cidrs) == self.az_count, f"network.{attr}", list(cidrs), f"has {len(cidrs)} entries for "
+                    f"az_count={self.az_count}", "list exactly one CIDR per AZ, or leave it empty for the default layout")
+            for i, cidr in enumerate(cidrs):
+                net = validation.ipv4_network(f"network.{attr}[{i}]", cidr)
+                require(net.subnet_of(vpc), f"network.{attr}[{i}]", cidr, f"is outside vpc_cidr {self.vpc_cidr!r}",
+                        "choose a range inside the VPC's CIDR block")
+                named[f"network.{attr}[{i}]"] = net
+        validation.no_overlaps(named)
+        unknown = sorted(set(self.interface_endpoints) - set(INTERFACE_ENDPOINTS))
+        require(not unknown, "network.interface_endpoints", unknown, "names unsupported endpoint services",
+                f"use services from {', '.join(INTERFACE_ENDPOINTS)}")
+
+
+    @property
+    def subnets(self) -> dict[str, tuple[str, ...]]:
+        """CIDRs per tier ('public', 'private', 'database'): the configured ones, else the default layout."""
+        defaults = plan_subnets(self.vpc_cidr, self.az_count)
+        return {tier: tuple(getattr(self, f"{tier}_subnet_cidrs")) or defaults[tier] for tier in defaults}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateConfig:
+    """Where Terraform state lives: one bucket per account, created by the `state` stack."""
+    bucket: str
+    region: str
+    kms_key_alias: str = "alias/terraform-state"
+    migrated: bool = False   # False: the state stack keeps a local backend until it has created its own bucket
+
+    def __post_init__(self) -> None:
+        validation.bucket_name("state.bucket", self.bucket)
+        require(_REGION.fullmatch(self.region or "") is not None, "state.region", self.region,
+                "is not an AWS region name", "use a region such as 'eu-west-1'")
+        require(re.fullmatch(r"alias/[a-zA-Z0-9/_-]{1,250}", self.kms_key_alias or "") is not None
+                and not self.kms_key_alias.startswith("alias/aws/"), "state.kms_key_alias", self.kms_key_alias,
+                "is not a customer KMS alias", "use 'alias/<name>' (not under alias/aws/)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TagsConfig:
+    owner: str
+    cost_centre: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validation.tags("tags", {"owner": self.owner, "cost_centre": self.cost_centre})
+        validation.tags("tags.extra", self.extra)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvironmentConfig:
+    name: str
+    production: bool                  # production environments must meet the stricter rules below
+    account_id: str
+    region: str
+    domain: str
+    network: NetworkConfig
+    state: StateConfig
+    tags: TagsConfig
+    project: str = "airflow"
+    log_retention_days: int = 30
+    deletion_protection: bool = True
+
+    def __post_init__(self) -> None:
+        require(_NAME.fullmatch(self.name or "") is not None, "name", self.name, "is not a valid environment name",
+                "use 1-16 lowercase letters, digits and hyphens, starting with a letter")
+        require(_NAME.fullmatch(self.project or "") is not None, "project", self.project, "is not a valid project name",
+                "use 1-16 lowercase letters, digits and hyphens, starting with a letter")
+        require(re.fullmatch(r"\d{12}", self.account_id or "") is not None, "account_id", self.account_id,
+                "is not an AWS account id", "use the 12-digit id of the account this environment deploys to")
+        require(_REGION.fullmatch(self.region or "") is not None, "region", self.region, "is not an AWS region name",
+                "use a region such as 'eu-west-1'")
+        validation.dns_name("domain", self.domain)
+        validation.log_retention("log_retention_days", self.log_retention_days)
+        if self.production:
+            require(self.network.az_count >= 3, "network.az_count", self.network.az_count,
+                    "is below 3 for a production environment", "use 3 or more AZs in production")
+            require(self.deletion_protection, "deletion_protection", self.deletion_protection,
+                    "is off for a production environment", "set deletion_protection=True for production")
+            require(self.network.nat_gateways == "per_az", "network.nat_gateways", self.network.nat_gateways,
+                    "is a single point of failure in production", "use nat_gateways='per_az' in production")
+
+    @property
+    def prefix(self) -> str:
+        """Name prefix of this environment's AWS resources, e.g. 'airflow-dev'."""
+        return f"{self.project}-{self.name}"
+
+    def stack_name(self, layer: str) -> str:
+        return f"{self.prefix}-{layer}"
+
+    @property
+    def cluster_name(self) -> str:
+        return self.prefix
+
+    @property
+    def partition(self) -> str:
+        return "aws-cn" if self.region.startswith("cn-") else "aws-us-gov" if "-gov-" in self.region else "aws"
+
+    def resource_tags(self) -> dict[str, str]:
+        return {"environment": self.name, "project": self.project, "owner": self.tags.owner,
+                "cost-centre": self.tags.cost_centre, "managed-by": "cdktf", **self.tags.extra}
+
+
+def qualify(error: ConfigError, environment: str) -> ConfigError:
+    return error.within(f"environments.{environment}")

@@ -1,0 +1,214 @@
+"""Cross-cutting Aspects: tags on every taggable resource, and a policy pack (in the spirit of cdk-nag)
+that refuses insecure configurations at synth.
+
+The policy pack visits each stack once and evaluates its rules on the stack's resolved Terraform
+document, so a rule sees final values and can relate resources (a bucket and its encryption
+configuration, a security group and the load balancer that uses it). Findings are collected, not
+raised from inside the jsii callback; `PolicyPack.raise_for_findings()` turns them into one
+`PolicyViolation` whose lines name the rule, the Terraform address and the fix.
+
+Add a rule by decorating a function `(doc) -> Iterable[(address, detail)]` with `@rule(id, message)`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+import jsii
+from cdktf import IAspect, TerraformResource, TerraformStack
+from constructs import IConstruct
+
+Document = dict[str, Any]
+Check = Callable[[Document], Iterable[tuple[str, str]]]
+
+
+@jsii.implements(IAspect)
+class Tagging:
+    """Merge the environment's tags into every resource that takes `tags`; a resource's own tags win."""
+
+    def __init__(self, tags: dict[str, str]) -> None:
+        self._tags = dict(tags)
+
+    def visit(self, node: IConstruct) -> None:
+        if isinstance(node, TerraformResource) and hasattr(type(node), "tags_input"):
+            node.tags = {**self._tags, **(node.tags_input or {})}  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    message: str
+    check: Check
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule_id: str
+    stack: str
+    address: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"policy {self.rule_id}: {self.stack}: {self.address}: {self.message}"
+
+
+RULES: list[Rule] = []
+
+
+def rule(rule_id: str, message: str) -> Callable[[Check], Check]:
+    def register(check: Check) -> Check:
+        RULES.append(Rule(rule_id, message, check))
+        return check
+    return register
+
+
+class PolicyViolation(ValueError):
+    def __init__(self, findings: list[Finding]) -> None:
+        self.findings = findings
+        super().__init__("\n".join(map(str, findings)))
+
+
+@jsii.implements(IAspect)
+class PolicyPack:
+    def __init__(self, rules: Iterable[Rule] | None = None) -> None:
+        self.rules = list(RULES if rules is None else rules)
+        self.findings: list[Finding] = []
+
+    def visit(self, node: IConstruct) -> None:
+        if isinstance(node, TerraformStack):
+            self.findings.extend(self.evaluate(node.to_terraform(), node.node.id))
+
+    def evaluate(self, doc: Document, stack: str) -> Iterator[Finding]:
+        for r in self.rules:
+            for address, detail in r.check(doc):
+                yield Finding(r.id, stack, address, f"{r.message} ({detail})" if detail else r.message)
+
+    def raise_for_findings(self) -> None:
+        if self.findings:
+            raise PolicyViolation(self.findings)
+
+
+# ---- helpers over a resolved Terraform document ------------------------------------------------
+
+def resources(doc: Document, *types: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for rtype in types:
+        for name, body in (doc.get("resource", {}).get(rtype) or {}).items():
+            yield f"{rtype}.{name}", body
+
+
+def referenced(value: Any, rtype: str) -> set[str]:
+    """Addresses of `rtype` resources referenced anywhere in `value` (e.g. '${aws_s3_bucket.x.id}')."""
+    text = str(value)
+    return {f"{rtype}.{m}" for m in re.findall(rf"\$\{{{re.escape(rtype)}\.([A-Za-z0-9_-]+)\.", text)}
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _blocks(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, dict):
+        return [value]
+    return [v for v in value or [] if isinstance(v, dict)]
+
+
+# ---- rules -------------------------------------------------------------------------------------
+
+_ENCRYPTED_FLAG = {
+    "aws_db_instance": "storage_encrypted", "aws_rds_cluster": "storage_encrypted",
+    "aws_elasticache_replication_group": "at_rest_encryption_enabled", "aws_ebs_volume": "encrypted",
+    "aws_efs_file_system": "encrypted",
+}
+_KMS_KEY = {"aws_cloudwatch_log_group": "kms_key_id", "aws_sqs_queue": "kms_master_key_id",
+            "aws_sns_topic": "kms_master_key_id", "aws_secretsmanager_secret": "kms_key_id"}
+_LOG_BUCKET_SSE_S3 = "AES256"
+
+
+@rule("AF-ENC-1", "storage must be encrypted at rest (customer KMS key); fix: use the module's encrypted construct")
+def unencrypted_storage(doc: Document) -> Iterator[tuple[str, str]]:
+    for rtype, flag in _ENCRYPTED_FLAG.items():
+        for address, body in resources(doc, rtype):
+            if not _truthy(body.get(flag)):
+                yield address, f"{flag} is not true"
+    for rtype, key in _KMS_KEY.items():
+        for address, body in resources(doc, rtype):
+            if not body.get(key):
+                yield address, f"{key} is not set"
+    encrypted: set[str] = set()
+    for _, body in resources(doc, "aws_s3_bucket_server_side_encryption_configuration"):
+        defaults = [d for r in _blocks(body.get("rule")) for d in _blocks(r.get("apply_server_side_encryption_by_default"))]
+        kms = any(d.get("sse_algorithm") in ("aws:kms", "aws:kms:dsse") and d.get("kms_master_key_id") for d in defaults)
+        # SSE-S3 is accepted only where AWS log delivery requires it (access-log buckets, see storage.py).
+        log_target = any(d.get("sse_algorithm") == _LOG_BUCKET_SSE_S3 for d in defaults) and \
+            _is_log_target(doc, body.get("bucket"))
+        if kms or log_target:
+            encrypted |= referenced(body.get("bucket"), "aws_s3_bucket")
+    for address, _ in resources(doc, "aws_s3_bucket"):
+        if address not in encrypted:
+            yield address, "no SSE-KMS default encryption configuration references it"
+    for address, body in resources(doc, "aws_launch_template"):
+        for mapping in _blocks(body.get("block_device_mappings")):
+            for ebs in _blocks(mapping.get("ebs")):
+                if not _truthy(ebs.get("encrypted")):
+                    yield address, f"block device {mapping.get('device_name')} is not encrypted"
+
+
+def _is_log_target(doc: Document, bucket_ref: Any) -> bool:
+    buckets = referenced(bucket_ref, "aws_s3_bucket")
+    return any(referenced(body.get("target_bucket"), "aws_s3_bucket") & buckets
+               for _, body in resources(doc, "aws_s3_bucket_logging"))
+
+
+@rule("AF-S3-1", "S3 buckets must block all public access; fix: add a public access block with all four settings true")
+def public_bucket(doc: Document) -> Iterator[tuple[str, str]]:
+    blocked: set[str] = set()
+    for _, body in resources(doc, "aws_s3_bucket_public_access_block"):
+        if all(_truthy(body.get(k)) for k in ("block_public_acls", "block_public_policy", "ignore_public_acls",
+                                              "restrict_public_buckets")):
+            blocked |= referenced(body.get("bucket"), "aws_s3_bucket")
+    for address, body in resources(doc, "aws_s3_bucket"):
+        if address not in blocked:
+            yield address, "no complete public access block references it"
+    for address, body in resources(doc, "aws_s3_bucket_acl"):
+        if str(body.get("acl", "")).startswith("public"):
+            yield address, f"acl {body['acl']!r}"
+
+
+_ANYWHERE = {"0.0.0.0/0", "::/0"}
+_ALB_PORTS = {80, 443}
+
+
+@rule("AF-NET-1", "no security-group ingress from 0.0.0.0/0 or ::/0 except 80/443 on a load balancer's group; "
+      "fix: admit a security group or a narrower CIDR")
+def open_ingress(doc: Document) -> Iterator[tuple[str, str]]:
+    lb_groups: set[str] = set()
+    for _, body in resources(doc, "aws_lb", "aws_alb"):
+        lb_groups |= referenced(body.get("security_groups"), "aws_security_group")
+
+    def allowed(group_ref: Any, from_port: Any, to_port: Any) -> bool:
+        return bool(referenced(group_ref, "aws_security_group") & lb_groups) and from_port == to_port \
+            and from_port in _ALB_PORTS
+
+    for address, body in resources(doc, "aws_vpc_security_group_ingress_rule"):
+        if {body.get("cidr_ipv4"), body.get("cidr_ipv6")} & _ANYWHERE and \
+                not allowed(body.get("security_group_id"), body.get("from_port"), body.get("to_port")):
+            yield address, f"ports {body.get('from_port')}-{body.get('to_port')} open to the internet"
+    for address, body in resources(doc, "aws_security_group_rule"):
+        cidrs = set(body.get("cidr_blocks") or []) | set(body.get("ipv6_cidr_blocks") or [])
+        if body.get("type") == "ingress" and cidrs & _ANYWHERE \
+                and not allowed(body.get("security_group_id"), body.get("from_port"), body.get("to_port")):
+            yield address, f"ports {body.get('from_port')}-{body.get('to_port')} open to the internet"
+    for address, body in resources(doc, "aws_security_group", "aws_default_security_group"):
+        own = "${" + address + ".id}"
+        for block in _blocks(body.get("ingress")):
+            cidrs = set(block.get("cidr_blocks") or []) | set(block.get("ipv6_cidr_blocks") or [])
+            if cidrs & _ANYWHERE and not allowed(own, block.get("from_port"), block.get("to_port")):
+                yield address, f"inline ingress {block.get('from_port')}-{block.get('to_port')} open to the internet"
+
+
+@rule("AF-LOG-1", "log groups must have a retention period; fix: set retention_in_days from the environment config")
+def missing_log_retention(doc: Document) -> Iterator[tuple[str, str]]:
+    for address, body in resources(doc, "aws_cloudwatch_log_group"):
+        if not body.get("retention_in_days"):
+            yield address, "retention_in_days is not set (logs would be kept forever)"

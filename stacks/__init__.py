@@ -1,0 +1,29 @@
+"""Stacks compose constructs, providers and backends; nothing else happens here."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from cdktf import App, Aspects
+
+from environments.config import EnvironmentConfig
+from modules.aspects import PolicyPack, Tagging
+
+from .infra import InfraStack
+from .state import StateStack
+
+
+def build(app: App, configs: Iterable[EnvironmentConfig]) -> PolicyPack:
+    """Add the state stack(s) and every environment's stacks to `app`; return the policy pack to check after synth."""
+    configs = list(configs)
+    state_stacks: dict[str, StateStack] = {}
+    for config in configs:
+        if config.state.bucket not in state_stacks:
+            stack = StateStack(app, f"{config.project}-state", state=config.state, account_id=config.account_id,
+                               partition=config.partition)
+            Aspects.of(stack).add(Tagging({**config.resource_tags(), "environment": "shared"}))
+            state_stacks[config.state.bucket] = stack
+        infra = InfraStack(app, config.stack_name("infra"), config=config)
+        Aspects.of(infra).add(Tagging(config.resource_tags()))
+    policy = PolicyPack()
+    Aspects.of(app).add(policy)
+    return policy

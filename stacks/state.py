@@ -1,0 +1,40 @@
+"""Bootstrap stack (once per account): the versioned, KMS-encrypted, TLS-only Terraform state bucket.
+
+It starts with a local backend (its own bucket does not exist yet) and moves its state into that
+bucket once created: set `migrated=True` on the StateConfig and run `terraform init -migrate-state`.
+"""
+from __future__ import annotations
+
+from cdktf import LocalBackend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_aws.provider import AwsProvider
+from constructs import Construct
+
+from environments.config import StateConfig
+from modules.encryption import EncryptionKey, EncryptionKeyProps
+from modules.storage import AccessLogBucket, BucketProps, SecureBucket
+
+from .backend import use_s3_backend
+
+STATE_KEY = "global/state.tfstate"
+
+
+class StateStack(TerraformStack):
+    def __init__(self, scope: Construct, id_: str, *, state: StateConfig, account_id: str, partition: str) -> None:
+        super().__init__(scope, id_)
+        AwsProvider(self, "aws", region=state.region, allowed_account_ids=[account_id])
+        if state.migrated:
+            use_s3_backend(self, state=state, account_id=account_id, partition=partition, key=STATE_KEY)
+        else:
+            # Relative to cdktf.out/stacks/<stack>/: the project root, outside the regenerated cdktf.out.
+            # (Left to itself cdktf writes this machine's absolute path into the JSON.)
+            LocalBackend(self, path=f"../../../terraform.{id_}.tfstate")
+        key = EncryptionKey(self, "state-key", props=EncryptionKeyProps(
+            alias=state.kms_key_alias.removeprefix("alias/"), description="Terraform state encryption",
+            account_id=account_id, partition=partition))
+        access_logs = AccessLogBucket(self, "state-access-logs", name=f"{state.bucket}-logs"[:63],
+                                      account_id=account_id, expiration_days=365, prevent_destroy=True)
+        bucket = SecureBucket(self, "state-bucket", props=BucketProps(
+            name=state.bucket, kms_key_arn=key.arn, access_log_bucket=access_logs.bucket_id,
+            noncurrent_version_expiration_days=90, prevent_destroy=True))
+        TerraformOutput(self, "state-bucket-name", value=bucket.name)
+        TerraformOutput(self, "state-kms-key-arn", value=key.arn)
