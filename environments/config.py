@@ -34,6 +34,7 @@ class NetworkConfig:
     private_subnet_cidrs: tuple[str, ...] = ()
     database_subnet_cidrs: tuple[str, ...] = ()
     interface_endpoints: tuple[str, ...] = ("ecr.api", "ecr.dkr", "sts", "logs", "sqs", "kms", "secretsmanager")
+    availability_zones: tuple[str, ...] = ()               # empty = the region's first az_count zones (a, b, c, d)
 
     def __post_init__(self) -> None:
         vpc = validation.ipv4_network("network.vpc_cidr", self.vpc_cidr)
@@ -118,6 +119,11 @@ class EnvironmentConfig:
         require(_REGION.fullmatch(self.region or "") is not None, "region", self.region, "is not an AWS region name",
                 "use a region such as 'eu-west-1'")
         validation.dns_name("domain", self.domain)
+        zones = self.availability_zones
+        require(len(zones) == self.network.az_count and all(z.startswith(self.region) and len(z) == len(self.region) + 1
+                                                          for z in zones) and len(set(zones)) == len(zones),
+                "network.availability_zones", list(zones), f"must be {self.network.az_count} distinct zones of {self.region}",
+                f"list zones like '{self.region}a', one per AZ, or leave it empty for the default")
         validation.log_retention("log_retention_days", self.log_retention_days)
         if self.production:
             require(self.network.az_count >= 3, "network.az_count", self.network.az_count,
@@ -134,6 +140,11 @@ class EnvironmentConfig:
 
     def stack_name(self, layer: str) -> str:
         return f"{self.prefix}-{layer}"
+
+    @property
+    def availability_zones(self) -> tuple[str, ...]:
+        """Pinned zone names: a fixed set, so a zone AWS adds later never silently changes the layout."""
+        return self.network.availability_zones or tuple(f"{self.region}{letter}" for letter in "abcd"[:self.network.az_count])
 
     @property
     def cluster_name(self) -> str:

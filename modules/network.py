@@ -4,10 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from cdktf import Fn
 from cdktf_cdktf_provider_aws import (
     cloudwatch_log_group,
-    data_aws_availability_zones as azs,
     default_security_group,
     eip,
     flow_log,
@@ -36,6 +34,7 @@ class NetworkProps:
     name: str                                   # prefix of resource names, e.g. 'airflow-dev'
     cidr: str
     subnets: dict[str, tuple[str, ...]]          # tier -> one CIDR per AZ
+    availability_zones: tuple[str, ...]         # pinned zone names, one per subnet of each tier
     nat_gateways: Literal["single", "per_az"] = "per_az"
     interface_endpoints: tuple[str, ...] = ()
     region: str
@@ -52,6 +51,9 @@ class NetworkProps:
         counts = {len(cidrs) for cidrs in self.subnets.values()}
         if len(counts) != 1 or counts.pop() < 2:
             raise ValueError(f"subnets need the same number (>= 2) of CIDRs per tier, got {self.subnets}")
+        if len(self.availability_zones) != len(self.subnets["private"]):
+            raise ValueError(f"availability_zones needs one zone per subnet ({len(self.subnets['private'])}), "
+                             f"got {list(self.availability_zones)}")
         for tier, cidrs in self.subnets.items():
             for cidr in cidrs:
                 if not validation.ipv4_network(f"subnets.{tier}", cidr).subnet_of(vpc_net):
@@ -74,8 +76,6 @@ class Network(Construct):
                            tags={"Name": name})
         self.vpc_id: str = self.vpc.id
         self.cidr = props.cidr
-        zones = azs.DataAwsAvailabilityZones(self, "zones", state="available", filter=[
-            azs.DataAwsAvailabilityZonesFilter(name="opt-in-status", values=["opt-in-not-required"])])
         # The default SG is attached to anything created without one: strip all its rules.
         default_security_group.DefaultSecurityGroup(self, "default-security-group", vpc_id=self.vpc.id,
                                                     tags={"Name": f"{name}-default-deny-all"})
@@ -88,7 +88,7 @@ class Network(Construct):
         for tier in TIERS:
             self.subnet_ids[tier] = [
                 subnet.Subnet(self, f"{tier}-subnet-{i}", vpc_id=self.vpc.id, cidr_block=cidr,
-                              availability_zone=Fn.element(zones.names, i), map_public_ip_on_launch=False,
+                              availability_zone=props.availability_zones[i], map_public_ip_on_launch=False,
                               tags={"Name": f"{name}-{tier}-{i}", "tier": tier, **tier_tags[tier]}).id
                 for i, cidr in enumerate(props.subnets[tier])]
         self.public_subnet_ids = self.subnet_ids["public"]

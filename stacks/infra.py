@@ -24,7 +24,8 @@ class InfraStack(TerraformStack):
                 region=c.region, account_id=c.account_id, partition=c.partition,
                 log_group_prefixes=(f"/aws/vpc/{c.prefix}/", f"/aws/eks/{c.prefix}/", f"/{c.prefix}/")),)))
         self.network = Network(self, "network", props=NetworkProps(
-            name=c.prefix, cidr=c.network.vpc_cidr, subnets=c.network.subnets, nat_gateways=c.network.nat_gateways,
+            name=c.prefix, cidr=c.network.vpc_cidr, subnets=c.network.subnets, availability_zones=c.availability_zones,
+            nat_gateways=c.network.nat_gateways,
             interface_endpoints=c.network.interface_endpoints, region=c.region, account_id=c.account_id,
             partition=c.partition, cluster_name=c.cluster_name, flow_log_retention_days=c.log_retention_days,
             flow_log_kms_key_arn=logs_key.arn))

@@ -1,0 +1,57 @@
+"""Real-tool checks on synthesized output: terraform validate with the provider mirror, and Checkov."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AWS_PROVIDER = "registry.terraform.io/hashicorp/aws"
+MIRROR_CANDIDATES = ("/opt/tf-plugins", "/usr/share/terraform/plugins", "/usr/local/share/terraform/plugins",
+                     str(Path.home() / ".terraform.d/plugins"))
+
+
+def find_provider_mirror() -> Path | None:
+    """The filesystem mirror holding hashicorp/aws 5.100.0: $TF_PROVIDER_MIRROR, else the known locations."""
+    candidates = [os.environ["TF_PROVIDER_MIRROR"]] if os.environ.get("TF_PROVIDER_MIRROR") else list(MIRROR_CANDIDATES)
+    for candidate in candidates:
+        if list(Path(candidate).glob(f"{AWS_PROVIDER}/5.100.0/*/terraform-provider-aws*")):
+            return Path(candidate)
+    return None
+
+
+def terraform_cli_config(mirror: Path, directory: Path) -> Path:
+    config = directory / "terraformrc"
+    config.write_text(
+        "provider_installation {\n"
+        f'  filesystem_mirror {{\n    path = "{mirror}"\n    include = ["{AWS_PROVIDER}"]\n  }}\n'
+        f'  direct {{\n    exclude = ["{AWS_PROVIDER}"]\n  }}\n'
+        "}\n")
+    return config
+
+
+def terraform_validate(stack_json: Path, workdir: Path, cli_config: Path, plugin_cache: Path) -> subprocess.CompletedProcess:
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(stack_json, workdir / "cdk.tf.json")
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(cli_config), "TF_PLUGIN_CACHE_DIR": str(plugin_cache),
+           "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    init = subprocess.run(["terraform", "init", "-backend=false", "-input=false", "-no-color"], cwd=workdir, env=env,
+                          capture_output=True, text=True)
+    if init.returncode != 0:
+        return init
+    return subprocess.run(["terraform", "validate", "-no-color", "-json"], cwd=workdir, env=env, capture_output=True,
+                          text=True)
+
+
+def checkov(directory: Path) -> list[dict]:
+    """Failed Checkov checks over every stack under `directory`, with the project's skip file."""
+    checkov_bin = Path(sys.executable).with_name("checkov")
+    result = subprocess.run([str(checkov_bin), "-d", str(directory), "--config-file", str(ROOT / ".checkov.yaml"),
+                             "-o", "json"], capture_output=True, text=True)
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    assert reports and all("results" in r for r in reports), f"checkov produced no report: {result.stderr[-2000:]}"
+    return [failure for report in reports for failure in report["results"]["failed_checks"]]
