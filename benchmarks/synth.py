@@ -1,0 +1,53 @@
+"""Synth speed, measured side by side: `make bench` (python -m benchmarks.synth [--runs N]).
+
+Runs, interleaved so machine noise hits all alike, N times each:
+  full   - `python main.py` (all environments, fast provider imports)
+  plain  - the same with `--plain-imports` (stock CDKTF Python import path)
+  floor  - one stack with one VPC (benchmarks/floor.py): process start, jsii and assembly load
+and prints medians and the ratios full/floor and full/plain. Wall-clock, so never asserted in tests.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    runs = parser.parse_args().runs
+    with tempfile.TemporaryDirectory() as tmp:
+        commands = {
+            "full": [sys.executable, "main.py", "--quiet", "--out", f"{tmp}/full"],
+            "plain": [sys.executable, "main.py", "--quiet", "--plain-imports", "--out", f"{tmp}/plain"],
+            "floor": [sys.executable, "benchmarks/floor.py"],
+        }
+        for cmd in commands.values():   # warm-up: bytecode and file caches
+            timed(cmd)
+        samples: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(runs):
+            for name, cmd in commands.items():
+                samples[name].append(timed(cmd))
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    print(f"{'case':<6} {'median s':>9} {'min s':>7} {'max s':>7}   ({runs} runs each, interleaved)")
+    for name, values in samples.items():
+        print(f"{name:<6} {median[name]:>9.2f} {min(values):>7.2f} {max(values):>7.2f}")
+    print(f"full / floor = {median['full'] / median['floor']:.2f}   (target <= 1.5)")
+    print(f"full / plain = {median['full'] / median['plain']:.2f}   (target <= 0.3)")
+
+
+if __name__ == "__main__":
+    main()
