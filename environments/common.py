@@ -6,3 +6,5 @@ ACCOUNT_ID = "123456789012"
 REGION = "eu-west-1"
 STATE = StateConfig(bucket="example-airflow-terraform-state", region=REGION)
 TAGS = TagsConfig(owner="data-platform", cost_centre="cc-1234")
+# Roles given cluster-admin on every EKS cluster (access entries; the creator gets no implicit admin).
+ADMIN_ROLE_ARNS = (f"arn:aws:iam::{ACCOUNT_ID}:role/platform-admin",)

@@ -96,6 +96,54 @@ class TagsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClusterConfig:
+    """EKS. Instance families, add-on versions and sizes are validated by modules/cluster.py."""
+    admin_role_arns: tuple[str, ...]                 # IAM roles given cluster-admin access entries
+    kubernetes_version: str = "1.34"
+    public_access_cidrs: tuple[str, ...] = ()        # () = private API endpoint only
+    system_instance_types: tuple[str, ...] = ("m7i.large",)
+    system_min_size: int = 2
+    system_desired_size: int = 2
+    system_max_size: int = 4
+    system_disk_size_gib: int = 50
+    addon_versions: dict[str, str] = field(default_factory=dict)   # {} = modules.cluster.DEFAULT_ADDON_VERSIONS
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseConfig:
+    """RDS PostgreSQL for the Airflow metadata DB (validated by modules/database.py)."""
+    instance_class: str = "db.t4g.medium"
+    engine_version: str = "17.6"
+    allocated_storage_gib: int = 50
+    max_allocated_storage_gib: int = 200
+    multi_az: bool = True
+    backup_retention_days: int = 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheConfig:
+    """ElastiCache broker for Celery (validated by modules/cache.py)."""
+    engine: str = "redis"
+    node_type: str = "cache.t4g.small"
+    num_nodes: int = 2
+    multi_az: bool = True
+    snapshot_retention_days: int = 7
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageConfig:
+    bucket_prefix: str = ""                          # "" = '<project>-<env>-<account id>'
+    task_log_expiration_days: int = 90
+    access_log_expiration_days: int = 365
+
+    def __post_init__(self) -> None:
+        for name in ("task_log_expiration_days", "access_log_expiration_days"):
+            days = getattr(self, name)
+            require(isinstance(days, int) and 1 <= days <= 36500, f"storage.{name}", days,
+                    "is not a number of days S3 lifecycle accepts", "use 1-36500")
+
+
+@dataclass(frozen=True, kw_only=True)
 class EnvironmentConfig:
     name: str
     production: bool                  # production environments must meet the stricter rules below
@@ -105,6 +153,10 @@ class EnvironmentConfig:
     network: NetworkConfig
     state: StateConfig
     tags: TagsConfig
+    cluster: ClusterConfig
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     project: str = "airflow"
     log_retention_days: int = 30
     deletion_protection: bool = True
@@ -125,11 +177,17 @@ class EnvironmentConfig:
                 "network.availability_zones", list(zones), f"must be {self.network.az_count} distinct zones of {self.region}",
                 f"list zones like '{self.region}a', one per AZ, or leave it empty for the default")
         validation.log_retention("log_retention_days", self.log_retention_days)
+        for purpose in ("dags", "task-logs", "plugins", "access-logs"):
+            self.bucket_name(purpose)
         if self.production:
             require(self.network.az_count >= 3, "network.az_count", self.network.az_count,
                     "is below 3 for a production environment", "use 3 or more AZs in production")
             require(self.deletion_protection, "deletion_protection", self.deletion_protection,
                     "is off for a production environment", "set deletion_protection=True for production")
+            require(self.database.multi_az, "database.multi_az", self.database.multi_az,
+                    "is off for a production environment", "set database.multi_az=True in production")
+            require(self.cache.multi_az, "cache.multi_az", self.cache.multi_az,
+                    "is off for a production environment", "set cache.multi_az=True (and num_nodes >= 2) in production")
             require(self.network.nat_gateways == "per_az", "network.nat_gateways", self.network.nat_gateways,
                     "is a single point of failure in production", "use nat_gateways='per_az' in production")
 
@@ -145,6 +203,12 @@ class EnvironmentConfig:
     def availability_zones(self) -> tuple[str, ...]:
         """Pinned zone names: a fixed set, so a zone AWS adds later never silently changes the layout."""
         return self.network.availability_zones or tuple(f"{self.region}{letter}" for letter in "abcd"[:self.network.az_count])
+
+    def bucket_name(self, purpose: str) -> str:
+        """Globally unique, deterministic bucket name, checked against S3's naming rules at synth."""
+        name = f"{self.storage.bucket_prefix or f'{self.project}-{self.name}-{self.account_id}'}-{purpose}"
+        validation.bucket_name("storage.bucket_prefix", name)
+        return name
 
     @property
     def cluster_name(self) -> str:

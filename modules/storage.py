@@ -118,3 +118,49 @@ class AccessLogBucket(_HardenedBucket):
         super().__init__(scope, id_, props=props, sse_rule=sse.S3BucketServerSideEncryptionConfigurationRuleA(
             apply_server_side_encryption_by_default=sse.S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
                 sse_algorithm="AES256")))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AirflowBucketsProps:
+    name: str                                   # key alias prefix, e.g. 'airflow-dev'
+    bucket_names: dict[str, str]                # purpose ('dags', 'task-logs', 'plugins', 'access-logs') -> name
+    account_id: str
+    partition: str = "aws"
+    task_log_expiration_days: int = 90
+    access_log_expiration_days: int = 365
+    prevent_destroy: bool = True                # stateful: refuse `terraform destroy` of DAGs and logs
+
+    def __post_init__(self) -> None:
+        missing = {"dags", "task-logs", "plugins", "access-logs"} - set(self.bucket_names)
+        if missing:
+            raise ValueError(f"bucket_names lacks {sorted(missing)}; fix: name all four buckets")
+        for purpose, bucket in self.bucket_names.items():
+            validation.bucket_name(f"bucket_names.{purpose}", bucket)
+
+
+class AirflowBuckets(Construct):
+    """DAGs, task logs and plugins (SSE-KMS with one storage key), plus the access-log bucket they log to.
+    DAG and plugin versions are kept for rollback (the S3 DAG bundle reads current objects only)."""
+
+    def __init__(self, scope: Construct, id_: str, *, props: AirflowBucketsProps) -> None:
+        super().__init__(scope, id_)
+        from .encryption import EncryptionKey, EncryptionKeyProps
+
+        self.key = EncryptionKey(self, "storage-key", props=EncryptionKeyProps(
+            alias=f"{props.name}-storage", description=f"{props.name} Airflow DAGs, plugins and task logs",
+            account_id=props.account_id, partition=props.partition))
+        self.kms_key_arn: str = self.key.arn
+        names = props.bucket_names
+        self.access_logs = AccessLogBucket(self, "access-logs", name=names["access-logs"], account_id=props.account_id,
+                                           expiration_days=props.access_log_expiration_days,
+                                           prevent_destroy=props.prevent_destroy)
+
+        def bucket(purpose: str, **extra: Any) -> SecureBucket:
+            return SecureBucket(self, purpose, props=BucketProps(
+                name=names[purpose], kms_key_arn=self.key.arn, access_log_bucket=self.access_logs.bucket_id,
+                prevent_destroy=props.prevent_destroy, **extra))
+
+        self.dags = bucket("dags")
+        self.task_logs = bucket("task-logs", expiration_days=props.task_log_expiration_days,
+                                noncurrent_version_expiration_days=7)
+        self.plugins = bucket("plugins")

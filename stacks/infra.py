@@ -1,34 +1,123 @@
-"""Per-environment AWS infrastructure (AWS provider only)."""
+"""Per-environment AWS infrastructure (AWS provider only): network, keys, EKS, identities, RDS, Redis, S3."""
 from __future__ import annotations
+
+from typing import Callable, TypeVar
 
 from cdktf import TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
 from environments.config import EnvironmentConfig
+from modules.cache import Cache, CacheProps
+from modules.cache import log_group_prefix as cache_log_prefix
+from modules.cluster import Cluster, ClusterProps, NodeGroupSizing
+from modules.database import Database, DatabaseProps
+from modules.database import log_group_prefix as database_log_prefix
 from modules.encryption import EncryptionKey, EncryptionKeyProps, logs_service_use
+from modules.identity import PlatformIdentities, PlatformIdentitiesProps
 from modules.network import Network, NetworkProps
+from modules.storage import AirflowBuckets, AirflowBucketsProps
+from modules.validation import ConfigError
 
 from .backend import use_s3_backend
+
+P = TypeVar("P")
+
+
+def section_props(config: EnvironmentConfig, section: str, build: Callable[[], P]) -> P:
+    """Build construct props from one config section; their validation errors name the config field."""
+    try:
+        return build()
+    except ConfigError as err:
+        raise err.within(f"environments.{config.name}.{section}") from None
 
 
 class InfraStack(TerraformStack):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig) -> None:
         super().__init__(scope, id_)
         c = config
+        account = dict(account_id=c.account_id, partition=c.partition)
         AwsProvider(self, "aws", region=c.region, allowed_account_ids=[c.account_id])
-        use_s3_backend(self, state=c.state, account_id=c.account_id, partition=c.partition, key=f"{c.name}/infra.tfstate")
+        use_s3_backend(self, state=c.state, key=f"{c.name}/infra.tfstate", **account)
+
         logs_key = EncryptionKey(self, "logs-key", props=EncryptionKeyProps(
-            alias=f"{c.prefix}-logs", description=f"{c.prefix} CloudWatch Logs", account_id=c.account_id,
-            partition=c.partition, services=(logs_service_use(
-                region=c.region, account_id=c.account_id, partition=c.partition,
-                log_group_prefixes=(f"/aws/vpc/{c.prefix}/", f"/aws/eks/{c.prefix}/", f"/{c.prefix}/")),)))
-        self.network = Network(self, "network", props=NetworkProps(
+            alias=f"{c.prefix}-logs", description=f"{c.prefix} CloudWatch Logs", services=(logs_service_use(
+                region=c.region, log_group_prefixes=(
+                    f"/aws/vpc/{c.prefix}/", f"/aws/eks/{c.prefix}/", database_log_prefix(c.prefix),
+                    cache_log_prefix(f"{c.prefix}-broker"), f"/{c.prefix}/"), **account),), **account))
+        self.network = network = Network(self, "network", props=NetworkProps(
             name=c.prefix, cidr=c.network.vpc_cidr, subnets=c.network.subnets, availability_zones=c.availability_zones,
-            nat_gateways=c.network.nat_gateways,
-            interface_endpoints=c.network.interface_endpoints, region=c.region, account_id=c.account_id,
-            partition=c.partition, cluster_name=c.cluster_name, flow_log_retention_days=c.log_retention_days,
-            flow_log_kms_key_arn=logs_key.arn))
-        TerraformOutput(self, "vpc-id", value=self.network.vpc_id)
-        for tier, ids in self.network.subnet_ids.items():
-            TerraformOutput(self, f"{tier}-subnet-ids", value=ids)
+            nat_gateways=c.network.nat_gateways, interface_endpoints=c.network.interface_endpoints, region=c.region,
+            cluster_name=c.cluster_name, flow_log_retention_days=c.log_retention_days, flow_log_kms_key_arn=logs_key.arn,
+            **account))
+        in_vpc = dict(vpc_id=network.vpc_id, logs_kms_key_arn=logs_key.arn)
+
+        self.storage = storage = AirflowBuckets(self, "storage", props=AirflowBucketsProps(
+            name=c.prefix, bucket_names={p: c.bucket_name(p) for p in ("dags", "task-logs", "plugins", "access-logs")},
+            task_log_expiration_days=c.storage.task_log_expiration_days,
+            access_log_expiration_days=c.storage.access_log_expiration_days, prevent_destroy=c.deletion_protection,
+            **account))
+        self.cluster = cluster = Cluster(self, "cluster", props=section_props(c, "cluster", lambda: ClusterProps(
+            name=c.cluster_name, kubernetes_version=c.cluster.kubernetes_version,
+            subnet_ids=tuple(network.private_subnet_ids), public_access_cidrs=c.cluster.public_access_cidrs,
+            admin_principal_arns=c.cluster.admin_role_arns,
+            system_nodes=NodeGroupSizing(instance_types=c.cluster.system_instance_types,
+                                         min_size=c.cluster.system_min_size, desired_size=c.cluster.system_desired_size,
+                                         max_size=c.cluster.system_max_size, disk_size_gib=c.cluster.system_disk_size_gib),
+            **({"addon_versions": c.cluster.addon_versions} if c.cluster.addon_versions else {}),
+            log_retention_days=c.log_retention_days, region=c.region, **in_vpc, **account)))
+        self.database = database = Database(self, "database", props=section_props(c, "database", lambda: DatabaseProps(
+            name=c.prefix, subnet_ids=tuple(network.database_subnet_ids), instance_class=c.database.instance_class,
+            engine_version=c.database.engine_version, allocated_storage_gib=c.database.allocated_storage_gib,
+            max_allocated_storage_gib=c.database.max_allocated_storage_gib, multi_az=c.database.multi_az,
+            backup_retention_days=c.database.backup_retention_days, deletion_protection=c.deletion_protection,
+            log_retention_days=c.log_retention_days, region=c.region, **in_vpc, **account)))
+        self.cache = cache = Cache(self, "cache", props=section_props(c, "cache", lambda: CacheProps(
+            name=f"{c.prefix}-broker", subnet_ids=tuple(network.private_subnet_ids), engine=c.cache.engine,
+            node_type=c.cache.node_type, num_nodes=c.cache.num_nodes, multi_az=c.cache.multi_az,
+            snapshot_retention_days=c.cache.snapshot_retention_days, log_retention_days=c.log_retention_days,
+            region=c.region, **in_vpc, **account)))
+        for store in (database, cache):
+            store.allow_from("cluster-nodes", source_security_group_id=cluster.node_security_group_id)
+        cluster.allow_node_egress("database", destination_security_group_id=database.security_group_id, port=Database.PORT)
+        cluster.allow_node_egress("cache", destination_security_group_id=cache.security_group_id, port=Cache.PORT)
+
+        vault_key = EncryptionKey(self, "vault-unseal-key", props=EncryptionKeyProps(
+            alias=f"{c.prefix}-vault-unseal", description=f"{c.prefix} Vault auto-unseal", **account))
+        self.identities = identities = PlatformIdentities(self, "identities", props=PlatformIdentitiesProps(
+            cluster_name=cluster.name, region=c.region, dags_bucket_arn=storage.dags.arn,
+            logs_bucket_arn=storage.task_logs.arn, plugins_bucket_arn=storage.plugins.arn,
+            storage_kms_key_arn=storage.kms_key_arn, vault_unseal_key_arn=vault_key.arn,
+            delivered_secret_arns=(database.master_secret_arn, cache.auth_token_secret_arn),
+            secrets_kms_key_arns=(database.kms_key_arn, cache.kms_key_arn),
+            node_security_group_id=cluster.node_security_group_id, node_role_arn=cluster.node_role_arn,
+            addon_managed=("ebs-csi-driver", "cloudwatch-agent"), **account))
+        cluster.bind_addon_identity("aws-ebs-csi-driver", service_account="ebs-csi-controller-sa",
+                                    role_arn=identities.role_arns["ebs-csi-driver"])
+        cluster.bind_addon_identity("amazon-cloudwatch-observability", service_account="cloudwatch-agent",
+                                    role_arn=identities.role_arns["cloudwatch-agent"])
+        self.vault_unseal_key_arn = vault_key.arn
+        self._outputs()
+
+    def _outputs(self) -> None:
+        """What the platform and vault-config stacks read through cross-stack references / remote state."""
+        n, cl, db, cache, s = self.network, self.cluster, self.database, self.cache, self.storage
+        values = {
+            "vpc-id": n.vpc_id, "private-subnet-ids": n.private_subnet_ids, "public-subnet-ids": n.public_subnet_ids,
+            "database-subnet-ids": n.database_subnet_ids,
+            "cluster-name": cl.name, "cluster-endpoint": cl.endpoint, "cluster-oidc-issuer-url": cl.oidc_issuer_url,
+            "cluster-certificate-authority-data": cl.certificate_authority_data,
+            "node-security-group-id": cl.node_security_group_id,
+            "database-endpoint": db.address, "database-port": db.port, "database-name": db.database_name,
+            "database-master-secret-arn": db.master_secret_arn,
+            "cache-primary-endpoint": cache.primary_endpoint, "cache-port": cache.port,
+            "cache-auth-token-secret-arn": cache.auth_token_secret_arn,
+            "dags-bucket-name": s.dags.name, "task-logs-bucket-name": s.task_logs.name,
+            "plugins-bucket-name": s.plugins.name, "access-logs-bucket-name": s.access_logs.name,
+            "vault-unseal-key-arn": self.vault_unseal_key_arn,
+        }
+        for name, value in values.items():
+            TerraformOutput(self, name, value=value)
+        for workload, arn in self.identities.role_arns.items():
+            TerraformOutput(self, f"role-arn-{workload}", value=arn)
+

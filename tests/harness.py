@@ -46,11 +46,17 @@ def terraform_validate(stack_json: Path, workdir: Path, cli_config: Path, plugin
                           text=True)
 
 
-def checkov(directory: Path) -> list[dict]:
-    """Failed Checkov checks over every stack under `directory`, with the project's skip file."""
+def checkov_config(stack_name: str) -> Path:
+    """dev's stacks use .checkov.dev.yaml (the shared skips plus dev's deliberate cost choices)."""
+    return ROOT / (".checkov.dev.yaml" if "-dev-" in stack_name else ".checkov.yaml")
+
+
+def checkov(paths: list[Path], config: Path) -> list[dict]:
+    """Failed Checkov checks over the given stack files, with the given skip file."""
     checkov_bin = Path(sys.executable).with_name("checkov")
-    result = subprocess.run([str(checkov_bin), "-d", str(directory), "--config-file", str(ROOT / ".checkov.yaml"),
-                             "-o", "json"], capture_output=True, text=True)
+    files = [arg for path in paths for arg in ("-f", str(path))]
+    result = subprocess.run([str(checkov_bin), *files, "--config-file", str(config), "-o", "json"],
+                            capture_output=True, text=True)
     reports = json.loads(result.stdout)
     reports = reports if isinstance(reports, list) else [reports]
     assert reports and all("results" in r for r in reports), f"checkov produced no report: {result.stderr[-2000:]}"

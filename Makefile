@@ -1,0 +1,40 @@
+# Everything installs itself: a fresh machine needs only Python 3.11 (and Terraform for `make test`).
+PYTHON ?= python3
+TOOLS  := .tools
+PIPENV := $(TOOLS)/bin/pipenv
+STAMP  := .venv/.synced
+ENV    ?=
+RUNS   ?= 5
+
+export PIPENV_VENV_IN_PROJECT := 1
+export PIPENV_YES := 1
+export PIPENV_NOSPIN := 1
+export PIPENV_IGNORE_VIRTUALENVS := 1
+export PIPENV_VERBOSITY := -1
+
+.PHONY: install synth test bench checkov clean
+
+$(PIPENV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check pipenv==2026.10.3
+
+$(STAMP): Pipfile.lock | $(PIPENV)
+	$(PIPENV) sync
+	touch $@
+
+install: $(STAMP)  ## create .venv from Pipfile.lock
+
+synth: install  ## synthesize every environment (or ENV=dev) into cdktf.out/ and print stack -> resource count
+	$(PIPENV) run python main.py $(if $(ENV),--env $(ENV))
+
+test: install  ## the whole suite: unit, synth, CLI, terraform validate, Checkov, fast-import identity
+	$(PIPENV) run python -m pytest
+
+bench: install  ## synth speed side by side: full vs plain imports vs one-VPC floor
+	$(PIPENV) run python -m benchmarks.synth --runs $(RUNS)
+
+checkov: synth  ## Checkov over the synthesized stacks with the justified skips in .checkov.yaml
+	$(PIPENV) run checkov -d cdktf.out/stacks --config-file .checkov.yaml
+
+clean:
+	rm -rf cdktf.out .cdktf.out-* .pytest_cache
