@@ -49,6 +49,16 @@ BAD_INPUT = [
     (["--env", "dev", "--set", "tags.extra.team= "], "environments.dev.tags.extra.team=' ' is empty", "non-empty value"),
     (["--env", "dev", "--set", "log_retention_days=10"], "log_retention_days=10 is not a retention period",
      "use one of 1, 3, 5"),
+    (["--env", "dev", "--set", "database.instance_class=db.zz9.large"],
+     "environments.dev.database.instance_class='db.zz9.large'", "fix:"),
+    (["--env", "dev", "--set", "cache.node_type=cache.x9.large"], "environments.dev.cache.node_type='cache.x9.large'",
+     "fix: use 'cache.<family>.<size>'"),
+    (["--env", "dev", "--set", 'cluster.system_instance_types=["q9.large"]'], "environments.dev.cluster.", "fix:"),
+    (["--env", "prod", "--set", "database.multi_az=false"], "environments.prod.database.multi_az=False is off",
+     "set database.multi_az=True"),
+    (["--env", "prod", "--set", "cache.multi_az=false"], "environments.prod.cache.multi_az=False is off", "fix:"),
+    (["--env", "dev", "--set", "storage.bucket_prefix=Bad_Prefix"], "storage.bucket_prefix='Bad_Prefix-dags' is not a "
+     "valid S3 bucket name", "lowercase letters"),
     (["--env", "dev", "--set", "nosuchfield=1"], "--set='nosuchfield' names no config field", "use one of"),
 ]
 

@@ -1,0 +1,95 @@
+"""The composed infra stack of each environment: stable addresses of stateful resources, environment
+differences, and the cross-component wiring (who may reach whom, who may do what)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import environments
+
+INFRA = [f"airflow-{name}-infra" for name in environments.NAMES]
+
+# Renaming any of these plans a destroy of data: change them only with a `terraform state mv` plan.
+STATEFUL_ADDRESSES = {
+    "aws_db_instance": {"database_instance_D7FC2283"},
+    "aws_elasticache_replication_group": {"cache_replication-group_FA5C54CF"},
+    "aws_s3_bucket": {"storage_access-logs_bucket_1F0A0A1E", "storage_dags_bucket_82E0F595",
+                      "storage_plugins_bucket_5965B0E8", "storage_task-logs_bucket_9964E3BD"},
+    "aws_kms_key": {"cache_key_85736327", "cluster_secrets-key_6F9AD049", "database_key_CA7EEF20", "logs-key_44F95A88",
+                    "storage_storage-key_6FCD5129", "vault-unseal-key_CB0C113C"},
+    "aws_eks_cluster": {"cluster_A4C38409"},
+    "aws_secretsmanager_secret": {"cache_auth-token-secret_9CFFAD65"},
+}
+STATE_ADDRESSES = {"aws_s3_bucket": {"state-access-logs_bucket_2091920F", "state-bucket_828F7150"},
+                   "aws_kms_key": {"state-key_753BFC90"}}
+
+
+@pytest.mark.parametrize("stack_name", INFRA)
+def test_stateful_resources_keep_their_terraform_addresses(stacks, stack_name):
+    res = stacks[stack_name]["resource"]
+    assert {rtype: set(res[rtype]) for rtype in STATEFUL_ADDRESSES} == STATEFUL_ADDRESSES
+
+
+def test_state_stack_resources_keep_their_terraform_addresses(stacks):
+    res = stacks["airflow-state"]["resource"]
+    assert {rtype: set(res[rtype]) for rtype in STATE_ADDRESSES} == STATE_ADDRESSES
+
+
+@pytest.mark.parametrize("name,multi_az,protected,backups,cache_nodes", [
+    ("dev", False, False, 7, 1), ("staging", True, True, 14, 2), ("prod", True, True, 30, 3)])
+def test_data_layer_follows_the_environment(stacks, name, multi_az, protected, backups, cache_nodes):
+    res = stacks[f"airflow-{name}-infra"]["resource"]
+    (db,) = res["aws_db_instance"].values()
+    assert (db["multi_az"], db["deletion_protection"], db["backup_retention_period"]) == (multi_az, protected, backups)
+    assert db["skip_final_snapshot"] is (not protected) and db["copy_tags_to_snapshot"] is True
+    assert db["manage_master_user_password"] is True and "password" not in db
+    (cache,) = res["aws_elasticache_replication_group"].values()
+    assert (cache["num_cache_clusters"], cache["multi_az_enabled"]) == (cache_nodes, multi_az)
+    assert cache["transit_encryption_enabled"] is True and cache["at_rest_encryption_enabled"] in (True, "true")
+    buckets = [b for b in res["aws_s3_bucket"].values()]
+    assert all(("lifecycle" in b) is protected for b in buckets)
+
+
+@pytest.mark.parametrize("stack_name", INFRA)
+def test_database_and_cache_admit_only_the_cluster_nodes(stacks, stack_name):
+    res = stacks[stack_name]["resource"]
+    node_sg = next("${aws_security_group." + n + ".id}" for n in res["aws_security_group"] if "node-security-group" in n)
+    for port in (5432, 6379):
+        (rule,) = [r for r in res["aws_vpc_security_group_ingress_rule"].values() if r.get("from_port") == port]
+        assert rule["referenced_security_group_id"] == node_sg and "cidr_ipv4" not in rule
+        (egress,) = [r for r in res["aws_vpc_security_group_egress_rule"].values() if r.get("from_port") == port]
+        assert egress["security_group_id"] == node_sg
+
+
+@pytest.mark.parametrize("stack_name", INFRA)
+def test_no_iam_policy_allows_every_action_or_writes_to_every_resource(stacks, stack_name):
+    res = stacks[stack_name]["resource"]
+    for address, policy in res["aws_iam_role_policy"].items():
+        for stmt in json.loads(policy["policy"])["Statement"]:
+            actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
+            assert not [a for a in actions if a == "*" or a.endswith(":*")], address
+            resources = stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]]
+            writes = [a for a in actions if not a.split(":")[1].startswith(("Describe", "Get", "List"))]
+            if "*" in resources and writes:
+                assert "Condition" in stmt, (address, stmt["Sid"])
+
+
+@pytest.mark.parametrize("stack_name", INFRA)
+def test_every_workload_has_a_role_and_the_addons_use_theirs(stacks, stack_name):
+    doc = stacks[stack_name]
+    outputs = {k.removeprefix("role-arn-") for k in doc["output"] if k.startswith("role-arn-")}
+    assert outputs == {"airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-api-server",
+                       "airflow-worker", "airflow-task", "vault", "aws-load-balancer-controller", "karpenter",
+                       "external-secrets", "cloudwatch-agent", "ebs-csi-driver"}
+    addons = {a["addon_name"]: a for a in doc["resource"]["aws_eks_addon"].values()}
+    (ebs,) = addons["aws-ebs-csi-driver"]["pod_identity_association"]
+    assert ebs["service_account"] == "ebs-csi-controller-sa" and "ebs-csi-driver" in ebs["role_arn"]
+
+
+@pytest.mark.parametrize("stack_name", INFRA)
+def test_outputs_later_stacks_need(stacks, stack_name):
+    assert {"cluster-name", "cluster-endpoint", "cluster-certificate-authority-data", "cluster-oidc-issuer-url",
+            "database-endpoint", "database-master-secret-arn", "cache-primary-endpoint", "cache-auth-token-secret-arn",
+            "dags-bucket-name", "task-logs-bucket-name", "plugins-bucket-name", "vault-unseal-key-arn"} <= \
+        set(stacks[stack_name]["output"])
