@@ -26,6 +26,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one config field, e.g. --set network.az_count=3 (repeatable)")
     parser.add_argument("--out", default=os.environ.get("CDKTF_OUTDIR", "cdktf.out"), help="output directory")
+    parser.add_argument("--aws-emulator-endpoint", metavar="URL",
+                        help="point every AWS provider at a local emulator (e.g. moto on http://127.0.0.1:5000) with "
+                             "test credentials and local state: for plan tests and `make rehearse`, never for deploys")
     parser.add_argument("--plain-imports", action="store_true",
                         help="import provider packages in full (slow; for benchmarks and the identity test)")
     parser.add_argument("--quiet", action="store_true", help="do not print the stack table")
@@ -33,7 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def synthesize(names: list[str], overrides: list[str], out: Path) -> dict[str, int]:
+def synthesize(names: list[str], overrides: list[str], out: Path, *,
+               emulator_endpoint: str | None = None) -> dict[str, int]:
     """Synthesize into a sibling temp dir and swap it in; returns resource counts per stack."""
     configs = [environments.load(name, overrides) for name in names]
     from cdktf import App  # after the config is known good: jsii starts only for valid input
@@ -44,7 +48,7 @@ def synthesize(names: list[str], overrides: list[str], out: Path) -> dict[str, i
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         app = App(outdir=str(staging), stack_traces=False)
-        policy = stacks.build(app, configs)
+        policy = stacks.build(app, configs, emulator_endpoint=emulator_endpoint)
         app.synth()
         policy.raise_for_findings()
         counts = resource_counts(staging)
@@ -80,10 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.plain_imports:
         import cdktf_cdktf_provider_aws  # noqa: F401  (the full package: the shortcut then leaves it alone)
     jsii_runtime.install_fast_provider_imports()
+    jsii_runtime.memoize_stub_type_hints()
     from modules.aspects import PolicyViolation
 
     try:
-        counts = synthesize(args.env or list(environments.NAMES), args.set, Path(args.out))
+        counts = synthesize(args.env or list(environments.NAMES), args.set, Path(args.out),
+                            emulator_endpoint=args.aws_emulator_endpoint)
     except PolicyViolation as err:
         print(str(err), file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -10,6 +10,11 @@
    output is byte-identical (tests/test_fast_imports.py proves it); upstream CDKTF applies the
    same idea to locally generated bindings.
 
+3. Memoized type hints. The generated bindings resolve `typing.get_type_hints(<stub>)` on every
+   constructor and struct call for their runtime type checks (newer jsii memoizes this as
+   `jsii._type_checking.cached_type_hints`; these bindings predate it). The stubs' annotations never
+   change, so caching them per stub gives the same checks at a fraction of the cost.
+
 `install()` is idempotent and does nothing for a package that is already imported in full, so
 an app that wants the plain path imports the provider package before this module runs.
 """
@@ -19,6 +24,7 @@ import importlib.util
 import os
 import sys
 import types
+import typing
 
 PROVIDER_PACKAGES = ("cdktf_cdktf_provider_aws", "cdktf_cdktf_provider_helm", "cdktf_cdktf_provider_vault")
 
@@ -51,6 +57,30 @@ def install_fast_provider_imports() -> None:
         sys.modules[name] = namespace
 
 
+_STUB_PREFIX = "_typecheckingstub__"
+_type_hints_cache: dict = {}
+
+
+def memoize_stub_type_hints() -> None:
+    """Cache `typing.get_type_hints` for jsii type-checking stubs only; every other call is untouched."""
+    if getattr(typing.get_type_hints, "_jsii_stub_cache", False):
+        return
+    original = typing.get_type_hints
+
+    def get_type_hints(obj, globalns=None, localns=None, include_extras=False):
+        if globalns is None and localns is None and not include_extras and \
+                getattr(obj, "__name__", "").startswith(_STUB_PREFIX):
+            hints = _type_hints_cache.get(obj)
+            if hints is None:
+                hints = _type_hints_cache[obj] = original(obj)
+            return hints
+        return original(obj, globalns, localns, include_extras)
+
+    get_type_hints._jsii_stub_cache = True  # type: ignore[attr-defined]
+    typing.get_type_hints = get_type_hints
+
+
 def install() -> None:
     use_bundled_node()
     install_fast_provider_imports()
+    memoize_stub_type_hints()

@@ -12,17 +12,18 @@ from .infra import InfraStack
 from .state import StateStack
 
 
-def build(app: App, configs: Iterable[EnvironmentConfig]) -> PolicyPack:
-    """Add the state stack(s) and every environment's stacks to `app`; return the policy pack to check after synth."""
+def build(app: App, configs: Iterable[EnvironmentConfig], *, emulator_endpoint: str | None = None) -> PolicyPack:
+    """Add the state stack(s) and every environment's stacks to `app`; return the policy pack to check after synth.
+    `emulator_endpoint` points every AWS provider at a local emulator (tests, `make rehearse`), never the default."""
     configs = list(configs)
     state_stacks: dict[str, StateStack] = {}
     for config in configs:
         if config.state.bucket not in state_stacks:
             stack = StateStack(app, f"{config.project}-state", state=config.state, account_id=config.account_id,
-                               partition=config.partition)
+                               partition=config.partition, emulator_endpoint=emulator_endpoint)
             Aspects.of(stack).add(Tagging({**config.resource_tags(), "environment": "shared"}))
             state_stacks[config.state.bucket] = stack
-        infra = InfraStack(app, config.stack_name("infra"), config=config)
+        infra = InfraStack(app, config.stack_name("infra"), config=config, emulator_endpoint=emulator_endpoint)
         Aspects.of(infra).add(Tagging(config.resource_tags()))
     policy = PolicyPack()
     Aspects.of(app).add(policy)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Callable, TypeVar
 
 from cdktf import TerraformOutput, TerraformStack
-from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
 from environments.config import EnvironmentConfig
@@ -20,6 +19,7 @@ from modules.storage import AirflowBuckets, AirflowBucketsProps
 from modules.validation import ConfigError
 
 from .backend import use_s3_backend
+from .provider import aws_provider, emulator_backend
 
 P = TypeVar("P")
 
@@ -33,12 +33,16 @@ def section_props(config: EnvironmentConfig, section: str, build: Callable[[], P
 
 
 class InfraStack(TerraformStack):
-    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig) -> None:
+    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
+                 emulator_endpoint: str | None = None) -> None:
         super().__init__(scope, id_)
         c = config
         account = dict(account_id=c.account_id, partition=c.partition)
-        AwsProvider(self, "aws", region=c.region, allowed_account_ids=[c.account_id])
-        use_s3_backend(self, state=c.state, key=f"{c.name}/infra.tfstate", **account)
+        aws_provider(self, region=c.region, account_id=c.account_id, emulator_endpoint=emulator_endpoint)
+        if emulator_endpoint:
+            emulator_backend(self)
+        else:
+            use_s3_backend(self, state=c.state, key=f"{c.name}/infra.tfstate", **account)
 
         logs_key = EncryptionKey(self, "logs-key", props=EncryptionKeyProps(
             alias=f"{c.prefix}-logs", description=f"{c.prefix} CloudWatch Logs", services=(logs_service_use(

@@ -6,7 +6,6 @@ bucket once created: set `migrated=True` on the StateConfig and run `terraform i
 from __future__ import annotations
 
 from cdktf import LocalBackend, TerraformOutput, TerraformStack
-from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
 from environments.config import StateConfig
@@ -14,15 +13,19 @@ from modules.encryption import EncryptionKey, EncryptionKeyProps
 from modules.storage import AccessLogBucket, BucketProps, SecureBucket
 
 from .backend import use_s3_backend
+from .provider import aws_provider, emulator_backend
 
 STATE_KEY = "global/state.tfstate"
 
 
 class StateStack(TerraformStack):
-    def __init__(self, scope: Construct, id_: str, *, state: StateConfig, account_id: str, partition: str) -> None:
+    def __init__(self, scope: Construct, id_: str, *, state: StateConfig, account_id: str, partition: str,
+                 emulator_endpoint: str | None = None) -> None:
         super().__init__(scope, id_)
-        AwsProvider(self, "aws", region=state.region, allowed_account_ids=[account_id])
-        if state.migrated:
+        aws_provider(self, region=state.region, account_id=account_id, emulator_endpoint=emulator_endpoint)
+        if emulator_endpoint:
+            emulator_backend(self)
+        elif state.migrated:
             use_s3_backend(self, state=state, account_id=account_id, partition=partition, key=STATE_KEY)
         else:
             # Relative to cdktf.out/stacks/<stack>/: the project root, outside the regenerated cdktf.out.
