@@ -25,14 +25,28 @@ Check = Callable[[Document], Iterable[tuple[str, str]]]
 
 @jsii.implements(IAspect)
 class Tagging:
-    """Merge the environment's tags into every resource that takes `tags`; a resource's own tags win."""
+    """Merge the environment's tags into every resource whose schema takes `tags`. They are governance tags
+    (environment, owner, cost centre): they win over a resource's own value for the same key, and other
+    own tags (e.g. Name) stay. Applied as an override: one jsii call per resource, no read-back."""
 
     def __init__(self, tags: dict[str, str]) -> None:
         self._tags = dict(tags)
 
     def visit(self, node: IConstruct) -> None:
+        # `tags_input` exists on exactly the bindings whose Terraform schema has a `tags` argument.
         if isinstance(node, TerraformResource) and hasattr(type(node), "tags_input"):
-            node.tags = {**self._tags, **(node.tags_input or {})}  # type: ignore[attr-defined]
+            node.add_override("tags", self._tags)
+
+
+def apply_now(scope: IConstruct, *aspects: IAspect) -> None:
+    """Run aspects over `scope` and all its descendants now, walking the tree from Python.
+
+    Equivalent to `Aspects.of(scope).add(...)` for a finished tree (cdktf invokes aspects at the start of
+    synth), but costs one jsii call for the whole tree instead of one Node->Python callback (~1 ms) per
+    construct: the app uses it once construction is complete; library users can use either."""
+    for node in scope.node.find_all():
+        for aspect in aspects:
+            aspect.visit(node)
 
 
 @dataclass(frozen=True)

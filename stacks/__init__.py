@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from cdktf import App, Aspects
+from cdktf import App
 
 from environments.config import EnvironmentConfig
-from modules.aspects import PolicyPack, Tagging
+from modules.aspects import PolicyPack, Tagging, apply_now
 
 from .infra import InfraStack
 from .state import StateStack
@@ -16,15 +16,14 @@ def build(app: App, configs: Iterable[EnvironmentConfig], *, emulator_endpoint: 
     """Add the state stack(s) and every environment's stacks to `app`; return the policy pack to check after synth.
     `emulator_endpoint` points every AWS provider at a local emulator (tests, `make rehearse`), never the default."""
     configs = list(configs)
+    policy = PolicyPack()
     state_stacks: dict[str, StateStack] = {}
     for config in configs:
         if config.state.bucket not in state_stacks:
             stack = StateStack(app, f"{config.project}-state", state=config.state, account_id=config.account_id,
                                partition=config.partition, emulator_endpoint=emulator_endpoint)
-            Aspects.of(stack).add(Tagging({**config.resource_tags(), "environment": "shared"}))
+            apply_now(stack, Tagging({**config.resource_tags(), "environment": "shared"}), policy)
             state_stacks[config.state.bucket] = stack
         infra = InfraStack(app, config.stack_name("infra"), config=config, emulator_endpoint=emulator_endpoint)
-        Aspects.of(infra).add(Tagging(config.resource_tags()))
-    policy = PolicyPack()
-    Aspects.of(app).add(policy)
+        apply_now(infra, Tagging(config.resource_tags()), policy)
     return policy

@@ -1,8 +1,10 @@
+import json
+
 import cdktf
 import pytest
-from cdktf_cdktf_provider_aws import cloudwatch_log_group, lb, s3_bucket, security_group, vpc_security_group_ingress_rule as ingress
+from cdktf_cdktf_provider_aws import cloudwatch_log_group, kms_alias, lb, s3_bucket, security_group, vpc_security_group_ingress_rule as ingress
 
-from modules.aspects import RULES, PolicyPack, PolicyViolation, Tagging
+from modules.aspects import RULES, PolicyPack, PolicyViolation, Tagging, apply_now
 from modules.storage import AccessLogBucket, BucketProps, SecureBucket
 from tests.conftest import new_stack, synth
 
@@ -76,9 +78,35 @@ def test_violation_message_names_rule_stack_address_and_fix():
         synth(stack)
 
 
-def test_tagging_adds_tags_and_keeps_a_resources_own_values():
+def test_tagging_adds_governance_tags_over_a_resources_own_and_keeps_its_other_tags():
     stack = new_stack()
     cdktf.Aspects.of(stack).add(Tagging({"owner": "team", "environment": "dev"}))
-    security_group.SecurityGroup(stack, "sg", vpc_id="vpc-1", description="x", tags={"Name": "mine", "owner": "override"})
-    (sg,) = synth(stack)["resource"]["aws_security_group"].values()
-    assert sg["tags"] == {"Name": "mine", "owner": "override", "environment": "dev"}
+    security_group.SecurityGroup(stack, "sg", vpc_id="vpc-1", description="x", tags={"Name": "mine", "owner": "me"})
+    security_group.SecurityGroup(stack, "bare", vpc_id="vpc-1", description="y")
+    cloudwatch_log_group.CloudwatchLogGroup(stack, "g", name="/x", retention_in_days=7, kms_key_id=KEY)
+    kms_alias.KmsAlias(stack, "alias", name="alias/x", target_key_id="k")   # schema has no tags argument
+    res = synth(stack)["resource"]
+    assert {n: sg["tags"] for n, sg in res["aws_security_group"].items()} == {
+        "sg": {"Name": "mine", "owner": "team", "environment": "dev"}, "bare": {"owner": "team", "environment": "dev"}}
+    (group,) = res["aws_cloudwatch_log_group"].values()
+    assert group["tags"] == {"owner": "team", "environment": "dev"}
+    (alias,) = res["aws_kms_alias"].values()
+    assert "tags" not in alias
+
+
+def test_apply_now_gives_the_same_document_as_registered_aspects():
+    def build(apply: bool):
+        stack = new_stack("demo")
+        logs = AccessLogBucket(stack, "logs", name="af-test-logs", account_id="123456789012", expiration_days=90)
+        SecureBucket(stack, "data", props=BucketProps(name="af-test-data", kms_key_arn=KEY, access_log_bucket=logs.bucket_id))
+        s3_bucket.S3Bucket(stack, "bare", bucket="bare-bucket")
+        policy, tagging = PolicyPack(), Tagging({"owner": "team"})
+        if apply:
+            apply_now(stack, tagging, policy)
+        else:
+            cdktf.Aspects.of(stack).add(tagging)
+            cdktf.Aspects.of(stack).add(policy)
+        return cdktf.Testing.synth(stack), sorted((f.rule_id, f.address) for f in policy.findings)
+    now, registered = build(True), build(False)
+    assert now == registered
+    assert [rule for rule, _ in now[1]] == ["AF-ENC-1", "AF-S3-1"] and '"owner": "team"' in now[0]
