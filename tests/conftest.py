@@ -3,6 +3,7 @@ construct module is imported by a test."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -36,6 +37,32 @@ def synth(stack: cdktf.TerraformStack) -> dict:
     doc = json.loads(cdktf.Testing.synth(stack))
     policy.raise_for_findings()
     return doc
+
+
+def only(res: dict, rtype: str) -> tuple[str, dict]:
+    """The one resource of a type, as (logical id, body); fails if there are zero or several."""
+    ((address, body),) = res[rtype].items()
+    return address, body
+
+
+def strings(value):
+    """Every string inside a parsed JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+
+
+def looks_like_secret(text: str) -> bool:
+    """A literal of 12+ characters mixing upper case, lower case and digits, with no separators a name,
+    ARN, window or reference would have."""
+    return (not text.startswith("${") and len(text) >= 12 and re.fullmatch(r"[A-Za-z0-9!#$%&*+=?^_~]+", text)
+            is not None and re.search(r"[A-Z]", text) is not None and re.search(r"[a-z]", text) is not None
+            and re.search(r"\d", text) is not None)
 
 
 @pytest.fixture

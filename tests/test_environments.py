@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 
 import pytest
 
@@ -77,3 +78,29 @@ def test_construct_ids_never_contain_the_environment_name(stacks):
         for rtype, items in doc.get("resource", {}).items():
             for logical_id in items:
                 assert not any(env in logical_id for env in environments.NAMES), (stack_name, logical_id)
+
+
+SECRET_KEYS = re.compile(r"(password|auth_token|secret_string|secret_key|access_key|token|private_key)$")
+
+
+def literal_secrets(value, path=""):
+    """(path, value) of every literal (non-reference) string stored under a secret-looking key, at any depth."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, str) and SECRET_KEYS.search(key) and not item.startswith("${"):
+                yield f"{path}.{key}", item
+            yield from literal_secrets(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from literal_secrets(item, f"{path}[{i}]")
+
+
+def test_no_literal_secret_in_any_synthesized_stack(stacks):
+    assert {name: list(literal_secrets(doc)) for name, doc in stacks.items()} == {name: [] for name in stacks}
+    (cache,) = stacks["airflow-prod-infra"]["resource"]["aws_elasticache_replication_group"].values()
+    assert cache["auth_token"].startswith("${data.aws_secretsmanager_random_password.")   # generated, not literal
+
+
+def test_secret_scan_catches_a_literal():
+    assert list(literal_secrets({"resource": {"x": {"y": {"master_password": "hunter2hunter2"}}}})) == [
+        (".resource.x.y.master_password", "hunter2hunter2")]

@@ -1,38 +1,13 @@
-import re
 
 import cdktf
 import pytest
 
-from tests.conftest import synth
+from tests.conftest import looks_like_secret as _looks_like_secret, only as _only, strings as _strings, synth
 
 from modules.database import Database, DatabaseProps
 
 BASE = dict(name="af-db", vpc_id="vpc-1", subnet_ids=("subnet-a", "subnet-b"), account_id="123456789012",
             region="eu-west-1", logs_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/logs")
-
-
-def _only(res: dict, rtype: str) -> tuple[str, dict]:
-    ((address, body),) = res[rtype].items()
-    return address, body
-
-
-def _strings(value):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-
-
-def _looks_like_secret(text: str) -> bool:
-    """A literal of 12+ characters mixing upper case, lower case and digits, with no separators a name,
-    ARN, window or reference would have."""
-    return (not text.startswith("${") and len(text) >= 12 and re.fullmatch(r"[A-Za-z0-9!#$%&*+=?^_~]+", text)
-            is not None and re.search(r"[A-Z]", text) is not None and re.search(r"[a-z]", text) is not None
-            and re.search(r"\d", text) is not None)
 
 
 def test_storage_insights_and_master_secret_use_the_database_key(stack):
