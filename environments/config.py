@@ -144,6 +144,16 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EdgeConfig:
+    """Front door: Route 53 zone, ACM certificate, ALB and WAF (validated by modules/edge.py)."""
+    zone_mode: Literal["lookup", "create"] = "lookup"     # create = a new zone you must delegate (README)
+    extra_sans: tuple[str, ...] = ()                      # more certificate names, each inside `domain`
+    ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0", "::/0")  # who may reach 443/80; narrow it to restrict access
+    waf_rate_limit: int = 2000                            # requests per 5 minutes per client IP (AWS minimum 10)
+    tls_policy: str = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+
+@dataclass(frozen=True, kw_only=True)
 class EnvironmentConfig:
     name: str
     production: bool                  # production environments must meet the stricter rules below
@@ -157,6 +167,7 @@ class EnvironmentConfig:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
     project: str = "airflow"
     log_retention_days: int = 30
     deletion_protection: bool = True

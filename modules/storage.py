@@ -107,14 +107,15 @@ class AccessLogBucket(_HardenedBucket):
     (AES-256) on the target bucket, so this is the one bucket not encrypted with a customer KMS key."""
 
     def __init__(self, scope: Construct, id_: str, *, name: str, account_id: str, expiration_days: int,
-                 prevent_destroy: bool = False) -> None:
+                 prevent_destroy: bool = False, extra_statements: tuple[dict[str, Any], ...] = ()) -> None:
+        """`extra_statements` admit more log deliveries (e.g. ALB access logs); BUCKET_ARN is substituted."""
         delivery = iam.statement(
             "S3ServerAccessLogDelivery", ["s3:PutObject"], ["BUCKET_ARN/s3/*"],
             principal={"Service": "logging.s3.amazonaws.com"},
             condition={"StringEquals": {"aws:SourceAccount": account_id}})
         props = BucketProps(name=name, kms_key_arn="", expiration_days=expiration_days,
                             noncurrent_version_expiration_days=min(30, expiration_days),
-                            prevent_destroy=prevent_destroy, policy_statements=(delivery,))
+                            prevent_destroy=prevent_destroy, policy_statements=(delivery, *extra_statements))
         super().__init__(scope, id_, props=props, sse_rule=sse.S3BucketServerSideEncryptionConfigurationRuleA(
             apply_server_side_encryption_by_default=sse.S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
                 sse_algorithm="AES256")))
@@ -129,6 +130,7 @@ class AirflowBucketsProps:
     task_log_expiration_days: int = 90
     access_log_expiration_days: int = 365
     prevent_destroy: bool = True                # stateful: refuse `terraform destroy` of DAGs and logs
+    access_log_statements: tuple[dict[str, Any], ...] = ()   # more log deliveries into access-logs (ALB)
 
     def __post_init__(self) -> None:
         missing = {"dags", "task-logs", "plugins", "access-logs"} - set(self.bucket_names)
@@ -153,7 +155,8 @@ class AirflowBuckets(Construct):
         names = props.bucket_names
         self.access_logs = AccessLogBucket(self, "access-logs", name=names["access-logs"], account_id=props.account_id,
                                            expiration_days=props.access_log_expiration_days,
-                                           prevent_destroy=props.prevent_destroy)
+                                           prevent_destroy=props.prevent_destroy,
+                                           extra_statements=props.access_log_statements)
 
         def bucket(purpose: str, **extra: Any) -> SecureBucket:
             return SecureBucket(self, purpose, props=BucketProps(

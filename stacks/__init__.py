@@ -9,6 +9,7 @@ from environments.config import EnvironmentConfig
 from modules.aspects import PolicyPack, Tagging, apply_now
 
 from .infra import InfraStack
+from .platform import PlatformStack
 from .state import StateStack
 
 
@@ -26,4 +27,7 @@ def build(app: App, configs: Iterable[EnvironmentConfig], *, emulator_endpoint: 
             state_stacks[config.state.bucket] = stack
         infra = InfraStack(app, config.stack_name("infra"), config=config, emulator_endpoint=emulator_endpoint)
         apply_now(infra, Tagging(config.resource_tags()), policy)
+        platform = PlatformStack(app, config.stack_name("platform"), config=config, infra=infra,
+                                 emulator_endpoint=emulator_endpoint)
+        apply_now(platform, Tagging(config.resource_tags()), policy)
     return policy

@@ -12,6 +12,7 @@ from modules.cache import log_group_prefix as cache_log_prefix
 from modules.cluster import Cluster, ClusterProps, NodeGroupSizing
 from modules.database import Database, DatabaseProps
 from modules.database import log_group_prefix as database_log_prefix
+from modules.edge import BACKENDS, Edge, EdgeProps, alb_log_delivery_statement, waf_log_group_name
 from modules.encryption import EncryptionKey, EncryptionKeyProps, logs_service_use
 from modules.identity import PlatformIdentities, PlatformIdentitiesProps
 from modules.network import Network, NetworkProps
@@ -48,7 +49,8 @@ class InfraStack(TerraformStack):
             alias=f"{c.prefix}-logs", description=f"{c.prefix} CloudWatch Logs", services=(logs_service_use(
                 region=c.region, log_group_prefixes=(
                     f"/aws/vpc/{c.prefix}/", f"/aws/eks/{c.prefix}/", database_log_prefix(c.prefix),
-                    cache_log_prefix(f"{c.prefix}-broker"), f"/{c.prefix}/"), **account),), **account))
+                    cache_log_prefix(f"{c.prefix}-broker"), f"/{c.prefix}/",
+                    waf_log_group_name(c.prefix)), **account),), **account))
         self.network = network = Network(self, "network", props=NetworkProps(
             name=c.prefix, cidr=c.network.vpc_cidr, subnets=c.network.subnets, availability_zones=c.availability_zones,
             nat_gateways=c.network.nat_gateways, interface_endpoints=c.network.interface_endpoints, region=c.region,
@@ -60,7 +62,7 @@ class InfraStack(TerraformStack):
             name=c.prefix, bucket_names={p: c.bucket_name(p) for p in ("dags", "task-logs", "plugins", "access-logs")},
             task_log_expiration_days=c.storage.task_log_expiration_days,
             access_log_expiration_days=c.storage.access_log_expiration_days, prevent_destroy=c.deletion_protection,
-            **account))
+            access_log_statements=(alb_log_delivery_statement(account_id=c.account_id),), **account))
         self.cluster = cluster = Cluster(self, "cluster", props=section_props(c, "cluster", lambda: ClusterProps(
             name=c.cluster_name, kubernetes_version=c.cluster.kubernetes_version,
             subnet_ids=tuple(network.private_subnet_ids), public_access_cidrs=c.cluster.public_access_cidrs,
@@ -101,6 +103,20 @@ class InfraStack(TerraformStack):
         cluster.bind_addon_identity("amazon-cloudwatch-observability", service_account="cloudwatch-agent",
                                     role_arn=identities.role_arns["cloudwatch-agent"])
         self.vault_unseal_key_arn = vault_key.arn
+
+        # The VPC has no IPv6 CIDR (modules/network.py), so the ALB is IPv4-only (dual_stack=False).
+        self.edge = edge = Edge(self, "edge", props=section_props(c, "edge", lambda: EdgeProps(
+            name=c.prefix, cluster_name=c.cluster_name, domain=c.domain, vpc_id=network.vpc_id,
+            public_subnet_ids=tuple(network.public_subnet_ids), target_security_group_id=cluster.node_security_group_id,
+            access_log_bucket=storage.access_logs.name, logs_kms_key_arn=logs_key.arn,
+            log_retention_days=c.log_retention_days, zone_mode=c.edge.zone_mode, extra_sans=c.edge.extra_sans,
+            ingress_cidrs=c.edge.ingress_cidrs, waf_rate_limit=c.edge.waf_rate_limit, tls_policy=c.edge.tls_policy,
+            dual_stack=False, deletion_protection=c.deletion_protection)),
+            # ELB checks it may write the log bucket when the ALB is created: the bucket policy comes first.
+            depends_on=[storage.access_logs.node.find_child("policy")])
+        for backend in BACKENDS:
+            cluster.allow_node_ingress(f"alb-{backend.host}", source_security_group_id=edge.security_group_id,
+                                       port=backend.port)
         self._outputs()
 
     def _outputs(self) -> None:
@@ -119,6 +135,8 @@ class InfraStack(TerraformStack):
             "dags-bucket-name": s.dags.name, "task-logs-bucket-name": s.task_logs.name,
             "plugins-bucket-name": s.plugins.name, "access-logs-bucket-name": s.access_logs.name,
             "vault-unseal-key-arn": self.vault_unseal_key_arn,
+            "alb-dns-name": self.edge.dns_name, "web-acl-arn": self.edge.web_acl_arn,
+            **{f"target-group-arn-{host}": arn for host, arn in self.edge.target_group_arns.items()},
         }
         for name, value in values.items():
             TerraformOutput(self, name, value=value)

@@ -37,4 +37,4 @@ def test_every_checkov_skip_has_a_reason(name):
 def test_dev_skips_are_the_shared_skips_plus_only_dev_cost_choices():
     shared, dev = skip_list(".checkov.yaml"), skip_list(".checkov.dev.yaml")
     assert dev[:len(shared)] == shared
-    assert dev[len(shared):] == ["CKV_AWS_293", "CKV_AWS_157", "CKV2_AWS_50"]
+    assert dev[len(shared):] == ["CKV_AWS_293", "CKV_AWS_157", "CKV2_AWS_50", "CKV_AWS_150"]

@@ -60,6 +60,16 @@ BAD_INPUT = [
     (["--env", "dev", "--set", "storage.bucket_prefix=Bad_Prefix"], "storage.bucket_prefix='Bad_Prefix-dags' is not a "
      "valid S3 bucket name", "lowercase letters"),
     (["--env", "dev", "--set", "nosuchfield=1"], "--set='nosuchfield' names no config field", "use one of"),
+    # front door (modules/edge.py via environments.<env>.edge)
+    (["--env", "dev", "--set", "domain=-bad-.example.com"], "environments.dev.domain='-bad-.example.com' is not a valid DNS",
+     "lowercase labels"),
+    (["--env", "dev", "--set", "edge.extra_sans=api.example.org"],
+     "environments.dev.edge.extra_sans[0]='api.example.org' is outside the zone 'dev.data.example.com'",
+     "fix: use a name ending in '.dev.data.example.com'"),
+    (["--env", "dev", "--set", "edge.ingress_cidrs=203.0.113.0/24,"], "environments.dev.edge.ingress_cidrs[1]='' is empty",
+     "fix: remove the empty entry"),
+    (["--env", "staging", "--set", "edge.waf_rate_limit=9"], "environments.staging.edge.waf_rate_limit=9 is outside",
+     "fix: use 10-2000000000"),
 ]
 
 
@@ -81,6 +91,8 @@ def test_one_environment_synthesizes_only_its_stacks_and_prints_the_table(tmp_pa
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""                # no Node end-of-life or deprecation banner
     rows = dict(line.split() for line in result.stdout.strip().splitlines()[1:])
-    assert set(rows) == {"airflow-state", "airflow-dev-infra"} and int(rows["airflow-dev-infra"]) > 30
-    assert sorted(p.name for p in (previous_output / "stacks").iterdir()) == ["airflow-dev-infra", "airflow-state"]
+    assert set(rows) == {"airflow-state", "airflow-dev-infra", "airflow-dev-platform"}
+    assert int(rows["airflow-dev-infra"]) > 30
+    assert sorted(p.name for p in (previous_output / "stacks").iterdir()) == [
+        "airflow-dev-infra", "airflow-dev-platform", "airflow-state"]
     assert '"previous"' not in (previous_output / "stacks" / "airflow-dev-infra" / "cdk.tf.json").read_text()

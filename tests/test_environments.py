@@ -26,7 +26,8 @@ def taggable(doc: dict):
 
 
 def test_synthesizes_state_and_an_infra_stack_per_environment(stacks):
-    assert set(stacks) == {"airflow-state", *(f"airflow-{name}-infra" for name in environments.NAMES)}
+    assert set(stacks) == {"airflow-state", *(f"airflow-{name}-{layer}" for name in environments.NAMES
+                                              for layer in ("infra", "platform"))}
 
 
 @pytest.mark.parametrize("name", environments.NAMES)
