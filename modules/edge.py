@@ -291,9 +291,28 @@ def waf_log_group_name(name: str) -> str:
 ALB_LOG_PREFIX = "alb"
 
 
-def alb_log_delivery_statement(*, account_id: str) -> dict:
-    """Access-log bucket policy statement letting ELB deliver this account's ALB logs under alb/ (the
-    bucket construct substitutes BUCKET_ARN)."""
-    return iam.statement("AlbAccessLogDelivery", ["s3:PutObject"], [f"BUCKET_ARN/{ALB_LOG_PREFIX}/AWSLogs/{account_id}/*"],
-                         principal={"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
-                         condition={"StringEquals": {"aws:SourceAccount": account_id}})
+# Regions opened before August 2022 deliver ALB logs from a regional Elastic Load Balancing account, not the
+# logdelivery service principal (AWS ELB User Guide, "Enable access logs": bucket policy per Region).
+ELB_LOG_ACCOUNTS = {
+    "us-east-1": "127311923021", "us-east-2": "033677994240", "us-west-1": "027434742980",
+    "us-west-2": "797873946194", "af-south-1": "098369216593", "ap-east-1": "754344448648",
+    "ap-south-1": "718504428378", "ap-northeast-3": "383597477331",
+    "ap-northeast-2": "600734575887", "ap-southeast-1": "114774131450", "ap-southeast-2": "783225319266",
+    "ap-northeast-1": "582318560864", "ca-central-1": "985666609251", "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806", "eu-west-2": "652711504416", "eu-south-1": "635631232127",
+    "eu-west-3": "009996457667", "eu-north-1": "897822967062", "me-south-1": "076674570225",
+    "sa-east-1": "507241528517",
+}
+
+
+def alb_log_delivery_statements(*, account_id: str, region: str, partition: str = "aws") -> tuple[dict, ...]:
+    """Access-log bucket policy statements letting ELB deliver this account's ALB logs under alb/ (the bucket
+    construct substitutes BUCKET_ARN): the service principal, plus the Region's ELB account where it has one."""
+    resource = [f"BUCKET_ARN/{ALB_LOG_PREFIX}/AWSLogs/{account_id}/*"]
+    statements = [iam.statement("AlbAccessLogDelivery", ["s3:PutObject"], resource,
+                                principal={"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+                                condition={"StringEquals": {"aws:SourceAccount": account_id}})]
+    if region in ELB_LOG_ACCOUNTS:
+        statements.append(iam.statement("AlbAccessLogDeliveryRegionalAccount", ["s3:PutObject"], resource,
+                                        principal={"AWS": f"arn:{partition}:iam::{ELB_LOG_ACCOUNTS[region]}:root"}))
+    return tuple(statements)

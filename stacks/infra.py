@@ -12,7 +12,7 @@ from modules.cache import log_group_prefix as cache_log_prefix
 from modules.cluster import Cluster, ClusterProps, NodeGroupSizing
 from modules.database import Database, DatabaseProps
 from modules.database import log_group_prefix as database_log_prefix
-from modules.edge import BACKENDS, Edge, EdgeProps, alb_log_delivery_statement, waf_log_group_name
+from modules.edge import BACKENDS, Edge, EdgeProps, alb_log_delivery_statements, waf_log_group_name
 from modules.encryption import EncryptionKey, EncryptionKeyProps, logs_service_use
 from modules.identity import PlatformIdentities, PlatformIdentitiesProps
 from modules.network import Network, NetworkProps
@@ -62,7 +62,8 @@ class InfraStack(TerraformStack):
             name=c.prefix, bucket_names={p: c.bucket_name(p) for p in ("dags", "task-logs", "plugins", "access-logs")},
             task_log_expiration_days=c.storage.task_log_expiration_days,
             access_log_expiration_days=c.storage.access_log_expiration_days, prevent_destroy=c.deletion_protection,
-            access_log_statements=(alb_log_delivery_statement(account_id=c.account_id),), **account))
+            access_log_statements=alb_log_delivery_statements(account_id=c.account_id, region=c.region,
+                                                              partition=c.partition), **account))
         self.cluster = cluster = Cluster(self, "cluster", props=section_props(c, "cluster", lambda: ClusterProps(
             name=c.cluster_name, kubernetes_version=c.cluster.kubernetes_version,
             subnet_ids=tuple(network.private_subnet_ids), public_access_cidrs=c.cluster.public_access_cidrs,

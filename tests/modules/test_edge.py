@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from modules.edge import Edge, EdgeProps, alb_log_delivery_statement
+from modules.edge import Edge, EdgeProps, alb_log_delivery_statements
 from tests.conftest import only, synth
 
 BASE = dict(name="airflow-dev", cluster_name="airflow-dev", domain="dev.data.example.com", vpc_id="vpc-1",
@@ -120,11 +120,19 @@ def test_waf_has_managed_groups_rate_limit_association_and_logging(stack):
     assert logging["log_destination_configs"] == [f"${{aws_cloudwatch_log_group.{group_id}.arn}}"]
 
 
-def test_alb_log_delivery_statement_is_scoped_to_the_prefix_and_account():
-    stmt = alb_log_delivery_statement(account_id="123456789012")
-    assert stmt["Principal"] == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
-    assert stmt["Resource"] == ["BUCKET_ARN/alb/AWSLogs/123456789012/*"] and stmt["Action"] == ["s3:PutObject"]
-    assert stmt["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+def test_alb_log_delivery_statements_are_scoped_to_the_prefix_and_account():
+    service, regional = alb_log_delivery_statements(account_id="123456789012", region="eu-west-1")
+    assert service["Principal"] == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
+    assert service["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+    # eu-west-1 predates the service principal: its ELB account delivers the logs.
+    assert regional["Principal"] == {"AWS": "arn:aws:iam::156460612806:root"}
+    for stmt in (service, regional):
+        assert stmt["Resource"] == ["BUCKET_ARN/alb/AWSLogs/123456789012/*"] and stmt["Action"] == ["s3:PutObject"]
+
+
+def test_newer_regions_use_only_the_log_delivery_service_principal():
+    (only,) = alb_log_delivery_statements(account_id="123456789012", region="ap-southeast-5")
+    assert only["Principal"] == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
 
 
 @pytest.mark.parametrize("overrides,match", [
