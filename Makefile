@@ -33,8 +33,18 @@ test: install  ## the whole suite: unit, synth, CLI, terraform validate, Checkov
 bench: install  ## synth speed side by side: full vs plain imports vs one-VPC floor
 	$(PIPENV) run python -m benchmarks.synth --runs $(RUNS)
 
-checkov: synth  ## Checkov over the synthesized stacks with the justified skips in .checkov.yaml
-	$(PIPENV) run checkov -d cdktf.out/stacks --config-file .checkov.yaml
+checkov: synth  ## Checkov over the synthesized stacks with the justified skips (.checkov.dev.yaml for dev's)
+	$(PIPENV) run checkov $(foreach f,$(filter-out %-dev-infra/cdk.tf.json %-dev-platform/cdk.tf.json,$(wildcard cdktf.out/stacks/*/cdk.tf.json)),-f $(f)) --config-file .checkov.yaml
+	$(PIPENV) run checkov $(foreach f,$(wildcard cdktf.out/stacks/*-dev-*/cdk.tf.json),-f $(f)) --config-file .checkov.dev.yaml
 
 clean:
 	rm -rf cdktf.out .cdktf.out-* .pytest_cache
+
+.PHONY: plan-report rehearse
+
+plan-report: install  ## Markdown PR summary of `terraform show -json` plans: PLAN=<file or dir> [STATUS_FILE=f]; 0 ok, 3 data at risk
+	$(if $(PLAN),,$(error PLAN=<plan JSON file, or directory of them> is required))
+	@$(PIPENV) run python -m tools.plan_report $(PLAN) $(if $(STATUS_FILE),--status-file $(STATUS_FILE))
+
+rehearse: install  ## apply + destroy the dev infra stack on a local AWS emulator (moto), per-type report; needs Terraform
+	$(PIPENV) run python -m tools.rehearse $(if $(ENV),--env $(ENV))

@@ -74,9 +74,14 @@ class StateConfig:
     region: str
     kms_key_alias: str = "alias/terraform-state"
     migrated: bool = False   # False: the state stack keeps a local backend until it has created its own bucket
+    github_repository: str = ""   # "owner/name" whose GitHub Actions plan/deploy (modules/ci_roles.py); "" = no CI roles
+    github_deploy_environments: tuple[str, ...] = ("dev", "staging", "prod")
 
     def __post_init__(self) -> None:
         validation.bucket_name("state.bucket", self.bucket)
+        require(not self.github_repository or re.fullmatch(r"[A-Za-z0-9-]+/[A-Za-z0-9._-]+", self.github_repository)
+                is not None, "state.github_repository", self.github_repository, "is not a GitHub 'owner/name'",
+                "use the repository whose Actions plan and deploy, e.g. 'example-org/airflow-platform', or '' for none")
         require(_REGION.fullmatch(self.region or "") is not None, "state.region", self.region,
                 "is not an AWS region name", "use a region such as 'eu-west-1'")
         require(re.fullmatch(r"alias/[a-zA-Z0-9/_-]{1,250}", self.kms_key_alias or "") is not None

@@ -1,8 +1,6 @@
 """Per-environment AWS infrastructure (AWS provider only): network, keys, EKS, identities, RDS, Redis, S3."""
 from __future__ import annotations
 
-from typing import Callable, TypeVar
-
 from cdktf import TerraformOutput, TerraformStack
 from constructs import Construct
 
@@ -17,21 +15,10 @@ from modules.encryption import EncryptionKey, EncryptionKeyProps, logs_service_u
 from modules.identity import PlatformIdentities, PlatformIdentitiesProps
 from modules.network import Network, NetworkProps
 from modules.storage import AirflowBuckets, AirflowBucketsProps
-from modules.validation import ConfigError
 
 from .backend import use_s3_backend
+from .errors import section_props
 from .provider import aws_provider, emulator_backend
-
-P = TypeVar("P")
-
-
-def section_props(config: EnvironmentConfig, section: str, build: Callable[[], P]) -> P:
-    """Build construct props from one config section; their validation errors name the config field."""
-    try:
-        return build()
-    except ConfigError as err:
-        raise err.within(f"environments.{config.name}.{section}") from None
-
 
 class InfraStack(TerraformStack):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
@@ -64,7 +51,8 @@ class InfraStack(TerraformStack):
             access_log_expiration_days=c.storage.access_log_expiration_days, prevent_destroy=c.deletion_protection,
             access_log_statements=alb_log_delivery_statements(account_id=c.account_id, region=c.region,
                                                               partition=c.partition), **account))
-        self.cluster = cluster = Cluster(self, "cluster", props=section_props(c, "cluster", lambda: ClusterProps(
+        self.cluster = cluster = Cluster(self, "cluster", props=section_props(
+            f"environments.{c.name}.cluster", lambda: ClusterProps(
             name=c.cluster_name, kubernetes_version=c.cluster.kubernetes_version,
             subnet_ids=tuple(network.private_subnet_ids), public_access_cidrs=c.cluster.public_access_cidrs,
             admin_principal_arns=c.cluster.admin_role_arns,
@@ -73,13 +61,15 @@ class InfraStack(TerraformStack):
                                          max_size=c.cluster.system_max_size, disk_size_gib=c.cluster.system_disk_size_gib),
             **({"addon_versions": c.cluster.addon_versions} if c.cluster.addon_versions else {}),
             log_retention_days=c.log_retention_days, region=c.region, **in_vpc, **account)))
-        self.database = database = Database(self, "database", props=section_props(c, "database", lambda: DatabaseProps(
+        self.database = database = Database(self, "database", props=section_props(
+            f"environments.{c.name}.database", lambda: DatabaseProps(
             name=c.prefix, subnet_ids=tuple(network.database_subnet_ids), instance_class=c.database.instance_class,
             engine_version=c.database.engine_version, allocated_storage_gib=c.database.allocated_storage_gib,
             max_allocated_storage_gib=c.database.max_allocated_storage_gib, multi_az=c.database.multi_az,
             backup_retention_days=c.database.backup_retention_days, deletion_protection=c.deletion_protection,
             log_retention_days=c.log_retention_days, region=c.region, **in_vpc, **account)))
-        self.cache = cache = Cache(self, "cache", props=section_props(c, "cache", lambda: CacheProps(
+        self.cache = cache = Cache(self, "cache", props=section_props(
+            f"environments.{c.name}.cache", lambda: CacheProps(
             name=f"{c.prefix}-broker", subnet_ids=tuple(network.private_subnet_ids), engine=c.cache.engine,
             node_type=c.cache.node_type, num_nodes=c.cache.num_nodes, multi_az=c.cache.multi_az,
             snapshot_retention_days=c.cache.snapshot_retention_days, log_retention_days=c.log_retention_days,
@@ -106,7 +96,8 @@ class InfraStack(TerraformStack):
         self.vault_unseal_key_arn = vault_key.arn
 
         # The VPC has no IPv6 CIDR (modules/network.py), so the ALB is IPv4-only (dual_stack=False).
-        self.edge = edge = Edge(self, "edge", props=section_props(c, "edge", lambda: EdgeProps(
+        self.edge = edge = Edge(self, "edge", props=section_props(
+            f"environments.{c.name}.edge", lambda: EdgeProps(
             name=c.prefix, cluster_name=c.cluster_name, domain=c.domain, vpc_id=network.vpc_id,
             public_subnet_ids=tuple(network.public_subnet_ids), target_security_group_id=cluster.node_security_group_id,
             access_log_bucket=storage.access_logs.name, logs_kms_key_arn=logs_key.arn,

@@ -9,10 +9,12 @@ from cdktf import LocalBackend, TerraformOutput, TerraformStack
 from constructs import Construct
 
 from environments.config import StateConfig
+from modules.ci_roles import CiRoles, CiRolesProps
 from modules.encryption import EncryptionKey, EncryptionKeyProps
 from modules.storage import AccessLogBucket, BucketProps, SecureBucket
 
 from .backend import use_s3_backend
+from .errors import section_props
 from .provider import aws_provider, emulator_backend
 
 STATE_KEY = "global/state.tfstate"
@@ -41,3 +43,10 @@ class StateStack(TerraformStack):
             noncurrent_version_expiration_days=90, prevent_destroy=True))
         TerraformOutput(self, "state-bucket-name", value=bucket.name)
         TerraformOutput(self, "state-kms-key-arn", value=key.arn)
+        if state.github_repository:
+            ci_props = section_props("state", lambda: CiRolesProps(
+                repository=state.github_repository, state_bucket=state.bucket, state_kms_key_arn=key.arn,
+                deploy_environments=state.github_deploy_environments, account_id=account_id, partition=partition))
+            ci = CiRoles(self, "ci-roles", props=ci_props)
+            TerraformOutput(self, "plan-role-arn", value=ci.plan_role_arn)       # repo variable AWS_PLAN_ROLE_ARN
+            TerraformOutput(self, "deploy-role-arn", value=ci.deploy_role_arn)   # environment variable AWS_DEPLOY_ROLE_ARN

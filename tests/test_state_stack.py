@@ -36,3 +36,14 @@ def test_migrated_state_stack_uses_its_own_bucket_as_s3_backend():
     assert backend == {"s3": {"bucket": STATE.bucket, "key": "global/state.tfstate", "region": STATE.region,
                               "encrypt": True, "use_lockfile": True,
                               "kms_key_id": f"arn:aws:kms:{STATE.region}:{ACCOUNT_ID}:alias/terraform-state"}}
+
+
+def test_state_stack_creates_ci_roles_trusted_only_by_the_configured_repository(stacks):
+    res = stacks["airflow-state"]["resource"]
+    subjects = {}
+    for role in res["aws_iam_role"].values():
+        (stmt,) = json.loads(role["assume_role_policy"])["Statement"]
+        subjects[role["name"]] = stmt["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+    assert all(s.startswith("repo:example-org/airflow-platform:") for subs in subjects.values()
+               for s in ([subs] if isinstance(subs, str) else subs))
+    assert {"plan-role-arn", "deploy-role-arn"} <= set(stacks["airflow-state"]["output"])

@@ -1,0 +1,231 @@
+"""Real Terraform plans against a local AWS emulator (moto), fed to the plan report; the rehearsal's parsing.
+
+The emulator tests start `moto_server` on a free loopback port (stopped in teardown), synthesize with the
+emulator endpoint, and run the real hashicorp/aws 5.100.0 provider from the filesystem mirror. Without
+terraform, the mirror or moto they skip locally and fail on CI (CI=true), like test_terraform_validate.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cdktf
+import pytest
+
+from tests.harness import find_provider_mirror
+from tests.test_plan_report import table_rows
+from tools import plan_report, rehearse
+from tools.plan_report import EXIT_DATA_AT_RISK, EXIT_OK
+
+COUNTS_HEADER = "| stack | create | update | replace | delete |"
+RISK_HEADER = "| stack | address | action | forced by |"
+ACCOUNT, REGION = "123456789012", "eu-west-1"
+
+
+@pytest.fixture(scope="module")
+def tools_present() -> None:
+    if shutil.which("terraform") is None or find_provider_mirror() is None or rehearse.moto_binary() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("terraform, the hashicorp/aws 5.100.0 filesystem mirror or moto_server is missing on CI "
+                        "(set TF_PROVIDER_MIRROR; moto[server] comes from the Pipfile)")
+        pytest.skip("terraform, the provider mirror or moto_server is not on this machine")
+
+
+@pytest.fixture(scope="module")
+def emulator(tools_present, tmp_path_factory) -> str:
+    """moto on a free loopback port for this module; terminated in teardown even when a test fails."""
+    with rehearse.moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def tf_env(tools_present, tmp_path_factory) -> dict[str, str]:
+    return rehearse.terraform_env(tmp_path_factory.mktemp("terraform"))
+
+
+def terraform(stack_dir: Path, env: dict[str, str], *args: str, timeout: float = 300) -> str:
+    return rehearse.run(["terraform", *args, "-input=false", "-no-color"], cwd=stack_dir, env=env, timeout=timeout).stdout
+
+
+def plan_json(stack_dir: Path, env: dict[str, str], out: Path) -> Path:
+    """`terraform plan -out` + `show -json` into `out` (named after the stack, as CI names them)."""
+    terraform(stack_dir, env, "plan", "-out=tfplan")
+    shown = rehearse.run(["terraform", "show", "-json", "-no-color", "tfplan"], cwd=stack_dir, env=env, timeout=120)
+    out.write_text(shown.stdout)
+    return out
+
+
+def small_stack(endpoint: str, bucket_name: str) -> str:
+    """A KMS key and a bucket in an emulator stack: the smallest state in which a replace is data at risk."""
+    from cdktf_cdktf_provider_aws import s3_bucket
+
+    from modules.encryption import EncryptionKey, EncryptionKeyProps
+    from stacks.provider import aws_provider, emulator_backend
+
+    stack = cdktf.TerraformStack(cdktf.Testing.app(), "emulator-small")
+    aws_provider(stack, region=REGION, account_id=ACCOUNT, emulator_endpoint=endpoint)
+    emulator_backend(stack)
+    EncryptionKey(stack, "key", props=EncryptionKeyProps(alias="plan-report-test", description="plan report test",
+                                                         account_id=ACCOUNT, deletion_window_days=7))
+    s3_bucket.S3Bucket(stack, "bucket", bucket=bucket_name, force_destroy=True)
+    return cdktf.Testing.synth(stack)
+
+
+@pytest.mark.slow
+def test_real_dev_infra_plan_from_the_emulator_is_all_creates(emulator, tf_env, tmp_path, capsys):
+    import main
+
+    out = tmp_path / "cdktf.out"
+    main.synthesize(["dev"], [], out, emulator_endpoint=emulator)
+    stack_dir = out / "stacks" / "airflow-dev-infra"
+    doc = json.loads((stack_dir / "cdk.tf.json").read_text())
+    resources = sum(len(of_type) for of_type in doc["resource"].values())
+    rehearse.seed_emulator(emulator, doc)           # the hosted zone the stack reads (delegated by hand on AWS)
+    terraform(stack_dir, tf_env, "init")
+
+    status = plan_report.main([str(plan_json(stack_dir, tf_env, tmp_path / "airflow-dev-infra.json"))])
+    report = capsys.readouterr().out
+    assert status == EXIT_OK
+    assert resources > 100 and table_rows(report, COUNTS_HEADER) == [["`airflow-dev-infra`", str(resources), "0", "0", "0"]]
+    addresses = {row[0].strip("`") for row in table_rows(report, "| address | action |")}
+    (database,) = [a for a in addresses if a.startswith("aws_db_instance.")]
+    assert database.startswith("aws_db_instance.database_instance_") and len(addresses) == resources
+    assert "None: no stateful resource is deleted or replaced." in report
+
+
+@pytest.mark.slow
+def test_renamed_bucket_in_applied_state_is_data_at_risk(emulator, tf_env, tmp_path, capsys):
+    stack_dir = tmp_path / "emulator-small"
+    stack_dir.mkdir()
+    (stack_dir / "cdk.tf.json").write_text(small_stack(emulator, "plan-report-data-a"))
+    terraform(stack_dir, tf_env, "init")
+    terraform(stack_dir, tf_env, "apply", "-auto-approve", "-parallelism=10", timeout=240)
+
+    # The same configuration again: nothing at risk. (moto does not store a key's rotation period, so the
+    # KMS key shows one in-place update of rotation_period_in_days 0 -> 365; on AWS this plan is empty.)
+    unchanged = plan_json(stack_dir, tf_env, tmp_path / "unchanged.json")
+    assert plan_report.main([str(unchanged)]) == EXIT_OK
+    report = capsys.readouterr().out
+    assert table_rows(report, COUNTS_HEADER) == [["`unchanged`", "0", "1", "0", "0"]]
+    ((address, action),) = table_rows(report, "| address | action |")
+    assert (address.startswith("`aws_kms_key."), action) == (True, "update")
+
+    # A bucket's name is immutable: renaming it replaces the bucket (and would lose its objects).
+    (stack_dir / "cdk.tf.json").write_text(small_stack(emulator, "plan-report-data-b"))
+    renamed = plan_json(stack_dir, tf_env, tmp_path / "emulator-small.json")
+    status = plan_report.main([str(renamed)])
+    report = capsys.readouterr().out
+    assert status == EXIT_DATA_AT_RISK
+    assert table_rows(report, COUNTS_HEADER) == [["`emulator-small`", "0", "1", "1", "0"]]   # + moto's key update
+    (risk,) = table_rows(report, RISK_HEADER)       # the unchanged KMS key is not at risk
+    assert risk == ["`emulator-small`", "`aws_s3_bucket.bucket`", "**replace**", "`bucket`"]
+
+
+def test_moto_server_is_stopped_when_the_block_ends(tools_present, tmp_path):
+    with rehearse.moto_server(tmp_path / "moto.log") as endpoint:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=5) as response:
+            assert response.status == 200 and endpoint.startswith("http://127.0.0.1:")
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+
+
+# ---- the rehearsal's result parsing (no emulator needed) -----------------------------------------
+
+def _resource(addr: str) -> dict:
+    rtype = addr.split(".")[0]
+    return {"addr": addr, "module": "", "resource": addr, "implied_provider": "aws", "resource_type": rtype,
+            "resource_name": addr.split(".")[1], "resource_key": None}
+
+
+def _event(kind: str, addr: str | None = None, **extra) -> str:
+    event: dict = {"@level": "info", "type": kind, **extra}
+    if kind == "planned_change":
+        event["change"] = {"resource": _resource(addr), "action": "create"}
+    elif addr:
+        event["hook"] = {"resource": _resource(addr), "action": "create"}
+    return json.dumps(event)
+
+
+def _diagnostic(addr: str, summary: str) -> str:
+    return json.dumps({"@level": "error", "type": "diagnostic",
+                       "diagnostic": {"severity": "error", "summary": summary, "detail": "", "address": addr}})
+
+
+KEY, LOGGING = "aws_kms_key.logs-key_44F95A88", "aws_s3_bucket_logging.storage_dags_access-logging_9BFB286E"
+PARAMS, GROUP = "aws_elasticache_parameter_group.cache_pg_1", "aws_elasticache_replication_group.cache_rg_2"
+APPLY = [
+    json.dumps({"type": "version", "terraform": "1.11.4"}),
+    *(_event("planned_change", a) for a in (KEY, LOGGING, PARAMS, GROUP)),
+    *(_event("apply_start", a) for a in (KEY, LOGGING, PARAMS)),
+    _event("apply_complete", KEY),
+    _event("apply_errored", LOGGING),
+    _diagnostic(LOGGING, "creating S3 Bucket (x) Logging: api error InvalidTargetBucketForLogging: You must ..."),
+    _event("apply_errored", PARAMS),
+    _diagnostic(PARAMS, "creating ElastiCache Parameter Group (p): request canceled, context canceled"),
+    _diagnostic(None, "execution halted"),
+    "not json: ignored",
+]
+
+
+def test_apply_events_give_applied_failed_with_reason_and_blocked():
+    result = rehearse.parse_apply_events(APPLY, stalled={PARAMS})
+    assert result.applied == {KEY: "aws_kms_key"} and result.applied_by_type() == {"aws_kms_key": 1}
+    assert result.planned_by_type()["aws_elasticache_replication_group"] == 1
+    params, logging = result.failures                       # sorted by address
+    assert (logging.address, logging.known_gap) == (LOGGING, True)
+    assert "InvalidTargetBucketForLogging" in logging.reason
+    assert params.reason.startswith("stalled: still in progress when the rehearsal interrupted terraform (")
+    assert result.not_attempted == [GROUP] and result.unexpected_failures == []
+
+
+def test_failure_of_a_type_outside_the_known_gaps_is_unexpected():
+    vpc = "aws_vpc.network_vpc_4E8F0223"
+    lines = [_event("planned_change", vpc), _event("apply_start", vpc), _event("apply_errored", vpc),
+             _diagnostic(vpc, "creating EC2 VPC: InvalidParameterValue")]
+    (failure,) = rehearse.parse_apply_events(lines).unexpected_failures
+    assert (failure.address, failure.type, failure.reason) == (vpc, "aws_vpc", "creating EC2 VPC: InvalidParameterValue")
+
+
+def test_resource_still_in_flight_at_the_interrupt_without_an_error_is_reported_stalled():
+    lines = [_event("planned_change", PARAMS), _event("apply_start", PARAMS)]
+    (failure,) = rehearse.parse_apply_events(lines, stalled={PARAMS}).failures
+    assert (failure.type, failure.known_gap) == ("aws_elasticache_parameter_group", True)
+    assert failure.reason == "stalled: still in progress when the rehearsal interrupted terraform"
+
+
+def test_rendered_rehearsal_lists_counts_per_type_and_failure_reasons():
+    result = rehearse.parse_apply_events(APPLY, stalled={PARAMS})
+    destroyed = rehearse.parse_apply_events(
+        [json.dumps({"type": "planned_change", "change": {"resource": _resource(KEY), "action": "delete"}}),
+         json.dumps({"type": "apply_complete", "hook": {"resource": _resource(KEY), "action": "delete"}})],
+        actions=rehearse.DESTROY_ACTIONS)
+    destroyed.seconds = 12.0
+    text = rehearse.render(result, destroyed=destroyed,
+                           gaps_seen=["The create_cache_parameter_group action has not been implemented"])
+    assert f"{'aws_kms_key':<48} {1:>7} / 1" in text and f"{'aws_s3_bucket_logging':<48} {0:>7} / 1" in text
+    assert f"  {LOGGING} [known emulator gap]" in text and f"  {GROUP}" in text and "destroy: 1/1 resources in 12s" in text
+
+
+def test_streaming_run_interrupts_a_terraform_stuck_on_a_known_gap(tmp_path):
+    """A fake `terraform` that starts a parameter group and never finishes it until SIGINT: bounded, reported."""
+    fake = tmp_path / "bin" / "terraform"
+    fake.parent.mkdir()
+    start, errored = _event("apply_start", PARAMS), _event("apply_errored", PARAMS)
+    cancel = _diagnostic(PARAMS, "creating ElastiCache Parameter Group: request canceled, context canceled")
+    fake.write_text("#!/bin/sh\n"
+                    f"on_int() {{ echo '{errored}'; echo '{cancel}'; exit 1; }}\ntrap on_int INT\n"
+                    f"echo '{start}'\n"
+                    "while true; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+    output, stalled, interrupted = rehearse.terraform_streaming(
+        ["apply"], cwd=tmp_path, env=env, timeout=60, stall_timeout=30, gap_timeout=1)
+    assert (stalled, interrupted) == ({PARAMS}, True)
+    (failure,) = rehearse.parse_apply_events(output, stalled=stalled).failures
+    assert failure.known_gap and failure.reason == (
+        "stalled: still in progress when the rehearsal interrupted terraform "
+        "(creating ElastiCache Parameter Group: request canceled, context canceled)")

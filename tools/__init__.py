@@ -1,0 +1,1 @@
+"""Command-line tools around the synthesized stacks: the PR plan report and the emulator deploy rehearsal."""
