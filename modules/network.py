@@ -22,6 +22,7 @@ from cdktf_cdktf_provider_aws import (
     vpc_endpoint,
     vpc_security_group_ingress_rule as ingress,
 )
+from cdktf import Fn
 from constructs import Construct
 
 from . import iam, validation
@@ -72,8 +73,11 @@ class Network(Construct):
     def __init__(self, scope: Construct, id_: str, *, props: NetworkProps) -> None:
         super().__init__(scope, id_)
         name = props.name
+        # An Amazon-provided IPv6 block, used by the public tier only: the ALB serves clients dual-stack
+        # (A and AAAA); nodes, pods and databases stay IPv4-only and private.
         self.vpc = vpc.Vpc(self, "vpc", cidr_block=props.cidr, enable_dns_hostnames=True, enable_dns_support=True,
-                           tags={"Name": name})
+                           assign_generated_ipv6_cidr_block=True, tags={"Name": name})
+        self.public_ipv6 = True
         self.vpc_id: str = self.vpc.id
         self.cidr = props.cidr
         # The default SG is attached to anything created without one: strip all its rules.
@@ -89,6 +93,8 @@ class Network(Construct):
             self.subnet_ids[tier] = [
                 subnet.Subnet(self, f"{tier}-subnet-{i}", vpc_id=self.vpc.id, cidr_block=cidr,
                               availability_zone=props.availability_zones[i], map_public_ip_on_launch=False,
+                              ipv6_cidr_block=Fn.cidrsubnet(self.vpc.ipv6_cidr_block, 8, i) if tier == "public" else None,
+                              assign_ipv6_address_on_creation=False if tier == "public" else None,
                               tags={"Name": f"{name}-{tier}-{i}", "tier": tier, **tier_tags[tier]}).id
                 for i, cidr in enumerate(props.subnets[tier])]
         self.public_subnet_ids = self.subnet_ids["public"]
@@ -100,6 +106,8 @@ class Network(Construct):
                                            tags={"Name": f"{name}-public"})
         route.Route(self, "public-default-route", route_table_id=public_rt.id, destination_cidr_block="0.0.0.0/0",
                     gateway_id=igw.id)
+        route.Route(self, "public-default-route-ipv6", route_table_id=public_rt.id,
+                    destination_ipv6_cidr_block="::/0", gateway_id=igw.id)
         self._associate("public", self.public_subnet_ids, [public_rt.id] * props.az_count)
 
         nat_count = props.az_count if props.nat_gateways == "per_az" else 1

@@ -95,7 +95,6 @@ class InfraStack(TerraformStack):
                                     role_arn=identities.role_arns["cloudwatch-agent"])
         self.vault_unseal_key_arn = vault_key.arn
 
-        # The VPC has no IPv6 CIDR (modules/network.py), so the ALB is IPv4-only (dual_stack=False).
         self.edge = edge = Edge(self, "edge", props=section_props(
             f"environments.{c.name}.edge", lambda: EdgeProps(
             name=c.prefix, cluster_name=c.cluster_name, domain=c.domain, vpc_id=network.vpc_id,
@@ -103,7 +102,7 @@ class InfraStack(TerraformStack):
             access_log_bucket=storage.access_logs.name, logs_kms_key_arn=logs_key.arn,
             log_retention_days=c.log_retention_days, zone_mode=c.edge.zone_mode, extra_sans=c.edge.extra_sans,
             ingress_cidrs=c.edge.ingress_cidrs, waf_rate_limit=c.edge.waf_rate_limit, tls_policy=c.edge.tls_policy,
-            dual_stack=False, deletion_protection=c.deletion_protection)),
+            dual_stack=network.public_ipv6, deletion_protection=c.deletion_protection)),
             # ELB checks it may write the log bucket when the ALB is created: the bucket policy comes first.
             depends_on=[storage.access_logs.node.find_child("policy")])
         for backend in BACKENDS:

@@ -93,3 +93,12 @@ def test_outputs_later_stacks_need(stacks, stack_name):
             "database-endpoint", "database-master-secret-arn", "cache-primary-endpoint", "cache-auth-token-secret-arn",
             "dags-bucket-name", "task-logs-bucket-name", "plugins-bucket-name", "vault-unseal-key-arn"} <= \
         set(stacks[stack_name]["output"])
+
+
+@pytest.mark.parametrize("stack_name", INFRA)
+def test_alb_is_dual_stack_with_a_and_aaaa_aliases_for_both_hosts(stacks, stack_name):
+    res = stacks[stack_name]["resource"]
+    (alb,) = res["aws_lb"].values()
+    assert alb["ip_address_type"] == "dualstack"
+    aliases = sorted((r["name"].split(".")[0], r["type"]) for r in res["aws_route53_record"].values() if "alias" in r)
+    assert aliases == [("airflow", "A"), ("airflow", "AAAA"), ("grafana", "A"), ("grafana", "AAAA")]

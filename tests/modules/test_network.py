@@ -106,3 +106,14 @@ def test_no_interface_endpoints_means_no_endpoint_security_group(stack):
 def test_bad_props_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
         NetworkProps(**{**BASE, **overrides})
+
+
+def test_only_public_subnets_get_ipv6_and_an_ipv6_route_to_the_internet_gateway(stack):
+    network, res = build(stack)
+    (vpc,) = res["aws_vpc"].values()
+    assert vpc["assign_generated_ipv6_cidr_block"] is True and network.public_ipv6 is True
+    tiers = subnets_by_tier(res)
+    assert sorted(s["ipv6_cidr_block"].split(", ")[-1] for s in tiers["public"].values()) == ["0)}", "1)}"]
+    assert all("ipv6_cidr_block" not in s for t in ("private", "database") for s in tiers[t].values())
+    (v6,) = [r for r in res["aws_route"].values() if "destination_ipv6_cidr_block" in r]
+    assert v6["destination_ipv6_cidr_block"] == "::/0" and "aws_internet_gateway" in v6["gateway_id"]
