@@ -33,9 +33,6 @@ DEFAULT_ENGINE_VERSION = {"redis": "7.1", "valkey": "8.0"}
 _ENGINE_VERSION = {"redis": (re.compile(r"7\.[01]"), "'7.0' or '7.1'"),
                    "valkey": (re.compile(r"[78]\.\d"), "'7.x' or '8.x', e.g. '8.0'")}
 _REPLICATION_GROUP_ID = re.compile(r"[a-z](?!.*--)[a-z0-9-]{0,39}(?<!-)")
-_WINDOW = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
-_WEEKLY_WINDOW = re.compile(r"(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d-"
-                            r"(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d")
 # A broker must never drop data to free memory: the default policy (volatile-lru) may evict any key that carries
 # a TTL. noeviction refuses writes instead, so a full broker is a visible error, not silently lost tasks.
 _PARAMETERS = {"maxmemory-policy": "noeviction", "cluster-enabled": "no"}
@@ -94,10 +91,8 @@ class CacheProps:
                 "set num_nodes >= 2, or multi_az=False for dev")
         require(0 <= self.snapshot_retention_days <= 35, "snapshot_retention_days", self.snapshot_retention_days,
                 "is outside 0-35", "use 0-35 days (0 turns snapshots off)")
-        require(_WINDOW.fullmatch(self.snapshot_window) is not None, "snapshot_window", self.snapshot_window,
-                "is not a daily UTC window", "use 'hh:mm-hh:mm', e.g. '01:00-02:00'")
-        require(_WEEKLY_WINDOW.fullmatch(self.maintenance_window) is not None, "maintenance_window",
-                self.maintenance_window, "is not a weekly UTC window", "use 'ddd:hh:mm-ddd:hh:mm', e.g. 'sun:05:00-sun:06:00'")
+        validation.daily_window("snapshot_window", self.snapshot_window)
+        validation.weekly_window("maintenance_window", self.maintenance_window)
         validation.log_retention("log_retention_days", self.log_retention_days)
 
     @property

@@ -39,9 +39,6 @@ PERFORMANCE_INSIGHTS_RETENTION_DAYS = (7, *(31 * month for month in range(1, 24)
 CA_CERTIFICATES = ("rds-ca-rsa2048-g1", "rds-ca-rsa4096-g1", "rds-ca-ecc384-g1")
 _IDENTIFIER = re.compile(r"[a-z](?!.*--)[a-z0-9-]{0,49}(?<!-)")
 _PG_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{0,62}")
-_WINDOW = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
-_WEEKLY_WINDOW = re.compile(r"(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d-"
-                            r"(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d")
 
 # name -> (value, static). Static parameters only take effect after a reboot ("pending-reboot");
 # dynamic ones are applied immediately.
@@ -106,10 +103,8 @@ class DatabaseProps:
                 "is above the gp3 maximum", "use at most 65536 GiB")
         require(1 <= self.backup_retention_days <= 35, "backup_retention_days", self.backup_retention_days,
                 "is outside 1-35 (0 would turn automated backups off)", "use 1-35 days")
-        require(_WINDOW.fullmatch(self.backup_window) is not None, "backup_window", self.backup_window,
-                "is not a daily UTC window", "use 'hh:mm-hh:mm', e.g. '02:00-03:00'")
-        require(_WEEKLY_WINDOW.fullmatch(self.maintenance_window) is not None, "maintenance_window",
-                self.maintenance_window, "is not a weekly UTC window", "use 'ddd:hh:mm-ddd:hh:mm', e.g. 'sun:03:30-sun:04:30'")
+        validation.daily_window("backup_window", self.backup_window)
+        validation.weekly_window("maintenance_window", self.maintenance_window)
         require(self.performance_insights_retention_days in PERFORMANCE_INSIGHTS_RETENTION_DAYS,
                 "performance_insights_retention_days", self.performance_insights_retention_days,
                 "is not a Performance Insights retention period", "use 7, a multiple of 31 up to 713, or 731")

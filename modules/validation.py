@@ -80,3 +80,20 @@ def bucket_name(field: str, value: str) -> None:
           and not value.endswith(("-s3alias", "--ol-s3", "--x-s3")))
     require(ok, field, value, "is not a valid S3 bucket name",
             "use 3-63 lowercase letters, digits and hyphens, starting and ending with a letter or digit")
+
+
+_DAILY_WINDOW = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
+_WEEKLY_WINDOW = re.compile(r"(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d-"
+                            r"(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):[0-5]\d")
+
+
+def daily_window(field: str, value: str) -> None:
+    """An AWS daily UTC window such as RDS backup_window or ElastiCache snapshot_window."""
+    require(isinstance(value, str) and _DAILY_WINDOW.fullmatch(value) is not None, field, value,
+            "is not a daily UTC window", "use 'hh:mm-hh:mm', e.g. '02:00-03:00'")
+
+
+def weekly_window(field: str, value: str) -> None:
+    """An AWS weekly UTC maintenance window."""
+    require(isinstance(value, str) and _WEEKLY_WINDOW.fullmatch(value) is not None, field, value,
+            "is not a weekly UTC window", "use 'ddd:hh:mm-ddd:hh:mm', e.g. 'sun:03:30-sun:04:30'")

@@ -152,3 +152,8 @@ def test_rejects_bad_input(changes, message):
 
 def test_single_node_accepted_without_multi_az():
     assert CacheProps(**BASE, multi_az=False, num_nodes=1).num_nodes == 1
+
+
+def test_malformed_snapshot_window_is_refused():
+    with pytest.raises(ValueError, match=r"snapshot_window='25:00-26:00' is not a daily UTC window"):
+        CacheProps(**BASE, snapshot_window="25:00-26:00")

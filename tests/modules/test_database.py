@@ -177,3 +177,12 @@ def test_rejects_bad_input(field, value, message):
 def test_accepts_long_performance_insights_retention():
     assert DatabaseProps(**BASE, performance_insights_retention_days=731).performance_insights_retention_days == 731
     assert DatabaseProps(**BASE, performance_insights_retention_days=93).performance_insights_retention_days == 93
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("backup_window", "2:00-3:00", r"backup_window='2:00-3:00' is not a daily UTC window; fix: use 'hh:mm-hh:mm'"),
+    ("maintenance_window", "sunday:03:30-sun:04:30", r"maintenance_window='sunday:03:30-sun:04:30' is not a weekly UTC window"),
+])
+def test_malformed_windows_are_refused(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        DatabaseProps(**{**BASE, field: value})
