@@ -3,6 +3,7 @@ PYTHON ?= python3
 TOOLS  := .tools
 PIPENV := $(TOOLS)/bin/pipenv
 STAMP  := .venv/.synced
+AIRFLOW_STAMP := .venv-airflow/.synced
 ENV    ?=
 RUNS   ?= 5
 
@@ -22,9 +23,17 @@ $(STAMP): Pipfile.lock | $(PIPENV)
 	$(PIPENV) sync
 	touch $@
 
-install: $(STAMP)  ## create .venv from Pipfile.lock
+# Real Airflow in its own virtualenv (requirements/airflow.txt says why): exact pins, no resolver run.
+$(AIRFLOW_STAMP): requirements/airflow.txt
+	rm -rf .venv-airflow
+	$(PYTHON) -m venv .venv-airflow
+	.venv-airflow/bin/pip install --quiet --disable-pip-version-check --no-deps -r requirements/airflow.txt
+	.venv-airflow/bin/pip check
+	touch $@
 
-synth: install  ## synthesize every environment (or ENV=dev) into cdktf.out/ and print stack -> resource count
+install: $(STAMP) $(AIRFLOW_STAMP)  ## create .venv from Pipfile.lock and .venv-airflow from requirements/airflow.txt
+
+synth: $(STAMP)  ## synthesize every environment (or ENV=dev) into cdktf.out/ and print stack -> resource count
 	$(PIPENV) run python main.py $(if $(ENV),--env $(ENV))
 
 test: install  ## the whole suite: unit, synth, CLI, terraform validate, Checkov, fast-import identity

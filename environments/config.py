@@ -8,6 +8,9 @@ from typing import Literal
 from modules import validation
 from modules.validation import ConfigError, require
 
+from .sections import (AddonsConfig, AirflowConfig, AlarmsConfig, EventsConfig, MonitoringConfig,
+                       VaultConfig)
+
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,15}")
 _REGION = re.compile(r"(us|eu|ap|sa|ca|me|af|il|mx)(-gov)?-[a-z]+-\d")
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "logs", "sqs", "kms", "secretsmanager", "ec2", "elasticloadbalancing",
@@ -173,6 +176,12 @@ class EnvironmentConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)
+    addons: AddonsConfig = field(default_factory=AddonsConfig)
+    airflow: AirflowConfig = field(default_factory=AirflowConfig)
+    vault: VaultConfig = field(default_factory=VaultConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     project: str = "airflow"
     log_retention_days: int = 30
     deletion_protection: bool = True
@@ -206,6 +215,8 @@ class EnvironmentConfig:
                     "is off for a production environment", "set cache.multi_az=True (and num_nodes >= 2) in production")
             require(self.network.nat_gateways == "per_az", "network.nat_gateways", self.network.nat_gateways,
                     "is a single point of failure in production", "use nat_gateways='per_az' in production")
+            for section in (self.addons, self.airflow, self.vault, self.monitoring, self.events, self.alarms):
+                section.check_production()
 
     @property
     def prefix(self) -> str:

@@ -1,4 +1,6 @@
 from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, STATE, TAGS
+from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EventsConfig, MonitoringConfig,
+                     VaultConfig)
 from .config import CacheConfig, ClusterConfig, DatabaseConfig, EnvironmentConfig, NetworkConfig, StorageConfig
 
 CONFIG = EnvironmentConfig(
@@ -16,6 +18,12 @@ CONFIG = EnvironmentConfig(
                             allocated_storage_gib=20, max_allocated_storage_gib=100),
     cache=CacheConfig(node_type="cache.t4g.micro", num_nodes=1, multi_az=False, snapshot_retention_days=1),
     storage=StorageConfig(task_log_expiration_days=30, access_log_expiration_days=90),
+    addons=AddonsConfig(),
+    airflow=AirflowConfig(),
+    vault=VaultConfig(),
+    monitoring=MonitoringConfig(),
+    events=EventsConfig(),
+    alarms=AlarmsConfig(),
     log_retention_days=30,
     deletion_protection=False,
 )

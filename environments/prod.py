@@ -1,4 +1,6 @@
 from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, STATE, TAGS
+from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EventsConfig, MonitoringConfig,
+                     VaultConfig)
 from .config import CacheConfig, ClusterConfig, DatabaseConfig, EnvironmentConfig, NetworkConfig, StorageConfig
 
 CONFIG = EnvironmentConfig(
@@ -16,6 +18,12 @@ CONFIG = EnvironmentConfig(
                             allocated_storage_gib=100, max_allocated_storage_gib=1000),
     cache=CacheConfig(node_type="cache.r7g.large", num_nodes=3, multi_az=True, snapshot_retention_days=14),
     storage=StorageConfig(task_log_expiration_days=365, access_log_expiration_days=730),
+    addons=AddonsConfig(),
+    airflow=AirflowConfig(),
+    vault=VaultConfig(),
+    monitoring=MonitoringConfig(),
+    events=EventsConfig(),
+    alarms=AlarmsConfig(),
     log_retention_days=365,
     deletion_protection=True,
 )

@@ -10,13 +10,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cdktf import AssetType, Fn, TerraformAsset, TerraformStack
+from cdktf import Fn, TerraformStack
 from cdktf_cdktf_provider_helm.provider import HelmProvider, HelmProviderKubernetes, HelmProviderKubernetesExec
 from cdktf_cdktf_provider_helm.release import Release
 from constructs import Construct
 
 from environments.config import EnvironmentConfig
 from modules.identity import WORKLOADS
+from modules.local_chart import LocalChart, LocalChartProps
 
 from .backend import use_s3_backend
 from .infra import InfraStack
@@ -50,7 +51,7 @@ def lb_controller_values(*, cluster_name: str, region: str, vpc_id: str) -> dict
 def glue_values(target_group_arns: dict[str, str]) -> dict[str, Any]:
     bindings = [{"name": f"{host}-alb", **binding, "targetGroupARN": target_group_arns[host]}
                 for host, binding in BINDINGS.items()]
-    return {"namespaces": sorted({b["namespace"] for b in BINDINGS.values()}), "bindings": bindings}
+    return {"bindings": bindings}
 
 
 class PlatformStack(TerraformStack):
@@ -78,9 +79,20 @@ class PlatformStack(TerraformStack):
             cleanup_on_fail=True, wait=True, timeout=600,
             values=[json.dumps(lb_controller_values(cluster_name=c.cluster_name, region=c.region,
                                                     vpc_id=infra.network.vpc_id), sort_keys=True)])
-        chart = TerraformAsset(self, "platform-glue-chart", path=str(GLUE_CHART), type=AssetType.DIRECTORY)
-        self.glue = Release(
-            self, "platform-glue", name="platform-glue", namespace=namespace, chart=chart.path, atomic=True,
-            cleanup_on_fail=True, wait=True, timeout=300,
-            values=[json.dumps(glue_values(infra.edge.target_group_arns), sort_keys=True)],
-            depends_on=[self.lb_controller])   # the TargetGroupBinding CRD and webhook come with the controller
+
+        # ---- [addons] cert-manager, External Secrets, Karpenter, KEDA releases, then the platform-bootstrap
+        #      LocalChart (namespaces, CA issuers, Certificates, ClusterSecretStore, ExternalSecrets, node pools).
+        #      Exposes self.bootstrap (LocalChart) for the sections below.
+
+        # ---- [vault] Vault release (adds its TLS Certificate to self.bootstrap)
+
+        # ---- [monitoring] kube-prometheus-stack release (adds its ExternalSecrets to self.bootstrap, its
+        #      ServiceMonitor / PrometheusRules to self.glue)
+
+        # ---- [airflow] Airflow release (adds its ExternalSecrets / Certificates to self.bootstrap)
+
+        # ---- glue: after the apps. TargetGroupBindings (+ monitoring objects added by [monitoring]).
+        self.glue = LocalChart(self, "platform-glue", props=LocalChartProps(
+            chart="platform-glue", namespace=namespace, timeout=300,
+            values=glue_values(infra.edge.target_group_arns),
+            depends_on=[self.lb_controller]))   # the TargetGroupBinding CRD and webhook come with the controller

@@ -61,3 +61,26 @@ def checkov(paths: list[Path], config: Path) -> list[dict]:
     reports = reports if isinstance(reports, list) else [reports]
     assert reports and all("results" in r for r in reports), f"checkov produced no report: {result.stderr[-2000:]}"
     return [failure for report in reports for failure in report["results"]["failed_checks"]]
+
+
+AIRFLOW_VENV = ROOT / ".venv-airflow"
+
+
+def airflow_python() -> Path:
+    """The interpreter of the real-Airflow virtualenv (requirements/airflow.txt), made by `make install`.
+    Tests that check generated Airflow config or parse DAGs run their checks in it as a subprocess."""
+    python = AIRFLOW_VENV / "bin" / "python"
+    assert python.exists(), f"{python} is missing: run `make install` (it builds .venv-airflow)"
+    return python
+
+
+def run_in_airflow(script: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a checker script with real Airflow; AIRFLOW_HOME is a throwaway directory so nothing leaks."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env.update(AIRFLOW_HOME=home, AIRFLOW__CORE__LOAD_EXAMPLES="False", PYTHONDONTWRITEBYTECODE="1")
+        return subprocess.run([str(airflow_python()), str(script), *args], capture_output=True, text=True,
+                              env=env, timeout=timeout, cwd=str(ROOT))
