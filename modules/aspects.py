@@ -12,12 +12,14 @@ Add a rule by decorating a function `(doc) -> Iterable[(address, detail)]` with 
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator
 
 import jsii
 from cdktf import IAspect, TerraformResource, TerraformStack
-from constructs import IConstruct
+from constructs import Construct, IConstruct
 
 Document = dict[str, Any]
 Check = Callable[[Document], Iterable[tuple[str, str]]]
@@ -36,6 +38,65 @@ class Tagging:
         # `tags_input` exists on exactly the bindings whose Terraform schema has a `tags` argument.
         if isinstance(node, TerraformResource) and hasattr(type(node), "tags_input"):
             node.add_override("tags", self._tags)
+
+    def tag_document(self, doc: Document) -> None:
+        """The same merge on a synthesized document, in Python (what `GovernedStack` does at synth): one
+        Node->Python callback per stack instead of one override call per resource."""
+        overridden = doc.setdefault("//", {}).setdefault("metadata", {}).get("overrides", {})
+        for rtype, bodies in (doc.get("resource") or {}).items():
+            if not _takes_tags(rtype):
+                continue
+            for body in bodies.values():
+                own = body.get("tags")
+                body["tags"] = {**own, **self._tags} if isinstance(own, dict) else dict(self._tags)
+                overridden.setdefault(rtype, []).append("tags")   # as cdktf records an add_override
+        if overridden:
+            doc["//"]["metadata"]["overrides"] = overridden
+
+
+@lru_cache(maxsize=None)
+def _takes_tags(rtype: str) -> bool:
+    """Whether the binding class of a Terraform resource type has a `tags` argument (`tags_input`), looked up
+    in the already imported binding module (`aws_s3_bucket` -> cdktf_cdktf_provider_aws.s3_bucket)."""
+    provider, _, name = rtype.partition("_")
+    module = sys.modules.get(f"cdktf_cdktf_provider_{provider}.{name}")
+    return module is not None and any(
+        isinstance(cls, type) and issubclass(cls, TerraformResource) and hasattr(cls, "tags_input")
+        for cls in vars(module).values())
+
+
+class GovernedStack(TerraformStack):
+    """A TerraformStack that passes its synthesized document through Python once, at synth: tags merged by
+    `Tagging.tag_document`, rules evaluated by `PolicyPack.check_document`. Same output as the Aspects, at one
+    jsii callback per stack (the Aspects cost one call per resource, and the policy pack a second resolve)."""
+
+    def __init__(self, scope: Construct, id_: str) -> None:
+        super().__init__(scope, id_)
+        self._stack_name = id_
+        self._tagging: list[Tagging] = []
+        self._policies: list[PolicyPack] = []
+
+    def govern(self, *, tagging: Tagging | None = None, policy: PolicyPack | None = None) -> None:
+        if tagging is not None:
+            self._tagging.append(tagging)
+        if policy is not None:
+            self._policies.append(policy)
+
+    def to_terraform(self) -> Any:
+        doc = super().to_terraform()
+        for tagging in self._tagging:
+            tagging.tag_document(doc)
+        for policy in self._policies:
+            policy.check_document(doc, self._stack_name)
+        return doc
+
+
+def govern(stack: TerraformStack, *, tagging: Tagging, policy: PolicyPack) -> None:
+    """Tag and check a finished stack: at synth for a GovernedStack, else now through the Aspects."""
+    if isinstance(stack, GovernedStack):
+        stack.govern(tagging=tagging, policy=policy)
+    else:
+        apply_now(stack, tagging, policy)
 
 
 def apply_now(scope: IConstruct, *aspects: IAspect) -> None:
@@ -91,7 +152,10 @@ class PolicyPack:
 
     def visit(self, node: IConstruct) -> None:
         if isinstance(node, TerraformStack):
-            self.findings.extend(self.evaluate(node.to_terraform(), node.node.id))
+            self.check_document(node.to_terraform(), node.node.id)
+
+    def check_document(self, doc: Document, stack: str) -> None:
+        self.findings.extend(self.evaluate(doc, stack))
 
     def evaluate(self, doc: Document, stack: str) -> Iterator[Finding]:
         for r in self.rules:

@@ -31,8 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import jsii
-from cdktf import IResolveContext, IStringProducer, Lazy, Token
+from cdktf import Token
 from cdktf_cdktf_provider_aws import eks_pod_identity_association, iam_role, iam_role_policy
 from constructs import Construct
 
@@ -147,17 +146,6 @@ class WorkloadIdentityProps:
         _check_sids_unique(list(self.statements), "statements")
 
 
-@jsii.implements(IStringProducer)
-class _PolicyProducer:
-    """Renders the policy at synth, so statements granted after construction are included."""
-
-    def __init__(self, statements: list[dict[str, Any]]) -> None:
-        self._statements = statements
-
-    def produce(self, context: IResolveContext) -> str:
-        return iam.policy_document(*self._statements)
-
-
 class WorkloadIdentity(Construct):
     """An IAM role for one workload, its inline least-privilege policy and its pod identity associations."""
 
@@ -167,18 +155,18 @@ class WorkloadIdentity(Construct):
         self.role = iam_role.IamRole(
             self, "role", name=props.name, description=props.description,
             assume_role_policy=pod_identity_trust_policy(props.account_id), force_detach_policies=True)
-        iam_role_policy.IamRolePolicy(
-            self, "policy", role=self.role.id, name="least-privilege",
-            policy=Lazy.string_value(_PolicyProducer(self._statements)))
         self.role_arn: str = self.role.arn
         self.role_name: str = self.role.name
+        # Rendered now and re-rendered by grant(): cheaper at synth than a Lazy (two Node->Python callbacks each).
+        self._policy = iam_role_policy.IamRolePolicy(
+            self, "policy", role=self.role.id, name="least-privilege", policy=iam.policy_document(*self._statements))
         self.namespace = props.namespace
         self.service_accounts = props.service_accounts
         if props.associate:
             for sa in props.service_accounts:
                 eks_pod_identity_association.EksPodIdentityAssociation(
                     self, f"association-{sa}", cluster_name=props.cluster_name, namespace=props.namespace,
-                    service_account=sa, role_arn=self.role.arn)
+                    service_account=sa, role_arn=self.role_arn)
 
     @property
     def statements(self) -> tuple[dict[str, Any], ...]:
@@ -191,6 +179,7 @@ class WorkloadIdentity(Construct):
         check_statement(stmt, "grant")
         _check_sids_unique([*self._statements, stmt], "grant")
         self._statements.append(stmt)
+        self._policy.policy = iam.policy_document(*self._statements)
 
 
 # ---- the platform's workloads ---------------------------------------------------------------------

@@ -5,10 +5,11 @@ bucket once created: set `migrated=True` on the StateConfig and run `terraform i
 """
 from __future__ import annotations
 
-from cdktf import LocalBackend, TerraformOutput, TerraformStack
+from cdktf import LocalBackend, TerraformOutput
 from constructs import Construct
 
 from environments.config import StateConfig
+from modules.aspects import GovernedStack
 from modules.ci_roles import CiRoles, CiRolesProps
 from modules.encryption import EncryptionKey, EncryptionKeyProps
 from modules.storage import AccessLogBucket, BucketProps, SecureBucket
@@ -20,7 +21,7 @@ from .provider import aws_provider, emulator_backend
 STATE_KEY = "global/state.tfstate"
 
 
-class StateStack(TerraformStack):
+class StateStack(GovernedStack):
     def __init__(self, scope: Construct, id_: str, *, state: StateConfig, account_id: str, partition: str,
                  emulator_endpoint: str | None = None) -> None:
         super().__init__(scope, id_)
