@@ -84,3 +84,19 @@ def run_in_airflow(script: Path, *args: str, timeout: int = 600) -> subprocess.C
         env.update(AIRFLOW_HOME=home, AIRFLOW__CORE__LOAD_EXAMPLES="False", PYTHONDONTWRITEBYTECODE="1")
         return subprocess.run([str(airflow_python()), str(script), *args], capture_output=True, text=True,
                               env=env, timeout=timeout, cwd=str(ROOT))
+
+
+def helm_merge(base: dict, override: dict) -> dict:
+    """Helm's coalescing of user values over chart defaults: maps merge recursively, null deletes a key,
+    anything else replaces. Used to validate generated values against a chart's values.schema.json."""
+    import copy
+
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = helm_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
