@@ -1,0 +1,46 @@
+"""Per-environment Vault configuration (Vault provider only), applied after the platform stack once Vault is
+initialised (docs/vault.md): the Airflow KV mount, Kubernetes auth, policy, role and audit device.
+
+The provider reaches Vault from the operator's machine (default: `kubectl port-forward svc/vault-active
+8200:8200` -> https://127.0.0.1:8200), verifies it with the platform CA file and the active Service's name, and
+takes its token from VAULT_TOKEN at apply time: no token is in the synthesized JSON or in the state's provider
+configuration.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from cdktf import Fn
+from cdktf_cdktf_provider_vault.provider import VaultProvider
+from constructs import Construct
+
+from environments.config import EnvironmentConfig
+from modules import kubernetes as k8s
+from modules.aspects import GovernedStack
+from modules.vault_config import VaultAirflowConfig, VaultAirflowConfigProps
+
+from .backend import use_environment_backend
+
+
+def ca_cert_file(config: EnvironmentConfig) -> str:
+    """The configured CA file, else ~/.vault/<prefix>-ca.crt (where docs/vault.md saves it)."""
+    return config.vault.ca_cert_file or f"~/.vault/{config.prefix}-ca.crt"
+
+
+class VaultConfigStack(GovernedStack):
+    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
+                 emulator_endpoint: str | None = None) -> None:
+        super().__init__(scope, id_)
+        c = config
+        VaultProvider(
+            self, "vault", address=c.vault.address,
+            # terraform runs in cdktf.out/stacks/<stack>: expand ~ there, at plan time, on the operator's machine.
+            ca_cert_file=Fn.pathexpand(ca_cert_file(c)),
+            # Verify the certificate against the name clients use in-cluster, whatever local address the tunnel has.
+            tls_server_name=urlsplit(k8s.VAULT_ADDRESS).hostname, skip_tls_verify=False,
+            # The provider's child token lives only as long as one apply.
+            max_lease_ttl_seconds=1200)
+        use_environment_backend(self, config=c, layer="vault-config", emulator_endpoint=emulator_endpoint)
+        v = c.vault
+        self.airflow = VaultAirflowConfig(self, "airflow", props=VaultAirflowConfigProps(
+            token_ttl=v.airflow_token_ttl, token_max_ttl=v.airflow_token_max_ttl, kv_max_versions=v.kv_max_versions))
