@@ -1,0 +1,77 @@
+"""The Airflow release in every environment's synthesized platform stack."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import environments
+from modules import kubernetes as k8s
+from modules.airflow import METADATA_SECRET
+from tests.conftest import looks_like_secret, strings
+from tests.modules.test_airflow import schema_errors
+
+REPLICAS = {"dev": (1, 1, 1), "staging": (2, 2, 2), "prod": (2, 3, 3)}   # scheduler, api server, pgbouncer
+
+
+def release(stacks, name):
+    return stacks[f"airflow-{name}-platform"]["resource"]["helm_release"]["airflow"]
+
+
+def values(stacks, name):
+    (raw,) = release(stacks, name)["values"]
+    return json.loads(raw)
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_pinned_chart_installed_after_the_bootstrap_chart(stacks, name):
+    rel = release(stacks, name)
+    assert (rel["chart"], rel["version"], rel["repository"], rel["namespace"]) == (
+        "airflow", "1.21.0", "https://airflow.apache.org", k8s.AIRFLOW_NAMESPACE)
+    assert "helm_release.platform-bootstrap" in rel["depends_on"]
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_values_validate_against_the_official_schema(stacks, name):
+    assert schema_errors(values(stacks, name)) == []
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_replicas_and_pdbs_per_environment(stacks, name):
+    v = values(stacks, name)
+    got = (v["scheduler"]["replicas"], v["apiServer"]["replicas"], v["pgbouncer"]["replicas"])
+    assert got == REPLICAS[name]
+    for component in (v["scheduler"], v["apiServer"], v["pgbouncer"]):
+        assert component["podDisruptionBudget"]["enabled"] is (component["replicas"] >= 2)
+
+
+def test_prod_runs_two_or_more_of_every_control_plane_component(stacks):
+    v = values(stacks, "prod")
+    for component in ("scheduler", "apiServer", "dagProcessor", "triggerer", "pgbouncer"):
+        assert v[component]["replicas"] >= 2 and v[component]["podDisruptionBudget"]["enabled"] is True
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_secrets_are_referenced_by_name_and_infra_outputs_only(stacks, name):
+    doc = stacks[f"airflow-{name}-platform"]
+    v = values(stacks, name)
+    assert v["data"]["metadataSecretName"] == METADATA_SECRET
+    assert not [s for s in strings(v) if looks_like_secret(s)]
+    assert "{{" not in json.dumps(v)            # credential templates live in the ExternalSecrets, not in values
+    objects = json.loads(doc["resource"]["helm_release"]["platform-bootstrap"]["values"][0])["objects"]
+    airflow_es = [o for o in objects if o["kind"] == "ExternalSecret" and o["metadata"]["namespace"] == "airflow"]
+    refs = {d["remoteRef"]["key"] for o in airflow_es for d in o["spec"]["data"]}
+    assert any(r.startswith("${data.terraform_remote_state.") and "master_user_secret" in r for r in refs)
+    assert any(r.startswith("${data.terraform_remote_state.") and "auth-token-secret" in r for r in refs)
+    assert f"airflow-{name}/airflow/keys" in refs
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_base_url_logs_and_bundle_point_at_this_environment(stacks, name):
+    v = values(stacks, name)
+    domain = environments.load(name).domain
+    assert v["config"]["api"]["base_url"] == f"https://airflow.{domain}/"
+    assert v["config"]["logging"]["remote_base_log_folder"].startswith("s3://${data.terraform_remote_state.")
+    assert v["config"]["logging"]["remote_base_log_folder"].endswith("/task-logs")
+    (bundle,) = v["dagProcessor"]["dagBundleConfigList"]
+    assert "dags" in bundle["kwargs"]["bucket_name"] and bundle["kwargs"]["aws_conn_id"] is None
