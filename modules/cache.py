@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from cdktf import TerraformResourceLifecycle, Token
+from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws import (
     cloudwatch_log_group,
     data_aws_secretsmanager_random_password as random_password,
@@ -22,6 +22,7 @@ from constructs import Construct
 
 from . import validation
 from .encryption import EncryptionKey, EncryptionKeyProps
+from .tokens import is_unresolved
 from .validation import require
 
 PORT = 6379
@@ -66,7 +67,7 @@ class CacheProps:
         require(isinstance(self.name, str) and _REPLICATION_GROUP_ID.fullmatch(self.name) is not None, "name",
                 self.name, "is not a valid ElastiCache replication group id",
                 "use 1-40 lowercase letters, digits and single hyphens, starting with a letter, not ending with '-'")
-        if not Token.is_unresolved(list(self.subnet_ids)):
+        if not is_unresolved(list(self.subnet_ids)):
             require(len(self.subnet_ids) >= 2, "subnet_ids", list(self.subnet_ids),
                     "has fewer than 2 subnets", "pass the network's private subnet ids, one per AZ")
         require(self.engine in _ENGINE_VERSION, "engine", self.engine, "is not a supported engine",
@@ -174,6 +175,10 @@ class Cache(Construct):
             tags={"Name": name})
 
         self.replication_group_id: str = self.resource.id
+        # Node ids ElastiCache gives a cluster-mode-disabled group ('<group>-001', ...): the CacheClusterId
+        # dimension of its per-node CloudWatch metrics (alarms in modules/observability.py).
+        self.member_cluster_ids: tuple[str, ...] = tuple(f"{self.resource.id}-{i:03d}"
+                                                         for i in range(1, props.num_nodes + 1))
         self.primary_endpoint: str = self.resource.primary_endpoint_address
         self.reader_endpoint: str = self.resource.reader_endpoint_address
         self.port: int = PORT

@@ -20,11 +20,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cdktf import Token
+
 from cdktf_cdktf_provider_aws import iam_openid_connect_provider, iam_role, iam_role_policy, iam_role_policy_attachment
 from constructs import Construct
 
 from . import iam
+from .tokens import is_unresolved
 from .validation import ConfigError
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -67,7 +68,7 @@ class CiRolesProps:
         if not _NAME.fullmatch(self.name or ""):
             raise ConfigError("name", self.name, "is not a lowercase kebab-case name of at most 41 characters",
                               "use e.g. 'github-actions' (roles become '<name>-plan' and '<name>-deploy')")
-        if not Token.is_unresolved(self.account_id) and not _ACCOUNT_ID.fullmatch(self.account_id or ""):
+        if not is_unresolved(self.account_id) and not _ACCOUNT_ID.fullmatch(self.account_id or ""):
             raise ConfigError("account_id", self.account_id, "is not a 12-digit AWS account id",
                               "pass the account id, e.g. '123456789012'")
         if not isinstance(self.max_session_hours, int) or not 1 <= self.max_session_hours <= 12:

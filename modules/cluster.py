@@ -26,6 +26,7 @@ from constructs import Construct
 
 from . import iam, validation
 from .encryption import EncryptionKey, EncryptionKeyProps
+from .tokens import is_unresolved
 
 # Instance families the system node group may use, by CPU architecture. A family not listed here is
 # refused at synth (typo, retired generation, or a GPU/storage family that makes no sense for system pods).
@@ -57,6 +58,14 @@ ADDONS = tuple(DEFAULT_ADDON_VERSIONS)
 # Add-ons whose pods are Deployments needing schedulable nodes: created after the node group, or the
 # add-on stays DEGRADED and Terraform times out waiting for it.
 _AFTER_NODES = ("coredns", "aws-ebs-csi-driver", "amazon-cloudwatch-observability")
+# Log groups the amazon-cloudwatch-observability add-on (Container Insights agent + Fluent Bit) writes. It would
+# create them itself, unencrypted and kept forever; created here first, with retention and the logs key.
+CONTAINER_INSIGHTS_LOG_TYPES = ("application", "dataplane", "host", "performance")
+
+
+def container_insights_log_group_prefix(cluster_name: str) -> str:
+    """Prefix of the Container Insights log groups (a logs key policy admits it)."""
+    return f"/aws/containerinsights/{cluster_name}/"
 
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")
 _K8S_VERSION = re.compile(r"1\.\d{2}")
@@ -139,11 +148,11 @@ class ClusterProps:
                            and _K8S_VERSION.fullmatch(self.kubernetes_version) is not None,
                            "kubernetes_version", self.kubernetes_version, "is not a Kubernetes minor version",
                            "use the '1.NN' form EKS expects, e.g. '1.34'")
-        if not Token.is_unresolved(list(self.subnet_ids)):
+        if not is_unresolved(list(self.subnet_ids)):
             validation.require(len(self.subnet_ids) >= 2, "subnet_ids", list(self.subnet_ids),
                                "has fewer than 2 subnets", "pass the private subnets of at least two AZs")
         for cidr in self.public_access_cidrs:
-            if Token.is_unresolved(cidr):
+            if is_unresolved(cidr):
                 continue
             network = validation.ipv4_network("public_access_cidrs", cidr)
             validation.require(network.prefixlen > 0, "public_access_cidrs", cidr,
@@ -153,7 +162,7 @@ class ClusterProps:
                            "is empty, and the cluster creator gets no admin access",
                            "name at least one IAM role ARN to administer the cluster")
         for arn in self.admin_principal_arns:
-            validation.require(Token.is_unresolved(arn) or _PRINCIPAL_ARN.fullmatch(arn) is not None,
+            validation.require(is_unresolved(arn) or _PRINCIPAL_ARN.fullmatch(arn) is not None,
                                "admin_principal_arns", arn, "is not an IAM role or user ARN",
                                "use arn:<partition>:iam::<12-digit account>:role/<name> (or user/<name>)")
         validation.require(set(self.addon_versions) == set(ADDONS), "addon_versions", sorted(self.addon_versions),
@@ -349,8 +358,14 @@ class Cluster(Construct):
             tags={"Name": f"{name}-system"},
             # Networking add-ons first (nodes become Ready with the pinned CNI), then the nodes.
             depends_on=[*node_policies, *addons.values()])
+        insights_groups = [cloudwatch_log_group.CloudwatchLogGroup(
+            self, f"container-insights-log-group-{log_type}",
+            name=f"{container_insights_log_group_prefix(name)}{log_type}", retention_in_days=props.log_retention_days,
+            kms_key_id=props.logs_kms_key_arn) for log_type in CONTAINER_INSIGHTS_LOG_TYPES]
+        self.container_insights_log_group_names: list[str] = [group.name for group in insights_groups]
         for addon in _AFTER_NODES:
-            addons[addon] = self._addon(props, addon, depends_on=[self.system_node_group])
+            first = insights_groups if addon == "amazon-cloudwatch-observability" else []
+            addons[addon] = self._addon(props, addon, depends_on=[self.system_node_group, *first])
         self.addons: dict[str, eks_addon.EksAddon] = addons
 
     def _addon(self, props: ClusterProps, addon: str, depends_on: list | None = None) -> eks_addon.EksAddon:

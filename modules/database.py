@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cdktf import TerraformResourceLifecycle, Token
+from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws import (
     cloudwatch_log_group,
     db_instance,
@@ -20,6 +20,7 @@ from constructs import Construct
 
 from . import iam, validation
 from .encryption import EncryptionKey, EncryptionKeyProps
+from .tokens import is_unresolved
 from .validation import require
 
 PORT = 5432
@@ -86,7 +87,7 @@ class DatabaseProps:
         require(isinstance(self.name, str) and _IDENTIFIER.fullmatch(self.name) is not None, "name", self.name,
                 "is not a valid RDS instance identifier",
                 "use 1-50 lowercase letters, digits and single hyphens, starting with a letter, not ending with '-'")
-        if not Token.is_unresolved(list(self.subnet_ids)):
+        if not is_unresolved(list(self.subnet_ids)):
             require(len(self.subnet_ids) >= 2, "subnet_ids", list(self.subnet_ids),
                     "has fewer than 2 subnets (an RDS subnet group needs two AZs)",
                     "pass the network's database subnet ids, one per AZ")

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from cdktf import ITerraformDependable, TerraformResourceLifecycle, Token
+from cdktf import ITerraformDependable, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws import (
     acm_certificate,
     acm_certificate_validation,
@@ -35,6 +35,7 @@ from cdktf_cdktf_provider_aws import (
 from constructs import Construct
 
 from . import iam, validation
+from .tokens import is_unresolved
 from .validation import ConfigError, require
 
 DEFAULT_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -111,7 +112,7 @@ class EdgeProps:
             require(_TG_NAME.fullmatch(tg) is not None, "cluster_name", self.cluster_name,
                     f"makes target group name {tg!r} invalid", "keep the cluster name at most 24 letters, digits, hyphens")
         validation.log_retention("log_retention_days", self.log_retention_days)
-        if not Token.is_unresolved(list(self.public_subnet_ids)):
+        if not is_unresolved(list(self.public_subnet_ids)):
             require(len(self.public_subnet_ids) >= 2, "public_subnet_ids", list(self.public_subnet_ids),
                     "has fewer than 2 subnets", "give one public subnet per AZ (an ALB needs two AZs)")
 
@@ -143,6 +144,7 @@ class Edge(Construct):
             access_logs=lb.LbAccessLogs(bucket=p.access_log_bucket, prefix=ALB_LOG_PREFIX, enabled=True),
             tags={"Name": f"{p.name}-edge"}, depends_on=list(depends_on) or None)
         self.load_balancer_arn: str = self.load_balancer.arn
+        self.load_balancer_arn_suffix: str = self.load_balancer.arn_suffix   # CloudWatch 'LoadBalancer' dimension
         self.dns_name: str = self.load_balancer.dns_name
         self._certificate(p)
         self._listeners(p)
@@ -228,6 +230,9 @@ class Edge(Construct):
                     matcher="200", interval=15, timeout=5, healthy_threshold=2, unhealthy_threshold=3),
                 tags={"Name": f"{p.cluster_name}-{backend.host}"})
         self.target_group_arns: dict[str, str] = {host: tg.arn for host, tg in self.target_groups.items()}
+        # CloudWatch 'TargetGroup' dimension values, by host
+        self.target_group_arn_suffixes: dict[str, str] = {
+            host: tg.arn_suffix for host, tg in self.target_groups.items()}
         self.https_listener = lb_listener.LbListener(
             self, "https-listener", load_balancer_arn=self.load_balancer.arn, port=self.HTTPS, protocol="HTTPS",
             ssl_policy=p.tls_policy, certificate_arn=self.certificate_arn,

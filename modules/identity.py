@@ -20,9 +20,10 @@ Conventions other stacks must follow (they are the contract these roles rely on)
   (`target_group_name_pattern()`); the controller can register targets in no other target group.
 - Karpenter launches only into subnets and security groups tagged `karpenter.sh/discovery=<cluster>`,
   and tags what it creates `kubernetes.io/cluster/<cluster>=owned` + `karpenter.sh/nodepool` (its default).
-- The EBS CSI controller runs with `--k8s-tag-cluster-id=<cluster>` (Helm `controller.k8sTagClusterId`),
-  so its volumes carry `kubernetes.io/cluster/<cluster>=owned` besides `ebs.csi.aws.com/cluster=true`:
-  it can create, modify, attach and delete only those volumes, not another cluster's.
+- Persistent volumes come from the platform StorageClass (modules/addons.py), whose `tagSpecification_1` tags
+  them `kubernetes.io/cluster/<cluster>=owned` besides the driver's `ebs.csi.aws.com/cluster=true`: the EBS CSI
+  driver can create, modify, attach and delete only those volumes, not another cluster's (nor volumes of a
+  StorageClass without that tag).
 """
 from __future__ import annotations
 
@@ -31,11 +32,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cdktf import Token
+
 from cdktf_cdktf_provider_aws import eks_pod_identity_association, iam_role, iam_role_policy
 from constructs import Construct
 
 from . import iam
+from .tokens import is_unresolved
 from .validation import ConfigError
 
 POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
@@ -122,20 +124,20 @@ class WorkloadIdentityProps:
     associate: bool = True                      # False when an EKS add-on makes the association itself
 
     def __post_init__(self) -> None:
-        if not Token.is_unresolved(self.name) and not _ROLE_NAME.fullmatch(self.name):
+        if not is_unresolved(self.name) and not _ROLE_NAME.fullmatch(self.name):
             raise ConfigError("name", self.name, "is not a valid IAM role name",
                               "use 1-64 letters, digits and +=,.@_-")
-        if not Token.is_unresolved(self.account_id) and not _ACCOUNT_ID.fullmatch(self.account_id):
+        if not is_unresolved(self.account_id) and not _ACCOUNT_ID.fullmatch(self.account_id):
             raise ConfigError("account_id", self.account_id, "is not a 12-digit AWS account id",
                               "pass the account id, e.g. '123456789012'")
-        if not Token.is_unresolved(self.namespace) and not _NAMESPACE.fullmatch(self.namespace):
+        if not is_unresolved(self.namespace) and not _NAMESPACE.fullmatch(self.namespace):
             raise ConfigError("namespace", self.namespace, "is not a valid Kubernetes namespace",
                               "use a DNS label: 1-63 lowercase letters, digits and inner hyphens")
         if not self.service_accounts or len(set(self.service_accounts)) != len(self.service_accounts):
             raise ConfigError("service_accounts", self.service_accounts, "is empty or lists a name twice",
                               "list each service account that runs the workload once")
         for sa in self.service_accounts:
-            if not Token.is_unresolved(sa) and not _SERVICE_ACCOUNT.fullmatch(sa):
+            if not is_unresolved(sa) and not _SERVICE_ACCOUNT.fullmatch(sa):
                 raise ConfigError("service_accounts", sa, "is not a valid Kubernetes service account name",
                                   "use lowercase letters, digits, '-' and '.', starting and ending alphanumeric")
         if not self.statements:
@@ -243,17 +245,17 @@ class PlatformIdentitiesProps:
     addon_managed: tuple[str, ...] = ()         # workload ids whose association an EKS add-on creates
 
     def __post_init__(self) -> None:
-        if not Token.is_unresolved(self.cluster_name) and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,29}",
+        if not is_unresolved(self.cluster_name) and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,29}",
                                                                            self.cluster_name):
             raise ConfigError("cluster_name", self.cluster_name, "does not leave room for target group names",
                               "use 1-30 lowercase letters, digits and hyphens (target groups are named "
                               "'<cluster_name>-<suffix>' within ELB's 32-character limit)")
-        if not Token.is_unresolved(self.account_id) and not _ACCOUNT_ID.fullmatch(self.account_id):
+        if not is_unresolved(self.account_id) and not _ACCOUNT_ID.fullmatch(self.account_id):
             raise ConfigError("account_id", self.account_id, "is not a 12-digit AWS account id",
                               "pass the account id, e.g. '123456789012'")
-        if not Token.is_unresolved(self.region) and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
+        if not is_unresolved(self.region) and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
             raise ConfigError("region", self.region, "is not an AWS region name", "use e.g. 'eu-west-1'")
-        if not Token.is_unresolved(list(self.delivered_secret_arns)) and not self.delivered_secret_arns:
+        if not is_unresolved(list(self.delivered_secret_arns)) and not self.delivered_secret_arns:
             raise ConfigError("delivered_secret_arns", self.delivered_secret_arns, "is empty",
                               "pass the DB master secret and Redis token secret ARNs")
         for field in ("airflow_namespace", "airflow_release"):
@@ -321,6 +323,9 @@ class PlatformIdentities(Construct):
         write_logs = [iam.statement("WriteTaskLogs", ["s3:PutObject"], [task_logs]), *read_logs]
         decrypt = iam.statement("DecryptStorageViaS3", ["kms:Decrypt"], [p.storage_kms_key_arn],
                                 condition=self._via("s3"))
+        # Every Airflow pod syncs the plugins bucket at start (modules/airflow.py), the API server and triggerer too.
+        read_plugins = [iam.statement("ReadPlugins", ["s3:GetObject", "s3:GetObjectVersion"], [f"{p.plugins_bucket_arn}/*"]),
+                        iam.statement("ListPlugins", ["s3:ListBucket"], [p.plugins_bucket_arn])]
         encrypt = iam.statement("UseStorageKeyViaS3", ["kms:Decrypt", "kms:GenerateDataKey"],
                                 [p.storage_kms_key_arn], condition=self._via("s3"))
         return {
@@ -328,8 +333,8 @@ class PlatformIdentities(Construct):
             # nor serves them (the API server reads S3): it gets no access to the logs bucket.
             "airflow-scheduler": [*read_bundles, decrypt],
             "airflow-dag-processor": [*read_bundles, decrypt],
-            "airflow-triggerer": [*write_logs, encrypt],              # deferred tasks' trigger logs
-            "airflow-api-server": [*read_logs, decrypt],               # shows task logs: read-only
+            "airflow-triggerer": [*read_plugins, *write_logs, encrypt],   # deferred tasks' trigger logs
+            "airflow-api-server": [*read_plugins, *read_logs, decrypt],   # shows task logs: read-only
             "airflow-worker": [*read_bundles, *write_logs, encrypt],
             "airflow-task": [*read_bundles, *write_logs, encrypt],
         }

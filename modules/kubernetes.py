@@ -63,3 +63,68 @@ def external_secret(*, name: str, namespace: str, data: list[dict[str, Any]],
     if template:
         spec["target"]["template"] = {"engineVersion": "v2", "type": "Opaque", "data": template}
     return {"name": name, "namespace": namespace, "spec": spec}
+
+
+# EBS StorageClass for every persistent volume of the platform (Vault raft, Prometheus, Alertmanager, Grafana):
+# gp3, encrypted with KMS, WaitForFirstConsumer. Created by the platform-bootstrap chart ([addons]).
+STORAGE_CLASS = "gp3-encrypted"
+
+# Vault: TLS listener on 8200 with a certificate from CA_ISSUER; clients address the active node through the
+# chart's `<release>-active` Service. The certificate must cover VAULT_ADDRESS's host.
+VAULT_PORT = 8200
+VAULT_ADDRESS = f"https://{VAULT_RELEASE}-active.{VAULT_NAMESPACE}.svc:{VAULT_PORT}"
+VAULT_TLS_SECRET = "vault-server-tls"             # Certificate/Secret in VAULT_NAMESPACE: tls.crt, tls.key, ca.crt
+VAULT_KUBERNETES_AUTH_PATH = "kubernetes"         # auth/kubernetes
+VAULT_AIRFLOW_ROLE = "airflow"                    # Kubernetes auth role bound to every Airflow service account
+VAULT_AIRFLOW_MOUNT = "airflow"                   # KV v2 mount; Airflow reads <mount>/{connections,variables,config}
+VAULT_AIRFLOW_PATHS = {"connections_path": "connections", "variables_path": "variables", "config_path": "config"}
+
+# Where Airflow pods find the platform root CA (to verify Vault and in-cluster TLS) and the RDS CA bundle.
+AIRFLOW_CERTS_DIR = "/opt/airflow/certs"
+AIRFLOW_PLATFORM_CA_FILE = f"{AIRFLOW_CERTS_DIR}/platform-ca.crt"
+AIRFLOW_RDS_CA_FILE = f"{AIRFLOW_CERTS_DIR}/rds-global-bundle.pem"
+
+
+# Secrets Manager secrets the infra stack generates for in-cluster use (modules/platform_secrets.py, [addons]);
+# ExternalSecrets reference them by name. Values are JSON objects with the keys listed.
+def airflow_keys_secret_name(prefix: str) -> str:
+    """{"fernet-key", "jwt-secret", "api-secret-key"}: Airflow's Fernet, JWT signing and API secret keys."""
+    return f"{prefix}/airflow/keys"
+
+
+def grafana_admin_secret_name(prefix: str) -> str:
+    """{"admin-user", "admin-password"}: Grafana's admin login."""
+    return f"{prefix}/grafana/admin"
+
+
+def alert_receivers_secret_name(prefix: str) -> str:
+    """{"slack-webhook-url", "pagerduty-routing-key"}: Alertmanager receivers; created with empty placeholders,
+    the operator puts the real values (README) and Terraform ignores later changes."""
+    return f"{prefix}/alertmanager/receivers"
+
+
+# ---- [addons] API versions of the CRDs the bootstrap chart's objects use (charts pinned in modules/addons.py).
+CERT_MANAGER_API_VERSION = "cert-manager.io/v1"
+EXTERNAL_SECRETS_API_VERSION = "external-secrets.io/v1"
+
+# Karpenter NodePool for Airflow workers (platform-bootstrap chart): its nodes carry WORKER_NODE_LABELS and the
+# WORKER_TOLERATIONS' taint, so only pods that select and tolerate them (Celery workers, KubernetesExecutor task
+# pods) land there. Spot and on-demand mixed: worker pods should also carry the `karpenter.sh/do-not-disrupt:
+# "true"` annotation so consolidation never evicts a running task.
+WORKER_NODE_POOL = "airflow-workers"
+WORKER_NODE_LABELS = {"airflow-platform/node-pool": WORKER_NODE_POOL}
+WORKER_TOLERATIONS = [{"key": "airflow-platform/node-pool", "operator": "Equal", "value": WORKER_NODE_POOL,
+                       "effect": "NoSchedule"}]
+
+# ---- [airflow] KEDA's postgresql scaler (the Airflow chart's Celery worker ScaledObject) runs in the KEDA operator
+# and connects to Airflow's PgBouncer with sslmode=verify-full: the KEDA release must mount Secret
+# KEDA_PLATFORM_CA_SECRET (KEDA_NAMESPACE; its ca.crt is the platform root, from a Certificate modules/airflow.py adds
+# to the bootstrap chart) so that ca.crt is at KEDA_PLATFORM_CA_FILE in the operator container.
+KEDA_PLATFORM_CA_SECRET = "keda-platform-ca"
+KEDA_PLATFORM_CA_FILE = "/etc/platform-ca/ca.crt"
+
+
+# Airflow [metrics] options the monitoring rules rely on (modules/monitoring.py): tags become Prometheus labels
+# (InfluxDB tag syntax, parsed by the statsd exporter), and legacy per-pool names are off so each metric has one
+# consistent label set. Set by the Airflow release (modules/airflow.py).
+AIRFLOW_METRICS_CONFIG = {"statsd_influxdb_enabled": "True", "legacy_names_on": "False"}

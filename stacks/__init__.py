@@ -6,11 +6,12 @@ from typing import Iterable
 from cdktf import App
 
 from environments.config import EnvironmentConfig
-from modules.aspects import PolicyPack, Tagging, apply_now
+from modules.aspects import PolicyPack, Tagging, govern
 
 from .infra import InfraStack
 from .platform import PlatformStack
 from .state import StateStack
+from .vault_config import VaultConfigStack
 
 
 def build(app: App, configs: Iterable[EnvironmentConfig], *, emulator_endpoint: str | None = None) -> PolicyPack:
@@ -23,11 +24,16 @@ def build(app: App, configs: Iterable[EnvironmentConfig], *, emulator_endpoint: 
         if config.state.bucket not in state_stacks:
             stack = StateStack(app, f"{config.project}-state", state=config.state, account_id=config.account_id,
                                partition=config.partition, emulator_endpoint=emulator_endpoint)
-            apply_now(stack, Tagging({**config.resource_tags(), "environment": "shared"}), policy)
+            govern(stack, tagging=Tagging({**config.resource_tags(), "environment": "shared"}), policy=policy)
             state_stacks[config.state.bucket] = stack
         infra = InfraStack(app, config.stack_name("infra"), config=config, emulator_endpoint=emulator_endpoint)
-        apply_now(infra, Tagging(config.resource_tags()), policy)
+        govern(infra, tagging=Tagging(config.resource_tags()), policy=policy)
         platform = PlatformStack(app, config.stack_name("platform"), config=config, infra=infra,
                                  emulator_endpoint=emulator_endpoint)
-        apply_now(platform, Tagging(config.resource_tags()), policy)
+        govern(platform, tagging=Tagging(config.resource_tags()), policy=policy)
+        # Applied once Vault runs (docs/vault.md). Vault objects take no tags: only the policy pack applies.
+        vault_config = VaultConfigStack(app, config.stack_name("vault-config"), config=config,
+                                        emulator_endpoint=emulator_endpoint)
+        vault_config.add_dependency(platform)
+        vault_config.govern(policy=policy)
     return policy

@@ -1,9 +1,9 @@
-"""The S3 backend every stack but a not-yet-migrated state stack uses."""
+"""Backends: the S3 backend every stack but a not-yet-migrated state stack uses, and local state for emulator runs."""
 from __future__ import annotations
 
-from cdktf import S3Backend, TerraformStack
+from cdktf import LocalBackend, S3Backend, TerraformStack
 
-from environments.config import StateConfig
+from environments.config import EnvironmentConfig, StateConfig
 
 
 def use_s3_backend(stack: TerraformStack, *, state: StateConfig, account_id: str, partition: str, key: str) -> None:
@@ -12,3 +12,18 @@ def use_s3_backend(stack: TerraformStack, *, state: StateConfig, account_id: str
     # Terraform >= 1.10 locks with a lock object next to the state (no DynamoDB table);
     # cdktf 0.21 has no option for it, hence the override.
     stack.add_override("terraform.backend.s3.use_lockfile", True)
+
+
+def use_environment_backend(stack: TerraformStack, *, config: EnvironmentConfig, layer: str,
+                            emulator_endpoint: str | None) -> None:
+    """`<env>/<layer>.tfstate` in the state bucket, or local state when synthesized for an emulator."""
+    if emulator_endpoint:
+        emulator_backend(stack)
+    else:
+        use_s3_backend(stack, state=config.state, key=f"{config.name}/{layer}.tfstate", account_id=config.account_id,
+                       partition=config.partition)
+
+
+def emulator_backend(stack: TerraformStack) -> None:
+    """State of an emulator run stays next to the stack (the real state bucket is never touched)."""
+    LocalBackend(stack, path="terraform.tfstate")

@@ -1,43 +1,47 @@
 """Per-environment AWS infrastructure (AWS provider only): network, keys, EKS, identities, RDS, Redis, S3."""
 from __future__ import annotations
 
-from cdktf import TerraformOutput, TerraformStack
+from cdktf import TerraformOutput
 from constructs import Construct
 
 from environments.config import EnvironmentConfig
+from modules.aspects import GovernedStack
 from modules.cache import Cache, CacheProps
 from modules.cache import log_group_prefix as cache_log_prefix
-from modules.cluster import Cluster, ClusterProps, NodeGroupSizing
+from modules.cluster import Cluster, ClusterProps, NodeGroupSizing, container_insights_log_group_prefix
 from modules.database import Database, DatabaseProps
 from modules.database import log_group_prefix as database_log_prefix
 from modules.edge import BACKENDS, Edge, EdgeProps, alb_log_delivery_statements, waf_log_group_name
 from modules.encryption import EncryptionKey, EncryptionKeyProps, logs_service_use
+from modules.events import Events, EventsProps
 from modules.identity import PlatformIdentities, PlatformIdentitiesProps
+from modules.kafka import Kafka, KafkaProps, broker_subnet_ids
+from modules.kafka import log_group_prefix as kafka_log_prefix
 from modules.network import Network, NetworkProps
+from modules.observability import Alerting, AlertingProps
+from modules.platform_secrets import PlatformSecrets, PlatformSecretsProps
 from modules.storage import AirflowBuckets, AirflowBucketsProps
 
-from .backend import use_s3_backend
+from .backend import use_environment_backend
 from .errors import section_props
-from .provider import aws_provider, emulator_backend
+from .provider import aws_provider
 
-class InfraStack(TerraformStack):
+class InfraStack(GovernedStack):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
                  emulator_endpoint: str | None = None) -> None:
         super().__init__(scope, id_)
         c = config
         account = dict(account_id=c.account_id, partition=c.partition)
         aws_provider(self, region=c.region, account_id=c.account_id, emulator_endpoint=emulator_endpoint)
-        if emulator_endpoint:
-            emulator_backend(self)
-        else:
-            use_s3_backend(self, state=c.state, key=f"{c.name}/infra.tfstate", **account)
+        use_environment_backend(self, config=c, layer="infra", emulator_endpoint=emulator_endpoint)
 
         logs_key = EncryptionKey(self, "logs-key", props=EncryptionKeyProps(
             alias=f"{c.prefix}-logs", description=f"{c.prefix} CloudWatch Logs", services=(logs_service_use(
                 region=c.region, log_group_prefixes=(
                     f"/aws/vpc/{c.prefix}/", f"/aws/eks/{c.prefix}/", database_log_prefix(c.prefix),
                     cache_log_prefix(f"{c.prefix}-broker"), f"/{c.prefix}/",
-                    waf_log_group_name(c.prefix)), **account),), **account))
+                    waf_log_group_name(c.prefix), kafka_log_prefix(f"{c.prefix}-kafka"),
+                    container_insights_log_group_prefix(c.cluster_name)), **account),), **account))
         self.network = network = Network(self, "network", props=NetworkProps(
             name=c.prefix, cidr=c.network.vpc_cidr, subnets=c.network.subnets, availability_zones=c.availability_zones,
             nat_gateways=c.network.nat_gateways, interface_endpoints=c.network.interface_endpoints, region=c.region,
@@ -94,6 +98,13 @@ class InfraStack(TerraformStack):
         cluster.bind_addon_identity("amazon-cloudwatch-observability", service_account="cloudwatch-agent",
                                     role_arn=identities.role_arns["cloudwatch-agent"])
         self.vault_unseal_key_arn = vault_key.arn
+        # Generated in-cluster secrets (Airflow keys, Grafana admin, Alertmanager receivers) that External Secrets
+        # delivers; its role may read exactly these and decrypt them only through Secrets Manager.
+        self.platform_secrets = PlatformSecrets(self, "platform-secrets", props=PlatformSecretsProps(
+            prefix=c.prefix, region=c.region, **account))
+        self.platform_secrets.grant_read(identities, "external-secrets")
+        self._events(c, storage=storage, network=network, cluster=cluster, identities=identities,
+                     logs_kms_key_arn=logs_key.arn, account=account)
 
         self.edge = edge = Edge(self, "edge", props=section_props(
             f"environments.{c.name}.edge", lambda: EdgeProps(
@@ -108,6 +119,7 @@ class InfraStack(TerraformStack):
         for backend in BACKENDS:
             cluster.allow_node_ingress(f"alb-{backend.host}", source_security_group_id=edge.security_group_id,
                                        port=backend.port)
+        self._alerting(c, account=account)
         self._outputs()
 
     def _outputs(self) -> None:
@@ -133,4 +145,53 @@ class InfraStack(TerraformStack):
             TerraformOutput(self, name, value=value)
         for workload, arn in self.identities.role_arns.items():
             TerraformOutput(self, f"role-arn-{workload}", value=arn)
+        for name, value in self.events.outputs().items():
+            TerraformOutput(self, name, value=value)
+        if self.kafka:
+            TerraformOutput(self, "kafka-bootstrap-brokers", value=self.kafka.bootstrap_brokers)
+            TerraformOutput(self, "kafka-cluster-arn", value=self.kafka.arn)
 
+    def _alerting(self, c: EnvironmentConfig, *, account: dict) -> None:
+        """CloudWatch alarms -> SNS topic per severity -> PagerDuty / Slack (docs/alerting.md)."""
+        a = c.alarms
+        self.alerting = alerting = Alerting(self, "alerting", props=section_props(
+            f"environments.{c.name}.alarms", lambda: AlertingProps(
+            name=c.prefix, region=c.region, thresholds=a.thresholds(), pagerduty_secret_name=a.pagerduty_secret_name,
+            pagerduty_severities=a.pagerduty_severities, slack_workspace_id=a.slack_workspace_id,
+            slack_channel_id=a.slack_channel_id, slack_severities=a.slack_severities, **account)))
+        alerting.watch_database(identifier=self.database.identifier)
+        alerting.watch_cache(member_cluster_ids=self.cache.member_cluster_ids)
+        alerting.watch_load_balancer(load_balancer_arn_suffix=self.edge.load_balancer_arn_suffix,
+                                     target_group_arn_suffixes=self.edge.target_group_arn_suffixes)
+        alerting.watch_cluster(cluster_name=self.cluster.name)
+        for rule, queue in self.events.queues.items():
+            alerting.watch_queue(rule, queue_name=queue.name, dlq_name=queue.dead_letter_name)
+        for severity, arn in alerting.topic_arns.items():
+            TerraformOutput(self, f"alerts-topic-arn-{severity}", value=arn)
+
+    def _events(self, c: EnvironmentConfig, *, storage: AirflowBuckets, network: Network, cluster: Cluster,
+                identities: PlatformIdentities, logs_kms_key_arn: str, account: dict) -> None:
+        """Event-driven DAGs (docs/events.md): rules -> encrypted queues, optional MSK; only the triggerer consumes."""
+        e = c.events
+        self.events = Events(self, "events", props=section_props(f"environments.{c.name}.events", lambda: EventsProps(
+            name=c.prefix, region=c.region, landing_bucket_name=c.bucket_name("landing"),
+            landing_kms_key_arn=storage.kms_key_arn, access_log_bucket=storage.access_logs.bucket_id,
+            landing_expiration_days=e.landing_expiration_days, prevent_destroy=c.deletion_protection, rules=e.rules,
+            application_source_prefix=e.application_source_prefix, max_receive_count=e.max_receive_count,
+            retry_attempts=e.retry_attempts, max_event_age_seconds=e.max_event_age_seconds,
+            message_retention_seconds=e.message_retention_seconds,
+            visibility_timeout_seconds=e.visibility_timeout_seconds, **account)))
+        self.events.grant_consume(identities, "airflow-triggerer")
+        self.kafka: Kafka | None = None
+        if e.kafka:
+            self.kafka = kafka = Kafka(self, "kafka", props=section_props(f"environments.{c.name}.events", lambda: KafkaProps(
+                name=f"{c.prefix}-kafka", vpc_id=network.vpc_id, region=c.region, mode=e.kafka_mode,
+                subnet_ids=broker_subnet_ids(e.kafka_availability_zones, availability_zones=c.availability_zones,
+                                             subnet_ids=network.private_subnet_ids),
+                kafka_version=e.kafka_version, broker_instance_type=e.kafka_broker_instance_type,
+                brokers_per_subnet=e.kafka_brokers_per_zone, volume_size_gib=e.kafka_volume_size_gib,
+                log_retention_days=c.log_retention_days, logs_kms_key_arn=logs_kms_key_arn, **account)))
+            kafka.allow_from("cluster-nodes", source_security_group_id=cluster.node_security_group_id)
+            cluster.allow_node_egress("kafka", destination_security_group_id=kafka.security_group_id, port=Kafka.PORT)
+            kafka.grant_read(identities, "airflow-triggerer", topics=e.kafka_topics,
+                             consumer_group=e.kafka_consumer_group)

@@ -10,18 +10,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cdktf import Fn, TerraformStack
+from cdktf import Fn
 from cdktf_cdktf_provider_helm.provider import HelmProvider, HelmProviderKubernetes, HelmProviderKubernetesExec
 from cdktf_cdktf_provider_helm.release import Release
 from constructs import Construct
 
 from environments.config import EnvironmentConfig
+from modules.addons import BOOTSTRAP_CHART, BOOTSTRAP_NAMESPACE, ClusterAddons, ClusterAddonsProps
+from modules.airflow import Airflow, AirflowProps
+from modules.aspects import GovernedStack
+from modules.events import airflow_environment
 from modules.identity import WORKLOADS
 from modules.local_chart import LocalChart, LocalChartProps
+from modules.monitoring import Monitoring, MonitoringProps, dashboard_values
+from modules.vault import Vault, VaultProps
 
-from .backend import use_s3_backend
+from .backend import use_environment_backend
+from .errors import section_props
 from .infra import InfraStack
-from .provider import aws_provider, emulator_backend
+from .provider import aws_provider
 
 ROOT = Path(__file__).resolve().parent.parent
 GLUE_CHART = ROOT / "helm" / "platform-glue"
@@ -54,17 +61,13 @@ def glue_values(target_group_arns: dict[str, str]) -> dict[str, Any]:
     return {"bindings": bindings}
 
 
-class PlatformStack(TerraformStack):
+class PlatformStack(GovernedStack):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig, infra: InfraStack,
                  emulator_endpoint: str | None = None) -> None:
         super().__init__(scope, id_)
         c = config
         aws_provider(self, region=c.region, account_id=c.account_id, emulator_endpoint=emulator_endpoint)
-        if emulator_endpoint:
-            emulator_backend(self)
-        else:
-            use_s3_backend(self, state=c.state, key=f"{c.name}/platform.tfstate", account_id=c.account_id,
-                           partition=c.partition)
+        use_environment_backend(self, config=c, layer="platform", emulator_endpoint=emulator_endpoint)
         cluster = infra.cluster
         HelmProvider(self, "helm", kubernetes=HelmProviderKubernetes(
             host=cluster.endpoint, cluster_ca_certificate=Fn.base64decode(cluster.certificate_authority_data),
@@ -83,16 +86,64 @@ class PlatformStack(TerraformStack):
         # ---- [addons] cert-manager, External Secrets, Karpenter, KEDA releases, then the platform-bootstrap
         #      LocalChart (namespaces, CA issuers, Certificates, ClusterSecretStore, ExternalSecrets, node pools).
         #      Exposes self.bootstrap (LocalChart) for the sections below.
+        a = c.addons
+        self.addons = addons = ClusterAddons(self, "addons", props=section_props(
+            f"environments.{c.name}.addons", lambda: ClusterAddonsProps(
+                cluster_name=c.cluster_name, region=c.region, node_role_name=cluster.node_role_name,
+                controller_replicas=a.controller_replicas, worker_instance_families=a.worker_instance_families,
+                worker_instance_sizes=a.worker_instance_sizes, worker_cpu_limit=a.worker_cpu_limit,
+                worker_memory_limit_gib=a.worker_memory_limit_gib, worker_root_volume_gib=a.worker_root_volume_gib,
+                worker_consolidate_after=a.worker_consolidate_after, worker_expire_after=a.worker_expire_after,
+                worker_disruption_budget=a.worker_disruption_budget, worker_ami_alias=a.worker_ami_alias,
+                storage_reclaim_policy=a.storage_reclaim_policy)))
+        # Apps add their Certificates / ExternalSecrets here and make their releases depend on bootstrap.release.
+        self.bootstrap = LocalChart(self, BOOTSTRAP_CHART, props=LocalChartProps(
+            chart=BOOTSTRAP_CHART, namespace=BOOTSTRAP_NAMESPACE, depends_on=addons.bootstrap_dependencies))
+        for manifest in addons.bootstrap_objects():
+            self.bootstrap.add_object(manifest)
 
         # ---- [vault] Vault release (adds its TLS Certificate to self.bootstrap)
+        v = c.vault
+        self.vault = Vault(self, "vault", bootstrap=self.bootstrap, props=section_props(
+            f"environments.{c.name}.vault", lambda: VaultProps(
+                region=c.region, unseal_key_arn=infra.vault_unseal_key_arn, replicas=v.replicas,
+                data_storage_size=v.data_storage_size, audit_storage_size=v.audit_storage_size, cpu=v.cpu,
+                memory=v.memory)))
 
         # ---- [monitoring] kube-prometheus-stack release (adds its ExternalSecrets to self.bootstrap, its
         #      ServiceMonitor / PrometheusRules to self.glue)
+        m = c.monitoring
+        self.monitoring = Monitoring(self, "monitoring", bootstrap=self.bootstrap, props=section_props(
+            f"environments.{c.name}.monitoring", lambda: MonitoringProps(
+                domain=c.domain, secret_prefix=c.prefix, prometheus_retention=m.prometheus_retention,
+                prometheus_retention_size=m.prometheus_retention_size, prometheus_storage_gib=m.prometheus_storage_gib,
+                prometheus_replicas=m.prometheus_replicas, alertmanager_retention=m.alertmanager_retention,
+                alertmanager_storage_gib=m.alertmanager_storage_gib, alertmanager_replicas=m.alertmanager_replicas,
+                grafana_storage_gib=m.grafana_storage_gib, queued_tasks_threshold=m.queued_tasks_threshold,
+                task_failure_ratio=m.task_failure_ratio)))
+
+        self.vault.install_after(self.monitoring.release)   # [vault]: its ServiceMonitor needs the operator's CRDs
 
         # ---- [airflow] Airflow release (adds its ExternalSecrets / Certificates to self.bootstrap)
+        db, cache, buckets = infra.database, infra.cache, infra.storage
+        self.airflow = Airflow(self, "airflow", props=section_props(
+            f"environments.{c.name}.airflow", lambda: AirflowProps(
+                settings=c.airflow, prefix=c.prefix, domain=c.domain, region=c.region,
+                database_host=db.address, database_port=db.port, database_name=db.database_name,
+                database_master_secret_arn=db.master_secret_arn, cache_endpoint=cache.primary_endpoint,
+                cache_port=cache.port, cache_auth_token_secret_arn=cache.auth_token_secret_arn,
+                dags_bucket=buckets.dags.name, task_logs_bucket=buckets.task_logs.name,
+                plugins_bucket=buckets.plugins.name, bootstrap=self.bootstrap,
+                # What the example event-driven DAGs watch (dags/): queue URLs per rule, Kafka topics.
+                extra_env=airflow_environment(
+                    name=c.prefix, region=c.region, account_id=c.account_id, partition=c.partition,
+                    rule_names=c.events.rule_names, kafka_topics=c.events.kafka_topics if c.events.kafka else ()))))
 
         # ---- glue: after the apps. TargetGroupBindings (+ monitoring objects added by [monitoring]).
         self.glue = LocalChart(self, "platform-glue", props=LocalChartProps(
             chart="platform-glue", namespace=namespace, timeout=300,
-            values=glue_values(infra.edge.target_group_arns),
-            depends_on=[self.lb_controller]))   # the TargetGroupBinding CRD and webhook come with the controller
+            values={**glue_values(infra.edge.target_group_arns), "dashboards": dashboard_values()},
+            # The TargetGroupBinding CRD and webhook come with the controller; the monitoring.coreos.com CRDs
+            # (ServiceMonitor, PrometheusRule) with kube-prometheus-stack.
+            depends_on=[self.lb_controller, self.monitoring.release]))
+        self.monitoring.add_glue_objects(self.glue)

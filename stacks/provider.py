@@ -1,7 +1,7 @@
 """The AWS provider every stack uses, and its local-emulator variant (tests and `make rehearse` only)."""
 from __future__ import annotations
 
-from cdktf import LocalBackend, TerraformStack
+from cdktf import TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderEndpoints
 
 EMULATED_SERVICES = ("acm", "cloudwatch", "ec2", "eks", "elasticache", "elbv2", "events", "iam", "kms", "logs", "rds",
@@ -17,8 +17,3 @@ def aws_provider(stack: TerraformStack, *, region: str, account_id: str, emulato
     AwsProvider(stack, "aws", region=region, access_key="test", secret_key="test", skip_credentials_validation=True,
                 skip_requesting_account_id=True, skip_metadata_api_check="true", s3_use_path_style=True,
                 endpoints=[AwsProviderEndpoints(**{service: emulator_endpoint for service in EMULATED_SERVICES})])
-
-
-def emulator_backend(stack: TerraformStack) -> None:
-    """State of an emulator run stays next to the stack (the real state bucket is never touched)."""
-    LocalBackend(stack, path="terraform.tfstate")

@@ -14,9 +14,9 @@ from modules.ci_roles import CiRoles, CiRolesProps
 from modules.encryption import EncryptionKey, EncryptionKeyProps
 from modules.storage import AccessLogBucket, BucketProps, SecureBucket
 
-from .backend import use_s3_backend
+from .backend import emulator_backend, use_s3_backend
 from .errors import section_props
-from .provider import aws_provider, emulator_backend
+from .provider import aws_provider
 
 STATE_KEY = "global/state.tfstate"
 

@@ -73,7 +73,144 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize("args,message,fix", BAD_INPUT, ids=[" ".join(a) for a, _, _ in BAD_INPUT])
+def test_one_environment_synthesizes_only_its_stacks_and_prints_the_table(tmp_path, previous_output):
+    result = run(["--env", "dev", "--out", str(previous_output)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""                # no Node end-of-life or deprecation banner
+    rows = dict(line.split() for line in result.stdout.strip().splitlines()[1:])
+    assert set(rows) == {"airflow-state", "airflow-dev-infra", "airflow-dev-platform", "airflow-dev-vault-config"}
+    assert int(rows["airflow-dev-infra"]) > 30
+    assert sorted(p.name for p in (previous_output / "stacks").iterdir()) == [
+        "airflow-dev-infra", "airflow-dev-platform", "airflow-dev-vault-config", "airflow-state"]
+    assert '"previous"' not in (previous_output / "stacks" / "airflow-dev-infra" / "cdk.tf.json").read_text()
+
+
+# cluster add-ons (environments/sections/addons.py, modules/addons.py via environments.<env>.addons)
+ADDONS_BAD_INPUT = [
+    (["--env", "dev", "--set", "addons.controller_replicas=0"], "environments.dev.addons.controller_replicas=0 is outside 1-5",
+     "fix: use 1 for dev"),
+    (["--env", "dev", "--set", "addons.worker_instance_sizes=huge"],
+     "environments.dev.addons.worker_instance_sizes=['huge'] is empty or names an unknown instance size", "fix: use sizes"),
+    (["--env", "dev", "--set", "addons.worker_instance_families=q9"],
+     "environments.dev.addons.worker_instance_families=['q9'] names no known instance family", "fix: use families from"),
+    (["--env", "staging", "--set", "addons.worker_instance_families=m7i,m7g"],
+     "environments.staging.addons.worker_instance_families=['m7i', 'm7g'] mixes x86_64 and Graviton", "fix: use one"),
+    (["--env", "dev", "--set", "addons.worker_disruption_budget=0%"],
+     "environments.dev.addons.worker_disruption_budget='0%' is not a node count or percentage above zero", "fix:"),
+    (["--env", "dev", "--set", "addons.worker_consolidate_after=5 minutes"],
+     "environments.dev.addons.worker_consolidate_after='5 minutes' is not a duration", "fix: use hours/minutes"),
+    (["--env", "dev", "--set", "addons.worker_ami_alias=ubuntu@latest"],
+     "environments.dev.addons.worker_ami_alias='ubuntu@latest' is not an EC2NodeClass AMI alias", "fix:"),
+    (["--env", "prod", "--set", "addons.controller_replicas=1"],
+     "environments.prod.addons.controller_replicas=1 is a single point of failure in production", "fix:"),
+    (["--env", "prod", "--set", "addons.storage_reclaim_policy=Delete"],
+     "environments.prod.addons.storage_reclaim_policy='Delete' lets a deleted claim destroy", "fix: use"),
+]
+
+
+MONITORING_BAD_INPUT = [
+    (["--env", "dev", "--set", "monitoring.prometheus_retention=15 days"],
+     "environments.dev.monitoring.prometheus_retention='15 days' is not a Prometheus duration",
+     "fix: use a number and a unit"),
+    (["--env", "dev", "--set", "monitoring.prometheus_retention_size=30GB"],
+     "environments.dev.monitoring.prometheus_retention_size='30GB' does not fit 90% of prometheus_storage_gib=20",
+     "fix: lower the retention size"),
+    (["--env", "staging", "--set", "monitoring.alertmanager_retention=5d"],
+     "environments.staging.monitoring.alertmanager_retention='5d' is not an Alertmanager retention", "fix: use"),
+    (["--env", "dev", "--set", "monitoring.task_failure_ratio=1.5"],
+     "environments.dev.monitoring.task_failure_ratio=1.5 is not a ratio between 0 and 1", "fix: use a share"),
+    (["--env", "dev", "--set", "monitoring.grafana_storage_gib=0"],
+     "environments.dev.monitoring.grafana_storage_gib=0 is outside 1-1024", "fix: use a whole number"),
+    (["--env", "prod", "--set", "monitoring.prometheus_replicas=1"],
+     "environments.prod.monitoring.prometheus_replicas=1 is below 2 for a production environment",
+     "fix: set monitoring.prometheus_replicas=2 or more"),
+]
+
+
+# Vault release and vault-config stack (environments/sections/vault.py via environments.<env>.vault)
+VAULT_BAD_INPUT = [
+    (["--env", "dev", "--set", "vault.replicas=2"],
+     "environments.dev.vault.replicas=2 is not an odd number of raft voters", "fix: use 1 (dev), 3 or 5"),
+    (["--env", "prod", "--set", "vault.replicas=1"],
+     "environments.prod.vault.replicas=1 is below 3 for a production environment", "fix: use 3 (or 5) replicas"),
+    (["--env", "dev", "--set", "vault.data_storage_size=10GB"],
+     "environments.dev.vault.data_storage_size='10GB' is not a volume size", "fix: use a Kubernetes quantity"),
+    (["--env", "dev", "--set", "vault.address=http://127.0.0.1:8200"],
+     "environments.dev.vault.address='http://127.0.0.1:8200' is not an https URL", "fix: use e.g. 'https://127.0.0.1:8200'"),
+    (["--env", "staging", "--set", "vault.ca_cert_file=vault-ca.crt"],
+     "environments.staging.vault.ca_cert_file='vault-ca.crt' is not an absolute path", "fix: use an absolute or ~/ path"),
+    (["--env", "dev", "--set", "vault.airflow_token_ttl=7200"],
+     "environments.dev.vault.airflow_token_ttl=7200 exceeds airflow_token_max_ttl=3600", "fix: keep the TTL"),
+    (["--env", "dev", "--set", "vault.memory=lots"], "environments.dev.vault.memory='lots' is not a memory quantity",
+     "fix: use Mi or Gi"),
+]
+
+
+# Events and optional MSK (environments/sections/events.py, modules/event_patterns.py, modules/kafka.py)
+EVENTS_BAD_INPUT = [
+    (["--env", "dev", "--set", 'events.rules=[{"name": "orders", "event_pattern": {"source": ["app.orders"]}'],
+     "environments.dev.events.rules='[{\"name\": \"orders\", \"event_pattern\": {\"source\": [\"app.orders\"]}' is not "
+     "valid JSON (Expecting ',' delimiter", "fix: pass a JSON list of rules"),
+    (["--env", "dev", "--set", 'events.rules=[{"name": "orders", "event_pattern": "{\\"source\\": [\\"a\\"]"}]'],
+     "environments.dev.events.rules[0].event_pattern='{\"source\": [\"a\"]' is not valid JSON", "fix: give a JSON object"),
+    (["--env", "dev", "--set", 'events.rules=[{"name": "orders", "event_pattern": {"sources": ["a"]}}]'],
+     "environments.dev.events.rules[0].event_pattern={'sources': ['a']} matches unknown event fields ['sources']",
+     "fix: use only version, id, detail-type, source"),
+    (["--env", "dev", "--set", "events.kafka=true"],
+     "environments.dev.events.kafka_availability_zones=[] gives 0 broker subnets while kafka=True",
+     "fix: list 2 or 3 of the environment's availability zones"),
+    (["--env", "staging", "--set", 'events.kafka_availability_zones=["eu-west-1a"]'],
+     "environments.staging.events.kafka_availability_zones=['eu-west-1a'] gives 1 broker subnets",
+     "fix: list 2 or 3"),
+    (["--env", "dev", "--set", 'events.kafka_availability_zones=["eu-west-1a","eu-west-1c"]', "--set", "events.kafka=true"],
+     "environments.dev.events.kafka_availability_zones=['eu-west-1a', 'eu-west-1c'] names zones ['eu-west-1c']",
+     "fix: use zones from ['eu-west-1a', 'eu-west-1b']"),
+    (["--env", "prod", "--set", "events.kafka_mode=serverless"],
+     "environments.prod.events.kafka_mode='serverless' cannot use a customer KMS key", "fix: use kafka_mode='provisioned'"),
+    (["--env", "dev", "--set", "events.max_receive_count=0"], "environments.dev.events.max_receive_count=0 is outside 1-1000",
+     "fix: use 1-1000"),
+]
+
+
+# alerting (modules/alarm_thresholds.py via environments.<env>.alarms)
+ALARMS_BAD_INPUT = [
+    (["--env", "dev", "--set", "alarms.rds_cpu_percent=150"],
+     "environments.dev.alarms.rds_cpu_percent=150 is outside 1-100 percent", "fix: set a threshold in 1-100 percent"),
+    (["--env", "prod", "--set", "alarms.rds_free_storage_bytes=0"],
+     "environments.prod.alarms.rds_free_storage_bytes=0 is outside 1 or more bytes", "fix: set a threshold"),
+    (["--env", "staging", "--set", "alarms.evaluation_periods=0"],
+     "environments.staging.alarms.evaluation_periods=0 must be a whole number of periods", "fix: use 1 or more"),
+    (["--env", "staging", "--set", "alarms.slack_channel_id=#airflow-alerts"],
+     "environments.staging.alarms.slack_channel_id='#airflow-alerts' is not a Slack channel id",
+     "fix: copy the id at the end of the channel's link"),
+    (["--env", "prod", "--set", "alarms.slack_workspace_id=my-workspace"],
+     "environments.prod.alarms.slack_workspace_id='my-workspace' is not a Slack workspace (team) id",
+     "fix: copy the workspace id shown in the AWS Chatbot console"),
+]
+
+
+# ---- [airflow] environments.<env>.airflow (modules/airflow_settings.py, environments/sections/airflow.py)
+AIRFLOW_BAD_INPUT = [
+    (["--env", "dev", "--set", "airflow.image_tag=2.10.5"],
+     "environments.dev.airflow.image_tag='2.10.5' is not an Airflow 3.2.x image tag", "fix: use e.g. '3.2.2'"),
+    (["--env", "dev", "--set", "airflow.worker_max_replicas=0"],
+     "environments.dev.airflow.worker_max_replicas=0 is outside 1-500", "fix:"),
+    (["--env", "staging", "--set", "airflow.worker_memory=4GB"],
+     "environments.staging.airflow.worker_memory='4GB' is not a memory quantity", "fix: use e.g. '4Gi'"),
+    (["--env", "prod", "--set", "airflow.scheduler_replicas=1"],
+     "environments.prod.airflow.scheduler_replicas=1 is a single point of failure in production",
+     "fix: set airflow.scheduler_replicas >= 2 in production"),
+    (["--env", "prod", "--set", "airflow.api_server_replicas=1"],
+     "environments.prod.airflow.api_server_replicas=1 is a single point of failure", "fix:"),
+]
+
+
+# Every section's bad input goes through the same CLI path: one line, exit 2, previous output untouched.
+ALL_BAD_INPUT = [*BAD_INPUT, *ADDONS_BAD_INPUT, *MONITORING_BAD_INPUT, *VAULT_BAD_INPUT, *EVENTS_BAD_INPUT,
+                 *ALARMS_BAD_INPUT, *AIRFLOW_BAD_INPUT]
+
+
+@pytest.mark.parametrize("args,message,fix", ALL_BAD_INPUT, ids=[" ".join(a) for a, _, _ in ALL_BAD_INPUT])
 def test_bad_input_is_one_line_exit_2_and_leaves_output_untouched(tmp_path, previous_output, args, message, fix):
     before = tree_digest(previous_output)
     result = run([*args, "--out", str(previous_output)], tmp_path)
@@ -84,15 +221,3 @@ def test_bad_input_is_one_line_exit_2_and_leaves_output_untouched(tmp_path, prev
     assert "Traceback" not in result.stderr and "jsii" not in result.stderr.lower()
     assert tree_digest(previous_output) == before
     assert sorted(p.name for p in previous_output.parent.iterdir()) == ["cdktf.out"]   # no temp dir left behind
-
-
-def test_one_environment_synthesizes_only_its_stacks_and_prints_the_table(tmp_path, previous_output):
-    result = run(["--env", "dev", "--out", str(previous_output)], tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""                # no Node end-of-life or deprecation banner
-    rows = dict(line.split() for line in result.stdout.strip().splitlines()[1:])
-    assert set(rows) == {"airflow-state", "airflow-dev-infra", "airflow-dev-platform"}
-    assert int(rows["airflow-dev-infra"]) > 30
-    assert sorted(p.name for p in (previous_output / "stacks").iterdir()) == [
-        "airflow-dev-infra", "airflow-dev-platform", "airflow-state"]
-    assert '"previous"' not in (previous_output / "stacks" / "airflow-dev-infra" / "cdk.tf.json").read_text()

@@ -27,7 +27,7 @@ def taggable(doc: dict):
 
 def test_synthesizes_state_and_an_infra_stack_per_environment(stacks):
     assert set(stacks) == {"airflow-state", *(f"airflow-{name}-{layer}" for name in environments.NAMES
-                                              for layer in ("infra", "platform"))}
+                                              for layer in ("infra", "platform", "vault-config"))}
 
 
 @pytest.mark.parametrize("name", environments.NAMES)

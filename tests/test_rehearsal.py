@@ -64,7 +64,8 @@ def small_stack(endpoint: str, bucket_name: str) -> str:
     from cdktf_cdktf_provider_aws import s3_bucket
 
     from modules.encryption import EncryptionKey, EncryptionKeyProps
-    from stacks.provider import aws_provider, emulator_backend
+    from stacks.backend import emulator_backend
+    from stacks.provider import aws_provider
 
     stack = cdktf.TerraformStack(cdktf.Testing.app(), "emulator-small")
     aws_provider(stack, region=REGION, account_id=ACCOUNT, emulator_endpoint=endpoint)

@@ -110,3 +110,13 @@ def test_apply_now_gives_the_same_document_as_registered_aspects():
     now, registered = build(True), build(False)
     assert now == registered
     assert [rule for rule, _ in now[1]] == ["AF-ENC-1", "AF-S3-1"] and '"owner": "team"' in now[0]
+
+
+def test_log_group_with_retention_but_no_key_is_refused_as_unencrypted():
+    """The policy pack requires both halves of "retention and KMS": a missing key is AF-ENC-1, missing retention
+    AF-LOG-1 (one finding per missing half, so neither is reported twice)."""
+    no_key, no_retention = new_stack("no-key"), new_stack("no-retention")
+    cloudwatch_log_group.CloudwatchLogGroup(no_key, "group", name="/x", retention_in_days=30)
+    cloudwatch_log_group.CloudwatchLogGroup(no_retention, "group", name="/x", kms_key_id=KEY)
+    assert findings(no_key) == [("AF-ENC-1", "aws_cloudwatch_log_group")]
+    assert findings(no_retention) == [("AF-LOG-1", "aws_cloudwatch_log_group")]

@@ -57,7 +57,8 @@ def test_secrets_are_envelope_encrypted_with_a_rotating_key_the_cluster_role_may
 def test_control_plane_logs_go_to_an_encrypted_group_created_first(stack):
     build(stack, log_retention_days=365)
     res = synth(stack)["resource"]
-    cluster, group = only(res, "aws_eks_cluster"), only(res, "aws_cloudwatch_log_group")
+    cluster = only(res, "aws_eks_cluster")
+    (group,) = [g for g in res["aws_cloudwatch_log_group"].values() if g["name"].startswith("/aws/eks/")]
     assert cluster["enabled_cluster_log_types"] == ["api", "audit", "authenticator"]
     assert (group["name"], group["retention_in_days"], group["kms_key_id"]) == \
         ("/aws/eks/af-test/cluster", 365, BASE["logs_kms_key_arn"])
@@ -208,3 +209,14 @@ def test_bad_node_sizing_fails_fast(sizing, message):
 def test_bad_cluster_props_fail_fast(override, message):
     with pytest.raises(ValueError, match=message):
         ClusterProps(**{**BASE, **override})
+
+
+def test_container_insights_log_groups_are_encrypted_and_created_before_the_addon(stack):
+    build(stack, log_retention_days=90)
+    res = synth(stack)["resource"]
+    groups = {g["name"]: g for g in res["aws_cloudwatch_log_group"].values() if "containerinsights" in g["name"]}
+    assert sorted(groups) == [f"/aws/containerinsights/af-test/{t}" for t in ("application", "dataplane", "host",
+                                                                               "performance")]
+    assert {(g["retention_in_days"], g["kms_key_id"]) for g in groups.values()} == {(90, BASE["logs_kms_key_arn"])}
+    (addon,) = [a for a in res["aws_eks_addon"].values() if a["addon_name"] == "amazon-cloudwatch-observability"]
+    assert {address(res, "aws_cloudwatch_log_group", g) for g in groups.values()} <= set(addon["depends_on"])

@@ -33,8 +33,8 @@ LOG_WRITE = ["s3:GetObject", "s3:ListBucket", "s3:PutObject"]
 EXPECTED_ACTIONS = {
     "airflow-scheduler": sorted(["kms:Decrypt", *S3_READ]),
     "airflow-dag-processor": sorted(["kms:Decrypt", *S3_READ]),
-    "airflow-triggerer": sorted(["kms:Decrypt", "kms:GenerateDataKey", *LOG_WRITE]),
-    "airflow-api-server": sorted(["kms:Decrypt", "s3:GetObject", "s3:ListBucket"]),
+    "airflow-triggerer": sorted({"kms:Decrypt", "kms:GenerateDataKey", "s3:GetObjectVersion", *LOG_WRITE}),
+    "airflow-api-server": sorted(["kms:Decrypt", *S3_READ]),
     "airflow-worker": sorted({"kms:Decrypt", "kms:GenerateDataKey", *S3_READ, *LOG_WRITE}),
     "airflow-task": sorted({"kms:Decrypt", "kms:GenerateDataKey", *S3_READ, *LOG_WRITE}),
     "vault": ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt"],
@@ -137,10 +137,11 @@ def test_api_server_only_reads_task_logs(platform):
     _, _, policies = platform
     api = policies["airflow-api-server"]
     assert all(is_read_action(a) or a == "kms:Decrypt" for a in _actions(api))
-    (get,) = _with_action(api, "s3:GetObject")
-    (list_,) = _with_action(api, "s3:ListBucket")
+    gets = sorted(r for stmt in _with_action(api, "s3:GetObject") for r in stmt["Resource"])
+    lists = sorted(r for stmt in _with_action(api, "s3:ListBucket") for r in stmt["Resource"])
     (decrypt,) = _with_action(api, "kms:Decrypt")
-    assert (get["Resource"], list_["Resource"]) == ([f"{LOGS}/task-logs/*"], [LOGS])
+    # task logs to show them, plugins for the plugin sync at start; nothing else
+    assert (gets, lists) == (sorted([f"{LOGS}/task-logs/*", f"{PLUGINS}/*"]), sorted([LOGS, PLUGINS]))
     assert decrypt["Resource"] == [STORAGE_KEY] and "kms:GenerateDataKey" not in _actions(api)
 
 
