@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="point every AWS provider at a local emulator (e.g. moto on http://127.0.0.1:5000) with "
                              "test credentials and local state: for plan tests and `make rehearse`, never for deploys")
     parser.add_argument("--plain-imports", action="store_true",
-                        help="import provider packages in full (slow; for benchmarks and the identity test)")
+                        help="stock CDKTF Python runtime: provider packages imported in full, no memoized type hints, "
+                             "no cached token reads (slow; for benchmarks and the identity test)")
     parser.add_argument("--quiet", action="store_true", help="do not print the stack table")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser.parse_args(argv)
@@ -81,10 +82,12 @@ def print_table(counts: dict[str, int]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     jsii_runtime.use_bundled_node()
-    if args.plain_imports:
-        import cdktf_cdktf_provider_aws  # noqa: F401  (the full package: the shortcut then leaves it alone)
-    jsii_runtime.install_fast_provider_imports()
-    jsii_runtime.memoize_stub_type_hints()
+    if args.plain_imports:   # stock CDKTF Python: full provider imports, no memoized hints, no cached reads
+        import cdktf_cdktf_provider_aws  # noqa: F401
+    else:
+        jsii_runtime.install_fast_provider_imports()
+        jsii_runtime.memoize_stub_type_hints()
+        jsii_runtime.cache_token_reads()
     from modules.aspects import PolicyViolation
 
     try:

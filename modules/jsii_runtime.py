@@ -15,6 +15,12 @@
    `jsii._type_checking.cached_type_hints`; these bindings predate it). The stubs' annotations never
    change, so caching them per stub gives the same checks at a fraction of the cost.
 
+4. Cached token reads. Reading a resource attribute (`bucket.arn`) is a round trip to Node that returns a
+   token string; constructs read the same attribute of the same object many times (~450 of ~1,140 reads in
+   a full synth). A token read is cached per object and property until Python next sets a property on, or
+   invokes a method of, that object; only token strings are cached, so plain values are always read afresh.
+   A token stands for a reference resolved at synth, so reusing it gives the same output (tests prove it).
+
 `install()` is idempotent and does nothing for a package that is already imported in full, so
 an app that wants the plain path imports the provider package before this module runs.
 """
@@ -80,7 +86,46 @@ def memoize_stub_type_hints() -> None:
     typing.get_type_hints = get_type_hints
 
 
+_TOKEN_MARK = "${TfToken["
+
+
+def cache_token_reads() -> None:
+    """Serve repeated reads of a token-valued property from Python (see 4. above)."""
+    import jsii
+
+    if getattr(jsii.get, "_token_cache", False):
+        return
+    get, set_, invoke = jsii.get, jsii.set, jsii.invoke
+    tokens: dict[str, dict[str, str]] = {}
+
+    def ref_of(obj) -> str | None:
+        ref = getattr(obj, "__jsii_ref__", None)
+        return getattr(ref, "ref", None)
+
+    def cached_get(obj, property):
+        ref = ref_of(obj)
+        known = tokens.get(ref) if ref is not None else None
+        if known is not None and property in known:
+            return known[property]
+        value = get(obj, property)
+        if ref is not None and isinstance(value, str) and _TOKEN_MARK in value:
+            tokens.setdefault(ref, {})[property] = value
+        return value
+
+    def forgetting_set(obj, property, value):
+        tokens.pop(ref_of(obj), None)
+        return set_(obj, property, value)
+
+    def forgetting_invoke(obj, method, args=None):
+        tokens.pop(ref_of(obj), None)
+        return invoke(obj, method, args)
+
+    cached_get._token_cache = True  # type: ignore[attr-defined]
+    jsii.get, jsii.set, jsii.invoke = cached_get, forgetting_set, forgetting_invoke
+
+
 def install() -> None:
     use_bundled_node()
     install_fast_provider_imports()
     memoize_stub_type_hints()
+    cache_token_reads()
