@@ -13,7 +13,7 @@ from modules.identity import WORKLOADS
 from stacks.platform import GLUE_CHART, lb_controller_values
 
 PLATFORM = [f"airflow-{name}-platform" for name in environments.NAMES]
-CHART_VALUES = Path("/work/shared/charts/aws-load-balancer-controller/values.yaml")
+CHART_VALUES = Path(__file__).resolve().parent / "data" / "charts" / "aws-load-balancer-controller" / "values.yaml"
 
 
 def releases(doc):
