@@ -211,7 +211,7 @@ def test_service_monitor_scrapes_the_airflow_statsd_service_and_is_selected_by_p
     (endpoint,) = sm["spec"]["endpoints"]
     # chart 1.21.0 templates/statsd/statsd-service.yaml: port `statsd-scrape` = ports.statsdScrape (9102)
     assert (endpoint["port"], endpoint["path"]) == ("statsd-scrape", "/metrics")
-    chart_values = yaml.safe_load((ROOT.parent / "shared" / "charts" / "airflow" / "values.yaml").read_text())
+    chart_values = yaml.safe_load((ROOT / "tests" / "data" / "charts" / "airflow" / "values.yaml").read_text())
     assert chart_values["ports"]["statsdScrape"] == 9102 and chart_values["statsd"]["enabled"] is True
 
 
