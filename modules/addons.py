@@ -80,6 +80,7 @@ class ClusterAddonsProps:
     worker_disruption_budget: str = "10%"
     worker_ami_alias: str = "al2023@latest"
     storage_reclaim_policy: str = "Retain"
+    interruption_queue_name: str | None = None   # SQS queue of EC2 interruption events (modules/node_interruption.py)
 
     def __post_init__(self) -> None:
         if not is_unresolved(self.cluster_name):
@@ -139,12 +140,14 @@ def external_secrets_values(*, replicas: int) -> dict[str, Any]:
             "webhook": {"replicaCount": replicas}}
 
 
-def karpenter_values(*, cluster_name: str, replicas: int) -> dict[str, Any]:
+def karpenter_values(*, cluster_name: str, replicas: int, interruption_queue: str | None = None) -> dict[str, Any]:
     """Karpenter chart: the controller runs on the managed system nodes (never on capacity it manages itself)
-    under the Pod Identity service account; the API endpoint is discovered with eks:DescribeCluster."""
+    under the Pod Identity service account; the API endpoint is discovered with eks:DescribeCluster. With an
+    interruption queue it cordons and drains a node on a spot interruption warning or scheduled maintenance."""
     namespace, (service_account,) = WORKLOADS["karpenter"]
     assert namespace == KARPENTER.namespace
-    return {"settings": {"clusterName": cluster_name},
+    settings = {"clusterName": cluster_name, **({"interruptionQueue": interruption_queue} if interruption_queue else {})}
+    return {"settings": settings,
             "serviceAccount": {"create": True, "name": service_account},
             "replicas": replicas,
             "nodeSelector": {"kubernetes.io/os": "linux", **SYSTEM_NODE_SELECTOR},
@@ -274,8 +277,9 @@ class ClusterAddons(Construct):
         self.cert_manager = self._release("cert-manager", cert_manager_values(replicas=replicas))
         self.external_secrets = self._release("external-secrets", external_secrets_values(replicas=replicas))
         self.karpenter_crd = self._release("karpenter-crd", {})
-        self.karpenter = self._release("karpenter", karpenter_values(cluster_name=props.cluster_name,
-                                                                     replicas=replicas),
+        self.karpenter = self._release("karpenter", karpenter_values(
+                                           cluster_name=props.cluster_name, replicas=replicas,
+                                           interruption_queue=props.interruption_queue_name),
                                        depends_on=[self.karpenter_crd], skip_crds=True)
         self.keda = self._release("keda", keda_values(replicas=replicas))
 

@@ -18,6 +18,7 @@ from modules.identity import PlatformIdentities, PlatformIdentitiesProps
 from modules.kafka import Kafka, KafkaProps, broker_subnet_ids
 from modules.kafka import log_group_prefix as kafka_log_prefix
 from modules.network import Network, NetworkProps
+from modules.node_interruption import NodeInterruptionQueue, NodeInterruptionQueueProps
 from modules.observability import Alerting, AlertingProps
 from modules.platform_secrets import PlatformSecrets, PlatformSecretsProps
 from modules.storage import AirflowBuckets, AirflowBucketsProps
@@ -97,6 +98,10 @@ class InfraStack(GovernedStack):
                                     role_arn=identities.role_arns["ebs-csi-driver"])
         cluster.bind_addon_identity("amazon-cloudwatch-observability", service_account="cloudwatch-agent",
                                     role_arn=identities.role_arns["cloudwatch-agent"])
+        # Karpenter drains spot workers on the two-minute warning instead of losing their tasks mid-run.
+        self.node_interruption = NodeInterruptionQueue(self, "node-interruption", props=NodeInterruptionQueueProps(
+            cluster_name=c.cluster_name, region=c.region, **account))
+        self.node_interruption.grant_consume(identities)
         self.vault_unseal_key_arn = vault_key.arn
         # Generated in-cluster secrets (Airflow keys, Grafana admin, Alertmanager receivers) that External Secrets
         # delivers; its role may read exactly these and decrypt them only through Secrets Manager.
@@ -138,6 +143,7 @@ class InfraStack(GovernedStack):
             "dags-bucket-name": s.dags.name, "task-logs-bucket-name": s.task_logs.name,
             "plugins-bucket-name": s.plugins.name, "access-logs-bucket-name": s.access_logs.name,
             "vault-unseal-key-arn": self.vault_unseal_key_arn,
+            "karpenter-interruption-queue-name": self.node_interruption.queue_name,
             "alb-dns-name": self.edge.dns_name, "web-acl-arn": self.edge.web_acl_arn,
             **{f"target-group-arn-{host}": arn for host, arn in self.edge.target_group_arns.items()},
         }

@@ -95,7 +95,8 @@ class PlatformStack(GovernedStack):
                 worker_memory_limit_gib=a.worker_memory_limit_gib, worker_root_volume_gib=a.worker_root_volume_gib,
                 worker_consolidate_after=a.worker_consolidate_after, worker_expire_after=a.worker_expire_after,
                 worker_disruption_budget=a.worker_disruption_budget, worker_ami_alias=a.worker_ami_alias,
-                storage_reclaim_policy=a.storage_reclaim_policy)))
+                storage_reclaim_policy=a.storage_reclaim_policy,
+                interruption_queue_name=infra.node_interruption.queue_name)))
         # Apps add their Certificates / ExternalSecrets here and make their releases depend on bootstrap.release.
         self.bootstrap = LocalChart(self, BOOTSTRAP_CHART, props=LocalChartProps(
             chart=BOOTSTRAP_CHART, namespace=BOOTSTRAP_NAMESPACE, depends_on=addons.bootstrap_dependencies))

@@ -44,11 +44,13 @@ def test_one_bus_per_environment_and_every_rule_delivers_to_its_queue_with_retri
     res = stacks[INFRA[env]]["resource"]
     (bus,) = res["aws_cloudwatch_event_bus"].values()
     assert bus["name"] == f"airflow-{env}-events"
-    rules = {r["name"]: r for r in res["aws_cloudwatch_event_rule"].values()}
+    # (the infra stack's other rules and queues, Karpenter's interruption queue, are not the events module's)
+    rules = {r["name"]: r for r in prefixed(res, "aws_cloudwatch_event_rule", "events_").values()}
     assert set(rules) == {f"airflow-{env}-{n}" for n in c.events.rule_names}
-    queues = {f"${{aws_sqs_queue.{k}.arn}}": q for k, q in res["aws_sqs_queue"].items()}
-    assert len(res["aws_cloudwatch_event_target"]) == len(rules)
-    for target in res["aws_cloudwatch_event_target"].values():
+    queues = {f"${{aws_sqs_queue.{k}.arn}}": q for k, q in prefixed(res, "aws_sqs_queue", "events_").items()}
+    targets = prefixed(res, "aws_cloudwatch_event_target", "events_")
+    assert len(targets) == len(rules)
+    for target in targets.values():
         queue, dlq = queues[target["arn"]], queues[target["dead_letter_config"]["arn"]]
         assert dlq["name"] == f"{queue['name']}-dlq"
         assert target["retry_policy"] == {"maximum_retry_attempts": c.events.retry_attempts,
@@ -64,7 +66,7 @@ def test_queues_are_encrypted_with_the_events_key_and_admit_only_eventbridge_for
     events_queues = prefixed(res, "aws_sqs_queue", "events_")
     assert {q["kms_master_key_id"] for q in events_queues.values()} == {key_ref}
     rule_of_queue = {}
-    for target in res["aws_cloudwatch_event_target"].values():
+    for target in prefixed(res, "aws_cloudwatch_event_target", "events_").values():
         rule_arn = target["rule"].replace(".name}", ".arn}")
         rule_of_queue[target["arn"]] = rule_of_queue[target["dead_letter_config"]["arn"]] = rule_arn
     policies = prefixed(res, "aws_sqs_queue_policy", "events_")

@@ -19,7 +19,7 @@ STATEFUL_ADDRESSES = {
                       "events_landing_bucket_CE50F6D9"},
     "aws_kms_key": {"cache_key_85736327", "cluster_secrets-key_6F9AD049", "database_key_CA7EEF20", "logs-key_44F95A88",
                     "storage_storage-key_6FCD5129", "vault-unseal-key_CB0C113C", "platform-secrets_key_AC596A9B",
-                    "alerting_key_4C41E48A", "events_queue-key_B9EC59FB"},
+                    "alerting_key_4C41E48A", "events_queue-key_B9EC59FB", "node-interruption_key_3193E706"},
     "aws_eks_cluster": {"cluster_A4C38409"},
     "aws_secretsmanager_secret": {"cache_auth-token-secret_9CFFAD65", "platform-secrets_airflow-keys_FB8EC2EE",
                                   "platform-secrets_grafana-admin_C4BD28F8", "platform-secrets_alert-receivers_74B6DDAD"},
