@@ -10,7 +10,6 @@ Helm values are built by the pure functions below (Python data, serialized with 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -22,7 +21,7 @@ from constructs import Construct
 from . import kubernetes as k8s
 from .cluster import INSTANCE_FAMILIES
 from .identity import WORKLOADS
-from .tokens import is_unresolved
+from . import validation
 from .validation import require
 
 
@@ -58,9 +57,6 @@ BOOTSTRAP_NAMESPACE = "kube-system"              # where the bootstrap release's
 SYSTEM_NODE_SELECTOR = {"role": "system"}        # label of the managed system node group (modules/cluster.py)
 _CRITICAL_ADDONS = [{"key": "CriticalAddonsOnly", "operator": "Exists"}]   # the system nodes' soft taint
 _ARCH = {"x86_64": "amd64", "arm64": "arm64"}
-_CLUSTER = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")
-_REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
-_EBS_KMS_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,11 +79,8 @@ class ClusterAddonsProps:
     interruption_queue_name: str | None = None   # SQS queue of EC2 interruption events (modules/node_interruption.py)
 
     def __post_init__(self) -> None:
-        if not is_unresolved(self.cluster_name):
-            require(_CLUSTER.fullmatch(self.cluster_name or "") is not None, "cluster_name", self.cluster_name,
-                    "is not a valid EKS cluster name", "use 2-40 lowercase letters, digits and inner hyphens")
-        require(_REGION.fullmatch(self.region or "") is not None, "region", self.region,
-                "is not an AWS region name", "use e.g. 'eu-west-1'")
+        validation.eks_cluster_name("cluster_name", self.cluster_name)
+        validation.aws_region("region", self.region)
         require(isinstance(self.controller_replicas, int) and 1 <= self.controller_replicas <= 5,
                 "controller_replicas", self.controller_replicas, "is outside 1-5", "use 1-5 replicas")
         unknown = [f for f in self.worker_instance_families if f not in INSTANCE_FAMILIES]
@@ -107,9 +100,8 @@ class ClusterAddonsProps:
                 "worker_root_volume_gib", self.worker_root_volume_gib, "is outside what gp3 accepts", "use 20-16384")
         require(self.storage_reclaim_policy in ("Retain", "Delete"), "storage_reclaim_policy",
                 self.storage_reclaim_policy, "is not a reclaim policy", "use 'Retain' or 'Delete'")
-        if self.ebs_kms_key_arn is not None and not is_unresolved(self.ebs_kms_key_arn):
-            require(_EBS_KMS_ARN.fullmatch(self.ebs_kms_key_arn) is not None, "ebs_kms_key_arn",
-                    self.ebs_kms_key_arn, "is not a KMS key ARN", "pass the key's ARN (not its alias)")
+        if self.ebs_kms_key_arn is not None:
+            validation.kms_key_arn("ebs_kms_key_arn", self.ebs_kms_key_arn)
 
     @property
     def worker_architecture(self) -> str:

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from cdktf_cdktf_provider_aws import iam_openid_connect_provider, iam_role, iam_role_policy, iam_role_policy_attachment
 from constructs import Construct
 
-from . import iam
-from .tokens import is_unresolved
+from . import iam, validation
 from .validation import ConfigError
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -35,7 +34,6 @@ _REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,10
 _BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,200}")
 _ENVIRONMENT = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,40}")
-_ACCOUNT_ID = re.compile(r"\d{12}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,9 +66,7 @@ class CiRolesProps:
         if not _NAME.fullmatch(self.name or ""):
             raise ConfigError("name", self.name, "is not a lowercase kebab-case name of at most 41 characters",
                               "use e.g. 'github-actions' (roles become '<name>-plan' and '<name>-deploy')")
-        if not is_unresolved(self.account_id) and not _ACCOUNT_ID.fullmatch(self.account_id or ""):
-            raise ConfigError("account_id", self.account_id, "is not a 12-digit AWS account id",
-                              "pass the account id, e.g. '123456789012'")
+        validation.account_id("account_id", self.account_id)
         if not isinstance(self.max_session_hours, int) or not 1 <= self.max_session_hours <= 12:
             raise ConfigError("max_session_hours", self.max_session_hours, "is not 1-12 hours",
                               "use 1 (a plan or deploy job fits in an hour; longer sessions live longer if leaked)")

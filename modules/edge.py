@@ -103,7 +103,7 @@ class EdgeProps:
             ip_network(f"ingress_cidrs[{i}]", cidr)
         require(isinstance(self.waf_rate_limit, int) and not isinstance(self.waf_rate_limit, bool)
                 and WAF_MIN_RATE_LIMIT <= self.waf_rate_limit <= 2_000_000_000, "waf_rate_limit", self.waf_rate_limit,
-                f"is outside AWS WAF's rate-based rule range", f"use {WAF_MIN_RATE_LIMIT}-2000000000 requests per 5 minutes")
+                "is outside AWS WAF's rate-based rule range", f"use {WAF_MIN_RATE_LIMIT}-2000000000 requests per 5 minutes")
         require(isinstance(self.tls_policy, str) and self.tls_policy.startswith("ELBSecurityPolicy-TLS13-"),
                 "tls_policy", self.tls_policy, "is not a TLS 1.3 ELB security policy",
                 f"use '{DEFAULT_TLS_POLICY}' or a stricter ELBSecurityPolicy-TLS13-* policy")

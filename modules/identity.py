@@ -36,7 +36,7 @@ from typing import Any
 from cdktf_cdktf_provider_aws import eks_pod_identity_association, iam_role, iam_role_policy
 from constructs import Construct
 
-from . import iam
+from . import iam, validation
 from .tokens import is_unresolved
 from .validation import ConfigError
 
@@ -47,7 +47,6 @@ _SID = re.compile(r"[A-Za-z0-9]{1,128}")
 _ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}")
 _NAMESPACE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _SERVICE_ACCOUNT = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
-_ACCOUNT_ID = re.compile(r"\d{12}")
 
 
 # ---- statement checks -----------------------------------------------------------------------------
@@ -127,9 +126,7 @@ class WorkloadIdentityProps:
         if not is_unresolved(self.name) and not _ROLE_NAME.fullmatch(self.name):
             raise ConfigError("name", self.name, "is not a valid IAM role name",
                               "use 1-64 letters, digits and +=,.@_-")
-        if not is_unresolved(self.account_id) and not _ACCOUNT_ID.fullmatch(self.account_id):
-            raise ConfigError("account_id", self.account_id, "is not a 12-digit AWS account id",
-                              "pass the account id, e.g. '123456789012'")
+        validation.account_id("account_id", self.account_id)
         if not is_unresolved(self.namespace) and not _NAMESPACE.fullmatch(self.namespace):
             raise ConfigError("namespace", self.namespace, "is not a valid Kubernetes namespace",
                               "use a DNS label: 1-63 lowercase letters, digits and inner hyphens")
@@ -250,11 +247,8 @@ class PlatformIdentitiesProps:
             raise ConfigError("cluster_name", self.cluster_name, "does not leave room for target group names",
                               "use 1-30 lowercase letters, digits and hyphens (target groups are named "
                               "'<cluster_name>-<suffix>' within ELB's 32-character limit)")
-        if not is_unresolved(self.account_id) and not _ACCOUNT_ID.fullmatch(self.account_id):
-            raise ConfigError("account_id", self.account_id, "is not a 12-digit AWS account id",
-                              "pass the account id, e.g. '123456789012'")
-        if not is_unresolved(self.region) and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
-            raise ConfigError("region", self.region, "is not an AWS region name", "use e.g. 'eu-west-1'")
+        validation.account_id("account_id", self.account_id)
+        validation.aws_region("region", self.region)
         if not is_unresolved(list(self.delivered_secret_arns)) and not self.delivered_secret_arns:
             raise ConfigError("delivered_secret_arns", self.delivered_secret_arns, "is empty",
                               "pass the DB master secret and Redis token secret ARNs")

@@ -8,17 +8,14 @@ Event patterns and the queue's 5-minute retention follow Karpenter's getting-sta
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 from cdktf_cdktf_provider_aws import cloudwatch_event_rule, cloudwatch_event_target, sqs_queue, sqs_queue_policy
 from constructs import Construct
 
-from . import iam
+from . import iam, validation
 from .encryption import EncryptionKey, EncryptionKeyProps, ServiceUse
 from .identity import PlatformIdentities
-from .tokens import is_unresolved
-from .validation import ConfigError
 
 EVENTS_PRINCIPAL = "events.amazonaws.com"
 INTERRUPTION_EVENTS = {
@@ -28,7 +25,6 @@ INTERRUPTION_EVENTS = {
     "scheduled-change": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
 }
 CONSUME_ACTIONS = ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"]
-_CLUSTER = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,9 +35,9 @@ class NodeInterruptionQueueProps:
     partition: str = "aws"
 
     def __post_init__(self) -> None:
-        if not is_unresolved(self.cluster_name) and not _CLUSTER.fullmatch(self.cluster_name or ""):
-            raise ConfigError("cluster_name", self.cluster_name, "is not a valid EKS cluster name",
-                              "use 2-40 lowercase letters, digits and inner hyphens")
+        validation.eks_cluster_name("cluster_name", self.cluster_name)
+        validation.aws_region("region", self.region)
+        validation.account_id("account_id", self.account_id)
 
 
 class NodeInterruptionQueue(Construct):

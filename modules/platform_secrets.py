@@ -25,11 +25,10 @@ from constructs import Construct
 from . import kubernetes as k8s
 from .encryption import EncryptionKey, EncryptionKeyProps
 from .identity import PlatformIdentities
+from . import validation
 from .validation import require
 
 _PREFIX = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
-_ACCOUNT_ID = re.compile(r"\d{12}")
-_REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
 GRAFANA_ADMIN_USER = "admin"                     # the login name is not a secret; its password is
 
 
@@ -44,10 +43,8 @@ class PlatformSecretsProps:
     def __post_init__(self) -> None:
         require(isinstance(self.prefix, str) and _PREFIX.fullmatch(self.prefix) is not None, "prefix", self.prefix,
                 "is not a valid name prefix", "use 2-32 lowercase letters, digits and inner hyphens")
-        require(isinstance(self.account_id, str) and _ACCOUNT_ID.fullmatch(self.account_id) is not None,
-                "account_id", self.account_id, "is not a 12-digit AWS account id", "pass e.g. '123456789012'")
-        require(isinstance(self.region, str) and _REGION.fullmatch(self.region) is not None, "region", self.region,
-                "is not an AWS region name", "use e.g. 'eu-west-1'")
+        validation.account_id("account_id", self.account_id)
+        validation.aws_region("region", self.region)
         require(isinstance(self.recovery_window_days, int) and 7 <= self.recovery_window_days <= 30,
                 "recovery_window_days", self.recovery_window_days, "is outside 7-30",
                 "use 7-30 days (Secrets Manager's range; 0 would delete without recovery)")

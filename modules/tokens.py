@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cdktf import Token
-
 _KEY = r"[a-zA-Z0-9:._-]+"
 _STRING_TOKEN = re.compile(rf"\$\{{TfToken\[{_KEY}\]\}}")
 _LIST_TOKEN = re.compile(rf"#\{{TfToken\[{_KEY}\]\}}")
@@ -22,4 +20,5 @@ def is_unresolved(value: Any) -> bool:
         return _STRING_TOKEN.search(value) is not None
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return len(value) == 1 and _LIST_TOKEN.search(value[0]) is not None
+    from cdktf import Token   # only here: strings are answered without starting jsii
     return Token.is_unresolved(value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from .tokens import is_unresolved
+
 
 class ConfigError(ValueError):
     def __init__(self, field: str, value: object, problem: str, fix: str) -> None:
@@ -27,6 +29,37 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
                       2922, 3288, 3653)
 _DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _TAG_CHARS = re.compile(r"[\w .:/=+\-@]*", re.UNICODE)
+
+
+_AWS_REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
+_ACCOUNT_ID = re.compile(r"\d{12}")
+_EKS_CLUSTER = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")
+_KMS_KEY_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}")
+
+
+def _token(value: object) -> bool:
+    """A Terraform reference (a cdktf token) is checked by Terraform at plan, not here."""
+    return isinstance(value, str) and is_unresolved(value)
+
+
+def aws_region(field: str, value: object) -> None:
+    require(_token(value) or (isinstance(value, str) and _AWS_REGION.fullmatch(value) is not None), field, value,
+            "is not an AWS region name", "use e.g. 'eu-west-1'")
+
+
+def account_id(field: str, value: object) -> None:
+    require(_token(value) or (isinstance(value, str) and _ACCOUNT_ID.fullmatch(value) is not None), field, value,
+            "is not a 12-digit AWS account id", "pass the account id, e.g. '123456789012'")
+
+
+def eks_cluster_name(field: str, value: object) -> None:
+    require(_token(value) or (isinstance(value, str) and _EKS_CLUSTER.fullmatch(value) is not None), field, value,
+            "is not a valid EKS cluster name", "use 2-40 lowercase letters, digits and inner hyphens")
+
+
+def kms_key_arn(field: str, value: object) -> None:
+    require(_token(value) or (isinstance(value, str) and _KMS_KEY_ARN.fullmatch(value) is not None), field, value,
+            "is not a KMS key ARN", "pass the key's ARN (arn:aws:kms:<region>:<account>:key/<id>), not its alias")
 
 
 def ipv4_network(field: str, value: str) -> ipaddress.IPv4Network:

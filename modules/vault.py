@@ -29,7 +29,7 @@ from constructs import Construct
 from . import kubernetes as k8s
 from .identity import WORKLOADS
 from .local_chart import LocalChart
-from .tokens import is_unresolved
+from . import validation
 from .validation import ConfigError
 
 CHART = "vault"
@@ -52,8 +52,6 @@ CLIENT_NAMESPACES = (k8s.AIRFLOW_NAMESPACE, k8s.MONITORING_NAMESPACE, k8s.VAULT_
 
 _QUANTITY = re.compile(r"[1-9]\d*(Mi|Gi|Ti)")
 _CPU = re.compile(r"([1-9]\d*m|\d+(\.\d+)?)")
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
-_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,11 +76,8 @@ class VaultProps:
             raise ConfigError("cpu", self.cpu, "is not a CPU quantity", "use e.g. '250m'")
         if not re.fullmatch(r"[1-9]\d*(Mi|Gi)", self.memory):
             raise ConfigError("memory", self.memory, "is not a memory quantity", "use e.g. '512Mi'")
-        if not is_unresolved(self.region) and not _REGION.fullmatch(self.region):
-            raise ConfigError("region", self.region, "is not an AWS region name", "use e.g. 'eu-west-1'")
-        if not is_unresolved(self.unseal_key_arn) and not _KEY_ARN.fullmatch(self.unseal_key_arn):
-            raise ConfigError("unseal_key_arn", self.unseal_key_arn, "is not a KMS key ARN",
-                              "pass the infra stack's vault unseal key ARN (arn:aws:kms:<region>:<account>:key/<id>)")
+        validation.aws_region("region", self.region)
+        validation.kms_key_arn("unseal_key_arn", self.unseal_key_arn)
 
 
 # ---- pure builders ------------------------------------------------------------------------------------

@@ -1,5 +1,3 @@
-import json
-
 import cdktf
 import pytest
 from cdktf_cdktf_provider_aws import cloudwatch_log_group, kms_alias, lb, s3_bucket, security_group, vpc_security_group_ingress_rule as ingress

@@ -1,7 +1,6 @@
 """The front door construct: DNS + certificate, ALB listeners and rules, security groups, WAF."""
 from __future__ import annotations
 
-import json
 
 import pytest
 
