@@ -281,66 +281,58 @@ def pgbouncer_ini(*, database_host: str, database_port: int, database_name: str,
     ])
 
 
-def _manifest(kind: str, api_version: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": api_version, "kind": kind,
-            "metadata": {"name": body["name"], "namespace": body["namespace"]}, "spec": body["spec"]}
-
-
 def bootstrap_objects(*, prefix: str, database_host: str, database_port: int, database_name: str,
                       database_master_secret_arn: str, cache_endpoint: str, cache_port: int,
                       cache_auth_token_secret_arn: str, settings: AirflowSettings) -> list[dict[str, Any]]:
     """ExternalSecrets, the RDS CA SecretStore and the Certificates the release mounts. Only names/ARNs here."""
     ns = k8s.AIRFLOW_NAMESPACE
-    es = lambda body: _manifest("ExternalSecret", k8s.EXTERNAL_SECRETS_API_VERSION, body)  # noqa: E731
-    cert = lambda body: _manifest("Certificate", k8s.CERT_MANAGER_API_VERSION, body)  # noqa: E731
     master = [{"secretKey": key, "remoteRef": {"key": database_master_secret_arn, "property": key}}
               for key in ("username", "password")]
     psycopg = _libpq_url(scheme="postgresql",
                          query=f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}")
-    metadata = es(k8s.external_secret(name=METADATA_SECRET, namespace=ns, data=master, template={
+    metadata = k8s.external_secret(name=METADATA_SECRET, namespace=ns, data=master, template={
         "connection": psycopg,
         # asyncpg rejects sslmode/sslrootcert: ssl=verify-full, and the CA comes from PGSSLROOTCERT (DESIGN §5).
         "async-connection": _libpq_url(scheme="postgresql+asyncpg", query="ssl=verify-full"),
         # KEDA's postgresql scaler runs in the KEDA operator, which mounts the platform CA at KEDA_PLATFORM_CA_FILE.
         "kedaConnection": _libpq_url(scheme="postgresql",
-                                     query=f"sslmode=verify-full&sslrootcert={k8s.KEDA_PLATFORM_CA_FILE}")}))
-    pgbouncer_config = es(k8s.external_secret(name=PGBOUNCER_CONFIG_SECRET, namespace=ns, data=master, template={
+                                     query=f"sslmode=verify-full&sslrootcert={k8s.KEDA_PLATFORM_CA_FILE}")})
+    pgbouncer_config = k8s.external_secret(name=PGBOUNCER_CONFIG_SECRET, namespace=ns, data=master, template={
         "pgbouncer.ini": pgbouncer_ini(database_host=database_host, database_port=database_port,
                                        database_name=database_name, settings=settings),
-        "users.txt": '"{{ .username }}" "{{ .password }}"\n'}))
-    stats = es(k8s.external_secret(name=PGBOUNCER_STATS_SECRET, namespace=ns, data=master, template={
+        "users.txt": '"{{ .username }}" "{{ .password }}"\n'})
+    stats = k8s.external_secret(name=PGBOUNCER_STATS_SECRET, namespace=ns, data=master, template={
         "connection": _libpq_url(scheme="postgresql", host="localhost", database="pgbouncer",
-                                 query=f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}")}))
-    broker = es(k8s.external_secret(
+                                 query=f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}")})
+    broker = k8s.external_secret(
         name=BROKER_SECRET, namespace=ns,
         data=[{"secretKey": "token", "remoteRef": {"key": cache_auth_token_secret_arn}}],   # a plain-string secret
         template={"connection": f"rediss://:{{{{ .token | urlquery }}}}@{cache_endpoint}:{cache_port}/0"
-                                "?ssl_cert_reqs=required"}))
+                                "?ssl_cert_reqs=required"})
     keys_secret = k8s.airflow_keys_secret_name(prefix)
-    keys = es(k8s.external_secret(name=KEYS_SECRET, namespace=ns, data=[
+    keys = k8s.external_secret(name=KEYS_SECRET, namespace=ns, data=[
         {"secretKey": key, "remoteRef": {"key": keys_secret, "property": prop}}
         for key, prop in (("fernet-key", "fernet-key"), ("jwt-secret", "jwt-secret"),
                           ("api-secret-key", "api-secret-key"),
-                          ("webserver-secret-key", "api-secret-key"))]))   # FAB's Flask key = [api] secret_key
+                          ("webserver-secret-key", "api-secret-key"))])   # FAB's Flask key = [api] secret_key
     # The RDS CA bundle, fetched by the operator (which has egress) from AWS's trust store over verified HTTPS and
     # refreshed daily, so CA rotations arrive without an image rebuild and no pod needs internet access at start.
     rds_store = {"apiVersion": k8s.EXTERNAL_SECRETS_API_VERSION, "kind": "SecretStore",
                  "metadata": {"name": RDS_CA_STORE, "namespace": ns},
                  "spec": {"provider": {"webhook": {"url": RDS_CA_BUNDLE_URL, "method": "GET", "timeout": "30s",
                                                    "result": {}}}}}
-    rds_bundle_body = k8s.external_secret(name=RDS_CA_SECRET, namespace=ns, refresh_interval="24h", data=[
+    rds_bundle = k8s.external_secret(name=RDS_CA_SECRET, namespace=ns, refresh_interval="24h", data=[
         {"secretKey": "global-bundle.pem", "remoteRef": {"key": "global-bundle"}}])
-    rds_bundle_body["spec"]["secretStoreRef"] = {"name": RDS_CA_STORE, "kind": "SecretStore"}
+    rds_bundle["spec"]["secretStoreRef"] = {"name": RDS_CA_STORE, "kind": "SecretStore"}
     pgbouncer_dns = [PGBOUNCER_HOST, f"{PGBOUNCER_HOST}.cluster.local", f"{PGBOUNCER_SERVICE}.{ns}",
                      PGBOUNCER_SERVICE, "localhost"]
     return [
-        metadata, pgbouncer_config, stats, broker, keys, rds_store, es(rds_bundle_body),
-        cert(k8s.certificate(name=PGBOUNCER_TLS_SECRET, namespace=ns, dns_names=pgbouncer_dns,
-                             ip_addresses=["127.0.0.1"])),
+        metadata, pgbouncer_config, stats, broker, keys, rds_store, rds_bundle,
+        k8s.certificate(name=PGBOUNCER_TLS_SECRET, namespace=ns, dns_names=pgbouncer_dns, ip_addresses=["127.0.0.1"]),
         # Only its ca.crt is used (the KEDA operator mounts it to verify PgBouncer): a client certificate that
         # nothing presents, because cert-manager hands out the CA only alongside a certificate.
-        cert(k8s.certificate(name=KEDA_PLATFORM_CA_CERTIFICATE, namespace=k8s.KEDA_NAMESPACE,
-                             dns_names=[f"keda-operator.{k8s.KEDA_NAMESPACE}.svc"], usages=["client auth"])),
+        k8s.certificate(name=KEDA_PLATFORM_CA_CERTIFICATE, namespace=k8s.KEDA_NAMESPACE,
+                        dns_names=[f"keda-operator.{k8s.KEDA_NAMESPACE}.svc"], usages=["client auth"]),
     ]
 
 

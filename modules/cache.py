@@ -16,12 +16,12 @@ from cdktf_cdktf_provider_aws import (
     secretsmanager_secret,
     secretsmanager_secret_version,
     security_group,
-    vpc_security_group_ingress_rule as ingress,
 )
 from constructs import Construct
 
 from . import validation
 from .encryption import EncryptionKey, EncryptionKeyProps
+from .network import admit_tcp_from
 from .tokens import is_unresolved
 from .validation import require
 
@@ -189,7 +189,5 @@ class Cache(Construct):
 
     def allow_from(self, id_: str, *, source_security_group_id: str) -> None:
         """Open 6379 to exactly one security group (never to a CIDR)."""
-        ingress.VpcSecurityGroupIngressRule(
-            self, f"ingress-{id_}", security_group_id=self.security_group.id, ip_protocol="tcp",
-            from_port=PORT, to_port=PORT, referenced_security_group_id=source_security_group_id,
-            description=f"Redis from {id_}")
+        admit_tcp_from(self, f"ingress-{id_}", security_group_id=self.security_group.id, port=PORT,
+                       source_security_group_id=source_security_group_id, description=f"Redis from {id_}")

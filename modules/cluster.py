@@ -26,6 +26,7 @@ from constructs import Construct
 
 from . import iam, validation
 from .encryption import EncryptionKey, EncryptionKeyProps
+from .network import admit_tcp_from
 from .tokens import is_unresolved
 
 # Instance families the system node group may use, by CPU architecture. A family not listed here is
@@ -286,10 +287,8 @@ class Cluster(Construct):
     def allow_node_ingress(self, id_: str, *, source_security_group_id: str, port: int) -> None:
         """Admit one TCP port on the node (= pod) security group from exactly one security group,
         e.g. the ALB forwarding to pod IPs registered by TargetGroupBinding."""
-        ingress.VpcSecurityGroupIngressRule(
-            self, f"node-ingress-{id_}", security_group_id=self._node_sg.id,
-            referenced_security_group_id=source_security_group_id, ip_protocol="tcp", from_port=port, to_port=port,
-            description=f"{id_} to pods on {port}")
+        admit_tcp_from(self, f"node-ingress-{id_}", security_group_id=self._node_sg.id, port=port,
+                       source_security_group_id=source_security_group_id, description=f"{id_} to pods on {port}")
 
     def allow_node_egress(self, id_: str, *, destination_security_group_id: str, port: int) -> None:
         """Let nodes and pods open one TCP port on exactly one security group (a database, cache or broker

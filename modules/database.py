@@ -14,12 +14,12 @@ from cdktf_cdktf_provider_aws import (
     iam_role,
     iam_role_policy_attachment,
     security_group,
-    vpc_security_group_ingress_rule as ingress,
 )
 from constructs import Construct
 
 from . import iam, validation
 from .encryption import EncryptionKey, EncryptionKeyProps
+from .network import admit_tcp_from
 from .tokens import is_unresolved
 from .validation import require
 
@@ -220,8 +220,6 @@ class Database(Construct):
 
     def allow_from(self, id_: str, *, source_security_group_id: str) -> None:
         """Open 5432 to exactly one security group (never to a CIDR)."""
-        ingress.VpcSecurityGroupIngressRule(
-            self, f"ingress-{id_}", security_group_id=self.security_group.id, ip_protocol="tcp",
-            from_port=PORT, to_port=PORT, referenced_security_group_id=source_security_group_id,
-            description=f"PostgreSQL from {id_}")
+        admit_tcp_from(self, f"ingress-{id_}", security_group_id=self.security_group.id, port=PORT,
+                       source_security_group_id=source_security_group_id, description=f"PostgreSQL from {id_}")
 

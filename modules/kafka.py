@@ -21,12 +21,12 @@ from cdktf_cdktf_provider_aws import (
     msk_cluster,
     msk_serverless_cluster,
     security_group,
-    vpc_security_group_ingress_rule as ingress,
 )
 from constructs import Construct
 
 from . import validation
 from .encryption import EncryptionKey, EncryptionKeyProps
+from .network import admit_tcp_from
 from .identity import PlatformIdentities
 from .tokens import is_unresolved
 from .validation import ConfigError
@@ -161,10 +161,8 @@ class Kafka(Construct):
 
     def allow_from(self, id_: str, *, source_security_group_id: str) -> None:
         """Open 9098 to exactly one security group (never to a CIDR)."""
-        ingress.VpcSecurityGroupIngressRule(
-            self, f"ingress-{id_}", security_group_id=self.security_group.id, ip_protocol="tcp", from_port=PORT,
-            to_port=PORT, referenced_security_group_id=source_security_group_id,
-            description=f"Kafka (TLS + IAM) from {id_}")
+        admit_tcp_from(self, f"ingress-{id_}", security_group_id=self.security_group.id, port=PORT,
+                       source_security_group_id=source_security_group_id, description=f"Kafka (TLS + IAM) from {id_}")
 
     def topic_arn(self, topic: str) -> str:
         return self._resource_arn("topic", topic)

@@ -35,10 +35,14 @@ SECRETS_MANAGER_STORE = "aws-secrets-manager"
 # Labels Prometheus (kube-prometheus-stack) selects ServiceMonitors and PrometheusRules by.
 PROMETHEUS_SELECTOR_LABELS = {"release": MONITORING_RELEASE}
 
+# API versions of the CRDs the bootstrap chart's objects use (charts pinned in modules/addons.py).
+CERT_MANAGER_API_VERSION = "cert-manager.io/v1"
+EXTERNAL_SECRETS_API_VERSION = "external-secrets.io/v1"
+
 
 def certificate(*, name: str, namespace: str, dns_names: list[str], ip_addresses: list[str] | None = None,
                 usages: list[str] | None = None, duration: str = "2160h", renew_before: str = "360h") -> dict[str, Any]:
-    """A cert-manager Certificate (as data for the bootstrap chart) issued by the platform CA; its Secret
+    """A whole cert-manager Certificate (for LocalChart.add_object) issued by the platform CA; its Secret
     (same name) holds tls.crt, tls.key and ca.crt."""
     spec: dict[str, Any] = {
         "secretName": name, "issuerRef": {"name": CA_ISSUER, "kind": "ClusterIssuer", "group": "cert-manager.io"},
@@ -47,12 +51,13 @@ def certificate(*, name: str, namespace: str, dns_names: list[str], ip_addresses
         "usages": usages or ["server auth", "digital signature", "key encipherment"]}
     if ip_addresses:
         spec["ipAddresses"] = ip_addresses
-    return {"name": name, "namespace": namespace, "spec": spec}
+    return {"apiVersion": CERT_MANAGER_API_VERSION, "kind": "Certificate",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
 def external_secret(*, name: str, namespace: str, data: list[dict[str, Any]],
                     template: dict[str, str] | None = None, refresh_interval: str = "1h") -> dict[str, Any]:
-    """An ExternalSecret (as data for the bootstrap chart) from the Secrets Manager store into Secret `name`.
+    """A whole ExternalSecret (for LocalChart.add_object) from the Secrets Manager store into Secret `name`.
     `data`: [{"secretKey": k, "remoteRef": {"key": <secret name or ARN>, "property": <json key>}}];
     `template`: Secret keys rendered from them with ESO's template engine v2 (e.g. a connection URL)."""
     spec: dict[str, Any] = {
@@ -62,7 +67,8 @@ def external_secret(*, name: str, namespace: str, data: list[dict[str, Any]],
         "data": data}
     if template:
         spec["target"]["template"] = {"engineVersion": "v2", "type": "Opaque", "data": template}
-    return {"name": name, "namespace": namespace, "spec": spec}
+    return {"apiVersion": EXTERNAL_SECRETS_API_VERSION, "kind": "ExternalSecret",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
 # EBS StorageClass for every persistent volume of the platform (Vault raft, Prometheus, Alertmanager, Grafana):
@@ -102,10 +108,6 @@ def alert_receivers_secret_name(prefix: str) -> str:
     the operator puts the real values (README) and Terraform ignores later changes."""
     return f"{prefix}/alertmanager/receivers"
 
-
-# ---- [addons] API versions of the CRDs the bootstrap chart's objects use (charts pinned in modules/addons.py).
-CERT_MANAGER_API_VERSION = "cert-manager.io/v1"
-EXTERNAL_SECRETS_API_VERSION = "external-secrets.io/v1"
 
 # Karpenter NodePool for Airflow workers (platform-bootstrap chart): its nodes carry WORKER_NODE_LABELS and the
 # WORKER_TOLERATIONS' taint, so only pods that select and tolerate them (Celery workers, KubernetesExecutor task

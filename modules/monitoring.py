@@ -24,8 +24,7 @@ from constructs import Construct
 from . import kubernetes as k8s
 from . import validation
 from .local_chart import LocalChart
-from .tokens import is_unresolved
-from .validation import ConfigError, require
+from .validation import require
 
 # https://github.com/prometheus-community/helm-charts/tree/kube-prometheus-stack-88.5.3/charts/kube-prometheus-stack
 # (defaults: /work/shared/charts/kube-prometheus-stack/values.yaml; Grafana subchart 12.11.1 from grafana-community).
@@ -326,9 +325,9 @@ class Monitoring(Construct):
                                       GRAFANA_ADMIN_KEYS),
                                      (ALERT_RECEIVERS_SECRET, k8s.alert_receivers_secret_name(p.secret_prefix),
                                       (SLACK_WEBHOOK_KEY, PAGERDUTY_ROUTING_KEY))):
-            bootstrap.add_object(_external_secret(k8s.external_secret(
+            bootstrap.add_object(k8s.external_secret(
                 name=secret, namespace=k8s.MONITORING_NAMESPACE,
-                data=[{"secretKey": key, "remoteRef": {"key": remote, "property": key}} for key in keys])))
+                data=[{"secretKey": key, "remoteRef": {"key": remote, "property": key}} for key in keys]))
         values = monitoring_values(p)
         self.release = Release(
             self, "release", name=k8s.MONITORING_RELEASE, namespace=k8s.MONITORING_NAMESPACE, repository=REPOSITORY,
@@ -344,13 +343,3 @@ class Monitoring(Construct):
         glue.add_object(prometheus_rule("airflow-alerts", "airflow", airflow_alert_rules(
             queued_tasks_threshold=p.queued_tasks_threshold, task_failure_ratio=p.task_failure_ratio)))
         glue.add_object(prometheus_rule("vault-alerts", "vault", vault_alert_rules()))
-
-
-def _external_secret(spec: dict[str, Any]) -> dict[str, Any]:
-    """A whole ExternalSecret manifest from k8s.external_secret()'s name/namespace/spec."""
-    if {"apiVersion", "kind"} <= set(spec):
-        return spec
-    if is_unresolved(spec["name"]):
-        raise ConfigError("secret.name", spec["name"], "is unresolved", "name Kubernetes Secrets with literals")
-    return {"apiVersion": k8s.EXTERNAL_SECRETS_API_VERSION, "kind": "ExternalSecret",
-            "metadata": {"name": spec["name"], "namespace": spec["namespace"]}, "spec": spec["spec"]}

@@ -175,3 +175,12 @@ class Network(Construct):
                          log_destination=group.arn, iam_role_arn=role.arn, max_aggregation_interval=60,
                          tags={"Name": f"{props.name}-flow-log"})
         self.flow_log_group_name: str = group.name
+
+
+def admit_tcp_from(scope: Construct, id_: str, *, security_group_id: str, port: int, source_security_group_id: str,
+                   description: str) -> ingress.VpcSecurityGroupIngressRule:
+    """Open one TCP port of a security group to exactly one other security group (never to a CIDR): how the
+    database, cache, broker and node groups admit their clients."""
+    return ingress.VpcSecurityGroupIngressRule(
+        scope, id_, security_group_id=security_group_id, ip_protocol="tcp", from_port=port, to_port=port,
+        referenced_security_group_id=source_security_group_id, description=description)

@@ -95,12 +95,9 @@ def certificate_manifest() -> dict[str, Any]:
     127.0.0.1 is a SAN because the in-pod CLI (VAULT_ADDR=https://127.0.0.1:8200) and `kubectl port-forward`
     reach the listener on loopback. One year, renewed 30 days ahead: Vault reads the files at start and on
     SIGHUP (docs/vault.md)."""
-    cert = k8s.certificate(name=k8s.VAULT_TLS_SECRET, namespace=k8s.VAULT_NAMESPACE, dns_names=certificate_dns_names(),
-                           ip_addresses=["127.0.0.1"], duration="8760h", renew_before="720h")
-    if "apiVersion" in cert:          # the builder already returns a whole object
-        return cert
-    return {"apiVersion": k8s.CERT_MANAGER_API_VERSION, "kind": "Certificate",
-            "metadata": {"name": cert["name"], "namespace": cert["namespace"]}, "spec": cert["spec"]}
+    return k8s.certificate(name=k8s.VAULT_TLS_SECRET, namespace=k8s.VAULT_NAMESPACE,
+                           dns_names=certificate_dns_names(), ip_addresses=["127.0.0.1"], duration="8760h",
+                           renew_before="720h")
 
 
 def server_config(*, region: str, unseal_key_arn: str, replicas: int) -> dict[str, Any]:
