@@ -236,7 +236,6 @@ class PlatformIdentitiesProps:
     node_security_group_id: str                 # the LB controller adds pod-port rules here only
     node_role_arn: str                          # the only role Karpenter may pass to EC2
     ebs_kms_key_arn: str | None = None          # customer key for EBS volumes, if any
-    karpenter_interruption_queue_arn: str | None = None
     airflow_namespace: str = "airflow"
     airflow_release: str = "airflow"
     addon_managed: tuple[str, ...] = ()         # workload ids whose association an EKS add-on creates
@@ -424,11 +423,6 @@ class PlatformIdentities(Construct):
             iam.statement("AllowAPIServerEndpointDiscovery", ["eks:DescribeCluster"],
                           [self._arn("eks", f"cluster/{p.cluster_name}")]),
         ]
-        if p.karpenter_interruption_queue_arn:
-            statements.append(iam.statement(
-                "AllowInterruptionQueueActions",
-                ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
-                [p.karpenter_interruption_queue_arn]))
         return statements
 
     def _external_secrets(self) -> list[dict[str, Any]]:
