@@ -30,8 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="point every AWS provider at a local emulator (e.g. moto on http://127.0.0.1:5000) with "
                              "test credentials and local state: for plan tests and `make rehearse`, never for deploys")
     parser.add_argument("--plain-imports", action="store_true",
-                        help="stock CDKTF Python runtime: provider packages imported in full, no memoized type hints, "
-                             "no cached token reads (slow; for benchmarks and the identity test)")
+                        help="stock CDKTF Python runtime: provider packages imported in full and none of "
+                             "modules/jsii_runtime's speed-ups (slow; for benchmarks and the identity test)")
     parser.add_argument("--quiet", action="store_true", help="do not print the stack table")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser.parse_args(argv)
@@ -41,7 +41,9 @@ def synthesize(names: list[str], overrides: list[str], out: Path, *,
                emulator_endpoint: str | None = None) -> dict[str, int]:
     """Synthesize into a sibling temp dir and swap it in; returns resource counts per stack."""
     configs = [environments.load(name, overrides) for name in names]
-    from cdktf import App  # after the config is known good: jsii starts only for valid input
+    # Only now, with the config known good, does jsii start: Node loads the providers while Python imports stacks.
+    jsii_runtime.preload_assemblies()
+    from cdktf import App
 
     import stacks
 
@@ -81,13 +83,11 @@ def print_table(counts: dict[str, int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    jsii_runtime.use_bundled_node()
-    if args.plain_imports:   # stock CDKTF Python: full provider imports, no memoized hints, no cached reads
+    if args.plain_imports:   # the stock CDKTF Python runtime: none of jsii_runtime's speed-ups
+        jsii_runtime.use_bundled_node()
         import cdktf_cdktf_provider_aws  # noqa: F401
     else:
-        jsii_runtime.install_fast_provider_imports()
-        jsii_runtime.memoize_stub_type_hints()
-        jsii_runtime.cache_token_reads()
+        jsii_runtime.install()
     from modules.aspects import PolicyViolation
 
     try:
@@ -107,4 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if "--plain-imports" in sys.argv:   # the stock runtime ends the stock way
+        sys.exit(code)
+    jsii_runtime.exit_now(code)

@@ -1,4 +1,5 @@
-"""The floor for synth time: one stack holding one VPC, synthesized the same way main.py does it."""
+"""The floor for synth time: one stack holding one VPC, synthesized the same way main.py does it
+(the same jsii runtime, the same `python -O`, the same exit)."""
 from __future__ import annotations
 
 import sys
@@ -22,3 +23,4 @@ if __name__ == "__main__":
         AwsProvider(stack, "aws", region="eu-west-1")
         Vpc(stack, "vpc", cidr_block="10.0.0.0/16")
         app.synth()
+    jsii_runtime.exit_now(0)

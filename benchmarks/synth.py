@@ -1,14 +1,17 @@
 """Synth speed, measured side by side: `make bench` (python -m benchmarks.synth [--runs N]).
 
 Runs, interleaved so machine noise hits all alike, N times each:
-  full   - `python main.py` (all environments, fast provider imports)
-  plain  - the same with `--plain-imports` (stock CDKTF Python import path)
-  floor  - one stack with one VPC (benchmarks/floor.py): process start, jsii and assembly load
+  full   - `python -O main.py` as `make synth` runs it (all environments, modules/jsii_runtime's speed-ups)
+  plain  - `python main.py --plain-imports`: the stock CDKTF Python runtime
+  floor  - one stack with one VPC (benchmarks/floor.py) run like `full`: process start, jsii, assembly load
 and prints medians and the ratios full/floor and full/plain. Wall-clock, so never asserted in tests.
+Python writes bytecode caches as on a user's machine (PYTHONDONTWRITEBYTECODE, which some sandboxes set,
+is cleared for the runs), so the warm-up run leaves every case with compiled modules.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -19,9 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=ENV)
     return time.perf_counter() - start
 
 
@@ -31,9 +37,9 @@ def main() -> None:
     runs = parser.parse_args().runs
     with tempfile.TemporaryDirectory() as tmp:
         commands = {
-            "full": [sys.executable, "main.py", "--quiet", "--out", f"{tmp}/full"],
+            "full": [sys.executable, "-O", "main.py", "--quiet", "--out", f"{tmp}/full"],
             "plain": [sys.executable, "main.py", "--quiet", "--plain-imports", "--out", f"{tmp}/plain"],
-            "floor": [sys.executable, "benchmarks/floor.py"],
+            "floor": [sys.executable, "-O", "benchmarks/floor.py"],
         }
         for cmd in commands.values():   # warm-up: bytecode and file caches
             timed(cmd)

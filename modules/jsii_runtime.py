@@ -21,13 +21,30 @@
    invokes a method of, that object; only token strings are cached, so plain values are always read afresh.
    A token stands for a reference resolved at synth, so reusing it gives the same output (tests prove it).
 
+5. One Node process, not two. jsii's entry point starts the kernel as a child Node process and relays every
+   message through itself: two pipe hops and a process wake-up per round trip, ~2,200 round trips per full
+   synth. `run_kernel_in_process` starts jsii's own kernel (the same lib/program.js) in the first process
+   through `jsii_kernel.js`, which maps the kernel's API fd onto stdin/stdout and frames console output as
+   the relay does. Applied only to the jsii release it was verified with (JSII_VERSION); any other falls
+   back to the stock entry point.
+
+6. Pipelined assembly loads. Loading an assembly (the AWS provider: ~4 s of Node compiling its modules)
+   blocks Python although nothing comes back that Python needs. `pipeline_assembly_loads` sends a load and
+   reads its answer just before the next request, so Python's own imports run while Node loads;
+   `preload_assemblies` sends every provider's load first thing. A failed load still raises, at the next call.
+
+7. A quick exit. jsii's exit hook asks Node to shut down and waits for it (~0.4 s with the providers
+   loaded). An app whose output is written can leave at once with `exit_now`: Node exits on end of input.
+
 `install()` is idempotent and does nothing for a package that is already imported in full, so
 an app that wants the plain path imports the provider package before this module runs.
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
 import sys
 import types
 import typing
@@ -124,8 +141,93 @@ def cache_token_reads() -> None:
     jsii.get, jsii.set, jsii.invoke = cached_get, forgetting_set, forgetting_invoke
 
 
+JSII_VERSION = "1.142.0"   # the jsii Python runtime whose kernel entry and protocol 5. and 6. were verified with
+_KERNEL_ENTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jsii_kernel.js")
+
+
+def _verified_jsii() -> bool:
+    from importlib.metadata import version
+
+    return version("jsii") == JSII_VERSION
+
+
+def run_kernel_in_process() -> None:
+    """Start jsii's kernel in one Node process instead of behind a relay process (see 5. above)."""
+    if "JSII_RUNTIME" in os.environ or not _verified_jsii():
+        return
+    from jsii._kernel.providers import process
+
+    if getattr(process._NodeProcess._jsii_runtime, "_in_process", False):
+        return
+    extract = process._NodeProcess._jsii_runtime
+
+    def kernel_entry(self) -> str:
+        relay = extract(self)              # jsii's bin/jsii-runtime.js, with lib/program.js beside bin/
+        entry = os.path.join(os.path.dirname(relay), "jsii-kernel.js")
+        shutil.copyfile(_KERNEL_ENTRY, entry)
+        return entry
+
+    kernel_entry._in_process = True  # type: ignore[attr-defined]
+    process._NodeProcess._jsii_runtime = kernel_entry
+    # The relay passes --preserve-symlinks to the kernel (jsii links its packages); the kernel now needs it itself.
+    options = os.environ.get("NODE_OPTIONS", "")
+    if "--preserve-symlinks" not in options.split():
+        os.environ["NODE_OPTIONS"] = f"{options} --preserve-symlinks".strip()
+
+
+def pipeline_assembly_loads() -> None:
+    """Send assembly loads without waiting; read their answers before the next request (see 6. above)."""
+    if not _verified_jsii():
+        return
+    from jsii._kernel.providers import process
+    from jsii._kernel.types import LoadRequest, LoadResponse
+    from jsii.errors import JavaScriptError, JSIIError
+
+    if getattr(process._NodeProcess.send, "_pipelined", False):
+        return
+    send = process._NodeProcess.send
+
+    def settle(node) -> None:
+        pending = node.__dict__.setdefault("_pending_loads", [])
+        while pending:
+            name = pending.pop(0)
+            answer = node._serializer.structure(node._next_message(), process._ProcessResponse)
+            if isinstance(answer, process._ErrorResponse):
+                raise JSIIError(f"loading {name}: {answer.error}") from JavaScriptError(answer.stack)
+
+    def pipelined_send(self, request, response_type):
+        if not isinstance(request, LoadRequest):
+            settle(self)
+            return send(self, request, response_type)
+        data = json.dumps(self._serializer.unstructure(request), default=process.jdefault).encode("utf8")
+        self._process.stdin.write(b"%b\n" % (data,))
+        self._process.stdin.flush()
+        self.__dict__.setdefault("_pending_loads", []).append(request.name)
+        return LoadResponse(assembly=request.name, types=0)   # Kernel.load discards it
+
+    pipelined_send._pipelined = True  # type: ignore[attr-defined]
+    process._NodeProcess.send = pipelined_send
+
+
+def preload_assemblies(packages: tuple[str, ...] = PROVIDER_PACKAGES) -> None:
+    """Import each installed provider's `_jsii` module now: with pipelined loads, Node starts on them at once."""
+    for name in packages:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(f"{name}._jsii")
+
+
+def exit_now(code: int) -> None:
+    """End the process now, without interpreter teardown or jsii's exit hook (see 7. above). Only for a
+    finished app: every file it wrote is complete (synth is synchronous); nothing else runs after this."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def install() -> None:
     use_bundled_node()
+    run_kernel_in_process()
+    pipeline_assembly_loads()
     install_fast_provider_imports()
     memoize_stub_type_hints()
     cache_token_reads()

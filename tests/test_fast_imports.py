@@ -1,5 +1,6 @@
-"""The synth speed-ups (fast provider imports, memoized type hints, cached token reads: modules/jsii_runtime.py)
-change nothing in the output (DESIGN §4): a full synth is byte-identical to one on the stock CDKTF Python runtime."""
+"""The synth speed-ups (modules/jsii_runtime.py: fast provider imports, memoized type hints, cached token reads,
+the in-process kernel, pipelined loads, the quick exit; and `python -O` as `make synth` runs it) change nothing
+in the output (DESIGN §4): a full synth is byte-identical to one on the stock CDKTF Python runtime."""
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def synth(out: Path, *extra: str) -> dict[str, bytes]:
-    result = subprocess.run([sys.executable, str(ROOT / "main.py"), "--quiet", "--out", str(out), *extra],
+def synth(out: Path, *extra: str, python: tuple[str, ...] = (sys.executable,)) -> dict[str, bytes]:
+    result = subprocess.run([*python, str(ROOT / "main.py"), "--quiet", "--out", str(out), *extra],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
@@ -20,7 +21,7 @@ def synth(out: Path, *extra: str) -> dict[str, bytes]:
 
 @pytest.mark.slow
 def test_output_is_byte_identical_with_and_without_the_shortcut(tmp_path):
-    fast = synth(tmp_path / "fast")
+    fast = synth(tmp_path / "fast", python=(sys.executable, "-O"))   # as `make synth` runs it
     plain = synth(tmp_path / "plain", "--plain-imports")
     assert len(fast) >= 5 and fast.keys() == plain.keys()
     assert [name for name in fast if fast[name] != plain[name]] == []
