@@ -46,3 +46,128 @@ def test_plain_values_are_always_read_afresh(monkeypatch):
     gets = _count_gets(monkeypatch)
     assert (bucket.bucket_input, bucket.bucket_input) == ("plain", "plain")   # the configured value, no token
     assert gets.count("bucketInput") == 2
+
+
+# ---- run_kernel_in_process, pipeline_assembly_loads, exit_now -------------------------------------------------
+
+import base64  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from jsii._runtime import kernel  # noqa: E402
+from jsii.errors import JSIIError  # noqa: E402
+
+from modules import jsii_runtime  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_PROCESSES_UNDER_ME = """
+import os, sys
+from modules import jsii_runtime
+{setup}
+import cdktf
+cdktf.App(outdir=sys.argv[1])
+parents = {{}}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{{pid}}/stat").read()
+        program = open(f"/proc/{{pid}}/cmdline", "rb").read().split(b"\\0")[0]
+    except OSError:
+        continue
+    parents[int(pid)] = (int(stat[stat.rindex(")") + 2:].split()[1]), os.path.basename(program.decode()))
+def under_me(pid):
+    while pid > 1:
+        pid = parents.get(pid, (0, ""))[0]
+        if pid == os.getpid():
+            return True
+    return False
+print(sum(1 for pid, (_, program) in parents.items() if program == "node" and under_me(pid)))
+"""
+
+
+def _node_processes(setup: str, tmp_path) -> int:
+    result = subprocess.run([sys.executable, "-c", NODE_PROCESSES_UNDER_ME.format(setup=setup), str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+def test_the_kernel_runs_in_one_node_process_not_behind_a_relay(tmp_path):
+    assert _node_processes("jsii_runtime.use_bundled_node()", tmp_path) == 2      # stock: relay + kernel
+    assert _node_processes("jsii_runtime.install()", tmp_path) == 1
+
+
+def _kernel_entry_run(tmp_path, program: str, stdin: str) -> subprocess.CompletedProcess:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib").mkdir()
+    shutil.copyfile(ROOT / "modules" / "jsii_kernel.js", tmp_path / "bin" / "jsii-kernel.js")
+    (tmp_path / "lib" / "program.js").write_text(program)
+    node = os.environ.get("JSII_NODE", "node")
+    return subprocess.run([node, str(tmp_path / "bin" / "jsii-kernel.js")], input=stdin, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_the_kernel_entry_speaks_the_api_on_stdin_and_stdout_and_frames_console_output(tmp_path):
+    # A stand-in for jsii's lib/program.js: it reads a request from fd 3, answers on fd 3, and logs.
+    program = """
+const fs = require("fs");
+console.log("hello from the kernel");
+console.error(JSON.stringify(process.execArgv));
+const buffer = Buffer.alloc(64);
+const read = fs.readSync(3, buffer, 0, 64, null);
+fs.writeSync(3, "answer to " + buffer.subarray(0, read).toString());
+"""
+    result = _kernel_entry_run(tmp_path, program, "request\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "answer to request\n"              # the API channel, and nothing else, on stdout
+    frames = [json.loads(line) for line in result.stderr.splitlines()]
+    decoded = [(name, base64.b64decode(data).decode()) for frame in frames for name, data in frame.items()]
+    assert ("stdout", "hello from the kernel\n") in decoded     # framed as jsii's relay frames it
+    exec_argv = json.loads(next(text for name, text in decoded if name == "stderr"))
+    assert "--preserve-symlinks" in exec_argv                   # so the kernel links, not copies, its packages
+
+
+def test_an_assembly_load_is_answered_before_the_next_request_not_waited_for():
+    node = kernel.provider._process
+    kernel.load("cdktf", "0.21.0", str(Path(sys.modules["cdktf._jsii"].__file__).parent / "cdktf@0.21.0.jsii.tgz"))
+    assert node._pending_loads == ["cdktf"]                     # sent; its answer not read yet
+    new_stack()                                                 # the next request reads it first
+    assert node._pending_loads == []
+
+
+def test_a_failed_assembly_load_raises_at_the_next_call_naming_the_assembly(tmp_path):
+    kernel.load("no-such-assembly", "1.0.0", str(tmp_path / "missing.jsii.tgz"))
+    with pytest.raises(JSIIError, match="loading no-such-assembly"):
+        new_stack()
+    new_stack()                                                 # the kernel carries on
+
+
+def test_a_synth_leaves_no_node_process_behind(tmp_path):
+    marker = f"synth-test-{uuid.uuid4()}"      # found in the environment of every process the synth starts
+    env = {**os.environ, "SYNTH_TEST_MARKER": marker}
+    result = subprocess.run([sys.executable, "-O", str(ROOT / "main.py"), "--env", "dev", "--quiet",
+                             "--out", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "manifest.json").exists()
+
+    def survivors() -> list[str]:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if marker.encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                    found.append(pid)
+            except OSError:
+                continue
+        return found
+
+    deadline = time.monotonic() + 20
+    while survivors() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert survivors() == []
