@@ -10,7 +10,7 @@ const { Writable } = require("stream");
 
 const API_FD = 3;
 // Keep fd 3 taken (libuv normally holds it already), so that no file the kernel opens can get that number.
-try { fs.fstatSync(API_FD); } catch { fs.openSync("/dev/null", "r"); }
+try { fs.fstatSync(API_FD); } catch { fs.openSync(require("os").devNull, "r"); }
 const { readSync, writeSync } = fs;
 fs.readSync = function (fd, ...rest) { return readSync.call(this, fd === API_FD ? 0 : fd, ...rest); };
 fs.writeSync = function (fd, ...rest) { return writeSync.call(this, fd === API_FD ? 1 : fd, ...rest); };
