@@ -1,6 +1,6 @@
 "use strict";
-// The jsii kernel, run in this process: modules/jsii_runtime.py `run_kernel_in_process` says why.
-// jsii's own entry point (bin/jsii-runtime.js) starts lib/program.js as a second Node process and relays
+// The jsii kernel's entry point for modules/jsii_runtime.py `run_kernel_in_process` (its docstring says why).
+// 1. One process. jsii's own entry point (bin/jsii-runtime.js) starts lib/program.js as a second Node process and relays
 // every API message between its stdin/stdout and the child's fd 3. Here lib/program.js runs in this
 // process instead: its fd 3 reads and writes become reads of stdin and writes to stdout, and console
 // output is framed exactly as the relay frames it ({"stdout"|"stderr": base64} lines on stderr).
@@ -32,5 +32,47 @@ Object.defineProperty(process, "stderr", { configurable: true, enumerable: true,
 // The kernel links cached packages (instead of copying every file) only when it sees this flag in execArgv;
 // NODE_OPTIONS carries it so that module resolution honours it too.
 if (!process.execArgv.includes("--preserve-symlinks")) process.execArgv.push("--preserve-symlinks");
+
+// 2. Lazy provider indexes. A CDKTF provider's lib/index.js is nothing but `exports.<name> = require("./<dir>")`
+// for every resource (2,135 of them for AWS: ~2.4 s of compiling before the first resource exists). Such an index
+// is loaded as getters that require a submodule the first time the kernel looks it up: the same modules, loaded
+// once each, from the same files; only the ones a program uses are compiled. Any other file loads as usual.
+const Module = require("module");
+const EXPORT = /^exports\.([A-Za-z_$][\w$]*) = require\("(\.\/[\w.-]+)"\);$/;
+const PREAMBLE = [/^"use strict";$/, /^\/\*\*?$/, /^ \*.*$/, /^ \*\/$/, /^$/, /^\/\/[ #]/,
+  /^Object\.defineProperty\(exports, "__esModule", \{ value: true \}\);$/,
+  /^exports\.[A-Za-z_$][\w$]*( = exports\.[A-Za-z_$][\w$]*)* = void 0;$/];
+
+function lazyExports(source) {
+  const submodules = [];
+  for (const line of source.split(/\r?\n/)) {
+    const match = EXPORT.exec(line);
+    if (match) submodules.push([match[1], match[2]]);
+    else if (!PREAMBLE.some((pattern) => pattern.test(line))) return null;
+  }
+  return submodules.length > 0 ? submodules : null;
+}
+
+const loadJs = Module._extensions[".js"];
+Module._extensions[".js"] = function (module, filename) {
+  if (/[\\/]@cdktf[\\/]provider-[^\\/]+[\\/]lib[\\/]index\.js$/.test(filename)) {
+    const submodules = lazyExports(fs.readFileSync(filename, "utf8"));
+    if (submodules) {
+      Object.defineProperty(module.exports, "__esModule", { value: true });
+      for (const [name, request] of submodules) {
+        Object.defineProperty(module.exports, name, {
+          configurable: true, enumerable: true,
+          get() {
+            const value = module.require(request);
+            Object.defineProperty(module.exports, name, { value, configurable: true, enumerable: true, writable: true });
+            return value;
+          },
+        });
+      }
+      return;
+    }
+  }
+  return loadJs(module, filename);
+};
 
 require(path.join(__dirname, "..", "lib", "program.js"));

@@ -25,10 +25,13 @@
    message through itself: two pipe hops and a process wake-up per round trip, ~2,200 round trips per full
    synth. `run_kernel_in_process` starts jsii's own kernel (the same lib/program.js) in the first process
    through `jsii_kernel.js`, which maps the kernel's API fd onto stdin/stdout and frames console output as
-   the relay does. Applied only to the jsii release it was verified with (JSII_VERSION); any other falls
-   back to the stock entry point.
+   the relay does. The same entry loads a provider's index lazily: @cdktf/provider-aws's lib/index.js
+   requires all 2,135 resource modules (~2.4 s of compiling JavaScript before the first resource exists,
+   most of any synth's fixed cost); loaded as getters, only the modules the program uses are compiled
+   (the Node-side counterpart of 2.). Applied only to the jsii release it was verified with
+   (JSII_VERSION); any other falls back to the stock entry point.
 
-6. Pipelined assembly loads. Loading an assembly (the AWS provider: ~3 s of Node compiling its modules)
+6. Pipelined assembly loads. Loading an assembly (unpacking, reading its type system, requiring its index)
    blocks Python although nothing comes back that Python needs. `pipeline_assembly_loads` sends a load and
    reads its answer just before the next request, so Python's own imports run while Node loads;
    `preload_assemblies` sends every provider's load first thing. A failed load still raises, at the next call.
