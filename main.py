@@ -17,6 +17,7 @@ import environments
 from modules import jsii_runtime
 
 EXIT_BAD_INPUT = 2
+EXIT_KERNEL_FAILED = 1
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -96,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     except PolicyViolation as err:
         print(str(err), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except json.JSONDecodeError as err:   # not bad input: jsii's Node process died or wrote out of turn
+        if args.debug:
+            raise
+        print(f"error: the jsii kernel (Node) stopped answering ({err}); its own output, if any, is above",
+              file=sys.stderr)
+        return EXIT_KERNEL_FAILED
     except ValueError as err:   # ConfigError and construct props validation: one line, no traceback
         if args.debug:
             raise

@@ -37,13 +37,15 @@
    `preload_assemblies` sends every provider's load first thing. A failed load still raises, at the next call.
 
 7. A quick exit. jsii's exit hook asks Node to shut down and waits for it (~0.4 s with the providers
-   loaded). An app whose output is written can leave at once with `exit_now`: Node exits on end of input.
+   loaded). An app whose output is written can leave at once with `exit_now`: it closes the kernel's input,
+   waits only until the kernel's console output is copied out (tens of ms), and skips interpreter teardown.
 
 `install()` is idempotent and does nothing for a package that is already imported in full, so
 an app that wants the plain path imports the provider package before this module runs.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -154,6 +156,28 @@ def _verified_jsii() -> bool:
     return version("jsii") == JSII_VERSION
 
 
+_started: list = []   # the kernel processes this Python process started (exit_now waits for their output)
+
+
+def _stderr_sink(reader) -> None:
+    """jsii's stderr sink, except that a line that is not a console frame is written out unchanged."""
+    import base64
+
+    for line in iter(reader.readline, b""):
+        try:
+            console = json.loads(line)
+        except ValueError:
+            console = None
+        if not isinstance(console, dict):
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+            continue
+        if console.get("stderr") is not None:
+            sys.stderr.buffer.write(base64.b64decode(console["stderr"]))
+        if console.get("stdout") is not None:
+            sys.stdout.buffer.write(base64.b64decode(console["stdout"]))
+
+
 def run_kernel_in_process() -> None:
     """Start jsii's kernel in one Node process instead of behind a relay process (see 5. above)."""
     if "JSII_RUNTIME" in os.environ or not _verified_jsii():
@@ -172,6 +196,9 @@ def run_kernel_in_process() -> None:
 
     kernel_entry._in_process = True  # type: ignore[attr-defined]
     process._NodeProcess._jsii_runtime = kernel_entry
+    # Without the relay, what Node writes to fd 2 itself (JSII_DEBUG traces, a crash report) arrives unframed:
+    # pass such lines through as they are rather than as Python reprs.
+    process.stderr_sink = _stderr_sink
     # The relay passes --preserve-symlinks to the kernel (jsii links its packages); the kernel now needs it itself.
     options = os.environ.get("NODE_OPTIONS", "")
     if "--preserve-symlinks" not in options.split():
@@ -182,34 +209,53 @@ def pipeline_assembly_loads() -> None:
     """Send assembly loads without waiting; read their answers before the next request (see 6. above)."""
     if not _verified_jsii():
         return
+    import attr
     from jsii._kernel.providers import process
     from jsii._kernel.types import LoadRequest, LoadResponse
-    from jsii.errors import JavaScriptError, JSIIError
+    from jsii.errors import ErrorType, JavaScriptError, JSIIError
 
     if getattr(process._NodeProcess.send, "_pipelined", False):
         return
     send = process._NodeProcess.send
 
-    def settle(node) -> None:
+    def settle(node) -> Exception | None:
+        """Read the answers of the loads sent so far; the first failure, as the stock runtime would raise it."""
+        failure = None
         pending = node.__dict__.setdefault("_pending_loads", [])
         while pending:
             name = pending.pop(0)
             answer = node._serializer.structure(node._next_message(), process._ProcessResponse)
-            if isinstance(answer, process._ErrorResponse):
-                raise JSIIError(f"loading {name}: {answer.error}") from JavaScriptError(answer.stack)
+            if isinstance(answer, process._ErrorResponse) and failure is None:
+                error = JSIIError if answer.name == ErrorType.JSII_FAULT.value else RuntimeError
+                failure = error(f"loading {name}: {answer.error}")
+                failure.__cause__ = JavaScriptError(answer.stack)
+        return failure
 
     def pipelined_send(self, request, response_type):
-        if not isinstance(request, LoadRequest):
-            settle(self)
+        if isinstance(request, LoadRequest) and _installed(request.tarball):
+            data = json.dumps(self._serializer.unstructure(request), default=process.jdefault).encode("utf8")
+            self._process.stdin.write(b"%b\n" % (data,))
+            self._process.stdin.flush()
+            self.__dict__.setdefault("_pending_loads", []).append(request.name)
+            return LoadResponse(assembly=request.name, types=0)   # Kernel.load discards it
+        failure = settle(self)
+        if failure is None:
             return send(self, request, response_type)
-        data = json.dumps(self._serializer.unstructure(request), default=process.jdefault).encode("utf8")
-        self._process.stdin.write(b"%b\n" % (data,))
-        self._process.stdin.flush()
-        self.__dict__.setdefault("_pending_loads", []).append(request.name)
-        return LoadResponse(assembly=request.name, types=0)   # Kernel.load discards it
+        if isinstance(request, process._CompleteRequest):   # a load failed inside a callback: fail the callback
+            failed = attr.evolve(request.complete, err=str(failure), result=None)
+            return send(self, process._CompleteRequest(complete=failed), response_type)
+        raise failure
 
     pipelined_send._pipelined = True  # type: ignore[attr-defined]
     process._NodeProcess.send = pipelined_send
+
+
+def _installed(tarball: str) -> bool:
+    """A tarball inside an installed package stays on disk; one extracted to a temporary file (a zip-imported
+    package) is deleted once the load call returns, so it is loaded the stock, waiting way."""
+    path = os.path.realpath(tarball)
+    return os.path.isfile(path) and any(
+        path.startswith(os.path.join(os.path.realpath(entry), "")) for entry in sys.path if os.path.isdir(entry or "."))
 
 
 def preload_assemblies(packages: tuple[str, ...] = PROVIDER_PACKAGES) -> None:
@@ -219,9 +265,30 @@ def preload_assemblies(packages: tuple[str, ...] = PROVIDER_PACKAGES) -> None:
             importlib.import_module(f"{name}._jsii")
 
 
+def track_kernel_starts() -> None:
+    """Remember each kernel process this Python process starts, for `exit_now`."""
+    from jsii._kernel.providers import process
+
+    if getattr(process._NodeProcess.start, "_tracked", False):
+        return
+    start = process._NodeProcess.start
+
+    def start_and_remember(self) -> None:
+        start(self)
+        _started.append(self)
+
+    start_and_remember._tracked = True  # type: ignore[attr-defined]
+    process._NodeProcess.start = start_and_remember
+
+
 def exit_now(code: int) -> None:
     """End the process now, without interpreter teardown or jsii's exit hook (see 7. above). Only for a
-    finished app: every file it wrote is complete (synth is synchronous); nothing else runs after this."""
+    finished app: every file it wrote is complete (synth is synchronous); nothing else runs after this.
+    The kernel's stdin is closed so that it ends, and what it printed is copied out before leaving."""
+    for node in _started:
+        with contextlib.suppress(OSError, ValueError):
+            node._process.stdin.close()
+        node.sink_thread.join(timeout=5)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -229,6 +296,7 @@ def exit_now(code: int) -> None:
 
 def install() -> None:
     use_bundled_node()
+    track_kernel_starts()
     run_kernel_in_process()
     pipeline_assembly_loads()
     install_fast_provider_imports()

@@ -62,7 +62,6 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 from jsii._runtime import kernel  # noqa: E402
-from jsii.errors import JSIIError  # noqa: E402
 
 from modules import jsii_runtime  # noqa: E402
 
@@ -142,11 +141,20 @@ def test_an_assembly_load_is_answered_before_the_next_request_not_waited_for():
     assert node._pending_loads == []
 
 
-def test_a_failed_assembly_load_raises_at_the_next_call_naming_the_assembly(tmp_path):
-    kernel.load("no-such-assembly", "1.0.0", str(tmp_path / "missing.jsii.tgz"))
-    with pytest.raises(JSIIError, match="loading no-such-assembly"):
+def test_a_failed_assembly_load_raises_at_the_next_call_naming_the_assembly(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))          # an installed package's tarball, but not a tarball
+    (tmp_path / "broken.jsii.tgz").write_bytes(b"not a tarball")
+    kernel.load("broken-assembly", "1.0.0", str(tmp_path / "broken.jsii.tgz"))
+    with pytest.raises(RuntimeError, match="loading broken-assembly"):   # what the stock runtime raises
         new_stack()
     new_stack()                                                 # the kernel carries on
+
+
+def test_a_tarball_outside_the_installed_packages_is_loaded_without_pipelining(tmp_path):
+    # e.g. extracted from a zip-imported package to a temporary file that is gone once load() returns
+    with pytest.raises(RuntimeError, match="no such file"):
+        kernel.load("not-installed", "1.0.0", str(tmp_path / "missing.jsii.tgz"))
+    assert kernel.provider._process._pending_loads == []
 
 
 def test_a_synth_leaves_no_node_process_behind(tmp_path):
@@ -222,3 +230,95 @@ def test_an_index_with_anything_else_in_it_loads_as_written(tmp_path):
     seen = _node_json_output(_kernel_entry_run(tmp_path, USE_ONLY_A % (str(index), str(index.parent / "a")), ""))
     assert seen["before"] == ["a", "b"]                              # eager, exactly as the file says
     assert "extra" in seen["keys"]
+
+
+def _run_python(code: str, tmp_path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **env})
+
+
+SMALL_SYNTH = """
+import sys
+from modules import jsii_runtime
+jsii_runtime.install()
+from cdktf import App, TerraformStack, TerraformOutput
+app = App(outdir=sys.argv[1])
+TerraformOutput(TerraformStack(app, "s"), "o", value="x")
+app.synth()
+jsii_runtime.exit_now(0)
+"""
+
+
+def test_what_the_kernel_writes_to_stderr_itself_comes_out_as_text(tmp_path):
+    result = _run_python(SMALL_SYNTH, tmp_path, JSII_DEBUG="1")      # the kernel traces every request on fd 2
+    assert result.returncode == 0, result.stderr
+    assert any(line.startswith("> {") for line in result.stderr.splitlines())
+    assert "b'" not in result.stderr                                  # not Python reprs of raw lines
+
+
+def test_a_quick_exit_keeps_everything_the_kernel_printed(tmp_path):
+    chatty = tmp_path / "chatty.js"     # a preload that prints 3,000 lines whenever the kernel writes a file
+    chatty.write_text('const fs = require("fs"); const write = fs.writeFileSync;\n'
+                      'fs.writeFileSync = function (...args) {\n'
+                      '  for (let i = 0; i < 3000; i++) console.log(`line ${i}`);\n'
+                      '  return write.apply(this, args);\n};\n')
+    options = f"{os.environ.get('NODE_OPTIONS', '')} --require {chatty}".strip()
+    result = _run_python(SMALL_SYNTH, tmp_path, NODE_OPTIONS=options)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) % 3000 == 0 and len(lines) >= 3000 and lines[-1] == "line 2999"
+
+
+def test_a_kernel_that_dies_mid_synth_is_reported_as_such_not_as_bad_input(tmp_path):
+    dying = tmp_path / "dying.js"       # the kernel process ends abruptly when synth writes its first file
+    dying.write_text('const fs = require("fs"); fs.writeFileSync = () => process.exit(7);\n')
+    options = f"{os.environ.get('NODE_OPTIONS', '')} --require {dying}".strip()
+    result = subprocess.run([sys.executable, "-O", str(ROOT / "main.py"), "--env", "dev", "--quiet",
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "NODE_OPTIONS": options})
+    assert result.returncode == 1
+    assert "error: the jsii kernel (Node) stopped answering" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+LOAD_IN_A_CALLBACK = """
+import sys
+from modules import jsii_runtime
+if sys.argv[2] == "fast":
+    jsii_runtime.install()
+else:
+    jsii_runtime.use_bundled_node()
+sys.path.insert(0, sys.argv[3])           # the broken tarball sits in an 'installed' location
+import jsii
+from cdktf import App, Aspects, IAspect, TerraformOutput, TerraformStack
+
+@jsii.implements(IAspect)
+class LoadingAspect:
+    done = False
+    def visit(self, node):
+        if not LoadingAspect.done:
+            LoadingAspect.done = True
+            jsii.kernel.load("broken-assembly", "1.0.0", sys.argv[3] + "/broken.jsii.tgz")
+
+app = App(outdir=sys.argv[1])
+stack = TerraformStack(app, "s")
+TerraformOutput(stack, "o", value="x")
+Aspects.of(stack).add(LoadingAspect())
+try:
+    app.synth()
+except Exception as err:
+    print(type(err).__name__)
+TerraformStack(app, "after")
+app.synth()
+print("carried on")
+"""
+
+
+@pytest.mark.parametrize("mode", ["stock", "fast"])
+def test_a_load_that_fails_inside_a_callback_fails_that_callback_as_on_the_stock_runtime(tmp_path, mode):
+    (tmp_path / "broken.jsii.tgz").write_bytes(b"not a tarball")
+    result = subprocess.run([sys.executable, "-c", LOAD_IN_A_CALLBACK, str(tmp_path / "out"), mode, str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["RuntimeError", "carried on"]   # raised by synth; the kernel unwound
