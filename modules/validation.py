@@ -42,24 +42,20 @@ def _token(value: object) -> bool:
     return isinstance(value, str) and is_unresolved(value)
 
 
-def aws_region(field: str, value: object) -> None:
-    require(_token(value) or (isinstance(value, str) and _AWS_REGION.fullmatch(value) is not None), field, value,
-            "is not an AWS region name", "use e.g. 'eu-west-1'")
+def _name_check(pattern: re.Pattern[str], problem: str, fix: str):
+    """A validator `(field, value)` for an AWS name: a string matching `pattern`, or a Terraform reference."""
+    def check(field: str, value: object) -> None:
+        require(_token(value) or (isinstance(value, str) and pattern.fullmatch(value) is not None), field, value,
+                problem, fix)
+    return check
 
 
-def account_id(field: str, value: object) -> None:
-    require(_token(value) or (isinstance(value, str) and _ACCOUNT_ID.fullmatch(value) is not None), field, value,
-            "is not a 12-digit AWS account id", "pass the account id, e.g. '123456789012'")
-
-
-def eks_cluster_name(field: str, value: object) -> None:
-    require(_token(value) or (isinstance(value, str) and _EKS_CLUSTER.fullmatch(value) is not None), field, value,
-            "is not a valid EKS cluster name", "use 2-40 lowercase letters, digits and inner hyphens")
-
-
-def kms_key_arn(field: str, value: object) -> None:
-    require(_token(value) or (isinstance(value, str) and _KMS_KEY_ARN.fullmatch(value) is not None), field, value,
-            "is not a KMS key ARN", "pass the key's ARN (arn:aws:kms:<region>:<account>:key/<id>), not its alias")
+aws_region = _name_check(_AWS_REGION, "is not an AWS region name", "use e.g. 'eu-west-1'")
+account_id = _name_check(_ACCOUNT_ID, "is not a 12-digit AWS account id", "pass the account id, e.g. '123456789012'")
+eks_cluster_name = _name_check(_EKS_CLUSTER, "is not a valid EKS cluster name",
+                               "use 2-40 lowercase letters, digits and inner hyphens")
+kms_key_arn = _name_check(_KMS_KEY_ARN, "is not a KMS key ARN",
+                          "pass the key's ARN (arn:aws:kms:<region>:<account>:key/<id>), not its alias")
 
 
 def ipv4_network(field: str, value: str) -> ipaddress.IPv4Network:
