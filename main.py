@@ -115,6 +115,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     code = main()
-    if "--plain-imports" in sys.argv:   # the stock runtime ends the stock way
+    if parse_args(sys.argv[1:]).plain_imports:   # the stock runtime ends the stock way
         sys.exit(code)
     jsii_runtime.exit_now(code)
