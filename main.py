@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="stock CDKTF Python runtime: provider packages imported in full and none of "
                              "modules/jsii_runtime's speed-ups (slow; for benchmarks and the identity test)")
     parser.add_argument("--quiet", action="store_true", help="do not print the stack table")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks, and record cdktf's token creation stacks for resolution errors")
     return parser.parse_args(argv)
 
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         jsii_runtime.use_bundled_node()
         import cdktf_cdktf_provider_aws  # noqa: F401
     else:
-        jsii_runtime.install()
+        jsii_runtime.install(token_stack_traces=args.debug)
     from modules.aspects import PolicyViolation
 
     try:

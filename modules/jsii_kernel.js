@@ -53,6 +53,13 @@ function lazyExports(source) {
   return submodules.length > 0 ? submodules : null;
 }
 
+// 3. No token creation stacks. cdktf captures a whole JavaScript stack (Error.stackTraceLimit = MAX_SAFE_INTEGER) for
+// every token and lazy value it creates, only to quote it if that token later fails to resolve. Under jsii those
+// frames are the kernel's, not the Python line that made the token, and capturing them costs ~0.4 s of a full synth.
+// Unless CDKTF_TOKEN_STACKS=1 (main.py --debug sets it), a token records one line saying how to get them instead.
+const recordTokenStacks = process.env.CDKTF_TOKEN_STACKS === "1";
+const NOT_RECORDED = "(token creation stack not recorded: rerun main.py with --debug to record it)";
+
 const loadJs = Module._extensions[".js"];
 Module._extensions[".js"] = function (module, filename) {
   if (/[\\/]@cdktf[\\/]provider-[^\\/]+[\\/]lib[\\/]index\.js$/.test(filename)) {
@@ -72,7 +79,10 @@ Module._extensions[".js"] = function (module, filename) {
       return;
     }
   }
-  return loadJs(module, filename);
+  loadJs(module, filename);
+  if (!recordTokenStacks && /[\\/]cdktf[\\/]lib[\\/]tokens[\\/]private[\\/]stack-trace\.js$/.test(filename)) {
+    module.exports.captureStackTrace = () => [NOT_RECORDED];
+  }
 };
 
 require(path.join(__dirname, "..", "lib", "program.js"));

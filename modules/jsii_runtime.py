@@ -40,6 +40,11 @@
    loaded). An app whose output is written can leave at once with `exit_now`: it closes the kernel's input,
    waits only until the kernel's console output is copied out (tens of ms), and skips interpreter teardown.
 
+8. No token creation stacks. cdktf captures a whole JavaScript stack trace for every token it creates, to quote
+   it only if that token fails to resolve; under jsii those frames are the kernel's, not the Python line that
+   made the token. The in-process kernel entry skips the capture (~0.4 s of a full synth) and records one line
+   saying how to get them: `install(token_stack_traces=True)` (main.py --debug) records them as stock does.
+
 `install()` is idempotent and does nothing for a package that is already imported in full, so
 an app that wants the plain path imports the provider package before this module runs.
 """
@@ -178,10 +183,13 @@ def _stderr_sink(reader) -> None:
             sys.stdout.buffer.write(base64.b64decode(console["stdout"]))
 
 
-def run_kernel_in_process() -> None:
-    """Start jsii's kernel in one Node process instead of behind a relay process (see 5. above)."""
+def run_kernel_in_process(*, token_stack_traces: bool = False) -> None:
+    """Start jsii's kernel in one Node process instead of behind a relay process (see 5. above); cdktf's token
+    creation stacks are recorded only with `token_stack_traces` (see 8. above)."""
     if "JSII_RUNTIME" in os.environ or not _verified_jsii():
         return
+    if token_stack_traces:
+        os.environ["CDKTF_TOKEN_STACKS"] = "1"
     from jsii._kernel.providers import process
 
     if getattr(process._NodeProcess._jsii_runtime, "_in_process", False):
@@ -294,10 +302,10 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def install() -> None:
+def install(*, token_stack_traces: bool = False) -> None:
     use_bundled_node()
     track_kernel_starts()
-    run_kernel_in_process()
+    run_kernel_in_process(token_stack_traces=token_stack_traces)
     pipeline_assembly_loads()
     install_fast_provider_imports()
     memoize_stub_type_hints()

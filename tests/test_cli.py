@@ -221,3 +221,17 @@ def test_bad_input_is_one_line_exit_2_and_leaves_output_untouched(tmp_path, prev
     assert "Traceback" not in result.stderr and "jsii" not in result.stderr.lower()
     assert tree_digest(previous_output) == before
     assert sorted(p.name for p in previous_output.parent.iterdir()) == ["cdktf.out"]   # no temp dir left behind
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_debug_records_token_creation_stacks_and_a_normal_run_does_not(monkeypatch, debug):
+    import main
+
+    calls = []
+    monkeypatch.setattr(main.jsii_runtime, "install", lambda **options: calls.append(options))
+    if debug:
+        with pytest.raises(ValueError, match="qa"):     # --debug also shows the traceback instead of one line
+            main.main(["--debug", "--env", "qa"])
+    else:
+        assert main.main(["--env", "qa"]) == 2
+    assert calls == [{"token_stack_traces": debug}]

@@ -323,3 +323,26 @@ def test_a_load_that_fails_inside_a_callback_fails_that_callback_as_on_the_stock
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["RuntimeError", "carried on"]   # raised by synth; the kernel unwound
+
+
+TOKEN_CREATION_STACK = """
+import json, sys
+from modules import jsii_runtime
+jsii_runtime.install(token_stack_traces=sys.argv[2] == "record")
+import cdktf
+print(json.dumps(cdktf.Token.as_any("value").creation_stack))
+jsii_runtime.exit_now(0)
+"""
+
+
+@pytest.mark.parametrize("mode", ["default", "record"])
+def test_token_creation_stacks_are_recorded_only_when_asked_for(tmp_path, mode):
+    result = subprocess.run([sys.executable, "-c", TOKEN_CREATION_STACK, str(tmp_path), mode], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300,
+                            env={k: v for k, v in os.environ.items() if k != "CDKTF_TOKEN_STACKS"})
+    assert result.returncode == 0, result.stderr
+    stack = json.loads(result.stdout)
+    if mode == "record":          # as stock cdktf records it: the kernel's frames, from the token's constructor up
+        assert stack[0].startswith("new Intrinsic ") and len(stack) > 3
+    else:
+        assert stack == ["(token creation stack not recorded: rerun main.py with --debug to record it)"]
