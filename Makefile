@@ -13,7 +13,7 @@ export PIPENV_NOSPIN := 1
 export PIPENV_IGNORE_VIRTUALENVS := 1
 export PIPENV_VERBOSITY := -1
 
-.PHONY: install synth test bench checkov clean
+.PHONY: install synth test bench profile checkov clean
 
 $(PIPENV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -43,6 +43,9 @@ test: install  ## the whole suite: unit, synth, CLI, terraform validate, Checkov
 
 bench: install  ## synth speed side by side: full vs plain imports vs one-VPC floor
 	$(PIPENV) run python -m benchmarks.synth --runs $(RUNS)
+
+profile: install  ## where the Node side of a full synth and of the floor spends its time (from node --cpu-prof)
+	$(PIPENV) run python -m benchmarks.profile
 
 checkov: synth  ## Checkov over the synthesized stacks with the justified skips (.checkov.dev.yaml for dev's)
 	$(PIPENV) run checkov $(foreach f,$(filter-out %-dev-infra/cdk.tf.json %-dev-platform/cdk.tf.json,$(wildcard cdktf.out/stacks/*/cdk.tf.json)),-f $(f)) --config-file .checkov.yaml
