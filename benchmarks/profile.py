@@ -62,9 +62,13 @@ def split(profile: dict) -> dict[str, float]:
     return totals
 
 
+# Bytecode caches written as on a user's machine (some sandboxes set PYTHONDONTWRITEBYTECODE), as in `make bench`.
+ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+
+
 def profiled(cmd: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as profiles:
-        env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+        env = dict(ENV)
         env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} --cpu-prof --cpu-prof-dir={profiles}".strip()
         subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=env)
         for _ in range(100):        # the quick exit leaves Node to write its profile as it ends
@@ -83,7 +87,7 @@ def main() -> None:
         full_cmd = [sys.executable, "-O", "main.py", "--quiet", "--out", f"{out}/full"]
         floor_cmd = [sys.executable, "-O", "benchmarks/floor.py"]
         for cmd in (full_cmd, floor_cmd):   # warm-up: bytecode and file caches
-            subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=ENV)
         full, floor = profiled(full_cmd), profiled(floor_cmd)
     print(f"{'Node process, ms':<18} {'full':>7} {'floor':>7}")
     for name in CATEGORIES:

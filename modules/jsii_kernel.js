@@ -56,9 +56,11 @@ function lazyExports(source) {
 // 3. No token creation stacks. cdktf captures a whole JavaScript stack (Error.stackTraceLimit = MAX_SAFE_INTEGER) for
 // every token and lazy value it creates, only to quote it if that token later fails to resolve. Under jsii those
 // frames are the kernel's, not the Python line that made the token, and capturing them costs ~0.4 s of a full synth.
-// Unless CDKTF_TOKEN_STACKS=1 (main.py --debug sets it), a token records one line saying how to get them instead.
+// Unless CDKTF_TOKEN_STACKS=1 (main.py --debug and install(token_stack_traces=True) set it), a token records one
+// line saying how to get them instead.
 const recordTokenStacks = process.env.CDKTF_TOKEN_STACKS === "1";
-const NOT_RECORDED = "(token creation stack not recorded: rerun main.py with --debug to record it)";
+const NOT_RECORDED =
+  "(token creation stack not recorded: set CDKTF_TOKEN_STACKS=1, or run main.py with --debug, to record it)";
 
 const loadJs = Module._extensions[".js"];
 Module._extensions[".js"] = function (module, filename) {

@@ -43,7 +43,8 @@
 8. No token creation stacks. cdktf captures a whole JavaScript stack trace for every token it creates, to quote
    it only if that token fails to resolve; under jsii those frames are the kernel's, not the Python line that
    made the token. The in-process kernel entry skips the capture (~0.4 s of a full synth) and records one line
-   saying how to get them: `install(token_stack_traces=True)` (main.py --debug) records them as stock does.
+   saying how to get them: `install(token_stack_traces=True)` (main.py --debug), or CDKTF_TOKEN_STACKS=1 in the
+   environment, records them as stock does.
 
 9. Deferred annotations in the bindings. A binding module's signatures are annotated with `typing.Optional[...]`,
    `typing.Union[...]` and the like, evaluated as each function is defined: about half of importing the ~75
@@ -129,8 +130,12 @@ class _DeferredAnnotationsLoader(importlib.machinery.SourceFileLoader):
 
 
 def _writable_cache(cache: str) -> bool:
+    """Whether the cache file could be written: its nearest existing directory is writable (the loader creates the
+    rest, as for stock bytecode, e.g. under PYTHONPYCACHEPREFIX)."""
     directory = os.path.dirname(cache)
-    return os.access(directory if os.path.isdir(directory) else os.path.dirname(directory), os.W_OK)
+    while directory and not os.path.isdir(directory):
+        directory = os.path.dirname(directory)
+    return os.access(directory or ".", os.W_OK)
 
 
 class _DeferredAnnotationsFinder:

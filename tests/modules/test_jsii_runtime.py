@@ -347,7 +347,8 @@ def test_token_creation_stacks_are_recorded_only_when_asked_for(tmp_path, mode):
     if mode == "record":          # as stock cdktf records it: the kernel's frames, from the token's constructor up
         assert stack[0].startswith("new Intrinsic ") and len(stack) > 3
     else:
-        assert stack == ["(token creation stack not recorded: rerun main.py with --debug to record it)"]
+        assert stack == ["(token creation stack not recorded: set CDKTF_TOKEN_STACKS=1, or run main.py with --debug, "
+                         "to record it)"]
 
 
 @pytest.fixture
@@ -390,14 +391,26 @@ def test_without_a_deferred_cache_or_leave_to_write_one_the_stock_compile_is_use
 
 
 def test_modules_outside_the_provider_packages_are_compiled_as_usual(tmp_path, monkeypatch):
-    (tmp_path / "plain_module.py").write_text("import typing\ndef make(value: typing.Optional[int]) -> None: ...\n")
+    (tmp_path / "other_package").mkdir()
+    (tmp_path / "other_package" / "__init__.py").write_text("")
+    (tmp_path / "other_package" / "mod.py").write_text("import typing\n"
+                                                       "def make(value: typing.Optional[int]) -> None: ...\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    import plain_module
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)     # where the provider packages' modules would be deferred
+    import other_package.mod
 
     try:
-        assert plain_module.make.__annotations__["value"] == typing.Optional[int]
+        assert other_package.mod.make.__annotations__["value"] == typing.Optional[int]
     finally:
-        sys.modules.pop("plain_module", None)
+        sys.modules.pop("other_package.mod", None)
+        sys.modules.pop("other_package", None)
+
+
+def test_an_edited_binding_module_is_compiled_afresh_not_read_from_the_deferred_cache(fake_bindings, monkeypatch):
+    _import_fake(False, monkeypatch)
+    (fake_bindings / "mod.py").write_text("import typing\ndef make(count: typing.Optional[str] = None) -> int: ...\n")
+    module = _import_fake(False, monkeypatch)
+    assert module.make.__annotations__ == {"count": "typing.Optional[str]", "return": "int"}
 
 
 DEFERRED_BINDING_CHECKS = """
