@@ -16,13 +16,12 @@ import collections
 import glob
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.synth import USER_ENV, commands, run
+
 CATEGORIES = ("waiting", "module load", "jsii kernel", "cdktf", "gc", "other")
 
 
@@ -62,15 +61,10 @@ def split(profile: dict) -> dict[str, float]:
     return totals
 
 
-# Bytecode caches written as on a user's machine (some sandboxes set PYTHONDONTWRITEBYTECODE), as in `make bench`.
-ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
-
-
 def profiled(cmd: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as profiles:
-        env = dict(ENV)
-        env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} --cpu-prof --cpu-prof-dir={profiles}".strip()
-        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=env)
+        options = f"{USER_ENV.get('NODE_OPTIONS', '')} --cpu-prof --cpu-prof-dir={profiles}".strip()
+        run(cmd, env={**USER_ENV, "NODE_OPTIONS": options})
         for _ in range(100):        # the quick exit leaves Node to write its profile as it ends
             written = glob.glob(os.path.join(profiles, "*.cpuprofile"))
             if written:
@@ -84,11 +78,10 @@ def profiled(cmd: list[str]) -> dict[str, float]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as out:
-        full_cmd = [sys.executable, "-O", "main.py", "--quiet", "--out", f"{out}/full"]
-        floor_cmd = [sys.executable, "-O", "benchmarks/floor.py"]
-        for cmd in (full_cmd, floor_cmd):   # warm-up: bytecode and file caches
-            subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=ENV)
-        full, floor = profiled(full_cmd), profiled(floor_cmd)
+        cases = commands(out)
+        for name in ("full", "floor"):   # warm-up: bytecode and file caches
+            run(cases[name])
+        full, floor = profiled(cases["full"]), profiled(cases["floor"])
     print(f"{'Node process, ms':<18} {'full':>7} {'floor':>7}")
     for name in CATEGORIES:
         print(f"{name:<18} {full[name]:>7.0f} {floor[name]:>7.0f}")

@@ -22,12 +22,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+# The environment of a user's machine: some sandboxes set PYTHONDONTWRITEBYTECODE, which would make every run
+# recompile our modules (and skip jsii_runtime's deferred-annotation cache).
+USER_ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+
+
+def commands(out: str) -> dict[str, list[str]]:
+    """The three cases, each writing under `out`."""
+    return {
+        "full": [sys.executable, "-O", "main.py", "--quiet", "--out", f"{out}/full"],
+        "plain": [sys.executable, "main.py", "--quiet", "--plain-imports", "--out", f"{out}/plain"],
+        "floor": [sys.executable, "-O", "benchmarks/floor.py"],
+    }
+
+
+def run(cmd: list[str], env: dict[str, str] = USER_ENV) -> None:
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=env)
 
 
 def timed(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=ENV)
+    run(cmd)
     return time.perf_counter() - start
 
 
@@ -36,16 +51,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     runs = parser.parse_args().runs
     with tempfile.TemporaryDirectory() as tmp:
-        commands = {
-            "full": [sys.executable, "-O", "main.py", "--quiet", "--out", f"{tmp}/full"],
-            "plain": [sys.executable, "main.py", "--quiet", "--plain-imports", "--out", f"{tmp}/plain"],
-            "floor": [sys.executable, "-O", "benchmarks/floor.py"],
-        }
-        for cmd in commands.values():   # warm-up: bytecode and file caches
-            timed(cmd)
-        samples: dict[str, list[float]] = {name: [] for name in commands}
+        cases = commands(tmp)
+        for cmd in cases.values():   # warm-up: bytecode and file caches
+            run(cmd)
+        samples: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(runs):
-            for name, cmd in commands.items():
+            for name, cmd in cases.items():
                 samples[name].append(timed(cmd))
     median = {name: statistics.median(values) for name, values in samples.items()}
     print(f"{'case':<6} {'median s':>9} {'min s':>7} {'max s':>7}   ({runs} runs each, interleaved)")

@@ -4,17 +4,15 @@ and `python -O` as `make synth` runs it) change nothing in the output (DESIGN §
 to one on the stock CDKTF Python runtime."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.synth import USER_ENV   # bytecode caches writable, so the deferred binding annotations are used
+
 ROOT = Path(__file__).resolve().parent.parent
-# Bytecode caches written as on a user's machine (some sandboxes set PYTHONDONTWRITEBYTECODE): the deferred
-# binding annotations are used only where their cache can be written or read.
-USER_ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 
 def synth(out: Path, *extra: str, python: tuple[str, ...] = (sys.executable,)) -> dict[str, bytes]:

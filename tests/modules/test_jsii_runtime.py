@@ -3,9 +3,24 @@
 deferred binding annotations)."""
 from __future__ import annotations
 
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import typing
+import uuid
+from pathlib import Path
+
+import pytest
 from cdktf_cdktf_provider_aws import s3_bucket
 from jsii._kernel.providers import process
+from jsii._runtime import kernel
 
+from benchmarks.synth import USER_ENV
+from modules import jsii_runtime
 from tests.conftest import new_stack
 
 
@@ -49,24 +64,6 @@ def test_plain_values_are_always_read_afresh(monkeypatch):
     assert gets.count("bucketInput") == 2
 
 
-# ---- run_kernel_in_process, pipeline_assembly_loads, exit_now -------------------------------------------------
-
-import base64  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import typing  # noqa: E402
-import uuid  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-from jsii._runtime import kernel  # noqa: E402
-
-from modules import jsii_runtime  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[2]
 NODE_PROCESSES_UNDER_ME = """
 import os, sys
@@ -93,8 +90,7 @@ print(sum(1 for pid, (_, program) in parents.items() if program == "node" and un
 
 
 def _node_processes(setup: str, tmp_path) -> int:
-    result = subprocess.run([sys.executable, "-c", NODE_PROCESSES_UNDER_ME.format(setup=setup), str(tmp_path)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = _run_python(NODE_PROCESSES_UNDER_ME.format(setup=setup), str(tmp_path))
     assert result.returncode == 0, result.stderr
     return int(result.stdout)
 
@@ -235,9 +231,9 @@ def test_an_index_with_anything_else_in_it_loads_as_written(tmp_path):
     assert "extra" in seen["keys"]
 
 
-def _run_python(code: str, tmp_path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, **env})
+def _run_python(code: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=os.environ if env is None else env)
 
 
 SMALL_SYNTH = """
@@ -253,7 +249,7 @@ jsii_runtime.exit_now(0)
 
 
 def test_what_the_kernel_writes_to_stderr_itself_comes_out_as_text(tmp_path):
-    result = _run_python(SMALL_SYNTH, tmp_path, JSII_DEBUG="1")      # the kernel traces every request on fd 2
+    result = _run_python(SMALL_SYNTH, str(tmp_path / "out"), env={**os.environ, "JSII_DEBUG": "1"})   # traces fd 2
     assert result.returncode == 0, result.stderr
     assert any(line.startswith("> {") for line in result.stderr.splitlines())
     assert "b'" not in result.stderr                                  # not Python reprs of raw lines
@@ -266,7 +262,7 @@ def test_a_quick_exit_keeps_everything_the_kernel_printed(tmp_path):
                       '  for (let i = 0; i < 3000; i++) console.log(`line ${i}`);\n'
                       '  return write.apply(this, args);\n};\n')
     options = f"{os.environ.get('NODE_OPTIONS', '')} --require {chatty}".strip()
-    result = _run_python(SMALL_SYNTH, tmp_path, NODE_OPTIONS=options)
+    result = _run_python(SMALL_SYNTH, str(tmp_path / "out"), env={**os.environ, "NODE_OPTIONS": options})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) % 3000 == 0 and len(lines) >= 3000 and lines[-1] == "line 2999"
@@ -321,8 +317,7 @@ print("carried on")
 @pytest.mark.parametrize("mode", ["stock", "fast"])
 def test_a_load_that_fails_inside_a_callback_fails_that_callback_as_on_the_stock_runtime(tmp_path, mode):
     (tmp_path / "broken.jsii.tgz").write_bytes(b"not a tarball")
-    result = subprocess.run([sys.executable, "-c", LOAD_IN_A_CALLBACK, str(tmp_path / "out"), mode, str(tmp_path)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = _run_python(LOAD_IN_A_CALLBACK, str(tmp_path / "out"), mode, str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["RuntimeError", "carried on"]   # raised by synth; the kernel unwound
 
@@ -339,9 +334,8 @@ jsii_runtime.exit_now(0)
 
 @pytest.mark.parametrize("mode", ["default", "record"])
 def test_token_creation_stacks_are_recorded_only_when_asked_for(tmp_path, mode):
-    result = subprocess.run([sys.executable, "-c", TOKEN_CREATION_STACK, str(tmp_path), mode], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300,
-                            env={k: v for k, v in os.environ.items() if k != "CDKTF_TOKEN_STACKS"})
+    result = _run_python(TOKEN_CREATION_STACK, str(tmp_path), mode,
+                         env={k: v for k, v in os.environ.items() if k != "CDKTF_TOKEN_STACKS"})
     assert result.returncode == 0, result.stderr
     stack = json.loads(result.stdout)
     if mode == "record":          # as stock cdktf records it: the kernel's frames, from the token's constructor up
@@ -435,9 +429,7 @@ print(type(Vpc.__init__.__annotations__["cidr_block"]).__name__)
 @pytest.mark.skipif(not __debug__, reason="the bindings' type checks are compiled out under python -O")
 @pytest.mark.parametrize("mode", ["fast", "stock"])
 def test_real_bindings_with_deferred_annotations_still_type_check_their_arguments(tmp_path, mode):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}   # so the deferred cache is used
-    result = subprocess.run([sys.executable, "-c", DEFERRED_BINDING_CHECKS, str(tmp_path), mode], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300, env=env)
+    result = _run_python(DEFERRED_BINDING_CHECKS, str(tmp_path), mode, env=USER_ENV)   # so the deferred cache is used
     assert result.returncode == 0, result.stderr
     rejected, annotation_type = result.stdout.splitlines()
     assert rejected.startswith("rejected:") and "cidr_block" in rejected
