@@ -29,7 +29,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default=os.environ.get("CDKTF_OUTDIR", "cdktf.out"), help="output directory")
     parser.add_argument("--aws-emulator-endpoint", metavar="URL",
                         help="point every AWS provider at a local emulator (e.g. moto on http://127.0.0.1:5000) with "
-                             "test credentials and local state: for plan tests and `make rehearse`, never for deploys")
+                             "test credentials and local state: for plan tests, `make rehearse` and `make emulator-*`, "
+                             "never for deploys")
+    parser.add_argument("--emulator-state-dir", default=".emulator/state", metavar="DIR",
+                        help="with --aws-emulator-endpoint: where the stacks' local state files live (default: "
+                             "%(default)s), outside the output directory so a re-synth keeps them")
     parser.add_argument("--plain-imports", action="store_true",
                         help="stock CDKTF Python runtime: provider packages imported in full and none of "
                              "modules/jsii_runtime's speed-ups (slow; for benchmarks and the identity test)")
@@ -40,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def synthesize(names: list[str], overrides: list[str], out: Path, *,
-               emulator_endpoint: str | None = None) -> dict[str, int]:
+               emulator_endpoint: str | None = None, emulator_state_dir: Path | None = None) -> dict[str, int]:
     """Synthesize into a sibling temp dir and swap it in; returns resource counts per stack."""
     configs = [environments.load(name, overrides) for name in names]
     # Only now, with the config known good, does jsii start: Node loads the providers while Python imports stacks.
@@ -53,7 +57,9 @@ def synthesize(names: list[str], overrides: list[str], out: Path, *,
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         app = App(outdir=str(staging), stack_traces=False)
-        policy = stacks.build(app, configs, emulator_endpoint=emulator_endpoint)
+        emulator = None if emulator_endpoint is None else stacks.Emulator(
+            endpoint=emulator_endpoint, state_dir=str((emulator_state_dir or out.parent / ".emulator-state").resolve()))
+        policy = stacks.build(app, configs, emulator=emulator)
         app.synth()
         policy.raise_for_findings()
         counts = resource_counts(staging)
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         counts = synthesize(args.env or list(environments.NAMES), args.set, Path(args.out),
-                            emulator_endpoint=args.aws_emulator_endpoint)
+                            emulator_endpoint=args.aws_emulator_endpoint, emulator_state_dir=Path(args.emulator_state_dir))
     except PolicyViolation as err:
         print(str(err), file=sys.stderr)
         return EXIT_BAD_INPUT

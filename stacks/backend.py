@@ -1,9 +1,13 @@
 """Backends: the S3 backend every stack but a not-yet-migrated state stack uses, and local state for emulator runs."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from cdktf import LocalBackend, S3Backend, TerraformStack
 
 from environments.config import EnvironmentConfig, StateConfig
+
+from .provider import Emulator
 
 
 def use_s3_backend(stack: TerraformStack, *, state: StateConfig, account_id: str, partition: str, key: str) -> None:
@@ -15,15 +19,16 @@ def use_s3_backend(stack: TerraformStack, *, state: StateConfig, account_id: str
 
 
 def use_environment_backend(stack: TerraformStack, *, config: EnvironmentConfig, layer: str,
-                            emulator_endpoint: str | None) -> None:
+                            emulator: Emulator | None) -> None:
     """`<env>/<layer>.tfstate` in the state bucket, or local state when synthesized for an emulator."""
-    if emulator_endpoint:
-        emulator_backend(stack)
+    if emulator:
+        emulator_backend(stack, emulator)
     else:
         use_s3_backend(stack, state=config.state, key=f"{config.name}/{layer}.tfstate", account_id=config.account_id,
                        partition=config.partition)
 
 
-def emulator_backend(stack: TerraformStack) -> None:
-    """State of an emulator run stays next to the stack (the real state bucket is never touched)."""
-    LocalBackend(stack, path="terraform.tfstate")
+def emulator_backend(stack: TerraformStack, emulator: Emulator) -> None:
+    """State of an emulator run is local, in the emulator's state directory (the real state bucket is never
+    touched); outside cdktf.out, as cdktf's own local default, so a re-synth keeps it."""
+    LocalBackend(stack, path=str(Path(emulator.state_dir) / f"terraform.{stack.node.id}.tfstate"))

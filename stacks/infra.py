@@ -25,16 +25,16 @@ from modules.storage import AirflowBuckets, AirflowBucketsProps
 
 from .backend import use_environment_backend
 from .errors import section_props
-from .provider import aws_provider
+from .provider import Emulator, aws_provider
 
 class InfraStack(GovernedStack):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
-                 emulator_endpoint: str | None = None) -> None:
+                 emulator: Emulator | None = None) -> None:
         super().__init__(scope, id_)
         c = config
         account = dict(account_id=c.account_id, partition=c.partition)
-        aws_provider(self, region=c.region, account_id=c.account_id, emulator_endpoint=emulator_endpoint)
-        use_environment_backend(self, config=c, layer="infra", emulator_endpoint=emulator_endpoint)
+        aws_provider(self, region=c.region, account_id=c.account_id, emulator=emulator)
+        use_environment_backend(self, config=c, layer="infra", emulator=emulator)
 
         logs_key = EncryptionKey(self, "logs-key", props=EncryptionKeyProps(
             alias=f"{c.prefix}-logs", description=f"{c.prefix} CloudWatch Logs", services=(logs_service_use(

@@ -28,7 +28,7 @@ from modules.vault import Vault, VaultProps
 from .backend import use_environment_backend
 from .errors import section_props
 from .infra import InfraStack
-from .provider import aws_provider
+from .provider import Emulator, aws_provider
 
 ROOT = Path(__file__).resolve().parent.parent
 GLUE_CHART = ROOT / "helm" / "platform-glue"
@@ -63,11 +63,11 @@ def glue_values(target_group_arns: dict[str, str]) -> dict[str, Any]:
 
 class PlatformStack(GovernedStack):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig, infra: InfraStack,
-                 emulator_endpoint: str | None = None) -> None:
+                 emulator: Emulator | None = None) -> None:
         super().__init__(scope, id_)
         c = config
-        aws_provider(self, region=c.region, account_id=c.account_id, emulator_endpoint=emulator_endpoint)
-        use_environment_backend(self, config=c, layer="platform", emulator_endpoint=emulator_endpoint)
+        aws_provider(self, region=c.region, account_id=c.account_id, emulator=emulator)
+        use_environment_backend(self, config=c, layer="platform", emulator=emulator)
         cluster = infra.cluster
         HelmProvider(self, "helm", kubernetes=HelmProviderKubernetes(
             host=cluster.endpoint, cluster_ca_certificate=Fn.base64decode(cluster.certificate_authority_data),

@@ -16,18 +16,18 @@ from modules.storage import AccessLogBucket, BucketProps, SecureBucket
 
 from .backend import emulator_backend, use_s3_backend
 from .errors import section_props
-from .provider import aws_provider
+from .provider import Emulator, aws_provider
 
 STATE_KEY = "global/state.tfstate"
 
 
 class StateStack(GovernedStack):
     def __init__(self, scope: Construct, id_: str, *, state: StateConfig, account_id: str, partition: str,
-                 emulator_endpoint: str | None = None) -> None:
+                 emulator: Emulator | None = None) -> None:
         super().__init__(scope, id_)
-        aws_provider(self, region=state.region, account_id=account_id, emulator_endpoint=emulator_endpoint)
-        if emulator_endpoint:
-            emulator_backend(self)
+        aws_provider(self, region=state.region, account_id=account_id, emulator=emulator)
+        if emulator:
+            emulator_backend(self, emulator)
         elif state.migrated:
             use_s3_backend(self, state=state, account_id=account_id, partition=partition, key=STATE_KEY)
         else:

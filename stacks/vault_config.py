@@ -20,6 +20,7 @@ from modules.aspects import GovernedStack
 from modules.vault_config import VaultAirflowConfig, VaultAirflowConfigProps
 
 from .backend import use_environment_backend
+from .provider import Emulator
 
 
 def ca_cert_file(config: EnvironmentConfig) -> str:
@@ -29,7 +30,7 @@ def ca_cert_file(config: EnvironmentConfig) -> str:
 
 class VaultConfigStack(GovernedStack):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
-                 emulator_endpoint: str | None = None) -> None:
+                 emulator: Emulator | None = None) -> None:
         super().__init__(scope, id_)
         c = config
         VaultProvider(
@@ -40,7 +41,7 @@ class VaultConfigStack(GovernedStack):
             tls_server_name=urlsplit(k8s.VAULT_ADDRESS).hostname, skip_tls_verify=False,
             # The provider's child token lives only as long as one apply.
             max_lease_ttl_seconds=1200)
-        use_environment_backend(self, config=c, layer="vault-config", emulator_endpoint=emulator_endpoint)
+        use_environment_backend(self, config=c, layer="vault-config", emulator=emulator)
         v = c.vault
         self.airflow = VaultAirflowConfig(self, "airflow", props=VaultAirflowConfigProps(
             token_ttl=v.airflow_token_ttl, token_max_ttl=v.airflow_token_max_ttl, kv_max_versions=v.kv_max_versions))

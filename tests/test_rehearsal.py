@@ -59,17 +59,18 @@ def plan_json(stack_dir: Path, env: dict[str, str], out: Path) -> Path:
     return out
 
 
-def small_stack(endpoint: str, bucket_name: str) -> str:
+def small_stack(endpoint: str, bucket_name: str, state_dir: Path) -> str:
     """A KMS key and a bucket in an emulator stack: the smallest state in which a replace is data at risk."""
     from cdktf_cdktf_provider_aws import s3_bucket
 
     from modules.encryption import EncryptionKey, EncryptionKeyProps
     from stacks.backend import emulator_backend
-    from stacks.provider import aws_provider
+    from stacks.provider import Emulator, aws_provider
 
     stack = cdktf.TerraformStack(cdktf.Testing.app(), "emulator-small")
-    aws_provider(stack, region=REGION, account_id=ACCOUNT, emulator_endpoint=endpoint)
-    emulator_backend(stack)
+    emulator = Emulator(endpoint=endpoint, state_dir=str(state_dir))
+    aws_provider(stack, region=REGION, account_id=ACCOUNT, emulator=emulator)
+    emulator_backend(stack, emulator)
     EncryptionKey(stack, "key", props=EncryptionKeyProps(alias="plan-report-test", description="plan report test",
                                                          account_id=ACCOUNT, deletion_window_days=7))
     s3_bucket.S3Bucket(stack, "bucket", bucket=bucket_name, force_destroy=True)
@@ -81,7 +82,7 @@ def test_real_dev_infra_plan_from_the_emulator_is_all_creates(emulator, tf_env, 
     import main
 
     out = tmp_path / "cdktf.out"
-    main.synthesize(["dev"], [], out, emulator_endpoint=emulator)
+    main.synthesize(["dev"], [], out, emulator_endpoint=emulator, emulator_state_dir=tmp_path / "state")
     stack_dir = out / "stacks" / "airflow-dev-infra"
     doc = json.loads((stack_dir / "cdk.tf.json").read_text())
     resources = sum(len(of_type) for of_type in doc["resource"].values())
@@ -102,7 +103,7 @@ def test_real_dev_infra_plan_from_the_emulator_is_all_creates(emulator, tf_env, 
 def test_renamed_bucket_in_applied_state_is_data_at_risk(emulator, tf_env, tmp_path, capsys):
     stack_dir = tmp_path / "emulator-small"
     stack_dir.mkdir()
-    (stack_dir / "cdk.tf.json").write_text(small_stack(emulator, "plan-report-data-a"))
+    (stack_dir / "cdk.tf.json").write_text(small_stack(emulator, "plan-report-data-a", stack_dir))
     terraform(stack_dir, tf_env, "init")
     terraform(stack_dir, tf_env, "apply", "-auto-approve", "-parallelism=10", timeout=240)
 
@@ -116,7 +117,7 @@ def test_renamed_bucket_in_applied_state_is_data_at_risk(emulator, tf_env, tmp_p
     assert (address.startswith("`aws_kms_key."), action) == (True, "update")
 
     # A bucket's name is immutable: renaming it replaces the bucket (and would lose its objects).
-    (stack_dir / "cdk.tf.json").write_text(small_stack(emulator, "plan-report-data-b"))
+    (stack_dir / "cdk.tf.json").write_text(small_stack(emulator, "plan-report-data-b", stack_dir))
     renamed = plan_json(stack_dir, tf_env, tmp_path / "emulator-small.json")
     status = plan_report.main([str(renamed)])
     report = capsys.readouterr().out

@@ -173,7 +173,8 @@ def run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None =
 def synthesize(environment: str, endpoint: str, out: Path) -> Path:
     """Synthesize one environment for the emulator; returns cdktf.out/stacks."""
     run([sys.executable, str(ROOT / "main.py"), "--env", environment, "--aws-emulator-endpoint", endpoint,
-         "--out", str(out), "--quiet"], cwd=ROOT, timeout=SYNTH_TIMEOUT)
+         "--emulator-state-dir", str(out.parent / "state"), "--out", str(out), "--quiet"], cwd=ROOT,
+        timeout=SYNTH_TIMEOUT)
     return out / "stacks"
 
 
