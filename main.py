@@ -6,6 +6,7 @@ and swapped into place only on success, so bad input never leaves a half-written
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -45,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def synthesize(names: list[str], overrides: list[str], out: Path, *,
                emulator_endpoint: str | None = None, emulator_state_dir: Path | None = None) -> dict[str, int]:
-    """Synthesize into a sibling temp dir and swap it in; returns resource counts per stack."""
+    """Synthesize into a sibling temp dir and publish it into `out` on success; returns resource counts per stack."""
     configs = [environments.load(name, overrides) for name in names]
     # Only now, with the config known good, does jsii start: Node loads the providers while Python imports stacks.
     jsii_runtime.preload_assemblies()
@@ -63,15 +64,49 @@ def synthesize(names: list[str], overrides: list[str], out: Path, *,
         app.synth()
         policy.raise_for_findings()
         counts = resource_counts(staging)
-        previous = out.with_name(f".{out.name}-previous")
-        if out.exists():
-            shutil.rmtree(previous, ignore_errors=True)
-            out.rename(previous)
-        staging.rename(out)
-        shutil.rmtree(previous, ignore_errors=True)
+        publish(staging, out)
         return counts
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+# What a synth writes into a stack's folder. Everything else there (.terraform, the lock file, local state, saved
+# plans) belongs to Terraform or the user and survives a re-synth: no `init` again, no lost emulator state.
+GENERATED_IN_STACK = ("cdk.tf.json", "cdk.tf", "assets", "metadata.json")
+
+
+def publish(staging: Path, out: Path) -> None:
+    """Move a finished synth from `staging` into `out`. Per stack only the generated files are replaced (a file
+    this synth did not write, e.g. the `cdk.tf` of an earlier HCL synth, is removed). Stacks this run did not
+    synthesize (other environments) stay as they were and stay in the manifest: the cdktf CLI deletes stack
+    folders missing from the manifest and fails on folders that vanish under it. The manifest is written last."""
+    manifest = json.loads((staging / "manifest.json").read_text())
+    previous = out / "manifest.json"
+    kept = json.loads(previous.read_text()).get("stacks", {}) if previous.exists() else {}
+    kept = {name: entry for name, entry in kept.items()
+            if name not in manifest["stacks"] and (out / "stacks" / name).is_dir()}
+    for name in manifest["stacks"]:
+        target = out / "stacks" / name
+        target.mkdir(parents=True, exist_ok=True)
+        for entry in GENERATED_IN_STACK:
+            _replace(staging / "stacks" / name / entry, target / entry)
+    if kept:
+        manifest["stacks"] = dict(sorted({**manifest["stacks"], **kept}.items()))
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    os.replace(staging / "manifest.json", out / "manifest.json")
+
+
+def _replace(source: Path, target: Path) -> None:
+    """`target` becomes `source` (or goes away if there is no `source`), by renames within one file system."""
+    if target.is_dir() and not target.is_symlink():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        shutil.rmtree(old, ignore_errors=True)
+    elif not source.exists():
+        target.unlink(missing_ok=True)
+    if source.exists():
+        os.replace(source, target)
 
 
 def resource_counts(outdir: Path) -> dict[str, int]:
@@ -89,8 +124,33 @@ def print_table(counts: dict[str, int]) -> None:
         print(f"{name:<{width}}  {count:>9}")
 
 
+def use_project_python() -> None:
+    """`python main.py` run by an interpreter without the project's packages (e.g. the system Python) re-runs
+    itself with the project's virtualenv (made by `make install` or `make synth`); without one, says how to get it."""
+    if importlib.util.find_spec("jsii") is not None:
+        return
+    root = Path(__file__).resolve().parent
+    venv_python = root / ".venv" / "bin" / "python"
+    if venv_python.exists() and Path(sys.prefix).resolve() != venv_python.parent.parent.resolve():
+        os.execv(venv_python, [str(venv_python), *["-O"] * sys.flags.optimize, str(root / "main.py"), *sys.argv[1:]])
+    print(f"error: {sys.executable} has no cdktf/jsii and {venv_python} does not exist; fix: run `make install` "
+          f"in {root}, then run main.py again", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+# `cdktf synth --hcl` sets this for the app. cdktf 0.21 renders JSON strings (every IAM and key policy) into HCL
+# that Terraform cannot parse, so the JSON is the exit path (README "Leaving CDKTF"); refuse rather than write it.
+HCL_SWITCH = "SYNTH_HCL_OUTPUT"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if os.environ.get(HCL_SWITCH, "false") != "false":
+        print(f"error: {HCL_SWITCH}={os.environ[HCL_SWITCH]} (cdktf synth --hcl): cdktf 0.21 writes HCL that "
+              "Terraform cannot parse (it mangles the JSON policy strings); fix: synthesize without --hcl and use "
+              "cdktf.out/stacks/<stack>/cdk.tf.json, which is plain Terraform configuration (README: Leaving CDKTF)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.plain_imports:   # the stock CDKTF Python runtime: none of jsii_runtime's speed-ups
         jsii_runtime.use_bundled_node()
         import cdktf_cdktf_provider_aws  # noqa: F401
@@ -121,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    use_project_python()
     code = main()
     if parse_args(sys.argv[1:]).plain_imports:   # the stock runtime ends the stock way
         sys.exit(code)

@@ -1,0 +1,234 @@
+"""The real cdktf CLI against a local AWS emulator (moto): deploy, diff and destroy one stack of an environment.
+
+    make emulator-deploy  [ENV=dev] [STACK=infra]    # = python -m tools.emulator deploy --env dev --stack infra
+    make emulator-diff    [ENV=dev] [STACK=infra]
+    make emulator-destroy [ENV=dev] [STACK=infra]
+    make emulator-down                               # stop the emulator; its resources and local state go with it
+
+What each command wraps, so nobody has to rediscover it:
+- The emulator: the patched moto (`tools.emulator_server`) on 127.0.0.1, started on first use and kept running in
+  the background between commands (its pid, endpoint and log are in `.emulator/`): moto keeps what it created in
+  memory only.
+- The app override: `bin/cdktf <command> --app "<python> -O main.py --quiet --env <env> --aws-emulator-endpoint
+  <url> --emulator-state-dir .emulator/state" --output .emulator/cdktf.out` — test credentials, every AWS endpoint
+  on the emulator, local state in `.emulator/state`, and an output folder of its own, so the real `cdktf.out` is
+  never overwritten by an emulator build.
+- The Route 53 zone the stack looks up exists on AWS (delegated by hand); it is created in the emulator first.
+- `--skip-provider-lock`: the CLI would run `terraform providers lock` for every platform, which downloads
+  checksums from the registry; an emulator run does not need it (a real deploy keeps the lock).
+- The AWS provider comes from the machine's filesystem mirror when there is one (TF_PROVIDER_MIRROR,
+  /opt/tf-plugins, ...), else from your own Terraform configuration.
+- Destroy and stack dependencies: `cdktf destroy airflow-dev-infra` refuses while `airflow-dev-platform` (which
+  reads its outputs) is not destroyed with it. Platform never runs on the emulator (it needs a Kubernetes API), so
+  destroy passes `--ignore-missing-stack-dependencies` only after checking that no dependant stack has resources
+  in its emulator state; otherwise it stops and names the stack to destroy first.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.harness import find_provider_mirror, terraform_cli_config  # noqa: E402
+from tools import rehearse  # noqa: E402
+
+HOST = "127.0.0.1"
+CLI = ROOT / "bin" / "cdktf"
+STARTUP_TIMEOUT = 30.0
+SYNTH_TIMEOUT = 300
+EXIT_USAGE = 2
+
+
+class EmulatorError(RuntimeError):
+    """A step of the recipe failed; the message is one line saying what and what to do."""
+
+
+class Emulator:
+    """One background moto and the files of its runs, all under `workdir` (default `.emulator/`)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir.resolve()
+        self.pid_file, self.endpoint_file = self.workdir / "moto.pid", self.workdir / "endpoint"
+        self.log, self.state_dir, self.out = self.workdir / "moto.log", self.workdir / "state", self.workdir / "cdktf.out"
+
+    # ---- the emulator process ----
+
+    def endpoint(self) -> str | None:
+        """The endpoint of the emulator this workdir started, if it is still serving."""
+        try:
+            pid, endpoint = int(self.pid_file.read_text()), self.endpoint_file.read_text().strip()
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return endpoint if _serving(endpoint) else None
+
+    def up(self) -> str:
+        """Start the emulator unless it runs; returns its endpoint. A new emulator starts empty, so local state
+        left from an earlier one (which would name resources it does not have) is removed."""
+        endpoint = self.endpoint()
+        if endpoint:
+            return endpoint
+        if rehearse.moto_binary() is None:
+            raise EmulatorError("moto[server] is not installed; fix: run `make install`")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        port = rehearse.free_port()
+        endpoint = f"http://{HOST}:{port}"
+        with open(self.log, "ab") as log:
+            proc = subprocess.Popen(rehearse.moto_command(HOST, port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"})
+        self.pid_file.write_text(str(proc.pid))
+        self.endpoint_file.write_text(endpoint)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not _serving(endpoint):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self.down()
+                raise EmulatorError(f"the emulator did not start on {endpoint} within {STARTUP_TIMEOUT:.0f}s; "
+                                    f"see {self.log}")
+            time.sleep(0.2)
+        print(f"emulator: serving on {endpoint} (log: {self.log})", flush=True)
+        return endpoint
+
+    def down(self) -> None:
+        """Stop the emulator (its process group) and remove what its runs left: state, output, pid."""
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(self.pid_file.read_text())
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+                for _ in range(50):
+                    os.kill(pid, 0)
+                    time.sleep(0.1)
+                os.killpg(pid, signal.SIGKILL)
+        for path in (self.state_dir, self.out):
+            shutil.rmtree(path, ignore_errors=True)
+        for path in (self.pid_file, self.endpoint_file):
+            path.unlink(missing_ok=True)
+
+    # ---- the CLI ----
+
+    def app(self, environment: str, endpoint: str) -> list[str]:
+        return [sys.executable, "-O", "main.py", "--quiet", "--env", environment, "--aws-emulator-endpoint", endpoint,
+                "--emulator-state-dir", str(self.state_dir)]
+
+    def synth(self, environment: str, stack: str) -> list[str]:
+        """Synthesize the environment for the emulator (starting it if needed) and create what the stack only
+        reads; returns the app command the CLI is to run."""
+        endpoint = self.up()
+        app = self.app(environment, endpoint)
+        synth = subprocess.run([*app, "--out", str(self.out)], cwd=ROOT, capture_output=True, text=True,
+                               timeout=SYNTH_TIMEOUT)
+        if synth.returncode != 0:    # bad input: main.py's own one line
+            raise EmulatorError(synth.stderr.strip() or f"synth exited {synth.returncode}")
+        doc = json.loads((self.out / "stacks" / stack / "cdk.tf.json").read_text())
+        for seeded in rehearse.seed_emulator(endpoint, doc):
+            print(f"emulator: created {seeded} (on AWS it exists before the first deploy)", flush=True)
+        return app
+
+    def cli(self, command: str, stack: str, app: list[str], *extra: str) -> int:
+        """Run `bin/cdktf <command> <stack>` with the emulator app override; returns the CLI's exit status."""
+        argv = [str(CLI), command, stack, "--app", shlex.join(app), "--output", str(self.out), "--skip-provider-lock",
+                *extra]
+        print(f"$ {shlex.join(argv)}", flush=True)
+        return subprocess.run(argv, cwd=ROOT, env=self.terraform_env()).returncode
+
+    def dependants_with_state(self, stack: str) -> dict[str, int]:
+        """Stacks that depend on `stack` (from the manifest) and hold resources in their emulator state."""
+        manifest = json.loads((self.out / "manifest.json").read_text())["stacks"]
+        found = {}
+        for name, entry in manifest.items():
+            if stack in entry.get("dependencies", []):
+                count = resources_in_state(self.state_dir / f"terraform.{name}.tfstate")
+                if count:
+                    found[name] = count
+        return found
+
+    def terraform_env(self) -> dict[str, str]:
+        env = {**os.environ, "CHECKPOINT_DISABLE": "1", "AWS_MAX_ATTEMPTS": "2", "AWS_RETRY_MODE": "standard"}
+        mirror = find_provider_mirror()
+        if mirror is not None:
+            env["TF_CLI_CONFIG_FILE"] = str(terraform_cli_config(mirror, self.workdir))
+        return env
+
+
+def resources_in_state(path: Path) -> int:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return 0
+    return sum(len(r.get("instances", [])) for r in state.get("resources", []) if r.get("mode") == "managed")
+
+
+def _serving(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def stack_name(environment: str, stack: str) -> str:
+    """`infra` -> `airflow-<env>-infra`; `state` -> the shared state stack; a full stack name passes through."""
+    import environments
+    from modules.validation import ConfigError
+
+    try:
+        config = environments.load(environment)
+    except ConfigError as err:
+        raise EmulatorError(str(err)) from None
+    if stack.startswith(f"{config.project}-"):
+        return stack
+    return f"{config.project}-state" if stack == "state" else config.stack_name(stack)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.emulator", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("up", "deploy", "diff", "destroy", "down"))
+    parser.add_argument("--env", default="dev", help="environment (default: dev)")
+    parser.add_argument("--stack", default="infra", help="infra (default), state, or a full stack name")
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".emulator",
+                        help="where the emulator's pid, log, state and output live (default: .emulator/)")
+    args = parser.parse_args(argv)
+    emulator = Emulator(args.workdir)
+    try:
+        if args.command == "up":
+            emulator.up()
+            return 0
+        if args.command == "down":
+            emulator.down()
+            print("emulator: stopped; its resources and local state are gone", flush=True)
+            return 0
+        stack = stack_name(args.env, args.stack)
+        app = emulator.synth(args.env, stack)
+        if args.command == "deploy":
+            return emulator.cli("deploy", stack, app, "--auto-approve")
+        if args.command == "diff":
+            return emulator.cli("diff", stack, app)
+        blocking = emulator.dependants_with_state(stack)
+        if blocking:
+            name, count = next(iter(blocking.items()))
+            raise EmulatorError(f"{name} depends on {stack} and has {count} resources on the emulator; fix: destroy "
+                                f"it first (python -m tools.emulator destroy --stack {name})")
+        # The dependants hold nothing on the emulator (platform never runs here), so skipping them is safe.
+        return emulator.cli("destroy", stack, app, "--auto-approve", "--ignore-missing-stack-dependencies")
+    except EmulatorError as err:
+        print(f"emulator: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
