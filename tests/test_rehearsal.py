@@ -231,3 +231,9 @@ def test_streaming_run_interrupts_a_terraform_stuck_on_a_known_gap(tmp_path):
     assert failure.known_gap and failure.reason == (
         "stalled: still in progress when the rehearsal interrupted terraform "
         "(creating ElastiCache Parameter Group: request canceled, context canceled)")
+
+
+def test_moto_command_serves_the_patched_emulator_on_the_given_host_and_port():
+    argv = rehearse.moto_command("127.0.0.2", 4567)
+    assert argv[1:3] == ["-m", "tools.emulator_server"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.2" and argv[argv.index("--port") + 1] == "4567"
