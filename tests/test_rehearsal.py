@@ -231,3 +231,37 @@ def test_streaming_run_interrupts_a_terraform_stuck_on_a_known_gap(tmp_path):
     assert failure.known_gap and failure.reason == (
         "stalled: still in progress when the rehearsal interrupted terraform "
         "(creating ElastiCache Parameter Group: request canceled, context canceled)")
+
+
+def test_moto_command_serves_the_patched_emulator_on_the_given_host_and_port():
+    argv = rehearse.moto_command("127.0.0.2", 4567)
+    assert argv[1:3] == ["-m", "tools.emulator_server"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.2" and argv[argv.index("--port") + 1] == "4567"
+
+
+def test_patched_emulator_answers_like_aws_where_moto_did_not(tools_present, tmp_path):
+    """The two gaps the dev apply met: SQS RedriveAllowPolicy and DescribeSubnets' IPv6-association filters."""
+    import boto3
+
+    with rehearse.moto_server(tmp_path / "moto.log") as endpoint:
+        keys = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
+        sqs, ec2 = boto3.client("sqs", **keys), boto3.client("ec2", **keys)
+        dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        plain = sqs.create_queue(QueueName="plain")["QueueUrl"]
+        allow = json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [f"arn:aws:sqs:{REGION}:1:src"]})
+        sqs.set_queue_attributes(QueueUrl=dlq, Attributes={"RedriveAllowPolicy": allow})
+        read = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["RedriveAllowPolicy"])["Attributes"]
+        assert read == {"RedriveAllowPolicy": allow}
+        assert "RedriveAllowPolicy" not in sqs.get_queue_attributes(QueueUrl=plain, AttributeNames=["All"])["Attributes"]
+
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16", AmazonProvidedIpv6CidrBlock=True)["Vpc"]
+        (vpc_block,) = ec2.describe_vpcs(VpcIds=[vpc["VpcId"]])["Vpcs"][0]["Ipv6CidrBlockAssociationSet"]
+        ipv6 = vpc_block["Ipv6CidrBlock"].replace("::/56", "::/64")
+        subnet = ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock="10.0.0.0/24", Ipv6CidrBlock=ipv6)["Subnet"]
+        ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock="10.0.1.0/24")
+        (association,) = subnet["Ipv6CidrBlockAssociationSet"]
+        for name, value in (("association-id", association["AssociationId"]), ("ipv6-cidr-block", ipv6),
+                            ("state", "associated")):
+            found = ec2.describe_subnets(Filters=[{"Name": f"ipv6-cidr-block-association.{name}", "Values": [value]}])
+            assert [s["SubnetId"] for s in found["Subnets"]] == [subnet["SubnetId"]], name
+    assert "moto with" in (tmp_path / "moto.log").read_text().splitlines()[0]

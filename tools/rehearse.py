@@ -70,23 +70,30 @@ def free_port() -> int:
 
 
 def moto_binary() -> Path | None:
+    """Whether moto's server is installed (its console script next to this Python, or on PATH)."""
     candidate = Path(sys.executable).with_name("moto_server")
     found = candidate if candidate.exists() else shutil.which("moto_server")
     return Path(found) if found else None
 
 
+def moto_command(host: str, port: int) -> list[str]:
+    """The argv that serves the patched emulator (tools.emulator_server: moto plus narrow, documented fixes where
+    it differs from AWS) on host:port, run with this Python from the project root."""
+    return [sys.executable, "-m", "tools.emulator_server", "--host", host, "--port", str(port)]
+
+
 @contextlib.contextmanager
-def moto_server(log_path: Path, *, startup_timeout: float = 30.0) -> Iterator[str]:
-    """A moto server on a free loopback port for the duration of the block; yields its endpoint URL.
-    AWS managed policies are loaded so role policy attachments to them work as on AWS."""
-    binary = moto_binary()
-    if binary is None:
+def moto_server(log_path: Path, *, startup_timeout: float = 30.0, host: str = "127.0.0.1",
+                port: int | None = None) -> Iterator[str]:
+    """The patched moto (moto_command) on a free loopback port (or `port`) for the duration of the block; yields
+    its endpoint URL. AWS managed policies are loaded so role policy attachments to them work as on AWS."""
+    if moto_binary() is None:
         raise RuntimeError("moto_server is not installed (pipenv install: moto[server])")
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
+    port = port or free_port()
+    endpoint = f"http://{host}:{port}"
     env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(moto_command(host, port), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + startup_timeout
