@@ -51,7 +51,7 @@ install: $(STAMP) $(AIRFLOW_STAMP) $(CLI_STAMP)  ## .venv (Pipfile.lock), .venv-
 # -O skips the bindings' per-call runtime type checks (jsii generates them under `if __debug__`): the same
 # output, ~0.3 s less; `make test` runs with them on, so a mistyped construct argument still fails CI.
 synth: $(STAMP) $(CLI_STAMP)  ## synthesize every environment (or ENV=dev) into cdktf.out/ and print stack -> resource count
-	$(PIPENV) run python -O main.py $(if $(ENV),--env $(ENV))
+	.venv/bin/python -O main.py $(if $(ENV),--env $(ENV))
 
 test: install  ## the whole suite: unit, synth, CLI, terraform validate, Checkov, fast-import identity
 	$(PIPENV) run python -m pytest
@@ -69,11 +69,24 @@ checkov: synth  ## Checkov over the synthesized stacks with the justified skips 
 clean:
 	rm -rf cdktf.out .cdktf.out-* .pytest_cache
 
-.PHONY: plan-report rehearse
+.PHONY: plan-report rehearse emulator-deploy emulator-diff emulator-destroy emulator-down
 
-plan-report: install  ## Markdown PR summary of `terraform show -json` plans: PLAN=<file or dir> [STATUS_FILE=f]; 0 ok, 3 data at risk
+# make turns any failing recipe into exit 2: the report's own 0/3/2 is in STATUS_FILE (plan.yml reads it there),
+# or run `.venv/bin/python -m tools.plan_report PLAN` directly.
+plan-report: $(STAMP)  ## Markdown PR summary of `terraform show -json` plans: PLAN=<file or dir> [STATUS_FILE=f]; fails on data at risk
 	$(if $(PLAN),,$(error PLAN=<plan JSON file, or directory of them> is required))
-	@$(PIPENV) run python -m tools.plan_report $(PLAN) $(if $(STATUS_FILE),--status-file $(STATUS_FILE))
+	@.venv/bin/python -m tools.plan_report $(PLAN) $(if $(STATUS_FILE),--status-file $(STATUS_FILE))
 
-rehearse: install  ## apply + destroy the dev infra stack on a local AWS emulator (moto), per-type report; needs Terraform
-	$(PIPENV) run python -m tools.rehearse $(if $(ENV),--env $(ENV))
+rehearse: $(STAMP)  ## apply, re-plan (must be unchanged) and destroy the dev infra stack on a local AWS emulator; needs Terraform
+	.venv/bin/python -m tools.rehearse $(if $(ENV),--env $(ENV))
+
+# The real cdktf CLI against a local AWS emulator (tools/emulator.py says what each wraps). STACK=infra|state.
+EMULATOR_ARGS = $(if $(ENV),--env $(ENV)) $(if $(STACK),--stack $(STACK))
+emulator-deploy: $(STAMP) $(CLI_STAMP)  ## cdktf deploy ENV's infra stack (or STACK=state) to a local emulator, started if needed
+	.venv/bin/python -m tools.emulator deploy $(EMULATOR_ARGS)
+emulator-diff: $(STAMP) $(CLI_STAMP)  ## cdktf diff against what the emulator holds
+	.venv/bin/python -m tools.emulator diff $(EMULATOR_ARGS)
+emulator-destroy: $(STAMP) $(CLI_STAMP)  ## cdktf destroy on the emulator (checks that no dependant stack holds resources)
+	.venv/bin/python -m tools.emulator destroy $(EMULATOR_ARGS)
+emulator-down:  ## stop the emulator; its resources and local state go with it
+	$(if $(wildcard .venv/bin/python),.venv/bin/python -m tools.emulator down,rm -rf .emulator)

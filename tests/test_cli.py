@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -225,8 +228,6 @@ def test_bad_input_is_one_line_exit_2_and_leaves_output_untouched(tmp_path, prev
 
 @pytest.mark.parametrize("debug", [False, True])
 def test_debug_records_token_creation_stacks_and_a_normal_run_does_not(monkeypatch, debug):
-    import main
-
     calls = []
     monkeypatch.setattr(main.jsii_runtime, "install", lambda **options: calls.append(options))
     if debug:
@@ -235,3 +236,64 @@ def test_debug_records_token_creation_stacks_and_a_normal_run_does_not(monkeypat
     else:
         assert main.main(["--env", "qa"]) == 2
     assert calls == [{"token_stack_traces": debug}]
+
+
+# ---- publishing a synth: generated files only, other stacks and Terraform's files kept ------------------------
+
+def _manifest(*names: str) -> str:
+    return json.dumps({"version": "0.21.0", "stacks": {n: {"name": n, "dependencies": []} for n in names}})
+
+
+def test_publish_replaces_generated_files_only_and_keeps_stacks_it_did_not_synthesize(tmp_path):
+    staging, out = tmp_path / ".cdktf.out-x", tmp_path / "cdktf.out"
+    (staging / "stacks" / "a" / "assets" / "chart").mkdir(parents=True)
+    (staging / "stacks" / "a" / "cdk.tf.json").write_text('{"new": true}')
+    (staging / "stacks" / "a" / "assets" / "chart" / "Chart.yaml").write_text("new")
+    (staging / "manifest.json").write_text(_manifest("a"))
+    a, b = out / "stacks" / "a", out / "stacks" / "b"
+    (a / ".terraform").mkdir(parents=True)
+    (a / "assets" / "stale").mkdir(parents=True)
+    b.mkdir(parents=True)
+    (a / "cdk.tf").write_text("old HCL")                      # an earlier --hcl synth: terraform would read both
+    (a / "cdk.tf.json").write_text('{"old": true}')
+    (a / "terraform.tfstate").write_text("local state")
+    (a / ".terraform" / "terraform.tfstate").write_text("backend")
+    (b / "cdk.tf.json").write_text('{"b": true}')
+    (out / "manifest.json").write_text(_manifest("a", "b", "gone"))   # 'gone' has no folder any more
+
+    main.publish(staging, out)
+
+    assert sorted(p.name for p in a.iterdir()) == [".terraform", "assets", "cdk.tf.json", "terraform.tfstate"]
+    assert (a / "cdk.tf.json").read_text() == '{"new": true}' and (a / "terraform.tfstate").read_text() == "local state"
+    assert [p.name for p in (a / "assets").iterdir()] == ["chart"]
+    assert (b / "cdk.tf.json").read_text() == '{"b": true}'
+    assert list(json.loads((out / "manifest.json").read_text())["stacks"]) == ["a", "b"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "stacks"]
+
+
+def test_publish_keeps_the_synthesized_manifest_bytes_when_nothing_else_is_kept(tmp_path):
+    staging, out = tmp_path / ".cdktf.out-x", tmp_path / "cdktf.out"
+    (staging / "stacks" / "a").mkdir(parents=True)
+    (staging / "stacks" / "a" / "cdk.tf.json").write_text("{}")
+    (staging / "manifest.json").write_text(written := _manifest("a") + "\n")
+    main.publish(staging, out)
+    assert (out / "manifest.json").read_text() == written
+
+
+def test_main_run_by_a_python_without_the_packages_reruns_itself_in_the_project_virtualenv(tmp_path):
+    base = Path(sys.base_prefix) / "bin" / "python3"
+    result = subprocess.run([str(base), str(ROOT / "main.py"), "--env", "dev", "--out", str(tmp_path / "cdktf.out")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split() == ["stack", "resources"]
+
+
+def test_main_without_a_virtualenv_says_how_to_make_one(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(main.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(main, "__file__", str(tmp_path / "main.py"))
+    with pytest.raises(SystemExit) as exit_:
+        main.use_project_python()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {sys.executable} has no cdktf/jsii and {tmp_path}/.venv/bin/python does not exist; "
+        f"fix: run `make install` in {tmp_path}, then run main.py again")
