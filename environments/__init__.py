@@ -47,6 +47,11 @@ def _replace(node: Any, keys: list[str], raw: str, path: str) -> Any:
     return dataclasses.replace(node, **{key: value})
 
 
+# How a field's type is named in an error ("is not a whole number", not "is not a int").
+KINDS = {int: "a whole number", float: "a number", bool: "true or false", dict: "a JSON object",
+         tuple: "a list (JSON, or comma-separated)"}
+
+
 def _coerce(current: Any, raw: str, path: str) -> Any:
     if isinstance(current, str):
         return raw
@@ -57,5 +62,6 @@ def _coerce(current: Any, raw: str, path: str) -> Any:
     if isinstance(current, tuple) and isinstance(value, list):
         return tuple(value)
     if type(value) is not type(current) and not (isinstance(current, tuple) and value == ""):
-        raise ConfigError(path, raw, f"is not a {type(current).__name__}", f"give a {type(current).__name__} value")
+        kind = KINDS.get(type(current), type(current).__name__)
+        raise ConfigError(path, raw, f"is not {kind}", f"give {kind}")
     return () if value == "" else value
