@@ -298,3 +298,24 @@ def test_patched_emulator_keeps_elasticache_parameter_groups_and_deletes_subnet_
         with pytest.raises(botocore.exceptions.ClientError) as gone:
             cache.delete_cache_subnet_group(CacheSubnetGroupName="subnets")
         assert gone.value.response["Error"]["Code"] == "CacheSubnetGroupNotFoundFault"
+
+
+def test_patched_emulator_accepts_access_logging_that_a_wildcard_bucket_policy_allows(tools_present, tmp_path):
+    import boto3
+    import botocore.exceptions
+
+    with rehearse.moto_server(tmp_path / "moto.log") as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
+                          aws_secret_access_key="test")
+        for bucket in ("logs", "data"):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_policy(Bucket="logs", Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": ["s3:PutObject"],
+            "Resource": ["arn:aws:s3:::logs/s3/*"]}]}))
+        s3.put_bucket_logging(Bucket="data", BucketLoggingStatus={
+            "LoggingEnabled": {"TargetBucket": "logs", "TargetPrefix": "s3/data/"}})
+        assert s3.get_bucket_logging(Bucket="data")["LoggingEnabled"]["TargetPrefix"] == "s3/data/"
+        with pytest.raises(botocore.exceptions.ClientError) as outside:     # the policy does not cover this prefix
+            s3.put_bucket_logging(Bucket="data", BucketLoggingStatus={
+                "LoggingEnabled": {"TargetBucket": "logs", "TargetPrefix": "other/"}})
+        assert outside.value.response["Error"]["Code"] == "InvalidTargetBucketForLogging"

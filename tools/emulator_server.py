@@ -164,6 +164,39 @@ def elasticache_delete_subnet_group() -> None:
     ElastiCacheResponse.delete_cache_subnet_group = delete
 
 
+@patch
+def s3_logging_policy_wildcards() -> None:
+    """S3: PutBucketLogging is allowed when the target bucket's policy lets logging.s3.amazonaws.com s3:PutObject
+    into the log prefix. AWS evaluates the statement's Resource as a wildcard pattern (a list or a string), so
+    `arn:aws:s3:::logs/s3/*` covers the prefix `s3/dags/`; moto 5.2 compares it with three exact strings only
+    ("InvalidTargetBucketForLogging: You must either provide the necessary permissions to the logging service
+    using a bucket policy or give the log-delivery group WRITE and READ_ACP permissions to the target bucket").
+    Match the patterns the way IAM does (`*` and `?`)."""
+    import fnmatch
+    import json
+
+    from moto.s3.models import FakeBucket
+    from moto.s3.utils import LOGGING_SERVICE_PRINCIPAL
+
+    def as_list(value) -> list:
+        return value if isinstance(value, list) else [value]
+
+    def enabled_by_policy(target_bucket, target_prefix):
+        if not target_bucket.policy:
+            return False
+        wanted = f"arn:{target_bucket.partition}:s3:::{target_bucket.name}/{target_prefix or ''}"
+        for stmt in as_list(json.loads(target_bucket.policy.decode()).get("Statement", [])):
+            principal = stmt.get("Principal", {})
+            services = as_list(principal.get("Service", [])) if isinstance(principal, dict) else []
+            if (stmt.get("Effect") == "Allow" and LOGGING_SERVICE_PRINCIPAL in services
+                    and any(fnmatch.fnmatchcase("s3:PutObject", a) for a in as_list(stmt.get("Action", [])))
+                    and any(fnmatch.fnmatchcase(wanted + "x", r) for r in as_list(stmt.get("Resource", [])))):
+                return True      # (+ "x": a log object's key under the prefix, as S3 writes it)
+        return False
+
+    FakeBucket._log_permissions_enabled_policy = staticmethod(enabled_by_policy)
+
+
 def apply_patches() -> list[str]:
     """Apply every patch; returns their names (what the server log prints at start-up)."""
     for func in PATCHES:
