@@ -265,3 +265,57 @@ def test_patched_emulator_answers_like_aws_where_moto_did_not(tools_present, tmp
             found = ec2.describe_subnets(Filters=[{"Name": f"ipv6-cidr-block-association.{name}", "Values": [value]}])
             assert [s["SubnetId"] for s in found["Subnets"]] == [subnet["SubnetId"]], name
     assert "moto with" in (tmp_path / "moto.log").read_text().splitlines()[0]
+
+
+def test_patched_emulator_keeps_elasticache_parameter_groups_and_deletes_subnet_groups(tools_present, tmp_path):
+    import boto3
+    import botocore.exceptions
+
+    with rehearse.moto_server(tmp_path / "moto.log") as endpoint:
+        cache = boto3.client("elasticache", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="test",
+                             aws_secret_access_key="test")
+        created = cache.create_cache_parameter_group(CacheParameterGroupName="broker", CacheParameterGroupFamily="redis7",
+                                                     Description="broker", Tags=[{"Key": "a", "Value": "b"}])
+        arn = created["CacheParameterGroup"]["ARN"]
+        cache.modify_cache_parameter_group(CacheParameterGroupName="broker", ParameterNameValues=[
+            {"ParameterName": "maxmemory-policy", "ParameterValue": "noeviction"},
+            {"ParameterName": "timeout", "ParameterValue": "0"}])
+        cache.reset_cache_parameter_group(CacheParameterGroupName="broker",
+                                          ParameterNameValues=[{"ParameterName": "timeout"}])
+        (group,) = cache.describe_cache_parameter_groups(CacheParameterGroupName="broker")["CacheParameterGroups"]
+        assert (group["CacheParameterGroupFamily"], group["Description"], group["ARN"]) == ("redis7", "broker", arn)
+        user = cache.describe_cache_parameters(CacheParameterGroupName="broker", Source="user")["Parameters"]
+        assert [(p["ParameterName"], p["ParameterValue"]) for p in user] == [("maxmemory-policy", "noeviction")]
+        assert cache.list_tags_for_resource(ResourceName=arn)["TagList"] == [{"Key": "a", "Value": "b"}]
+        cache.delete_cache_parameter_group(CacheParameterGroupName="broker")
+        with pytest.raises(botocore.exceptions.ClientError) as missing:
+            cache.describe_cache_parameter_groups(CacheParameterGroupName="broker")
+        assert missing.value.response["Error"]["Code"] == "CacheParameterGroupNotFound"
+
+        cache.create_cache_subnet_group(CacheSubnetGroupName="subnets", CacheSubnetGroupDescription="d",
+                                        SubnetIds=["subnet-1"])
+        cache.delete_cache_subnet_group(CacheSubnetGroupName="subnets")
+        with pytest.raises(botocore.exceptions.ClientError) as gone:
+            cache.delete_cache_subnet_group(CacheSubnetGroupName="subnets")
+        assert gone.value.response["Error"]["Code"] == "CacheSubnetGroupNotFoundFault"
+
+
+def test_patched_emulator_accepts_access_logging_that_a_wildcard_bucket_policy_allows(tools_present, tmp_path):
+    import boto3
+    import botocore.exceptions
+
+    with rehearse.moto_server(tmp_path / "moto.log") as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
+                          aws_secret_access_key="test")
+        for bucket in ("logs", "data"):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_policy(Bucket="logs", Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": ["s3:PutObject"],
+            "Resource": ["arn:aws:s3:::logs/s3/*"]}]}))
+        s3.put_bucket_logging(Bucket="data", BucketLoggingStatus={
+            "LoggingEnabled": {"TargetBucket": "logs", "TargetPrefix": "s3/data/"}})
+        assert s3.get_bucket_logging(Bucket="data")["LoggingEnabled"]["TargetPrefix"] == "s3/data/"
+        with pytest.raises(botocore.exceptions.ClientError) as outside:     # the policy does not cover this prefix
+            s3.put_bucket_logging(Bucket="data", BucketLoggingStatus={
+                "LoggingEnabled": {"TargetBucket": "logs", "TargetPrefix": "other/"}})
+        assert outside.value.response["Error"]["Code"] == "InvalidTargetBucketForLogging"
