@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from cdktf import ITerraformDependable
 from cdktf_cdktf_provider_aws import (
     cloudwatch_event_bus,
     cloudwatch_event_rule,
@@ -107,6 +108,7 @@ class EventsProps:
     landing_bucket_name: str
     landing_kms_key_arn: str                    # SSE-KMS key of the landing bucket (the storage key)
     access_log_bucket: str                      # bucket id receiving the landing bucket's server access logs
+    access_log_policy: ITerraformDependable | None = None   # its policy (AccessLogBucket.policy): logging waits for it
     landing_expiration_days: int = 30
     prevent_destroy: bool = True
     rules: tuple[EventRule, ...] = ()           # beyond default_rules()
@@ -155,7 +157,7 @@ class Events(Construct):
 
         self.landing = SecureBucket(self, "landing", props=BucketProps(
             name=props.landing_bucket_name, kms_key_arn=props.landing_kms_key_arn,
-            access_log_bucket=props.access_log_bucket, expiration_days=props.landing_expiration_days,
+            access_log_bucket=props.access_log_bucket, access_log_policy=props.access_log_policy, expiration_days=props.landing_expiration_days,
             noncurrent_version_expiration_days=7, prevent_destroy=props.prevent_destroy))
         # S3 sends every object event of this bucket to the account's default bus; rules pick what they need.
         s3_bucket_notification.S3BucketNotification(self, "landing-notifications", bucket=self.landing.bucket_id,

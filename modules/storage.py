@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cdktf import TerraformResourceLifecycle
+from cdktf import ITerraformDependable, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws import (
     s3_bucket,
     s3_bucket_lifecycle_configuration as lifecycle,
@@ -26,6 +26,8 @@ class BucketProps:
     name: str
     kms_key_arn: str
     access_log_bucket: str | None = None        # bucket id receiving server access logs; None only for log buckets
+    # The log bucket's policy (AccessLogBucket.policy): S3 checks on PutBucketLogging that it admits the delivery.
+    access_log_policy: ITerraformDependable | None = None
     noncurrent_version_expiration_days: int = 90
     expiration_days: int | None = None          # expire current objects (logs); None keeps them
     prevent_destroy: bool = False
@@ -63,8 +65,9 @@ class _HardenedBucket(Construct):
         statements = [iam.deny_insecure_transport([self.arn, f"{self.arn}/*"]),
                       *[self._expand(s) for s in props.policy_statements]]
         # After the public access block: S3 rejects policies while the block is being changed.
-        s3_bucket_policy.S3BucketPolicy(self, "policy", bucket=bucket, policy=iam.policy_document(*statements),
-                                        depends_on=[self._public_access_block])
+        self.policy = s3_bucket_policy.S3BucketPolicy(self, "policy", bucket=bucket,
+                                                      policy=iam.policy_document(*statements),
+                                                      depends_on=[self._public_access_block])
         expiration = lifecycle.S3BucketLifecycleConfigurationRuleExpiration(days=props.expiration_days) \
             if props.expiration_days else None
         lifecycle.S3BucketLifecycleConfiguration(self, "lifecycle", bucket=bucket, rule=[
@@ -79,7 +82,8 @@ class _HardenedBucket(Construct):
                 expiration=[expiration] if expiration else None)])
         if props.access_log_bucket:
             s3_bucket_logging.S3BucketLoggingA(self, "access-logging", bucket=bucket,
-                                               target_bucket=props.access_log_bucket, target_prefix=f"s3/{props.name}/")
+                                               target_bucket=props.access_log_bucket, target_prefix=f"s3/{props.name}/",
+                                               depends_on=[props.access_log_policy] if props.access_log_policy else None)
 
     def _expand(self, stmt: dict[str, Any]) -> dict[str, Any]:
         """Statements may name the bucket as the placeholders BUCKET_ARN (and BUCKET_ARN/prefix*)."""
@@ -160,7 +164,7 @@ class AirflowBuckets(Construct):
 
         def bucket(purpose: str, **extra: Any) -> SecureBucket:
             return SecureBucket(self, purpose, props=BucketProps(
-                name=names[purpose], kms_key_arn=self.key.arn, access_log_bucket=self.access_logs.bucket_id,
+                name=names[purpose], kms_key_arn=self.key.arn, access_log_bucket=self.access_logs.bucket_id, access_log_policy=self.access_logs.policy,
                 prevent_destroy=props.prevent_destroy, **extra))
 
         self.dags = bucket("dags")

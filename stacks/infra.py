@@ -120,7 +120,7 @@ class InfraStack(GovernedStack):
             ingress_cidrs=c.edge.ingress_cidrs, waf_rate_limit=c.edge.waf_rate_limit, tls_policy=c.edge.tls_policy,
             dual_stack=network.public_ipv6, deletion_protection=c.deletion_protection)),
             # ELB checks it may write the log bucket when the ALB is created: the bucket policy comes first.
-            depends_on=[storage.access_logs.node.find_child("policy")])
+            depends_on=[storage.access_logs.policy])
         for backend in BACKENDS:
             cluster.allow_node_ingress(f"alb-{backend.host}", source_security_group_id=edge.security_group_id,
                                        port=backend.port)
@@ -182,6 +182,7 @@ class InfraStack(GovernedStack):
         self.events = Events(self, "events", props=section_props(f"environments.{c.name}.events", lambda: EventsProps(
             name=c.prefix, region=c.region, landing_bucket_name=c.bucket_name("landing"),
             landing_kms_key_arn=storage.kms_key_arn, access_log_bucket=storage.access_logs.bucket_id,
+            access_log_policy=storage.access_logs.policy,
             landing_expiration_days=e.landing_expiration_days, prevent_destroy=c.deletion_protection, rules=e.rules,
             application_source_prefix=e.application_source_prefix, max_receive_count=e.max_receive_count,
             retry_attempts=e.retry_attempts, max_event_age_seconds=e.max_event_age_seconds,

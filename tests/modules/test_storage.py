@@ -63,3 +63,14 @@ def test_access_log_bucket_admits_only_s3_log_delivery_for_this_account(stack):
 def test_invalid_bucket_names_are_refused(name):
     with pytest.raises(ConfigError, match=r"name=.* is not a valid S3 bucket name; fix: use 3-63 lowercase"):
         BucketProps(name=name, kms_key_arn=KEY)
+
+
+def test_server_access_logging_waits_for_the_log_bucket_policy_that_admits_it(stack):
+    logs = AccessLogBucket(stack, "logs", name="af-logs", account_id="123456789012", expiration_days=90)
+    SecureBucket(stack, "dags", props=BucketProps(name="af-dags", kms_key_arn=KEY, access_log_bucket=logs.bucket_id,
+                                                  access_log_policy=logs.policy))
+    res = synth(stack)["resource"]
+    (logging,) = res["aws_s3_bucket_logging"].values()
+    (log_policy,) = [name for name, body in res["aws_s3_bucket_policy"].items() if "logging.s3" in body["policy"]]
+    # S3 checks the target's policy on PutBucketLogging: without the edge the two race in one apply.
+    assert logging["depends_on"] == [f"aws_s3_bucket_policy.{log_policy}"]
