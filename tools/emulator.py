@@ -157,6 +157,13 @@ class Emulator:
                     found[name] = count
         return found
 
+    def protected_resources(self, stack: str) -> list[str]:
+        """Addresses the stack marks prevent_destroy (e.g. the state bucket; every bucket where deletion
+        protection is on): Terraform refuses a destroy plan that includes them."""
+        doc = json.loads((self.out / "stacks" / stack / "cdk.tf.json").read_text())
+        return sorted(f"{rtype}.{name}" for rtype, of_type in doc.get("resource", {}).items()
+                      for name, body in of_type.items() if body.get("lifecycle", {}).get("prevent_destroy"))
+
     def terraform_env(self) -> dict[str, str]:
         env = {**os.environ, "CHECKPOINT_DISABLE": "1", "AWS_MAX_ATTEMPTS": "2", "AWS_RETRY_MODE": "standard"}
         mirror = find_provider_mirror()
@@ -218,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
             return emulator.cli("deploy", stack, app, "--auto-approve")
         if args.command == "diff":
             return emulator.cli("diff", stack, app)
+        protected = emulator.protected_resources(stack)
+        if protected:
+            raise EmulatorError(f"{stack} protects {len(protected)} resources with lifecycle.prevent_destroy "
+                                f"({', '.join(protected)}), so Terraform refuses to destroy it, as it would on AWS; "
+                                "fix: `make emulator-down` discards the emulator and everything on it")
         blocking = emulator.dependants_with_state(stack)
         if blocking:
             name, count = next(iter(blocking.items()))
