@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import environments
-from modules import jsii_runtime
+import fastsynth
 
 EXIT_BAD_INPUT = 2
 EXIT_KERNEL_FAILED = 1
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "%(default)s), outside the output directory so a re-synth keeps them")
     parser.add_argument("--plain-imports", action="store_true",
                         help="stock CDKTF Python runtime: provider packages imported in full and none of "
-                             "modules/jsii_runtime's speed-ups (slow; for benchmarks and the identity test)")
+                             "fastsynth's speed-ups (slow; for benchmarks and the identity test)")
     parser.add_argument("--quiet", action="store_true", help="do not print the stack table")
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks, and record cdktf's token creation stacks for resolution errors")
@@ -49,7 +49,7 @@ def synthesize(names: list[str], overrides: list[str], out: Path, *,
     """Synthesize into a sibling temp dir and publish it into `out` on success; returns resource counts per stack."""
     configs = [environments.load(name, overrides) for name in names]
     # Only now, with the config known good, does jsii start: Node loads the providers while Python imports stacks.
-    jsii_runtime.preload_assemblies()
+    fastsynth.preload_assemblies()
     from cdktf import App
 
     import stacks
@@ -151,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
               "cdktf.out/stacks/<stack>/cdk.tf.json, which is plain Terraform configuration (README: Leaving CDKTF)",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.plain_imports:   # the stock CDKTF Python runtime: none of jsii_runtime's speed-ups
-        jsii_runtime.use_bundled_node()
+    if args.plain_imports:   # the stock CDKTF Python runtime: none of fastsynth's speed-ups
+        fastsynth.use_bundled_node()
         import cdktf_cdktf_provider_aws  # noqa: F401
     else:
-        jsii_runtime.install(token_stack_traces=args.debug)
+        fastsynth.install(token_stack_traces=args.debug)
     from modules.aspects import PolicyViolation
 
     try:
@@ -182,7 +182,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     use_project_python()
-    code = main()
-    if parse_args(sys.argv[1:]).plain_imports:   # the stock runtime ends the stock way
-        sys.exit(code)
-    jsii_runtime.exit_now(code)
+    fastsynth.exit_now(main())    # the stock way (sys.exit) under --plain-imports or unverified versions

@@ -8,9 +8,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from modules import jsii_runtime  # noqa: E402
+import fastsynth  # noqa: E402
 
-jsii_runtime.install()
+fastsynth.install()
 
 from cdktf import App, TerraformStack  # noqa: E402
 from cdktf_cdktf_provider_aws.provider import AwsProvider  # noqa: E402
@@ -23,4 +23,4 @@ if __name__ == "__main__":
         AwsProvider(stack, "aws", region="eu-west-1")
         Vpc(stack, "vpc", cidr_block="10.0.0.0/16")
         app.synth()
-    jsii_runtime.exit_now(0)
+    fastsynth.exit_now(0)

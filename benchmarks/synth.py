@@ -1,7 +1,7 @@
 """Synth speed, measured side by side: `make bench` (python -m benchmarks.synth [--runs N]).
 
 Runs, interleaved so machine noise hits all alike, N times each:
-  full   - `python -O main.py` as `make synth` runs it (all environments, modules/jsii_runtime's speed-ups)
+  full   - `python -O main.py` as `make synth` runs it (all environments, fastsynth's speed-ups)
   plain  - `python main.py --plain-imports`: the stock CDKTF Python runtime
   floor  - one stack with one VPC (benchmarks/floor.py) run like `full`: process start, jsii, assembly load
 and prints medians and the ratios full/floor and full/plain. Wall-clock, so never asserted in tests.
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 # The environment of a user's machine: some sandboxes set PYTHONDONTWRITEBYTECODE, which would make every run
-# recompile our modules (and skip jsii_runtime's deferred-annotation cache).
+# recompile our modules (and skip fastsynth's deferred-annotation cache).
 USER_ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 

@@ -1,5 +1,5 @@
 """CDKTF constructs for an Airflow platform on AWS.
 
-Apps call `modules.jsii_runtime.install()` before importing any construct module: it selects the
-virtualenv's Node for jsii and enables the fast provider imports (see jsii_runtime).
+Nothing here patches the runtime. An app may call `fastsynth.install()` (a separate package) before importing
+cdktf for a faster synth with the same output; the constructs work the same without it.
 """

@@ -11,9 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from modules import jsii_runtime  # noqa: E402
+import fastsynth  # noqa: E402
 
-jsii_runtime.install()
+fastsynth.install()
 
 import cdktf  # noqa: E402
 import pytest  # noqa: E402

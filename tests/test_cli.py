@@ -229,7 +229,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_output_untouched(tmp_path, prev
 @pytest.mark.parametrize("debug", [False, True])
 def test_debug_records_token_creation_stacks_and_a_normal_run_does_not(monkeypatch, debug):
     calls = []
-    monkeypatch.setattr(main.jsii_runtime, "install", lambda **options: calls.append(options))
+    monkeypatch.setattr(main.fastsynth, "install", lambda **options: calls.append(options))
     if debug:
         with pytest.raises(ValueError, match="qa"):     # --debug also shows the traceback instead of one line
             main.main(["--debug", "--env", "qa"])

