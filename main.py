@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         import cdktf_cdktf_provider_aws  # noqa: F401
     else:
         fastsynth.install(token_stack_traces=args.debug)
-    from modules.aspects import PolicyViolation
+    from modules.core.aspects import PolicyViolation
 
     try:
         counts = synthesize(args.env or list(environments.NAMES), args.set, Path(args.out),

@@ -4,7 +4,7 @@ Event path: producer -> MSK topic (TLS, IAM auth) -> this asset's AssetWatcher (
 MessageQueueTrigger, scheme 'kafka') in the triggerer -> a DAG run.
 
 The topics and the Airflow connection id come from environment variables set on the Airflow pods
-(modules/events.py `airflow_environment()`); the connection itself lives in Vault at
+(modules/aws/events.py `airflow_environment()`); the connection itself lives in Vault at
 `airflow/connections/<conn id>` (docs/events.md). Without the variables (Kafka off) the DAG is not defined.
 """
 from __future__ import annotations

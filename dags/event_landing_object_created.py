@@ -4,7 +4,7 @@ Event path: S3 `Object Created` -> default event bus -> rule `<prefix>-landing-o
 `<prefix>-events-landing-object-created` (KMS, DLQ) -> this asset's AssetWatcher in the triggerer -> a DAG run.
 
 No account id or URL is written here: the Airflow pods get the queue URL and region as environment variables
-(modules/events.py `airflow_environment()`). Without them (e.g. a local parse) the DAG is not defined.
+(modules/aws/events.py `airflow_environment()`). Without them (e.g. a local parse) the DAG is not defined.
 The triggerer reads the queue with its own AWS identity (EKS Pod Identity), so `aws_conn_id=None`.
 """
 from __future__ import annotations

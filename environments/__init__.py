@@ -7,7 +7,7 @@ import json
 from typing import Any, Iterable
 
 from .config import EnvironmentConfig
-from modules.validation import ConfigError
+from modules.core.validation import ConfigError
 
 NAMES = ("dev", "staging", "prod")
 

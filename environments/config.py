@@ -5,8 +5,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from modules import validation
-from modules.validation import ConfigError, require
+from modules.core import validation
+from modules.core.validation import ConfigError, require
 
 from .sections import (AddonsConfig, AirflowConfig, AlarmsConfig, EventsConfig, MonitoringConfig,
                        VaultConfig)
@@ -77,7 +77,7 @@ class StateConfig:
     region: str
     kms_key_alias: str = "alias/terraform-state"
     migrated: bool = False   # False: the state stack keeps a local backend until it has created its own bucket
-    github_repository: str = ""   # "owner/name" whose GitHub Actions plan/deploy (modules/ci_roles.py); "" = no CI roles
+    github_repository: str = ""   # "owner/name" whose GitHub Actions plan/deploy (modules/aws/ci_roles.py); "" = no CI roles
     github_deploy_environments: tuple[str, ...] = ("dev", "staging", "prod")
 
     def __post_init__(self) -> None:
@@ -105,7 +105,7 @@ class TagsConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterConfig:
-    """EKS. Instance families, add-on versions and sizes are validated by modules/cluster.py."""
+    """EKS. Instance families, add-on versions and sizes are validated by modules/aws/cluster.py."""
     admin_role_arns: tuple[str, ...]                 # IAM roles given cluster-admin access entries
     kubernetes_version: str = "1.34"
     public_access_cidrs: tuple[str, ...] = ()        # () = private API endpoint only
@@ -114,12 +114,12 @@ class ClusterConfig:
     system_desired_size: int = 2
     system_max_size: int = 4
     system_disk_size_gib: int = 50
-    addon_versions: dict[str, str] = field(default_factory=dict)   # {} = modules.cluster.DEFAULT_ADDON_VERSIONS
+    addon_versions: dict[str, str] = field(default_factory=dict)   # {} = modules.aws.cluster.DEFAULT_ADDON_VERSIONS
 
 
 @dataclass(frozen=True, kw_only=True)
 class DatabaseConfig:
-    """RDS PostgreSQL for the Airflow metadata DB (validated by modules/database.py)."""
+    """RDS PostgreSQL for the Airflow metadata DB (validated by modules/aws/database.py)."""
     instance_class: str = "db.t4g.medium"
     engine_version: str = "17.6"
     allocated_storage_gib: int = 50
@@ -130,7 +130,7 @@ class DatabaseConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class CacheConfig:
-    """ElastiCache broker for Celery (validated by modules/cache.py)."""
+    """ElastiCache broker for Celery (validated by modules/aws/cache.py)."""
     engine: str = "redis"
     node_type: str = "cache.t4g.small"
     num_nodes: int = 2
@@ -153,7 +153,7 @@ class StorageConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EdgeConfig:
-    """Front door: Route 53 zone, ACM certificate, ALB and WAF (validated by modules/edge.py)."""
+    """Front door: Route 53 zone, ACM certificate, ALB and WAF (validated by modules/aws/edge.py)."""
     zone_mode: Literal["lookup", "create"] = "lookup"     # create = a new zone you must delegate (README)
     extra_sans: tuple[str, ...] = ()                      # more certificate names, each inside `domain`
     ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0", "::/0")  # who may reach 443/80; narrow it to restrict access

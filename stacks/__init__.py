@@ -6,7 +6,7 @@ from typing import Iterable
 from cdktf import App
 
 from environments.config import EnvironmentConfig
-from modules.aspects import PolicyPack, Tagging, govern
+from modules.core.aspects import PolicyPack, Tagging, govern
 
 from .infra import InfraStack
 from .platform import PlatformStack

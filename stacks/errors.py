@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
-from modules.validation import ConfigError
+from modules.core.validation import ConfigError
 
 P = TypeVar("P")
 

@@ -5,23 +5,23 @@ from cdktf import TerraformOutput
 from constructs import Construct
 
 from environments.config import EnvironmentConfig
-from modules.aspects import GovernedStack
-from modules.cache import Cache, CacheProps
-from modules.cache import log_group_prefix as cache_log_prefix
-from modules.cluster import Cluster, ClusterProps, NodeGroupSizing, container_insights_log_group_prefix
-from modules.database import Database, DatabaseProps
-from modules.database import log_group_prefix as database_log_prefix
-from modules.edge import BACKENDS, Edge, EdgeProps, alb_log_delivery_statements, waf_log_group_name
-from modules.encryption import EncryptionKey, EncryptionKeyProps, logs_service_use
-from modules.events import Events, EventsProps
-from modules.identity import PlatformIdentities, PlatformIdentitiesProps
-from modules.kafka import Kafka, KafkaProps, broker_subnet_ids
-from modules.kafka import log_group_prefix as kafka_log_prefix
-from modules.network import Network, NetworkProps
-from modules.node_interruption import NodeInterruptionQueue, NodeInterruptionQueueProps
-from modules.observability import Alerting, AlertingProps
-from modules.platform_secrets import PlatformSecrets, PlatformSecretsProps
-from modules.storage import AirflowBuckets, AirflowBucketsProps
+from modules.core.aspects import GovernedStack
+from modules.aws.cache import Cache, CacheProps
+from modules.aws.cache import log_group_prefix as cache_log_prefix
+from modules.aws.cluster import Cluster, ClusterProps, NodeGroupSizing, container_insights_log_group_prefix
+from modules.aws.database import Database, DatabaseProps
+from modules.aws.database import log_group_prefix as database_log_prefix
+from modules.aws.edge import BACKENDS, Edge, EdgeProps, alb_log_delivery_statements, waf_log_group_name
+from modules.aws.encryption import EncryptionKey, EncryptionKeyProps, logs_service_use
+from modules.aws.events import Events, EventsProps
+from modules.aws.identity import PlatformIdentities, PlatformIdentitiesProps
+from modules.aws.kafka import Kafka, KafkaProps, broker_subnet_ids
+from modules.aws.kafka import log_group_prefix as kafka_log_prefix
+from modules.aws.network import Network, NetworkProps
+from modules.aws.node_interruption import NodeInterruptionQueue, NodeInterruptionQueueProps
+from modules.aws.observability import Alerting, AlertingProps
+from modules.aws.platform_secrets import PlatformSecrets, PlatformSecretsProps
+from modules.aws.storage import AirflowBuckets, AirflowBucketsProps
 
 from .backend import use_environment_backend
 from .errors import section_props

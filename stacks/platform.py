@@ -16,14 +16,14 @@ from cdktf_cdktf_provider_helm.release import Release
 from constructs import Construct
 
 from environments.config import EnvironmentConfig
-from modules.addons import BOOTSTRAP_CHART, BOOTSTRAP_NAMESPACE, ClusterAddons, ClusterAddonsProps
-from modules.airflow import Airflow, AirflowProps
-from modules.aspects import GovernedStack
-from modules.events import airflow_environment
-from modules.identity import WORKLOADS
-from modules.local_chart import LocalChart, LocalChartProps
-from modules.monitoring import Monitoring, MonitoringProps, dashboard_values
-from modules.vault import Vault, VaultProps
+from modules.platform.addons import BOOTSTRAP_CHART, BOOTSTRAP_NAMESPACE, ClusterAddons, ClusterAddonsProps
+from modules.platform.airflow import Airflow, AirflowProps
+from modules.core.aspects import GovernedStack
+from modules.aws.events import airflow_environment
+from modules.aws.identity import WORKLOADS
+from modules.platform.local_chart import LocalChart, LocalChartProps
+from modules.platform.monitoring import Monitoring, MonitoringProps, dashboard_values
+from modules.platform.vault import Vault, VaultProps
 
 from .backend import use_environment_backend
 from .errors import section_props
@@ -45,7 +45,7 @@ BINDINGS = {
 
 def lb_controller_values(*, cluster_name: str, region: str, vpc_id: str) -> dict[str, Any]:
     """Values for chart 3.5.0. Credentials come from the Pod Identity association in the infra stack
-    (modules/identity.py), so the service account carries no IRSA annotation."""
+    (modules/aws/identity.py), so the service account carries no IRSA annotation."""
     namespace, (service_account,) = WORKLOADS["aws-load-balancer-controller"]
     assert namespace == "kube-system"
     return {"clusterName": cluster_name, "region": region, "vpcId": vpc_id,

@@ -9,10 +9,10 @@ from cdktf import LocalBackend, TerraformOutput
 from constructs import Construct
 
 from environments.config import StateConfig
-from modules.aspects import GovernedStack
-from modules.ci_roles import CiRoles, CiRolesProps
-from modules.encryption import EncryptionKey, EncryptionKeyProps
-from modules.storage import AccessLogBucket, BucketProps, SecureBucket
+from modules.core.aspects import GovernedStack
+from modules.aws.ci_roles import CiRoles, CiRolesProps
+from modules.aws.encryption import EncryptionKey, EncryptionKeyProps
+from modules.aws.storage import AccessLogBucket, BucketProps, SecureBucket
 
 from .backend import emulator_backend, use_s3_backend
 from .errors import section_props

@@ -15,9 +15,9 @@ from cdktf_cdktf_provider_vault.provider import VaultProvider
 from constructs import Construct
 
 from environments.config import EnvironmentConfig
-from modules import kubernetes as k8s
-from modules.aspects import GovernedStack
-from modules.vault_config import VaultAirflowConfig, VaultAirflowConfigProps
+from modules.platform import kubernetes as k8s
+from modules.core.aspects import GovernedStack
+from modules.platform.vault_config import VaultAirflowConfig, VaultAirflowConfigProps
 
 from .backend import use_environment_backend
 from .provider import Emulator

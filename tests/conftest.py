@@ -30,7 +30,7 @@ def new_stack(name: str = "test") -> cdktf.TerraformStack:
 
 def synth(stack: cdktf.TerraformStack) -> dict:
     """Synthesize one stack to parsed JSON, failing the test on any policy-pack finding."""
-    from modules.aspects import PolicyPack
+    from modules.core.aspects import PolicyPack
 
     policy = PolicyPack()
     cdktf.Aspects.of(stack).add(policy)

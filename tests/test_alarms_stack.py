@@ -8,7 +8,7 @@ import json
 import pytest
 
 import environments
-from modules.observability import ALARMS
+from modules.aws.observability import ALARMS
 
 CONFIGS = {name: environments.load(name) for name in environments.NAMES}
 
@@ -147,7 +147,7 @@ def test_topic_arns_are_stack_outputs(stacks, name):
 def test_production_alarms_must_reach_someone():
     import dataclasses
 
-    from modules.validation import ConfigError
+    from modules.core.validation import ConfigError
 
     silent = dataclasses.replace(CONFIGS["prod"].alarms, pagerduty_secret_name="", slack_workspace_id="",
                                  slack_channel_id="")

@@ -63,7 +63,7 @@ BAD_INPUT = [
     (["--env", "dev", "--set", "storage.bucket_prefix=Bad_Prefix"], "storage.bucket_prefix='Bad_Prefix-dags' is not a "
      "valid S3 bucket name", "lowercase letters"),
     (["--env", "dev", "--set", "nosuchfield=1"], "--set='nosuchfield' names no config field", "use one of"),
-    # front door (modules/edge.py via environments.<env>.edge)
+    # front door (modules/aws/edge.py via environments.<env>.edge)
     (["--env", "dev", "--set", "domain=-bad-.example.com"], "environments.dev.domain='-bad-.example.com' is not a valid DNS",
      "lowercase labels"),
     (["--env", "dev", "--set", "edge.extra_sans=api.example.org"],
@@ -88,7 +88,7 @@ def test_one_environment_synthesizes_only_its_stacks_and_prints_the_table(tmp_pa
     assert '"previous"' not in (previous_output / "stacks" / "airflow-dev-infra" / "cdk.tf.json").read_text()
 
 
-# cluster add-ons (environments/sections/addons.py, modules/addons.py via environments.<env>.addons)
+# cluster add-ons (environments/sections/addons.py, modules/platform/addons.py via environments.<env>.addons)
 ADDONS_BAD_INPUT = [
     (["--env", "dev", "--set", "addons.controller_replicas=0"], "environments.dev.addons.controller_replicas=0 is outside 1-5",
      "fix: use 1 for dev"),
@@ -149,7 +149,7 @@ VAULT_BAD_INPUT = [
 ]
 
 
-# Events and optional MSK (environments/sections/events.py, modules/event_patterns.py, modules/kafka.py)
+# Events and optional MSK (environments/sections/events.py, modules/aws/event_patterns.py, modules/aws/kafka.py)
 EVENTS_BAD_INPUT = [
     (["--env", "dev", "--set", 'events.rules=[{"name": "orders", "event_pattern": {"source": ["app.orders"]}'],
      "environments.dev.events.rules='[{\"name\": \"orders\", \"event_pattern\": {\"source\": [\"app.orders\"]}' is not "
@@ -175,7 +175,7 @@ EVENTS_BAD_INPUT = [
 ]
 
 
-# alerting (modules/alarm_thresholds.py via environments.<env>.alarms)
+# alerting (modules/aws/alarm_thresholds.py via environments.<env>.alarms)
 ALARMS_BAD_INPUT = [
     (["--env", "dev", "--set", "alarms.rds_cpu_percent=150"],
      "environments.dev.alarms.rds_cpu_percent=150 is outside 1-100 percent", "fix: set a threshold in 1-100 percent"),
@@ -192,7 +192,7 @@ ALARMS_BAD_INPUT = [
 ]
 
 
-# ---- [airflow] environments.<env>.airflow (modules/airflow_settings.py, environments/sections/airflow.py)
+# ---- [airflow] environments.<env>.airflow (modules/platform/airflow_settings.py, environments/sections/airflow.py)
 AIRFLOW_BAD_INPUT = [
     (["--env", "dev", "--set", "airflow.image_tag=2.10.5"],
      "environments.dev.airflow.image_tag='2.10.5' is not an Airflow 3.2.x image tag", "fix: use e.g. '3.2.2'"),

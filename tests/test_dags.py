@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 import pytest
 
 import environments
-from modules.event_patterns import LANDING_RULE
-from modules.events import airflow_environment
-from modules.kafka import KAFKA_CONNECTION_ID
+from modules.aws.event_patterns import LANDING_RULE
+from modules.aws.events import airflow_environment
+from modules.aws.kafka import KAFKA_CONNECTION_ID
 
 from tests.harness import ROOT, run_in_airflow
 

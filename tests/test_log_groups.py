@@ -8,8 +8,8 @@ import json
 import pytest
 
 import environments
-from modules.cluster import CONTAINER_INSIGHTS_LOG_TYPES
-from modules.validation import LOG_RETENTION_DAYS
+from modules.aws.cluster import CONTAINER_INSIGHTS_LOG_TYPES
+from modules.core.validation import LOG_RETENTION_DAYS
 
 CONFIGS = {name: environments.load(name) for name in environments.NAMES}
 

@@ -9,7 +9,7 @@ import pytest
 import environments
 from tests.conftest import looks_like_secret, strings
 
-from modules import kubernetes as k8s
+from modules.platform import kubernetes as k8s
 
 ADDONS = {"cert-manager": ("cert-manager", "v1.20.2", "cert-manager"),
           "external-secrets": ("external-secrets", "2.10.0", "external-secrets"),

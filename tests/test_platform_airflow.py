@@ -6,10 +6,10 @@ import json
 import pytest
 
 import environments
-from modules import kubernetes as k8s
-from modules.airflow import METADATA_SECRET
+from modules.platform import kubernetes as k8s
+from modules.platform.airflow import METADATA_SECRET
 from tests.conftest import looks_like_secret, strings
-from tests.modules.test_airflow import schema_errors
+from tests.modules.platform.test_airflow import schema_errors
 
 REPLICAS = {"dev": (1, 1, 1), "staging": (2, 2, 2), "prod": (2, 3, 3)}   # scheduler, api server, pgbouncer
 

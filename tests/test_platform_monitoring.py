@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 import environments
-from modules import kubernetes as k8s
-from modules.monitoring import AIRFLOW_METRICS_CONFIG, MonitoringProps, dashboard_values, monitoring_values
-from tests.modules.test_monitoring import REQUIRED_ALERTS
+from modules.platform import kubernetes as k8s
+from modules.platform.monitoring import AIRFLOW_METRICS_CONFIG, MonitoringProps, dashboard_values, monitoring_values
+from tests.modules.platform.test_monitoring import REQUIRED_ALERTS
 
 CHARTS = Path(__file__).resolve().parent / "data" / "charts"
 CONFIGS = {name: environments.load(name) for name in environments.NAMES}

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import environments
-from modules.identity import WORKLOADS
+from modules.aws.identity import WORKLOADS
 from stacks.platform import GLUE_CHART, lb_controller_values
 
 PLATFORM = [f"airflow-{name}-platform" for name in environments.NAMES]

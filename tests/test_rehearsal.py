@@ -63,7 +63,7 @@ def small_stack(endpoint: str, bucket_name: str, state_dir: Path) -> str:
     """A KMS key and a bucket in an emulator stack: the smallest state in which a replace is data at risk."""
     from cdktf_cdktf_provider_aws import s3_bucket
 
-    from modules.encryption import EncryptionKey, EncryptionKeyProps
+    from modules.aws.encryption import EncryptionKey, EncryptionKeyProps
     from stacks.backend import emulator_backend
     from stacks.provider import Emulator, aws_provider
 

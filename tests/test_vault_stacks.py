@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 import environments
-from modules import kubernetes as k8s
-from modules.identity import workloads
-from modules.vault import TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE
+from modules.platform import kubernetes as k8s
+from modules.aws.identity import workloads
+from modules.platform.vault import TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE
 from tests.conftest import looks_like_secret, strings
 from tests.harness import run_in_airflow
-from tests.modules.test_vault import schema_errors, unknown_keys
-from tests.modules.test_vault_config import WRITE_CAPABILITIES, allows
+from tests.modules.platform.test_vault import schema_errors, unknown_keys
+from tests.modules.platform.test_vault_config import WRITE_CAPABILITIES, allows
 
 import yaml
 

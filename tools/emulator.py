@@ -191,7 +191,7 @@ def _serving(endpoint: str) -> bool:
 def stack_name(environment: str, stack: str) -> str:
     """`infra` -> `airflow-<env>-infra`; `state` -> the shared state stack; a full stack name passes through."""
     import environments
-    from modules.validation import ConfigError
+    from modules.core.validation import ConfigError
 
     try:
         config = environments.load(environment)

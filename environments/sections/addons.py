@@ -1,6 +1,6 @@
 """Cluster add-ons in the platform stack: cert-manager, External Secrets, Karpenter, KEDA.
 
-Chart versions are pinned in modules/addons.py (one place, each with its source), not per environment:
+Chart versions are pinned in modules/platform/addons.py (one place, each with its source), not per environment:
 what differs between environments is capacity and redundancy."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from modules.validation import require
+from modules.core.validation import require
 
 _FAMILY = re.compile(r"[a-z][a-z0-9]*(-flex)?")
 _SIZES = ("medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge")

@@ -1,11 +1,11 @@
 """The Airflow Helm release (official chart) in the platform stack. The fields and their validation live in
-modules/airflow.py AirflowSettings (library users get the same checks); this section adds the production rules."""
+modules/platform/airflow.py AirflowSettings (library users get the same checks); this section adds the production rules."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modules.airflow_settings import AirflowSettings
-from modules.validation import require
+from modules.platform.airflow_settings import AirflowSettings
+from modules.core.validation import require
 
 
 @dataclass(frozen=True, kw_only=True)

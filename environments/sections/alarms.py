@@ -1,14 +1,14 @@
-"""CloudWatch alarms and their SNS topics / PagerDuty / Slack (infra stack; modules/observability.py).
+"""CloudWatch alarms and their SNS topics / PagerDuty / Slack (infra stack; modules/aws/observability.py).
 
-Thresholds are the fields of modules.alarm_thresholds.AlarmThresholds (validated ranges, one line per bad value);
+Thresholds are the fields of modules.aws.alarm_thresholds.AlarmThresholds (validated ranges, one line per bad value);
 this section adds where alerts go. docs/alerting.md explains the path and the one-time setup."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from modules.alarm_thresholds import AlarmThresholds, check_routing
-from modules.validation import require
+from modules.aws.alarm_thresholds import AlarmThresholds, check_routing
+from modules.core.validation import require
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,12 +1,12 @@
-"""EventBridge bus, rules -> SQS, and optional MSK (infra stack; modules/events.py, modules/kafka.py)."""
+"""EventBridge bus, rules -> SQS, and optional MSK (infra stack; modules/aws/events.py, modules/aws/kafka.py)."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Literal
 
-from modules.event_patterns import DEFAULT_RULE_NAMES, EventRule, event_rules
-from modules.validation import require
+from modules.aws.event_patterns import DEFAULT_RULE_NAMES, EventRule, event_rules
+from modules.core.validation import require
 
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _GROUP = re.compile(r"[A-Za-z0-9._-]{1,255}")
@@ -26,7 +26,7 @@ class EventsConfig:
     message_retention_seconds: int = 345600      # 4 days on the queues (DLQs keep 14 days, SQS's maximum)
     visibility_timeout_seconds: int = 300
     landing_expiration_days: int = 30            # landing objects are inputs; DAGs copy what they keep
-    # Optional MSK (modules/kafka.py). Provisioned is the secure default: serverless cannot use a customer
+    # Optional MSK (modules/aws/kafka.py). Provisioned is the secure default: serverless cannot use a customer
     # KMS key or ship broker logs, so production refuses it.
     kafka: bool = False
     kafka_mode: Literal["provisioned", "serverless"] = "provisioned"

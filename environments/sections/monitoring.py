@@ -1,10 +1,10 @@
 """kube-prometheus-stack: Prometheus, Alertmanager, Grafana (platform stack). Values are validated by
-modules/monitoring.py MonitoringProps (errors name `environments.<env>.monitoring.<field>`)."""
+modules/platform/monitoring.py MonitoringProps (errors name `environments.<env>.monitoring.<field>`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modules.validation import require
+from modules.core.validation import require
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from modules.validation import require
+from modules.core.validation import require
 
 # Kubernetes resource quantities as the chart passes them through (e.g. "10Gi", "250m", "512Mi").
 _STORAGE = re.compile(r"[1-9]\d*(Mi|Gi|Ti)")
@@ -16,13 +16,13 @@ MAX_REPLICAS = 7          # raft: more voters only slow every write down
 
 @dataclass(frozen=True, kw_only=True)
 class VaultConfig:
-    # ---- the Helm release (modules/vault.py)
+    # ---- the Helm release (modules/platform/vault.py)
     replicas: int = 3                       # raft voters; odd, so a quorum survives (n-1)/2 failures
     data_storage_size: str = "10Gi"         # raft data per replica (gp3, KMS-encrypted)
     audit_storage_size: str = "10Gi"        # file audit device per replica
     cpu: str = "250m"                       # request per replica
     memory: str = "512Mi"                   # request and limit per replica
-    # ---- the vault-config stack (stacks/vault_config.py, modules/vault_config.py)
+    # ---- the vault-config stack (stacks/vault_config.py, modules/platform/vault_config.py)
     address: str = "https://127.0.0.1:8200"  # where the operator reaches Vault: `kubectl port-forward` by default
     ca_cert_file: str = ""                  # the platform CA that signed Vault's certificate; "" = ~/.vault/<prefix>-ca.crt
     airflow_token_ttl: int = 900            # seconds a token from the Airflow role lives (renewable up to max)

@@ -1,0 +1,379 @@
+"""The EKS cluster: private API endpoint by default, Kubernetes secrets envelope-encrypted with a rotating
+KMS key, control-plane logs to an encrypted log group, IAM access entries instead of the aws-auth
+ConfigMap, a managed system node group on IMDSv2-only AL2023 nodes, and pinned EKS add-ons."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from cdktf import Token
+from cdktf_cdktf_provider_aws import (
+    cloudwatch_log_group,
+    eks_access_entry,
+    eks_access_policy_association as access_policy,
+    eks_addon,
+    eks_cluster,
+    eks_node_group,
+    iam_role,
+    iam_role_policy,
+    iam_role_policy_attachment as attachment,
+    launch_template,
+    security_group,
+    vpc_security_group_egress_rule as egress,
+    vpc_security_group_ingress_rule as ingress,
+)
+from constructs import Construct
+
+from ..core import iam, validation
+from .encryption import EncryptionKey, EncryptionKeyProps
+from .network import admit_tcp_from
+from ..core.tokens import is_unresolved
+
+# Instance families the system node group may use, by CPU architecture. A family not listed here is
+# refused at synth (typo, retired generation, or a GPU/storage family that makes no sense for system pods).
+INSTANCE_FAMILIES: dict[str, str] = {
+    **{f: "x86_64" for f in ("t3", "t3a", "m5", "m5a", "m6i", "m6a", "m7i", "m7i-flex", "m7a", "m8i",
+                             "c5", "c5a", "c6i", "c6a", "c7i", "c7i-flex", "c7a", "r5", "r6i", "r6a", "r7i", "r7a")},
+    **{f: "arm64" for f in ("t4g", "m6g", "m7g", "m8g", "c6g", "c7g", "c8g", "r6g", "r7g", "r8g")},  # Graviton
+}
+_AMI_TYPES = {"x86_64": "AL2023_x86_64_STANDARD", "arm64": "AL2023_ARM_64_STANDARD"}
+
+# Pinned EKS add-on versions for Kubernetes 1.34. Bump them deliberately (e.g. after
+# `aws eks describe-addon-versions --kubernetes-version 1.34 --addon-name <name>`), never float.
+DEFAULT_ADDON_VERSIONS: dict[str, str] = {
+    # AWS EKS User Guide, "Amazon VPC CNI versions" table (managing-vpc-cni), row 1.34.
+    "vpc-cni": "v1.20.4-eksbuild.1",
+    # AWS EKS User Guide, "kube-proxy versions" table (managing-kube-proxy), row 1.34.
+    "kube-proxy": "v1.34.1-eksbuild.2",
+    # Public Terraform/CDK configurations pinning add-ons for EKS 1.34 clusters (coredns next to
+    # kube-proxy v1.34.1-eksbuild.2, commented "for EKS 1.34"); CoreDNS 1.12 is the kubeadm 1.34 line.
+    "coredns": "v1.12.4-eksbuild.1",
+    # Same public EKS 1.34 add-on pin sets (ebs_csi / pod_identity_agent next to kube-proxy v1.34.1).
+    "aws-ebs-csi-driver": "v1.54.0-eksbuild.1",
+    "eks-pod-identity-agent": "v1.3.10-eksbuild.2",
+    # Public EKS 1.34 Terraform configuration pinning amazon-cloudwatch-observability with
+    # kube-proxy v1.34.1-eksbuild.2, vpc-cni v1.21.1 and aws-ebs-csi-driver v1.54.0.
+    "amazon-cloudwatch-observability": "v4.8.0-eksbuild.1",
+}
+ADDONS = tuple(DEFAULT_ADDON_VERSIONS)
+# Add-ons whose pods are Deployments needing schedulable nodes: created after the node group, or the
+# add-on stays DEGRADED and Terraform times out waiting for it.
+_AFTER_NODES = ("coredns", "aws-ebs-csi-driver", "amazon-cloudwatch-observability")
+# Log groups the amazon-cloudwatch-observability add-on (Container Insights agent + Fluent Bit) writes. It would
+# create them itself, unencrypted and kept forever; created here first, with retention and the logs key.
+CONTAINER_INSIGHTS_LOG_TYPES = ("application", "dataplane", "host", "performance")
+
+
+def container_insights_log_group_prefix(cluster_name: str) -> str:
+    """Prefix of the Container Insights log groups (a logs key policy admits it)."""
+    return f"/aws/containerinsights/{cluster_name}/"
+
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")
+_K8S_VERSION = re.compile(r"1\.\d{2}")
+_ADDON_VERSION = re.compile(r"v\d+\.\d+\.\d+-eksbuild\.\d+")
+_INSTANCE_TYPE = re.compile(r"([a-z][a-z0-9-]*)\.([a-z0-9]+)")
+_PRINCIPAL_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}")
+
+# Control plane -> node ports. EKS only needs 10250 itself; the others are the ports the platform's
+# webhooks and aggregated APIs listen on. The API server calls them on the pod IP + container port
+# (not the Service port), and pods carry the node security group (VPC CNI default), so each port
+# a webhook listens on must be open here or that admission call times out.
+CONTROL_PLANE_TO_NODE_PORTS: dict[int, str] = {
+    443: "webhooks and extension API servers serving on 443",
+    4443: "metrics-server secure port (upstream manifest) for kubectl top / HPA",
+    6443: "KEDA metrics API server (external.metrics.k8s.io) for ScaledObject HPAs",
+    8080: "Vault Agent Injector mutating webhook (chart default injector port)",
+    8443: "Karpenter webhook (chart default webhook.port)",
+    9443: "AWS Load Balancer Controller, KEDA admission and Vault Secrets Operator webhooks",
+    10250: "kubelet (logs/exec/port-forward); cert-manager, prometheus-operator and metrics-server chart webhooks",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeGroupSizing:
+    instance_types: tuple[str, ...] = ("m7i.large",)
+    min_size: int = 2
+    desired_size: int = 2
+    max_size: int = 4
+    disk_size_gib: int = 50
+
+    def __post_init__(self) -> None:
+        validation.require(len(self.instance_types) >= 1, "instance_types", self.instance_types, "is empty",
+                           "list at least one instance type, e.g. ('m7i.large',)")
+        for instance_type in self.instance_types:
+            match = _INSTANCE_TYPE.fullmatch(instance_type) if isinstance(instance_type, str) else None
+            validation.require(match is not None and match.group(1) in INSTANCE_FAMILIES, "instance_types",
+                               instance_type, "is not an instance type of a known family",
+                               f"use '<family>.<size>' with a family from {', '.join(sorted(INSTANCE_FAMILIES))}")
+        validation.require(len({_architecture(t) for t in self.instance_types}) == 1, "instance_types",
+                           self.instance_types, "mixes x86_64 and Graviton (arm64) families",
+                           "use one architecture per node group: one AMI type serves the whole group")
+        validation.require(1 <= self.min_size <= self.desired_size <= self.max_size, "min_size/desired_size/max_size",
+                           (self.min_size, self.desired_size, self.max_size),
+                           "must satisfy 1 <= min_size <= desired_size <= max_size",
+                           "raise max_size or lower min_size/desired_size (system pods need at least one node)")
+        validation.require(20 <= self.disk_size_gib <= 16384, "disk_size_gib", self.disk_size_gib,
+                           "is outside what a gp3 root volume for AL2023 accepts", "use 20-16384 GiB")
+
+
+def _architecture(instance_type: str) -> str:
+    return INSTANCE_FAMILIES[instance_type.split(".", 1)[0]]
+
+
+def ami_type_for(instance_types: tuple[str, ...]) -> str:
+    """The AL2023 managed node group AMI type matching the instance families (Graviton -> ARM)."""
+    return _AMI_TYPES[_architecture(instance_types[0])]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterProps:
+    name: str                                         # EKS cluster name
+    kubernetes_version: str = "1.34"
+    vpc_id: str
+    subnet_ids: tuple[str, ...]                       # private subnets: control-plane ENIs and nodes
+    public_access_cidrs: tuple[str, ...] = ()         # () = private endpoint only
+    admin_principal_arns: tuple[str, ...]             # IAM roles/users given cluster-admin access entries
+    system_nodes: NodeGroupSizing = field(default_factory=NodeGroupSizing)
+    addon_versions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ADDON_VERSIONS))
+    log_retention_days: int = 90
+    logs_kms_key_arn: str
+    ebs_kms_key_arn: str | None = None                # None = the account's default EBS key (still encrypted)
+    account_id: str
+    partition: str = "aws"
+    region: str
+
+    def __post_init__(self) -> None:
+        validation.require(isinstance(self.name, str) and _NAME.fullmatch(self.name) is not None, "name", self.name,
+                           "is not a valid cluster name", "use 2-40 lowercase letters, digits and inner hyphens")
+        validation.require(isinstance(self.kubernetes_version, str)
+                           and _K8S_VERSION.fullmatch(self.kubernetes_version) is not None,
+                           "kubernetes_version", self.kubernetes_version, "is not a Kubernetes minor version",
+                           "use the '1.NN' form EKS expects, e.g. '1.34'")
+        if not is_unresolved(list(self.subnet_ids)):
+            validation.require(len(self.subnet_ids) >= 2, "subnet_ids", list(self.subnet_ids),
+                               "has fewer than 2 subnets", "pass the private subnets of at least two AZs")
+        for cidr in self.public_access_cidrs:
+            if is_unresolved(cidr):
+                continue
+            network = validation.ipv4_network("public_access_cidrs", cidr)
+            validation.require(network.prefixlen > 0, "public_access_cidrs", cidr,
+                               "would expose the Kubernetes API endpoint to the whole internet",
+                               "list the operator/CI egress CIDRs, or leave it empty for a private endpoint")
+        validation.require(len(self.admin_principal_arns) >= 1, "admin_principal_arns", self.admin_principal_arns,
+                           "is empty, and the cluster creator gets no admin access",
+                           "name at least one IAM role ARN to administer the cluster")
+        for arn in self.admin_principal_arns:
+            validation.require(is_unresolved(arn) or _PRINCIPAL_ARN.fullmatch(arn) is not None,
+                               "admin_principal_arns", arn, "is not an IAM role or user ARN",
+                               "use arn:<partition>:iam::<12-digit account>:role/<name> (or user/<name>)")
+        validation.require(set(self.addon_versions) == set(ADDONS), "addon_versions", sorted(self.addon_versions),
+                           "does not name exactly the managed add-ons", f"give a version for each of {list(ADDONS)}")
+        for addon, version in self.addon_versions.items():
+            validation.require(isinstance(version, str) and _ADDON_VERSION.fullmatch(version) is not None,
+                               f"addon_versions.{addon}", version, "is not an EKS add-on version",
+                               "pin the exact 'vX.Y.Z-eksbuild.N' from aws eks describe-addon-versions")
+        validation.log_retention("log_retention_days", self.log_retention_days)
+
+
+class Cluster(Construct):
+    """An EKS cluster nothing outside the VPC can reach unless public_access_cidrs names it. Admins get
+    access entries; the identity that runs Terraform does not become cluster-admin implicitly."""
+
+    def __init__(self, scope: Construct, id_: str, *, props: ClusterProps) -> None:
+        super().__init__(scope, id_)
+        name = props.name
+        aws_policy = f"arn:{props.partition}:iam::aws:policy"
+
+        self._secrets_key = EncryptionKey(self, "secrets-key", props=EncryptionKeyProps(
+            alias=f"{name}-eks-secrets", description=f"{name} EKS Kubernetes secrets envelope encryption",
+            account_id=props.account_id, partition=props.partition))
+        log_group = cloudwatch_log_group.CloudwatchLogGroup(
+            self, "log-group", name=f"/aws/eks/{name}/cluster", retention_in_days=props.log_retention_days,
+            kms_key_id=props.logs_kms_key_arn)
+
+        cluster_role = iam_role.IamRole(self, "cluster-role", name=f"{name}-eks-cluster",
+                                        assume_role_policy=_eks_trust_policy())
+        cluster_policy = attachment.IamRolePolicyAttachment(
+            self, "cluster-policy", role=cluster_role.name, policy_arn=f"{aws_policy}/AmazonEKSClusterPolicy")
+        # The managed policy has no KMS rights: EKS uses the cluster role to wrap secrets with this key.
+        cluster_kms = iam_role_policy.IamRolePolicy(
+            self, "cluster-secrets-key-policy", role=cluster_role.id, name="use-secrets-key",
+            policy=iam.policy_document(iam.statement(
+                "EnvelopeEncryption", ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"],
+                [self._secrets_key.arn])))
+
+        self._security_groups(props)
+        self.resource = eks_cluster.EksCluster(
+            self, "cluster", name=name, version=props.kubernetes_version, role_arn=cluster_role.arn,
+            vpc_config=eks_cluster.EksClusterVpcConfig(
+                subnet_ids=list(props.subnet_ids), endpoint_private_access=True,
+                endpoint_public_access=bool(props.public_access_cidrs),
+                public_access_cidrs=list(props.public_access_cidrs) or None,
+                security_group_ids=[self._cluster_sg.id]),
+            access_config=eks_cluster.EksClusterAccessConfig(
+                authentication_mode="API", bootstrap_cluster_creator_admin_permissions=False),
+            encryption_config=eks_cluster.EksClusterEncryptionConfig(
+                resources=["secrets"],
+                provider=eks_cluster.EksClusterEncryptionConfigProvider(key_arn=self._secrets_key.arn)),
+            enabled_cluster_log_types=["api", "audit", "authenticator"],
+            tags={"Name": name},
+            depends_on=[log_group, cluster_policy, cluster_kms])
+
+        self.name: str = self.resource.name
+        self.arn: str = self.resource.arn
+        self.endpoint: str = self.resource.endpoint
+        self.version: str = self.resource.version
+        self.certificate_authority_data: str = self.resource.certificate_authority.get(0).data
+        self.oidc_issuer_url: str = self.resource.identity.get(0).oidc.get(0).issuer
+        self.security_group_id: str = self.resource.vpc_config.cluster_security_group_id
+        self.additional_security_group_id: str = self._cluster_sg.id
+        self.node_security_group_id: str = self._node_sg.id
+        self.secrets_key_arn: str = self._secrets_key.arn
+        self.log_group_name: str = log_group.name
+
+        for i, principal in enumerate(props.admin_principal_arns):
+            entry = eks_access_entry.EksAccessEntry(self, f"admin-access-entry-{i}", cluster_name=self.resource.name,
+                                                    principal_arn=principal, type="STANDARD")
+            access_policy.EksAccessPolicyAssociation(
+                self, f"admin-access-policy-{i}", cluster_name=self.resource.name, principal_arn=entry.principal_arn,
+                policy_arn=f"arn:{props.partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                access_scope=access_policy.EksAccessPolicyAssociationAccessScope(type="cluster"))
+
+        self._node_group(props, aws_policy)
+
+    # ---- security groups ------------------------------------------------------------------------
+
+    def _security_groups(self, props: ClusterProps) -> None:
+        name = props.name
+        # Terraform strips the default allow-all egress from groups it creates: every flow below is explicit.
+        self._cluster_sg = security_group.SecurityGroup(
+            self, "cluster-security-group", name=f"{name}-eks-control-plane", vpc_id=props.vpc_id,
+            description=f"{name} EKS control plane: API from nodes, calls to node webhooks and kubelets",
+            tags={"Name": f"{name}-eks-control-plane"})
+        self._node_sg = security_group.SecurityGroup(
+            self, "node-security-group", name=f"{name}-eks-nodes", vpc_id=props.vpc_id,
+            description=f"{name} EKS nodes and pods (VPC CNI gives pods the node security group)",
+            tags={"Name": f"{name}-eks-nodes", "karpenter.sh/discovery": name})
+        cluster_sg, node_sg = self._cluster_sg.id, self._node_sg.id
+
+        ingress.VpcSecurityGroupIngressRule(
+            self, "cluster-ingress-nodes-https", security_group_id=cluster_sg, referenced_security_group_id=node_sg,
+            ip_protocol="tcp", from_port=443, to_port=443, description="Kubernetes API from nodes and pods")
+        for port, why in CONTROL_PLANE_TO_NODE_PORTS.items():
+            egress.VpcSecurityGroupEgressRule(
+                self, f"cluster-egress-nodes-{port}", security_group_id=cluster_sg,
+                referenced_security_group_id=node_sg, ip_protocol="tcp", from_port=port, to_port=port,
+                description=f"To nodes: {why}"[:255])
+            ingress.VpcSecurityGroupIngressRule(
+                self, f"node-ingress-cluster-{port}", security_group_id=node_sg,
+                referenced_security_group_id=cluster_sg, ip_protocol="tcp", from_port=port, to_port=port,
+                description=f"From control plane: {why}"[:255])
+
+        # Pods talk to pods across nodes on any port (services, CoreDNS on 53/udp+tcp, Vault, StatsD...).
+        ingress.VpcSecurityGroupIngressRule(
+            self, "node-ingress-self", security_group_id=node_sg, referenced_security_group_id=node_sg,
+            ip_protocol="-1", description="Node and pod traffic within the cluster")
+        egress.VpcSecurityGroupEgressRule(
+            self, "node-egress-self", security_group_id=node_sg, referenced_security_group_id=node_sg,
+            ip_protocol="-1", description="Node and pod traffic within the cluster")
+        # HTTPS out reaches the API server endpoint, ECR, STS/EKS Auth, S3 and other AWS APIs (through NAT
+        # or the VPC endpoints) and HTTPS alert receivers. DNS (VPC resolver), NTP (Time Sync) and IMDS are
+        # link-local/Amazon-provided services that security groups do not filter, so they need no rule.
+        # Data stores inside the VPC are opened one by one with allow_node_egress(), not with a wide rule.
+        egress.VpcSecurityGroupEgressRule(
+            self, "node-egress-https", security_group_id=node_sg, cidr_ipv4="0.0.0.0/0", ip_protocol="tcp",
+            from_port=443, to_port=443, description="HTTPS to AWS APIs, ECR, the EKS endpoint and webhooks")
+
+    def allow_node_ingress(self, id_: str, *, source_security_group_id: str, port: int) -> None:
+        """Admit one TCP port on the node (= pod) security group from exactly one security group,
+        e.g. the ALB forwarding to pod IPs registered by TargetGroupBinding."""
+        admit_tcp_from(self, f"node-ingress-{id_}", security_group_id=self._node_sg.id, port=port,
+                       source_security_group_id=source_security_group_id, description=f"{id_} to pods on {port}")
+
+    def allow_node_egress(self, id_: str, *, destination_security_group_id: str, port: int) -> None:
+        """Let nodes and pods open one TCP port on exactly one security group (a database, cache or broker
+        that in turn admits node_security_group_id)."""
+        egress.VpcSecurityGroupEgressRule(
+            self, f"node-egress-{id_}", security_group_id=self._node_sg.id,
+            referenced_security_group_id=destination_security_group_id, ip_protocol="tcp", from_port=port,
+            to_port=port, description=f"Pods to {id_} on {port}")
+
+    def bind_addon_identity(self, addon: str, *, service_account: str, role_arn: str) -> None:
+        """Give an add-on that calls AWS (EBS CSI driver, CloudWatch agent) its least-privilege role through the
+        add-on's own Pod Identity association, so its pods have credentials from their first start."""
+        if addon not in self.addons:
+            raise ValueError(f"addon must be one of {sorted(self.addons)}, got {addon!r}")
+        self.addons[addon].put_pod_identity_association([eks_addon.EksAddonPodIdentityAssociation(
+            role_arn=role_arn, service_account=service_account)])
+
+    # ---- system node group and add-ons ----------------------------------------------------------
+
+    def _node_group(self, props: ClusterProps, aws_policy: str) -> None:
+        name, sizing = props.name, props.system_nodes
+        node_role = iam_role.IamRole(self, "node-role", name=f"{name}-eks-node",
+                                     assume_role_policy=iam.service_assume_role_policy("ec2.amazonaws.com"))
+        # The CNI policy sits on the node role, not on a pod identity: aws-node must assign pod IPs before
+        # any pod (the Pod Identity agent included) can run, so a pod identity for it is a bootstrap loop.
+        # No SSM or admin policy: nodes are not logged into; debugging goes through kubectl.
+        node_policies = [
+            attachment.IamRolePolicyAttachment(self, f"node-policy-{i}", role=node_role.name,
+                                               policy_arn=f"{aws_policy}/{policy}")
+            for i, policy in enumerate(("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly",
+                                        "AmazonEKS_CNI_Policy"))]
+        self.node_role_arn: str = node_role.arn
+        self.node_role_name: str = node_role.name
+
+        template = launch_template.LaunchTemplate(
+            self, "system-launch-template", name=f"{name}-system-nodes", update_default_version=True,
+            description=f"{name} EKS system nodes: IMDSv2 only, encrypted gp3 root volume",
+            vpc_security_group_ids=[self._node_sg.id],
+            # Hop limit 1: pods cannot reach IMDS and borrow the node role; they use EKS Pod Identity.
+            metadata_options=launch_template.LaunchTemplateMetadataOptions(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
+            block_device_mappings=[launch_template.LaunchTemplateBlockDeviceMappings(
+                device_name="/dev/xvda", ebs=launch_template.LaunchTemplateBlockDeviceMappingsEbs(
+                    volume_size=sizing.disk_size_gib, volume_type="gp3", encrypted="true",
+                    kms_key_id=props.ebs_kms_key_arn, delete_on_termination="true"))],
+            tag_specifications=[launch_template.LaunchTemplateTagSpecifications(
+                resource_type=kind, tags={"Name": f"{name}-system"}) for kind in ("instance", "volume")],
+            tags={"Name": f"{name}-system-nodes"})
+
+        addons = {addon: self._addon(props, addon) for addon in ADDONS if addon not in _AFTER_NODES}
+        self.system_node_group = eks_node_group.EksNodeGroup(
+            self, "system-node-group", cluster_name=self.resource.name, node_group_name=f"{name}-system",
+            version=self.resource.version, node_role_arn=node_role.arn, subnet_ids=list(props.subnet_ids),
+            ami_type=ami_type_for(sizing.instance_types), capacity_type="ON_DEMAND",
+            instance_types=list(sizing.instance_types),
+            scaling_config=eks_node_group.EksNodeGroupScalingConfig(
+                min_size=sizing.min_size, desired_size=sizing.desired_size, max_size=sizing.max_size),
+            update_config=eks_node_group.EksNodeGroupUpdateConfig(max_unavailable=1),
+            launch_template=eks_node_group.EksNodeGroupLaunchTemplate(
+                id=template.id, version=Token.as_string(template.latest_version)),
+            labels={"role": "system"},
+            # Soft taint: system add-ons and controllers (which tolerate CriticalAddonsOnly) prefer these
+            # nodes, Airflow workloads go to Karpenter capacity, yet nothing is unschedulable if that is late.
+            taint=[eks_node_group.EksNodeGroupTaint(key="CriticalAddonsOnly", value="true",
+                                                    effect="PREFER_NO_SCHEDULE")],
+            tags={"Name": f"{name}-system"},
+            # Networking add-ons first (nodes become Ready with the pinned CNI), then the nodes.
+            depends_on=[*node_policies, *addons.values()])
+        insights_groups = [cloudwatch_log_group.CloudwatchLogGroup(
+            self, f"container-insights-log-group-{log_type}",
+            name=f"{container_insights_log_group_prefix(name)}{log_type}", retention_in_days=props.log_retention_days,
+            kms_key_id=props.logs_kms_key_arn) for log_type in CONTAINER_INSIGHTS_LOG_TYPES]
+        self.container_insights_log_group_names: list[str] = [group.name for group in insights_groups]
+        for addon in _AFTER_NODES:
+            first = insights_groups if addon == "amazon-cloudwatch-observability" else []
+            addons[addon] = self._addon(props, addon, depends_on=[self.system_node_group, *first])
+        self.addons: dict[str, eks_addon.EksAddon] = addons
+
+    def _addon(self, props: ClusterProps, addon: str, depends_on: list | None = None) -> eks_addon.EksAddon:
+        return eks_addon.EksAddon(
+            self, f"addon-{addon}", cluster_name=self.resource.name, addon_name=addon,
+            addon_version=props.addon_versions[addon], resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="PRESERVE", depends_on=depends_on)
+
+
+def _eks_trust_policy() -> str:
+    return iam.policy_document({"Sid": "AssumeByEks", "Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"},
+                                "Action": ["sts:AssumeRole", "sts:TagSession"]})

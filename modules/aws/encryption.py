@@ -1,0 +1,61 @@
+"""Customer-managed KMS keys: rotation on, a deletion window, and a key policy that names who may use them."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cdktf_cdktf_provider_aws import kms_alias, kms_key
+from constructs import Construct
+
+from ..core import iam
+
+_KEY_USE = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceUse:
+    """An AWS service principal allowed to use the key, limited by a condition (e.g. an encryption context)."""
+    principal: str
+    condition: dict | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncryptionKeyProps:
+    alias: str                         # without the 'alias/' prefix
+    description: str
+    account_id: str
+    partition: str = "aws"
+    services: tuple[ServiceUse, ...] = ()
+    deletion_window_days: int = 30
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-zA-Z0-9/_-]{1,250}", self.alias) or self.alias.startswith("aws/"):
+            raise ValueError(f"alias must be 1-250 of [a-zA-Z0-9/_-] and not under aws/, got {self.alias!r}")
+        if not 7 <= self.deletion_window_days <= 30:
+            raise ValueError(f"deletion_window_days must be 7-30, got {self.deletion_window_days}")
+
+
+class EncryptionKey(Construct):
+    """A rotating symmetric key with an alias. The account root administers it (IAM policies then grant
+    use to roles); only the listed services get use in the key policy itself."""
+
+    def __init__(self, scope: Construct, id_: str, *, props: EncryptionKeyProps) -> None:
+        super().__init__(scope, id_)
+        root = f"arn:{props.partition}:iam::{props.account_id}:root"
+        statements = [iam.statement("AccountAdministers", ["kms:*"], "*", principal={"AWS": root})]
+        statements += [iam.statement(f"Service{i}Uses", _KEY_USE, "*", principal={"Service": use.principal},
+                                     condition=use.condition) for i, use in enumerate(props.services)]
+        self.resource = kms_key.KmsKey(
+            self, "key", description=props.description, enable_key_rotation=True, rotation_period_in_days=365,
+            deletion_window_in_days=props.deletion_window_days, policy=iam.policy_document(*statements))
+        self.alias = kms_alias.KmsAlias(self, "alias", name=f"alias/{props.alias}", target_key_id=self.resource.key_id)
+        self.arn: str = self.resource.arn
+        self.key_id: str = self.resource.key_id
+        self.alias_name = f"alias/{props.alias}"
+
+
+def logs_service_use(*, region: str, account_id: str, partition: str, log_group_prefixes: tuple[str, ...]) -> ServiceUse:
+    """CloudWatch Logs may use the key only for log groups whose names start with one of the prefixes."""
+    arns = [f"arn:{partition}:logs:{region}:{account_id}:log-group:{prefix}*" for prefix in log_group_prefixes]
+    return ServiceUse(principal=f"logs.{region}.amazonaws.com",
+                      condition={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": arns}})

@@ -1,0 +1,112 @@
+"""Secrets Manager secrets the infra stack generates for in-cluster use, under their own rotating KMS key:
+Airflow's Fernet / JWT / API secret keys, Grafana's admin login and the Alertmanager receivers. External Secrets
+(platform stack) copies them into Kubernetes Secrets; their names come from modules/platform/kubernetes.py.
+
+Values are generated with the AWS provider only (data.aws_secretsmanager_random_password, as modules/aws/cache.py
+does): no literal in code or synthesized JSON. The data source answers a fresh value on every read, so each
+secret version ignores later changes of `secret_string`: the first value stays, plans stay clean, and values the
+operator sets later (the Alertmanager receivers) are never overwritten. The values do live in Terraform state,
+which is why state is KMS-encrypted and access-controlled.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cdktf import Fn, TerraformResourceLifecycle
+from cdktf_cdktf_provider_aws import (
+    data_aws_secretsmanager_random_password as random_password,
+    secretsmanager_secret,
+    secretsmanager_secret_version,
+)
+from constructs import Construct
+
+from ..platform import kubernetes as k8s
+from .encryption import EncryptionKey, EncryptionKeyProps
+from .identity import PlatformIdentities
+from ..core import validation
+from ..core.validation import require
+
+_PREFIX = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
+GRAFANA_ADMIN_USER = "admin"                     # the login name is not a secret; its password is
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlatformSecretsProps:
+    prefix: str                                  # environment prefix, e.g. 'airflow-prod' (secret names, key alias)
+    account_id: str
+    region: str                                  # kms:ViaService condition of the read grant
+    partition: str = "aws"
+    recovery_window_days: int = 7                # a deleted secret can be restored for this long
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.prefix, str) and _PREFIX.fullmatch(self.prefix) is not None, "prefix", self.prefix,
+                "is not a valid name prefix", "use 2-32 lowercase letters, digits and inner hyphens")
+        validation.account_id("account_id", self.account_id)
+        validation.aws_region("region", self.region)
+        require(isinstance(self.recovery_window_days, int) and 7 <= self.recovery_window_days <= 30,
+                "recovery_window_days", self.recovery_window_days, "is outside 7-30",
+                "use 7-30 days (Secrets Manager's range; 0 would delete without recovery)")
+
+
+class PlatformSecrets(Construct):
+    """The three secrets and their key. `grant_read(identities, workload)` lets one workload read exactly them."""
+
+    def __init__(self, scope: Construct, id_: str, *, props: PlatformSecretsProps) -> None:
+        super().__init__(scope, id_)
+        self._props = props
+        self.key = EncryptionKey(self, "key", props=EncryptionKeyProps(
+            alias=f"{props.prefix}-platform-secrets", description=f"{props.prefix} platform secrets (Secrets Manager)",
+            account_id=props.account_id, partition=props.partition))
+
+        # Fernet key = urlsafe base64 of exactly 32 bytes: 32 random printable ASCII characters are 32 bytes;
+        # base64encode gives 44 characters that cryptography's urlsafe_b64decode reads back as those 32 bytes.
+        fernet_raw = self._random("fernet-key-bytes", length=32, exclude_punctuation=False)
+        jwt = self._random("jwt-secret", length=64)
+        api = self._random("api-secret-key", length=64)
+        grafana = self._random("grafana-admin-password", length=32)
+
+        self.airflow_keys = self._secret(
+            "airflow-keys", k8s.airflow_keys_secret_name(props.prefix), "Airflow Fernet, JWT and API secret keys",
+            {"fernet-key": Fn.base64encode(fernet_raw), "jwt-secret": jwt, "api-secret-key": api})
+        self.grafana_admin = self._secret(
+            "grafana-admin", k8s.grafana_admin_secret_name(props.prefix), "Grafana admin login",
+            {"admin-user": GRAFANA_ADMIN_USER, "admin-password": grafana})
+        # Placeholders: the operator writes the real webhook URL / routing key (docs/platform-addons.md).
+        self.alert_receivers = self._secret(
+            "alert-receivers", k8s.alert_receivers_secret_name(props.prefix),
+            "Alertmanager receivers (Slack webhook URL, PagerDuty routing key); set by the operator",
+            {"slack-webhook-url": "", "pagerduty-routing-key": ""})
+
+        self.kms_key_arn: str = self.key.arn
+        self.secret_arns: tuple[str, ...] = (self.airflow_keys.arn, self.grafana_admin.arn, self.alert_receivers.arn)
+        self.secret_names: dict[str, str] = {
+            "airflow-keys": k8s.airflow_keys_secret_name(props.prefix),
+            "grafana-admin": k8s.grafana_admin_secret_name(props.prefix),
+            "alert-receivers": k8s.alert_receivers_secret_name(props.prefix)}
+
+    def _random(self, id_: str, *, length: int, exclude_punctuation: bool = True) -> str:
+        return random_password.DataAwsSecretsmanagerRandomPassword(
+            self, id_, password_length=length, exclude_punctuation=exclude_punctuation, include_space=False,
+            require_each_included_type=True).random_password
+
+    def _secret(self, id_: str, name: str, description: str,
+                value: dict[str, Any]) -> secretsmanager_secret.SecretsmanagerSecret:
+        secret = secretsmanager_secret.SecretsmanagerSecret(
+            self, id_, name=name, description=description, kms_key_id=self.key.arn,
+            recovery_window_in_days=self._props.recovery_window_days)
+        secretsmanager_secret_version.SecretsmanagerSecretVersion(
+            self, f"{id_}-version", secret_id=secret.id, secret_string=Fn.jsonencode(value),
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["secret_string"]))
+        return secret
+
+    def grant_read(self, identities: PlatformIdentities, workload_id: str = "external-secrets") -> None:
+        """Read (GetSecretValue, DescribeSecret) exactly these secrets, and decrypt with their key only through
+        Secrets Manager."""
+        identities.grant(workload_id, "ReadPlatformSecrets",
+                         ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"], list(self.secret_arns))
+        identities.grant(workload_id, "DecryptPlatformSecretsViaSecretsManager", ["kms:Decrypt"], [self.key.arn],
+                         condition={"StringEquals": {
+                             "kms:ViaService": f"secretsmanager.{self._props.region}.amazonaws.com"}})
+

@@ -1,0 +1,395 @@
+"""Apache Airflow on EKS: the official Helm chart (1.21.0) with Airflow 3.2, and the secrets and certificates it
+mounts, which this construct adds to the platform-bootstrap local chart (installed before the release).
+
+How the pieces connect (docs/airflow.md has the long form):
+- Secrets reach pods as Kubernetes Secrets that External Secrets Operator renders from Secrets Manager (the
+  RDS-managed master secret, the Redis AUTH token secret, the Airflow keys secret); the chart is only told their
+  names (`data.metadataSecretName`, `data.brokerUrlSecretName`, `fernetKeySecretName`, ...). No secret value is
+  in the values or in Terraform.
+- TLS chain: Airflow -> PgBouncer verifies PgBouncer's cert-manager certificate against the platform root CA
+  (`sslmode=verify-full`, asyncpg `ssl=verify-full` + PGSSLROOTCERT); PgBouncer -> RDS verifies RDS against the
+  RDS CA bundle (`server_tls_sslmode = verify-full`); Celery -> ElastiCache is `rediss://` with
+  `ssl_cert_reqs=required` (ElastiCache serves publicly trusted certificates); Vault is verified against the
+  platform CA.
+- Identity: every component runs under the service account modules/aws/identity.py `workloads()` names, whose EKS
+  Pod Identity association lives in the infra stack: remote logs, the S3 DAG bundle and the plugin sync use the
+  boto3 default chain, never static keys.
+
+Chart: https://airflow.apache.org (apache/airflow chart/ 1.21.0, appVersion 3.2.0; the same files as
+tests/data/charts/airflow/, which the values are validated against).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from cdktf import ITerraformDependable
+from cdktf_cdktf_provider_helm.release import Release
+from constructs import Construct
+
+from . import kubernetes as k8s
+from ..aws.identity import TASK_LOG_PREFIX, workloads
+from .local_chart import LocalChart
+from .airflow_settings import IMAGE_REPOSITORY, AirflowSettings  # noqa: F401  (re-exported)
+from ..core.tokens import is_unresolved
+from ..core.validation import require
+
+CHART_REPOSITORY = "https://airflow.apache.org"
+CHART = "airflow"
+CHART_VERSION = "1.21.0"
+EXECUTOR = "CeleryExecutor,KubernetesExecutor"      # Celery by default; tasks opt into their own pod
+VAULT_BACKEND = "airflow.providers.hashicorp.secrets.vault.VaultBackend"
+S3_DAG_BUNDLE = "airflow.providers.amazon.aws.bundles.s3.S3DagBundle"
+DAG_BUNDLE_NAME = "s3-dags"
+
+# Kubernetes Secrets (namespace AIRFLOW_NAMESPACE) rendered by ExternalSecrets in the bootstrap chart.
+METADATA_SECRET = "airflow-metadata-db"         # connection (psycopg2), async-connection (asyncpg), kedaConnection
+BROKER_SECRET = "airflow-broker-url"            # connection
+KEYS_SECRET = "airflow-keys"                    # fernet-key, jwt-secret, api-secret-key, webserver-secret-key
+PGBOUNCER_CONFIG_SECRET = "airflow-pgbouncer-config"   # pgbouncer.ini, users.txt
+PGBOUNCER_STATS_SECRET = "airflow-pgbouncer-stats"     # connection (the metrics exporter's)
+PGBOUNCER_TLS_SECRET = "airflow-pgbouncer-tls"  # cert-manager Certificate: tls.crt, tls.key, ca.crt (platform root)
+RDS_CA_SECRET = "airflow-rds-ca-bundle"         # global-bundle.pem
+RDS_CA_STORE = "rds-ca-bundle"                  # SecretStore (webhook provider) serving the bundle
+RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+KEDA_PLATFORM_CA_CERTIFICATE = k8s.KEDA_PLATFORM_CA_SECRET
+
+PGBOUNCER_PORT = 6543                           # chart `ports.pgbouncer`
+PGBOUNCER_SERVICE = f"{k8s.AIRFLOW_RELEASE}-pgbouncer"
+PGBOUNCER_HOST = f"{PGBOUNCER_SERVICE}.{k8s.AIRFLOW_NAMESPACE}.svc"
+PGBOUNCER_DATABASE = f"{k8s.AIRFLOW_RELEASE}-metadata"   # the pool name clients connect to
+PGBOUNCER_TLS_DIR = "/etc/pgbouncer/tls"
+PLUGINS_DIR = "/opt/airflow/plugins"            # [core] plugins_folder default under AIRFLOW_HOME
+CERTS_VOLUME = "airflow-certs"
+PLUGINS_VOLUME = "plugins"
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+# Runs in an init container of every Airflow pod with that pod's own Pod Identity (boto3 default chain): copies
+# the plugins bucket into an emptyDir mounted at PLUGINS_DIR. Plugins load at process start, so a sync at start
+# is exactly as fresh as a running process can use; publishing new plugins = upload + rollout restart.
+PLUGIN_SYNC_SCRIPT = """\
+import os, sys
+import boto3
+bucket, dest = sys.argv[1], os.path.realpath(sys.argv[2])
+s3 = boto3.client("s3")
+count = 0
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+    for obj in page.get("Contents", []):
+        key = obj["Key"]
+        if key.endswith("/"):
+            continue
+        path = os.path.realpath(os.path.join(dest, key))
+        if not path.startswith(dest + os.sep):
+            sys.exit(f"refusing object outside the plugins folder: {key}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        s3.download_file(bucket, key, path)
+        count += 1
+print(f"synced {count} plugin files from s3://{bucket}/ to {dest}")
+"""
+
+
+# ---- pure builders -------------------------------------------------------------------------------
+
+def service_accounts(release: str = k8s.AIRFLOW_RELEASE,
+                     namespace: str = k8s.AIRFLOW_NAMESPACE) -> dict[str, str]:
+    """Chart component -> service account name, exactly as modules/aws/identity.py associates them."""
+    w = workloads(airflow_namespace=namespace, airflow_release=release)
+    one = lambda wid: w[wid][1][0]  # noqa: E731
+    return {"scheduler": one("airflow-scheduler"), "dagProcessor": one("airflow-dag-processor"),
+            "triggerer": one("airflow-triggerer"), "apiServer": one("airflow-api-server"),
+            "celery": one("airflow-worker"), "kubernetes": one("airflow-task")}
+
+
+def vault_backend_kwargs() -> dict[str, Any]:
+    """[secrets] backend_kwargs: Kubernetes auth with the pod's service account token, TLS verified against the
+    platform CA, KV v2 mount and paths shared with the vault-config stack (modules/platform/kubernetes.py)."""
+    return {"auth_type": "kubernetes", "auth_mount_point": k8s.VAULT_KUBERNETES_AUTH_PATH,
+            "kubernetes_role": k8s.VAULT_AIRFLOW_ROLE, "mount_point": k8s.VAULT_AIRFLOW_MOUNT,
+            "kv_engine_version": 2, **k8s.VAULT_AIRFLOW_PATHS, "url": k8s.VAULT_ADDRESS,
+            "verify": k8s.AIRFLOW_PLATFORM_CA_FILE}
+
+
+def dag_bundle_config(*, dags_bucket: str, settings: AirflowSettings) -> list[dict[str, Any]]:
+    """`dagProcessor.dagBundleConfigList`. aws_conn_id None: the boto3 default chain (Pod Identity). The bundle
+    syncs the bucket's current objects; it does not pin S3 object versions per run."""
+    return [{"name": DAG_BUNDLE_NAME, "classpath": S3_DAG_BUNDLE,
+             "kwargs": {"bucket_name": dags_bucket, "prefix": settings.dag_bundle_prefix, "aws_conn_id": None,
+                        "refresh_interval": settings.dag_bundle_refresh_interval}}]
+
+
+def _pdb(replicas: int) -> dict[str, Any]:
+    # One replica with a PDB would block every node drain; with two or more, one may go at a time.
+    return {"enabled": replicas >= 2, "config": {"maxUnavailable": 1}}
+
+
+def _plugin_sync(*, image: str, plugins_bucket: str, region: str) -> dict[str, Any]:
+    return {"name": "sync-plugins", "image": image, "imagePullPolicy": "IfNotPresent",
+            "command": ["python", "-c", PLUGIN_SYNC_SCRIPT, plugins_bucket, PLUGINS_DIR],
+            "env": [{"name": "AWS_DEFAULT_REGION", "value": region}, {"name": "AWS_REGION", "value": region}],
+            "volumeMounts": [{"name": PLUGINS_VOLUME, "mountPath": PLUGINS_DIR}],
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}}
+
+
+def _with_plugins(component: dict[str, Any], *, sync: dict[str, Any]) -> dict[str, Any]:
+    return {**component, "extraInitContainers": [sync],
+            "extraVolumes": [{"name": PLUGINS_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}],
+            "extraVolumeMounts": [{"name": PLUGINS_VOLUME, "mountPath": PLUGINS_DIR, "readOnly": True}]}
+
+
+RESERVED_ENV = ("PGSSLROOTCERT", "AWS_DEFAULT_REGION", "AWS_REGION", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC")
+
+
+def _check_extra_env(extra_env: dict[str, str]) -> None:
+    for name, value in extra_env.items():
+        require(isinstance(name, str) and _ENV_NAME.fullmatch(name) is not None, "extra_env", name,
+                "is not an environment variable name", "use letters, digits and '_', not starting with a digit")
+        require(name not in RESERVED_ENV and not name.startswith(("AIRFLOW__DATABASE__", "AIRFLOW__CELERY__BROKER",
+                                                                  "AIRFLOW__CORE__FERNET", "AIRFLOW__SECRETS__")),
+                "extra_env", name, "would override a setting this construct owns",
+                "change the construct's settings instead of overriding them through extra_env")
+        require(isinstance(value, str), f"extra_env.{name}", value, "is not a string",
+                "pass plain string values (secrets go to Vault, not to env)")
+
+
+def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_bucket: str, task_logs_bucket: str,
+                   plugins_bucket: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Helm values for chart 1.21.0 (Python data; bucket names may be tokens). Secrets are named, never valued."""
+    extra_env = dict(extra_env or {})
+    _check_extra_env(extra_env)
+    s = settings
+    image = f"{s.image_repository}:{s.image_tag}"
+    sa = service_accounts()
+    sync = _plugin_sync(image=image, plugins_bucket=plugins_bucket, region=region)
+    account = lambda name: {"create": True, "name": name}  # noqa: E731
+    worker_pod = {
+        # Never evicted mid-task: neither by Karpenter consolidation nor by the cluster autoscaler.
+        "safeToEvict": False, "podAnnotations": {"karpenter.sh/do-not-disrupt": "true"},
+        "nodeSelector": dict(k8s.WORKER_NODE_LABELS), "tolerations": [dict(t) for t in k8s.WORKER_TOLERATIONS],
+        "resources": {"requests": {"cpu": s.worker_cpu, "memory": s.worker_memory},
+                      "limits": {"memory": s.worker_memory}},
+        "terminationGracePeriodSeconds": 3600}
+    keda = {"enabled": True, "minReplicaCount": s.worker_min_replicas, "maxReplicaCount": s.worker_max_replicas,
+            "pollingInterval": s.keda_polling_interval, "cooldownPeriod": s.keda_cooldown_period,
+            # KEDA reads KEDA_DB_CONN (the `kedaConnection` key of the metadata secret): a libpq URL it can verify.
+            "usePgbouncer": False}
+    celery = _with_plugins({**worker_pod, "serviceAccount": account(sa["celery"]), "keda": keda,
+                            "persistence": {"enabled": False}}, sync=sync)
+    kubernetes = _with_plugins({**worker_pod, "serviceAccount": account(sa["kubernetes"])}, sync=sync)
+
+    def component(name: str, replicas: int, **extra: Any) -> dict[str, Any]:
+        return _with_plugins({"replicas": replicas, "podDisruptionBudget": _pdb(replicas),
+                              "serviceAccount": account(sa[name]), **extra}, sync=sync)
+
+    env = [{"name": "PGSSLROOTCERT", "value": k8s.AIRFLOW_PLATFORM_CA_FILE},
+           {"name": "AWS_DEFAULT_REGION", "value": region}, {"name": "AWS_REGION", "value": region},
+           *({"name": k, "value": v} for k, v in sorted(extra_env.items()))]
+    certs_volume = {"name": CERTS_VOLUME, "projected": {"defaultMode": 0o444, "sources": [
+        {"secret": {"name": PGBOUNCER_TLS_SECRET, "items": [
+            {"key": "ca.crt", "path": k8s.AIRFLOW_PLATFORM_CA_FILE.rsplit("/", 1)[1]}]}},
+        {"secret": {"name": RDS_CA_SECRET, "items": [
+            {"key": "global-bundle.pem", "path": k8s.AIRFLOW_RDS_CA_FILE.rsplit("/", 1)[1]}]}}]}}
+    return {
+        "executor": EXECUTOR,
+        "defaultAirflowRepository": s.image_repository, "defaultAirflowTag": s.image_tag,
+        "airflowVersion": s.airflow_version,
+        "images": {"airflow": {"repository": s.image_repository, "tag": s.image_tag, "pullPolicy": "IfNotPresent"}},
+        "data": {"metadataSecretName": METADATA_SECRET, "brokerUrlSecretName": BROKER_SECRET},
+        "fernetKeySecretName": KEYS_SECRET, "jwtSecretName": KEYS_SECRET, "apiSecretKeySecretName": KEYS_SECRET,
+        "webserverSecretKeySecretName": KEYS_SECRET,
+        "env": env,
+        "secret": [{"envName": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", "secretName": METADATA_SECRET,
+                    "secretKey": "async-connection"}],
+        # Both CA files in every Airflow container and in PgBouncer (the chart mounts these there too).
+        "volumes": [certs_volume],
+        "volumeMounts": [{"name": CERTS_VOLUME, "mountPath": k8s.AIRFLOW_CERTS_DIR, "readOnly": True}],
+        "redis": {"enabled": False},
+        "postgresql": {"enabled": False},
+        "createUserJob": {"enabled": False},          # no default admin user (the chart's is admin/admin)
+        "statsd": {"enabled": True},
+        "scheduler": component("scheduler", s.scheduler_replicas),
+        "apiServer": component("apiServer", s.api_server_replicas),
+        "dagProcessor": component("dagProcessor", s.dag_processor_replicas,
+                                  dagBundleConfigList=dag_bundle_config(dags_bucket=dags_bucket, settings=s)),
+        "triggerer": component("triggerer", s.triggerer_replicas, persistence={"enabled": False}),
+        "workers": {
+            # The deprecated top-level keys still drive parts of chart 1.21.0 (e.g. the KEDA env var): keep them
+            # equal to the celery ones so both code paths agree.
+            "keda": keda, "persistence": {"enabled": False}, "safeToEvict": False,
+            "celery": celery, "kubernetes": kubernetes},
+        "pgbouncer": {
+            "enabled": True, "replicas": s.pgbouncer_replicas, "podDisruptionBudget": _pdb(s.pgbouncer_replicas),
+            "configSecretName": PGBOUNCER_CONFIG_SECRET, "sslmode": "verify-full",
+            "metadataPoolSize": s.pgbouncer_pool_size, "maxClientConn": s.pgbouncer_max_client_conn,
+            "extraVolumes": [{"name": "pgbouncer-tls", "secret": {"secretName": PGBOUNCER_TLS_SECRET}}],
+            "extraVolumeMounts": [{"name": "pgbouncer-tls", "mountPath": PGBOUNCER_TLS_DIR, "readOnly": True}],
+            "metricsExporterSidecar": {
+                "statsSecretName": PGBOUNCER_STATS_SECRET, "sslmode": "verify-full",
+                "extraVolumeMounts": [{"name": CERTS_VOLUME, "mountPath": k8s.AIRFLOW_CERTS_DIR, "readOnly": True}]}},
+        "logs": {"persistence": {"enabled": False}},
+        "config": {
+            "api": {"base_url": f"https://airflow.{domain}/", "dag_cache_size": s.dag_cache_size,
+                    "dag_cache_ttl": s.dag_cache_ttl},
+            "celery": {"worker_concurrency": s.worker_concurrency},
+            "metrics": dict(k8s.AIRFLOW_METRICS_CONFIG),
+            "logging": {"remote_logging": "True", "remote_base_log_folder": f"s3://{task_logs_bucket}/{TASK_LOG_PREFIX}",
+                        "remote_log_conn_id": "", "delete_local_logs": "True"},
+            "secrets": {"backend": VAULT_BACKEND, "backend_kwargs": json.dumps(vault_backend_kwargs(), sort_keys=True)},
+            "dag_processor": {"refresh_interval": s.dag_bundle_refresh_interval,
+                              "min_file_process_interval": s.min_file_process_interval,
+                              "parsing_processes": s.parsing_processes},
+        },
+    }
+
+
+# ---- the secrets and certificates (bootstrap chart objects, pure) -------------------------------------
+
+def _libpq_url(*, scheme: str, query: str, host: str = PGBOUNCER_HOST, database: str = PGBOUNCER_DATABASE) -> str:
+    # ESO template v2 (Go text/template + sprig): credentials are filled in by the operator, in the cluster.
+    return (f"{scheme}://{{{{ .username | urlquery }}}}:{{{{ .password | urlquery }}}}@{host}:{PGBOUNCER_PORT}"
+            f"/{database}?{query}")
+
+
+def pgbouncer_ini(*, database_host: str, database_port: int, database_name: str, settings: AirflowSettings) -> str:
+    """pgbouncer.ini: TLS verified towards RDS (RDS CA bundle) and required from clients (platform-CA cert)."""
+    return "\n".join([
+        "[databases]",
+        f"{PGBOUNCER_DATABASE} = host={database_host} port={database_port} dbname={database_name} "
+        f"pool_size={settings.pgbouncer_pool_size}",
+        "",
+        "[pgbouncer]",
+        "pool_mode = transaction",
+        f"listen_port = {PGBOUNCER_PORT}",
+        "listen_addr = *",
+        "auth_type = scram-sha-256",
+        "auth_file = /etc/pgbouncer/users.txt",
+        "stats_users = {{ .username }}",
+        "ignore_startup_parameters = extra_float_digits",
+        f"max_client_conn = {settings.pgbouncer_max_client_conn}",
+        # asyncpg prepares statements; PgBouncer >= 1.21 (the chart ships 1.23.1) tracks them in transaction mode.
+        "max_prepared_statements = 200",
+        "server_tls_sslmode = verify-full",
+        f"server_tls_ca_file = {k8s.AIRFLOW_RDS_CA_FILE}",
+        "server_tls_protocols = tlsv1.2,tlsv1.3",
+        "client_tls_sslmode = require",
+        f"client_tls_cert_file = {PGBOUNCER_TLS_DIR}/tls.crt",
+        f"client_tls_key_file = {PGBOUNCER_TLS_DIR}/tls.key",
+        "client_tls_protocols = tlsv1.2,tlsv1.3",
+        "",
+    ])
+
+
+def bootstrap_objects(*, prefix: str, database_host: str, database_port: int, database_name: str,
+                      database_master_secret_arn: str, cache_endpoint: str, cache_port: int,
+                      cache_auth_token_secret_arn: str, settings: AirflowSettings) -> list[dict[str, Any]]:
+    """ExternalSecrets, the RDS CA SecretStore and the Certificates the release mounts. Only names/ARNs here."""
+    ns = k8s.AIRFLOW_NAMESPACE
+    master = [{"secretKey": key, "remoteRef": {"key": database_master_secret_arn, "property": key}}
+              for key in ("username", "password")]
+    psycopg = _libpq_url(scheme="postgresql",
+                         query=f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}")
+    metadata = k8s.external_secret(name=METADATA_SECRET, namespace=ns, data=master, template={
+        "connection": psycopg,
+        # asyncpg rejects sslmode/sslrootcert: ssl=verify-full, and the CA comes from PGSSLROOTCERT (DESIGN §5).
+        "async-connection": _libpq_url(scheme="postgresql+asyncpg", query="ssl=verify-full"),
+        # KEDA's postgresql scaler runs in the KEDA operator, which mounts the platform CA at KEDA_PLATFORM_CA_FILE.
+        "kedaConnection": _libpq_url(scheme="postgresql",
+                                     query=f"sslmode=verify-full&sslrootcert={k8s.KEDA_PLATFORM_CA_FILE}")})
+    pgbouncer_config = k8s.external_secret(name=PGBOUNCER_CONFIG_SECRET, namespace=ns, data=master, template={
+        "pgbouncer.ini": pgbouncer_ini(database_host=database_host, database_port=database_port,
+                                       database_name=database_name, settings=settings),
+        "users.txt": '"{{ .username }}" "{{ .password }}"\n'})
+    stats = k8s.external_secret(name=PGBOUNCER_STATS_SECRET, namespace=ns, data=master, template={
+        "connection": _libpq_url(scheme="postgresql", host="localhost", database="pgbouncer",
+                                 query=f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}")})
+    broker = k8s.external_secret(
+        name=BROKER_SECRET, namespace=ns,
+        data=[{"secretKey": "token", "remoteRef": {"key": cache_auth_token_secret_arn}}],   # a plain-string secret
+        template={"connection": f"rediss://:{{{{ .token | urlquery }}}}@{cache_endpoint}:{cache_port}/0"
+                                "?ssl_cert_reqs=required"})
+    keys_secret = k8s.airflow_keys_secret_name(prefix)
+    keys = k8s.external_secret(name=KEYS_SECRET, namespace=ns, data=[
+        {"secretKey": key, "remoteRef": {"key": keys_secret, "property": prop}}
+        for key, prop in (("fernet-key", "fernet-key"), ("jwt-secret", "jwt-secret"),
+                          ("api-secret-key", "api-secret-key"),
+                          ("webserver-secret-key", "api-secret-key"))])   # FAB's Flask key = [api] secret_key
+    # The RDS CA bundle, fetched by the operator (which has egress) from AWS's trust store over verified HTTPS and
+    # refreshed daily, so CA rotations arrive without an image rebuild and no pod needs internet access at start.
+    rds_store = {"apiVersion": k8s.EXTERNAL_SECRETS_API_VERSION, "kind": "SecretStore",
+                 "metadata": {"name": RDS_CA_STORE, "namespace": ns},
+                 "spec": {"provider": {"webhook": {"url": RDS_CA_BUNDLE_URL, "method": "GET", "timeout": "30s",
+                                                   "result": {}}}}}
+    rds_bundle = k8s.external_secret(name=RDS_CA_SECRET, namespace=ns, refresh_interval="24h", data=[
+        {"secretKey": "global-bundle.pem", "remoteRef": {"key": "global-bundle"}}])
+    rds_bundle["spec"]["secretStoreRef"] = {"name": RDS_CA_STORE, "kind": "SecretStore"}
+    pgbouncer_dns = [PGBOUNCER_HOST, f"{PGBOUNCER_HOST}.cluster.local", f"{PGBOUNCER_SERVICE}.{ns}",
+                     PGBOUNCER_SERVICE, "localhost"]
+    return [
+        metadata, pgbouncer_config, stats, broker, keys, rds_store, rds_bundle,
+        k8s.certificate(name=PGBOUNCER_TLS_SECRET, namespace=ns, dns_names=pgbouncer_dns, ip_addresses=["127.0.0.1"]),
+        # Only its ca.crt is used (the KEDA operator mounts it to verify PgBouncer): a client certificate that
+        # nothing presents, because cert-manager hands out the CA only alongside a certificate.
+        k8s.certificate(name=KEDA_PLATFORM_CA_CERTIFICATE, namespace=k8s.KEDA_NAMESPACE,
+                        dns_names=[f"keda-operator.{k8s.KEDA_NAMESPACE}.svc"], usages=["client auth"]),
+    ]
+
+
+# ---- the construct -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class AirflowProps:
+    settings: AirflowSettings
+    prefix: str                                 # environment resource prefix (Secrets Manager names)
+    domain: str                                 # the UI is https://airflow.<domain>/
+    region: str
+    database_host: str                          # RDS address (token)
+    database_name: str
+    database_master_secret_arn: str             # RDS-managed secret: JSON {"username", "password"}
+    cache_endpoint: str                         # ElastiCache primary endpoint (token)
+    cache_auth_token_secret_arn: str            # plain-string AUTH token secret
+    dags_bucket: str
+    task_logs_bucket: str
+    plugins_bucket: str
+    bootstrap: LocalChart                       # receives the ExternalSecrets / Certificates
+    database_port: int = 5432
+    cache_port: int = 6379
+    extra_env: dict[str, str] = field(default_factory=dict)
+    depends_on: Sequence[ITerraformDependable] = ()
+    timeout: int = 1200
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.settings, AirflowSettings), "settings", type(self.settings).__name__,
+                "is not AirflowSettings", "pass AirflowSettings (or the environment's AirflowConfig)")
+        if not is_unresolved(self.domain):
+            require(re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", self.domain or "") is not None and "." in
+                    self.domain, "domain", self.domain, "is not a DNS name", "use e.g. 'data.example.com'")
+        _check_extra_env(self.extra_env)
+        require(60 <= self.timeout <= 3600, "timeout", self.timeout, "is outside 60-3600 seconds",
+                "allow the migration job and rollouts enough time, e.g. 1200")
+
+
+class Airflow(Construct):
+    """The Airflow release; its secrets and certificates go into the bootstrap chart, installed first."""
+
+    def __init__(self, scope: Construct, id_: str, *, props: AirflowProps) -> None:
+        super().__init__(scope, id_)
+        p = props
+        for obj in bootstrap_objects(
+                prefix=p.prefix, database_host=p.database_host, database_port=p.database_port,
+                database_name=p.database_name, database_master_secret_arn=p.database_master_secret_arn,
+                cache_endpoint=p.cache_endpoint, cache_port=p.cache_port,
+                cache_auth_token_secret_arn=p.cache_auth_token_secret_arn, settings=p.settings):
+            p.bootstrap.add_object(obj)
+        self.values: dict[str, Any] = airflow_values(
+            settings=p.settings, domain=p.domain, region=p.region, dags_bucket=p.dags_bucket,
+            task_logs_bucket=p.task_logs_bucket, plugins_bucket=p.plugins_bucket, extra_env=p.extra_env)
+        self.release = Release(
+            self, "release", name=k8s.AIRFLOW_RELEASE, namespace=k8s.AIRFLOW_NAMESPACE, repository=CHART_REPOSITORY,
+            chart=CHART, version=CHART_VERSION, atomic=True, cleanup_on_fail=True, wait=True, timeout=p.timeout,
+            values=[json.dumps(self.values, sort_keys=True)],
+            depends_on=[p.bootstrap.release, *p.depends_on])
+        self.release.override_logical_id(id_)     # `helm_release.airflow`
+        self.service_accounts: dict[str, str] = service_accounts()
+        self.base_url: str = self.values["config"]["api"]["base_url"]

@@ -1,0 +1,345 @@
+"""kube-prometheus-stack in MONITORING_NAMESPACE (Prometheus, Alertmanager, Grafana), and the objects that make
+Airflow and Vault observable through it: a ServiceMonitor for Airflow's StatsD exporter, PrometheusRules for
+Airflow and Vault, and (rendered by the platform-glue chart's templates/dashboards.yaml) an Airflow dashboard.
+
+No secret is in the values: Grafana's admin login and Alertmanager's Slack webhook / PagerDuty routing key live in
+Secrets Manager, reach the namespace as Kubernetes Secrets through ExternalSecrets in the platform-bootstrap chart,
+and are read from the mounted Secret (Grafana `admin.existingSecret`; Alertmanager `*_file` receiver fields).
+
+Metric names follow what Airflow 3 (3.2+/3.3) emits through the Airflow chart's StatsD exporter when the Airflow
+release sets AIRFLOW_METRICS_CONFIG (`[metrics]` options): tags become Prometheus labels (InfluxDB tag syntax,
+parsed by statsd_exporter), and the legacy per-pool names are off so every metric has one consistent label set.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+
+from cdktf_cdktf_provider_helm.release import Release
+from constructs import Construct
+
+from . import kubernetes as k8s
+from ..core import validation
+from .local_chart import LocalChart
+from ..core.validation import require
+
+# https://github.com/prometheus-community/helm-charts/tree/kube-prometheus-stack-88.5.3/charts/kube-prometheus-stack
+# (defaults: /work/shared/charts/kube-prometheus-stack/values.yaml; Grafana subchart 12.11.1 from grafana-community).
+CHART = "kube-prometheus-stack"
+CHART_VERSION = "88.5.3"
+REPOSITORY = "https://prometheus-community.github.io/helm-charts"
+
+# Kubernetes Secrets in MONITORING_NAMESPACE, delivered by ExternalSecrets from Secrets Manager.
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+GRAFANA_ADMIN_KEYS = ("admin-user", "admin-password")       # = k8s.grafana_admin_secret_name JSON keys
+ALERT_RECEIVERS_SECRET = "alertmanager-receivers"
+SLACK_WEBHOOK_KEY = "slack-webhook-url"                     # = k8s.alert_receivers_secret_name JSON keys
+PAGERDUTY_ROUTING_KEY = "pagerduty-routing-key"
+# The Prometheus operator mounts each `alertmanagerSpec.secrets` entry at /etc/alertmanager/secrets/<name>/.
+ALERTMANAGER_SECRETS_DIR = "/etc/alertmanager/secrets"
+SLACK_WEBHOOK_FILE = f"{ALERTMANAGER_SECRETS_DIR}/{ALERT_RECEIVERS_SECRET}/{SLACK_WEBHOOK_KEY}"
+PAGERDUTY_ROUTING_KEY_FILE = f"{ALERTMANAGER_SECRETS_DIR}/{ALERT_RECEIVERS_SECRET}/{PAGERDUTY_ROUTING_KEY}"
+
+# Grafana's dashboard sidecar picks ConfigMaps with this label (the glue chart's dashboards.yaml sets it).
+DASHBOARD_LABEL = "grafana_dashboard"
+DASHBOARD_LABEL_VALUE = "1"
+DATASOURCE_UID = "prometheus"                               # the chart's default Prometheus datasource uid
+
+# Airflow chart 1.21.0 StatsD Service (templates/statsd/statsd-service.yaml): labels tier/component/release,
+# TCP port `statsd-scrape` (ports.statsdScrape = 9102) serving /metrics.
+STATSD_SCRAPE_PORT = 9102
+STATSD_SCRAPE_PORT_NAME = "statsd-scrape"
+
+# `[metrics]` options the Airflow release must set for the rules below to select per-pool / per-executor series:
+# tags as InfluxDB-style labels, no legacy names (which would register a second label set under the same metric
+# name in statsd_exporter, and statsd_exporter drops the conflicting one).
+AIRFLOW_METRICS_CONFIG = k8s.AIRFLOW_METRICS_CONFIG   # the release sets these (modules/platform/airflow.py)
+
+# Every metric the rules and the dashboard use -> where it comes from. Airflow: the StatsD stat (without the
+# `airflow.` prefix) in Airflow's metrics registry; statsd_exporter turns `a.b` into `airflow_a_b`, except where the
+# Airflow chart's statsd-mappings.yml maps a name (noted). Vault: its telemetry (Prometheus sink).
+KNOWN_METRICS: dict[str, str] = {
+    "airflow_scheduler_heartbeat": "airflow:scheduler_heartbeat",
+    "airflow_triggerer_heartbeat": "airflow:triggerer_heartbeat",
+    "airflow_dag_processor_heartbeat": "airflow:dag_processor_heartbeat",
+    "airflow_dag_processing_import_errors": "airflow:dag_processing.import_errors",
+    "airflow_dag_processing_total_parse_time": "airflow:dag_processing.total_parse_time",
+    "airflow_ti_failures": "airflow:ti_failures",
+    "airflow_ti_successes": "airflow:ti_successes",
+    # executor.queued_tasks.<Executor> (multi-executor) -> chart mapping `airflow.executor.queued_tasks.*`
+    "airflow_executor_queued_tasks": "airflow:executor.queued_tasks",
+    "airflow_executor_running_tasks": "airflow:executor.running_tasks",
+    "airflow_executor_open_slots": "airflow:executor.open_slots",
+    "airflow_pool_open_slots": "airflow:pool.open_slots",
+    "airflow_pool_queued_slots": "airflow:pool.queued_slots",
+    "airflow_pool_running_slots": "airflow:pool.running_slots",
+    "airflow_pool_scheduled_slots": "airflow:pool.scheduled_slots",
+    "airflow_triggers_running": "airflow:triggers.running",
+    "vault_core_unsealed": "vault:vault.core.unsealed",
+    "vault_core_active": "vault:vault.core.active",
+    "vault_core_leadership_lost_count": "vault:vault.core.leadership_lost",
+}
+
+_PROM_DURATION = re.compile(r"[1-9][0-9]*(ms|s|m|h|d|w|y)")
+_AM_DURATION = re.compile(r"[1-9][0-9]*(ms|s|m|h)")          # the Alertmanager CRD's retention pattern
+_BYTE_SIZE = re.compile(r"([1-9][0-9]*)(B|KB|MB|GB|TB)")     # Prometheus ByteSize (base 2: 1GB = 2^30 bytes)
+_BYTE_UNITS = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitoringProps:
+    domain: str                           # Grafana is https://grafana.<domain>/ (the ALB's host rule)
+    secret_prefix: str                    # Secrets Manager names: k8s.grafana_admin_secret_name(prefix), ...
+    prometheus_retention: str = "15d"
+    prometheus_retention_size: str = "40GB"   # TSDB size cap, below the volume so Prometheus never fills it
+    prometheus_storage_gib: int = 50
+    prometheus_replicas: int = 1
+    alertmanager_retention: str = "120h"
+    alertmanager_storage_gib: int = 2
+    alertmanager_replicas: int = 1
+    grafana_storage_gib: int = 5
+    queued_tasks_threshold: int = 50      # queued tasks per executor that count as "piling up" (for 15 minutes)
+    task_failure_ratio: float = 0.1       # share of finished task instances that failed (over 15 minutes)
+
+    def __post_init__(self) -> None:
+        validation.dns_name("domain", self.domain)
+        require(isinstance(self.secret_prefix, str) and re.fullmatch(r"[A-Za-z0-9/_+=.@-]+", self.secret_prefix)
+                is not None, "secret_prefix", self.secret_prefix, "is not a Secrets Manager name prefix",
+                "use letters, digits and /_+=.@-, e.g. 'airflow-dev'")
+        require(isinstance(self.prometheus_retention, str) and _PROM_DURATION.fullmatch(self.prometheus_retention)
+                is not None, "prometheus_retention", self.prometheus_retention, "is not a Prometheus duration",
+                "use a number and a unit of ms, s, m, h, d, w or y, e.g. '15d'")
+        require(isinstance(self.alertmanager_retention, str) and _AM_DURATION.fullmatch(self.alertmanager_retention)
+                is not None, "alertmanager_retention", self.alertmanager_retention,
+                "is not an Alertmanager retention", "use a number and a unit of ms, s, m or h, e.g. '120h'")
+        for name, low, high in (("prometheus_storage_gib", 1, 16384), ("alertmanager_storage_gib", 1, 1024),
+                                ("grafana_storage_gib", 1, 1024), ("prometheus_replicas", 1, 5),
+                                ("alertmanager_replicas", 1, 5), ("queued_tasks_threshold", 1, 1_000_000)):
+            value = getattr(self, name)
+            require(type(value) is int and low <= value <= high, name, value, f"is outside {low}-{high}",
+                    f"use a whole number from {low} to {high}")
+        size = _BYTE_SIZE.fullmatch(self.prometheus_retention_size) if isinstance(
+            self.prometheus_retention_size, str) else None
+        require(size is not None, "prometheus_retention_size", self.prometheus_retention_size,
+                "is not a Prometheus byte size", "use a whole number and B, KB, MB, GB or TB, e.g. '40GB'")
+        size_bytes = int(size.group(1)) * _BYTE_UNITS[size.group(2)]
+        require(size_bytes <= self.prometheus_storage_gib * 2**30 * 0.9, "prometheus_retention_size",
+                self.prometheus_retention_size, f"does not fit 90% of prometheus_storage_gib={self.prometheus_storage_gib}",
+                "lower the retention size or raise prometheus_storage_gib (the WAL and compaction need headroom)")
+        require(isinstance(self.task_failure_ratio, (int, float)) and not isinstance(self.task_failure_ratio, bool)
+                and 0 < self.task_failure_ratio < 1, "task_failure_ratio", self.task_failure_ratio,
+                "is not a ratio between 0 and 1", "use a share such as 0.1 (10% of finished tasks failed)")
+
+    @property
+    def grafana_url(self) -> str:
+        return f"https://grafana.{self.domain}/"
+
+
+def _volume(storage_class: str, gib: int) -> dict[str, Any]:
+    return {"volumeClaimTemplate": {"spec": {
+        "storageClassName": storage_class, "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": f"{gib}Gi"}}}}}
+
+
+def alertmanager_config() -> dict[str, Any]:
+    """Alertmanager routing: critical -> PagerDuty and Slack, warning -> Slack. Receiver credentials are files of
+    the mounted ALERT_RECEIVERS_SECRET, never values."""
+    return {
+        "global": {"resolve_timeout": "5m"},
+        "route": {
+            "receiver": "null", "group_by": ["alertname", "namespace"], "group_wait": "30s", "group_interval": "5m",
+            "repeat_interval": "4h",
+            "routes": [
+                # The chart's always-firing Watchdog and InfoInhibitor exist to prove the pipeline works, not to page.
+                {"receiver": "null", "matchers": ['alertname =~ "Watchdog|InfoInhibitor"']},
+                {"receiver": "pagerduty", "matchers": ['severity = "critical"'], "continue": True},
+                {"receiver": "slack", "matchers": ['severity =~ "critical|warning"']},
+            ]},
+        "receivers": [
+            {"name": "null"},
+            {"name": "slack", "slack_configs": [{
+                "api_url_file": SLACK_WEBHOOK_FILE, "send_resolved": True,
+                "title": '[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }}',
+                "text": '{{ range .Alerts }}*{{ .Annotations.summary }}*\n{{ .Annotations.description }}\n{{ end }}'}]},
+            {"name": "pagerduty", "pagerduty_configs": [{
+                "routing_key_file": PAGERDUTY_ROUTING_KEY_FILE, "send_resolved": True,
+                "description": '{{ .CommonLabels.alertname }}: {{ .CommonAnnotations.summary }}'}]},
+        ],
+        # The chart's defaults: a critical alert silences the warning/info of the same name and namespace.
+        "inhibit_rules": [
+            {"source_matchers": ["severity = critical"], "target_matchers": ["severity =~ warning|info"],
+             "equal": ["namespace", "alertname"]},
+            {"source_matchers": ["severity = warning"], "target_matchers": ["severity = info"],
+             "equal": ["namespace", "alertname"]},
+            {"source_matchers": ["alertname = InfoInhibitor"], "target_matchers": ["severity = info"],
+             "equal": ["namespace"]},
+            {"target_matchers": ["alertname = InfoInhibitor"]},
+        ],
+        "templates": ["/etc/alertmanager/config/*.tmpl"],
+    }
+
+
+def monitoring_values(props: MonitoringProps) -> dict[str, Any]:
+    """Values for kube-prometheus-stack 88.5.3 (pure). Every key exists in the chart's (or its Grafana
+    subchart's) values.yaml; tests/test_platform_monitoring.py walks them."""
+    p = props
+    selector = {"matchLabels": dict(k8s.PROMETHEUS_SELECTOR_LABELS)}
+    selectors: dict[str, Any] = {}
+    # Explicit selectors (not the chart's *NilUsesHelmValues defaults): anything labelled like the glue chart's
+    # objects and the charts' own monitors, in any namespace (Airflow's ServiceMonitor lives in `airflow`).
+    for kind in ("serviceMonitor", "podMonitor", "rule", "probe"):
+        selectors.update({f"{kind}SelectorNilUsesHelmValues": False, f"{kind}Selector": selector,
+                          f"{kind}NamespaceSelector": {}})
+    grafana_host = f"grafana.{p.domain}"
+    return {
+        "prometheus": {"prometheusSpec": {
+            "replicas": p.prometheus_replicas, "retention": p.prometheus_retention,
+            "retentionSize": p.prometheus_retention_size,
+            "storageSpec": _volume(k8s.STORAGE_CLASS, p.prometheus_storage_gib), **selectors}},
+        "alertmanager": {
+            "config": alertmanager_config(),
+            "alertmanagerSpec": {
+                "replicas": p.alertmanager_replicas, "retention": p.alertmanager_retention,
+                "storage": _volume(k8s.STORAGE_CLASS, p.alertmanager_storage_gib),
+                "secrets": [ALERT_RECEIVERS_SECRET]}},
+        "grafana": {
+            "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": GRAFANA_ADMIN_KEYS[0],
+                      "passwordKey": GRAFANA_ADMIN_KEYS[1]},
+            "persistence": {"enabled": True, "type": "pvc", "storageClassName": k8s.STORAGE_CLASS,
+                            "accessModes": ["ReadWriteOnce"], "size": f"{p.grafana_storage_gib}Gi"},
+            # One ReadWriteOnce volume: the old pod must release it before the new one starts.
+            "deploymentStrategy": {"type": "Recreate"},
+            "ingress": {"enabled": False},          # reached through the ALB (TargetGroupBinding), not an Ingress
+            "serviceMonitor": {"labels": dict(k8s.PROMETHEUS_SELECTOR_LABELS)},
+            "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": DASHBOARD_LABEL_VALUE,
+                                       "searchNamespace": k8s.MONITORING_NAMESPACE}},
+            "grafana.ini": {
+                "server": {"domain": grafana_host, "root_url": p.grafana_url},
+                "security": {"cookie_secure": True},       # browsers only ever reach Grafana over HTTPS (ALB)
+                "analytics": {"reporting_enabled": False, "check_for_updates": False}},
+        },
+    }
+
+
+# ---- glue objects (platform-glue chart) ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AlertRule:
+    alert: str
+    expr: str
+    for_: str
+    severity: str            # "critical" pages (PagerDuty + Slack); "warning" goes to Slack
+    summary: str
+    description: str
+
+    def manifest(self) -> dict[str, Any]:
+        return {"alert": self.alert, "expr": self.expr, "for": self.for_, "labels": {"severity": self.severity},
+                "annotations": {"summary": self.summary, "description": self.description}}
+
+
+def airflow_alert_rules(*, queued_tasks_threshold: int, task_failure_ratio: float) -> tuple[AlertRule, ...]:
+    failures = "sum(rate(airflow_ti_failures[15m]))"
+    finished = f"({failures} + (sum(rate(airflow_ti_successes[15m])) or vector(0)))"
+    return (
+        AlertRule("AirflowSchedulerHeartbeatMissing",
+                  "sum(rate(airflow_scheduler_heartbeat[5m])) == 0 or absent(airflow_scheduler_heartbeat)", "5m",
+                  "critical", "No Airflow scheduler is heartbeating",
+                  "No scheduler_heartbeat for 5 minutes: no scheduler is running, so no task gets scheduled."),
+        AlertRule("AirflowDagImportErrors", "max(airflow_dag_processing_import_errors) > 0", "10m", "warning",
+                  "DAG files fail to import",
+                  "{{ $value }} DAG file(s) fail to parse; see Browse > DAG Import Errors in the Airflow UI."),
+        AlertRule("AirflowTaskFailureRateHigh",
+                  f"{failures} / {finished} > {task_failure_ratio:g} and sum(increase(airflow_ti_failures[15m])) >= 3",
+                  "15m", "warning", "Many Airflow task instances fail",
+                  "{{ $value | humanizePercentage }} of the task instances finished in the last 15 minutes failed."),
+        AlertRule("AirflowQueuedTasksPilingUp",
+                  f"sum by (executor) (airflow_executor_queued_tasks) > {queued_tasks_threshold}", "15m", "warning",
+                  "Queued Airflow tasks are piling up",
+                  "{{ $value }} tasks have been queued on {{ $labels.executor }} for 15 minutes: workers or nodes "
+                  "do not scale, or the executor cannot launch them."),
+        AlertRule("AirflowTriggererDown",
+                  "sum(rate(airflow_triggerer_heartbeat[5m])) == 0 or absent(airflow_triggerer_heartbeat)", "5m",
+                  "critical", "No Airflow triggerer is heartbeating",
+                  "No triggerer_heartbeat for 5 minutes: deferred tasks and event-driven (AssetWatcher) DAGs stall."),
+        AlertRule("AirflowPoolNoOpenSlots",
+                  "max by (pool_name) (airflow_pool_open_slots) <= 0 and on (pool_name) "
+                  "max by (pool_name) (airflow_pool_scheduled_slots) > 0", "15m", "warning",
+                  "An Airflow pool has no open slots",
+                  "Pool {{ $labels.pool_name }} has had no open slot for 15 minutes while tasks wait for it."),
+    )
+
+
+def vault_alert_rules() -> tuple[AlertRule, ...]:
+    return (
+        AlertRule("VaultSealed", "vault_core_unsealed == 0", "1m", "critical", "A Vault node is sealed",
+                  "Vault pod {{ $labels.pod }} is sealed: it serves no secrets until KMS auto-unseal succeeds."),
+        AlertRule("VaultLeaderLost", "(max(vault_core_active) or on() vector(0)) < 1", "2m", "critical",
+                  "Vault has no active node",
+                  "No Vault node reports itself active: the raft cluster lost its leader (or quorum), so Airflow "
+                  "cannot read connections and variables."),
+        AlertRule("VaultLeadershipFlapping", "sum(increase(vault_core_leadership_lost_count[1h])) > 3", "1m",
+                  "warning", "Vault leadership changes often",
+                  "Vault lost leadership {{ $value }} times in the last hour; check node health and raft latency."),
+    )
+
+
+def prometheus_rule(name: str, group: str, rules: tuple[AlertRule, ...]) -> dict[str, Any]:
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": name, "namespace": k8s.MONITORING_NAMESPACE,
+                         "labels": dict(k8s.PROMETHEUS_SELECTOR_LABELS)},
+            "spec": {"groups": [{"name": group, "rules": [r.manifest() for r in rules]}]}}
+
+
+def airflow_service_monitor(*, airflow_release: str = k8s.AIRFLOW_RELEASE) -> dict[str, Any]:
+    """Scrapes the Airflow chart's StatsD exporter Service (the chart 1.21.0 ships no ServiceMonitor of its own)."""
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+            "metadata": {"name": f"{airflow_release}-statsd", "namespace": k8s.AIRFLOW_NAMESPACE,
+                         "labels": dict(k8s.PROMETHEUS_SELECTOR_LABELS)},
+            "spec": {"selector": {"matchLabels": {"tier": "airflow", "component": "statsd",
+                                                  "release": airflow_release}},
+                     "namespaceSelector": {"matchNames": [k8s.AIRFLOW_NAMESPACE]},
+                     "endpoints": [{"port": STATSD_SCRAPE_PORT_NAME, "path": "/metrics", "interval": "30s",
+                                    # statsd_exporter's own labels (pool_name, executor, ...) are the data.
+                                    "honorLabels": True}]}}
+
+
+def dashboard_values() -> dict[str, Any]:
+    """The platform-glue chart's `dashboards` values: templates/dashboards.yaml renders one ConfigMap per
+    dashboards/*.json file, labelled for Grafana's sidecar, in the monitoring namespace."""
+    return {"namespace": k8s.MONITORING_NAMESPACE, "labelKey": DASHBOARD_LABEL, "labelValue": DASHBOARD_LABEL_VALUE}
+
+
+class Monitoring(Construct):
+    """The kube-prometheus-stack release. Its namespace and Secrets come from the platform-bootstrap chart (the
+    namespace, and ExternalSecrets added here), so the release depends on that chart's release."""
+
+    def __init__(self, scope: Construct, id_: str, *, props: MonitoringProps, bootstrap: LocalChart,
+                 timeout: int = 900) -> None:
+        super().__init__(scope, id_)
+        self.props = p = props
+        self.grafana_url: str = p.grafana_url
+        for secret, remote, keys in ((GRAFANA_ADMIN_SECRET, k8s.grafana_admin_secret_name(p.secret_prefix),
+                                      GRAFANA_ADMIN_KEYS),
+                                     (ALERT_RECEIVERS_SECRET, k8s.alert_receivers_secret_name(p.secret_prefix),
+                                      (SLACK_WEBHOOK_KEY, PAGERDUTY_ROUTING_KEY))):
+            bootstrap.add_object(k8s.external_secret(
+                name=secret, namespace=k8s.MONITORING_NAMESPACE,
+                data=[{"secretKey": key, "remoteRef": {"key": remote, "property": key}} for key in keys]))
+        values = monitoring_values(p)
+        self.release = Release(
+            self, "release", name=k8s.MONITORING_RELEASE, namespace=k8s.MONITORING_NAMESPACE, repository=REPOSITORY,
+            chart=CHART, version=CHART_VERSION, atomic=True, cleanup_on_fail=True, wait=True,
+            timeout=timeout, values=[json.dumps(values, sort_keys=True)], depends_on=[bootstrap.release])
+        self.release.override_logical_id(CHART)     # `helm_release.kube-prometheus-stack`: a stable plan address
+
+    def add_glue_objects(self, glue: LocalChart, *, airflow_release: str = k8s.AIRFLOW_RELEASE) -> None:
+        """Add the Airflow ServiceMonitor and the Airflow/Vault PrometheusRules to the glue chart (which must
+        depend on self.release: the monitoring.coreos.com CRDs come with it)."""
+        p = self.props
+        glue.add_object(airflow_service_monitor(airflow_release=airflow_release))
+        glue.add_object(prometheus_rule("airflow-alerts", "airflow", airflow_alert_rules(
+            queued_tasks_threshold=p.queued_tasks_threshold, task_failure_ratio=p.task_failure_ratio)))
+        glue.add_object(prometheus_rule("vault-alerts", "vault", vault_alert_rules()))

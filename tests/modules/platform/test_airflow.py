@@ -1,0 +1,209 @@
+"""modules/platform/airflow.py: the Airflow release values and the secrets/certificates it adds to the bootstrap chart."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from modules.platform import kubernetes as k8s
+from modules.platform.airflow import (BROKER_SECRET, KEYS_SECRET, METADATA_SECRET, PGBOUNCER_CONFIG_SECRET, PGBOUNCER_HOST,
+                             PGBOUNCER_TLS_SECRET, RDS_CA_BUNDLE_URL, RDS_CA_SECRET, Airflow, AirflowProps,
+                             AirflowSettings, airflow_values, bootstrap_objects, service_accounts)
+from modules.aws.identity import workloads
+from modules.platform.local_chart import LocalChart, LocalChartProps
+from modules.core.validation import ConfigError
+from tests.conftest import new_stack, synth
+from tests.harness import helm_merge
+
+CHART = Path(__file__).resolve().parents[2] / "data" / "charts" / "airflow"
+BUCKETS = dict(dags_bucket="dags-b", task_logs_bucket="logs-b", plugins_bucket="plugins-b")
+INFRA = dict(prefix="airflow-test", database_host="db.example.internal", database_port=5432, database_name="airflow",
+             database_master_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds-db",
+             cache_endpoint="master.cache.example.internal", cache_port=6379,
+             cache_auth_token_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:token")
+
+
+def values(settings: AirflowSettings | None = None, **extra) -> dict:
+    return airflow_values(settings=settings or AirflowSettings(), domain="data.example.com", region="eu-west-1",
+                          **BUCKETS, **extra)
+
+
+
+
+def schema_errors(generated: dict) -> list[str]:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in jsonschema.Draft7Validator(schema).iter_errors(helm_merge(defaults, generated))]
+
+
+def by_name(objects: list[dict]) -> dict[str, dict]:
+    return {f"{o['kind']}/{o['metadata']['namespace']}/{o['metadata']['name']}": o for o in objects}
+
+
+def test_values_validate_against_the_chart_schema_and_a_broken_value_does_not():
+    assert schema_errors(values()) == []
+    broken = values()
+    broken["scheduler"]["replicaz"] = 2
+    assert any("replicaz" in e for e in schema_errors(broken))
+
+
+def test_executor_brokers_and_chart_databases():
+    v = values()
+    assert v["executor"] == "CeleryExecutor,KubernetesExecutor"
+    assert (v["redis"], v["postgresql"]) == ({"enabled": False}, {"enabled": False})
+    assert v["data"] == {"metadataSecretName": METADATA_SECRET, "brokerUrlSecretName": BROKER_SECRET}
+    assert (v["images"]["airflow"]["tag"], v["airflowVersion"]) == ("3.2.2", "3.2.2")
+
+
+def test_keys_come_from_one_delivered_secret_and_there_is_no_default_user():
+    v = values()
+    assert {v[k] for k in ("fernetKeySecretName", "jwtSecretName", "apiSecretKeySecretName",
+                           "webserverSecretKeySecretName")} == {KEYS_SECRET}
+    assert v["createUserJob"] == {"enabled": False}
+    for key in ("fernetKey", "jwtSecret", "apiSecretKey", "webserverSecretKey"):
+        assert key not in v
+
+
+def test_replicas_and_pdbs_follow_settings():
+    one = values(AirflowSettings(scheduler_replicas=1, api_server_replicas=1, pgbouncer_replicas=1))
+    three = values(AirflowSettings(scheduler_replicas=3, api_server_replicas=3))
+    assert (one["scheduler"]["replicas"], one["scheduler"]["podDisruptionBudget"]["enabled"]) == (1, False)
+    assert one["pgbouncer"]["podDisruptionBudget"]["enabled"] is False
+    for component in ("scheduler", "apiServer"):
+        assert three[component]["replicas"] == 3
+        assert three[component]["podDisruptionBudget"] == {"enabled": True, "config": {"maxUnavailable": 1}}
+
+
+def test_workers_scale_with_keda_are_not_evictable_and_land_on_the_worker_pool():
+    v = values(AirflowSettings(worker_concurrency=12, worker_min_replicas=2, worker_max_replicas=20))
+    assert v["config"]["celery"]["worker_concurrency"] == 12
+    for keda in (v["workers"]["keda"], v["workers"]["celery"]["keda"]):
+        assert (keda["enabled"], keda["minReplicaCount"], keda["maxReplicaCount"], keda["usePgbouncer"]) == (
+            True, 2, 20, False)
+    for pod in (v["workers"]["celery"], v["workers"]["kubernetes"]):
+        assert pod["safeToEvict"] is False and pod["podAnnotations"] == {"karpenter.sh/do-not-disrupt": "true"}
+        assert pod["nodeSelector"] == k8s.WORKER_NODE_LABELS and pod["tolerations"] == k8s.WORKER_TOLERATIONS
+
+
+def test_service_accounts_are_the_ones_identity_associates():
+    v, w = values(), workloads()
+    expected = {"scheduler": "airflow-scheduler", "dagProcessor": "airflow-dag-processor",
+                "triggerer": "airflow-triggerer", "apiServer": "airflow-api-server"}
+    for component, wid in expected.items():
+        assert v[component]["serviceAccount"] == {"create": True, "name": w[wid][1][0]}
+    assert v["workers"]["celery"]["serviceAccount"] == {"create": True, "name": w["airflow-worker"][1][0]}
+    assert v["workers"]["kubernetes"]["serviceAccount"] == {"create": True, "name": w["airflow-task"][1][0]}
+    assert set(service_accounts().values()) == {sas[0] for wid, (_, sas) in w.items() if wid.startswith("airflow-")}
+
+
+def test_remote_logs_bundle_vault_and_base_url():
+    v = values()
+    c = v["config"]
+    assert c["logging"] == {"remote_logging": "True", "remote_base_log_folder": "s3://logs-b/task-logs",
+                            "remote_log_conn_id": "", "delete_local_logs": "True"}
+    assert c["api"]["base_url"] == "https://airflow.data.example.com/"
+    (bundle,) = v["dagProcessor"]["dagBundleConfigList"]
+    assert bundle["classpath"] == "airflow.providers.amazon.aws.bundles.s3.S3DagBundle"
+    assert bundle["kwargs"] == {"bucket_name": "dags-b", "prefix": "", "aws_conn_id": None, "refresh_interval": 300}
+    kwargs = json.loads(c["secrets"]["backend_kwargs"])
+    assert c["secrets"]["backend"] == "airflow.providers.hashicorp.secrets.vault.VaultBackend"
+    assert kwargs == {"auth_type": "kubernetes", "auth_mount_point": "kubernetes", "kubernetes_role": "airflow",
+                      "mount_point": "airflow", "kv_engine_version": 2, "connections_path": "connections",
+                      "variables_path": "variables", "config_path": "config", "url": k8s.VAULT_ADDRESS,
+                      "verify": k8s.AIRFLOW_PLATFORM_CA_FILE}
+
+
+def test_ca_files_are_mounted_and_async_url_comes_from_the_secret():
+    v = values()
+    (volume,) = v["volumes"]
+    sources = {s["secret"]["name"]: s["secret"]["items"][0] for s in volume["projected"]["sources"]}
+    assert sources == {PGBOUNCER_TLS_SECRET: {"key": "ca.crt", "path": "platform-ca.crt"},
+                       RDS_CA_SECRET: {"key": "global-bundle.pem", "path": "rds-global-bundle.pem"}}
+    assert v["volumeMounts"] == [{"name": volume["name"], "mountPath": k8s.AIRFLOW_CERTS_DIR, "readOnly": True}]
+    assert {"name": "PGSSLROOTCERT", "value": k8s.AIRFLOW_PLATFORM_CA_FILE} in v["env"]
+    assert v["secret"] == [{"envName": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", "secretName": METADATA_SECRET,
+                            "secretKey": "async-connection"}]
+
+
+def test_plugins_are_synced_into_every_component_with_its_own_identity():
+    v = values()
+    for pod in (v["scheduler"], v["apiServer"], v["dagProcessor"], v["triggerer"], v["workers"]["celery"],
+                v["workers"]["kubernetes"]):
+        (init,) = pod["extraInitContainers"]
+        assert init["command"][:2] == ["python", "-c"] and init["command"][-2:] == ["plugins-b", "/opt/airflow/plugins"]
+        assert {"name": "plugins", "mountPath": "/opt/airflow/plugins", "readOnly": True} in pod["extraVolumeMounts"]
+        assert not any(e["name"].startswith("AWS_ACCESS") for e in init["env"])
+
+
+def test_extra_env_is_plain_and_cannot_override_owned_settings():
+    v = values(extra_env={"EVENTS_QUEUE_URL": "https://sqs.example/q"})
+    assert {"name": "EVENTS_QUEUE_URL", "value": "https://sqs.example/q"} in v["env"]
+    with pytest.raises(ConfigError, match=r"extra_env='PGSSLROOTCERT' would override"):
+        values(extra_env={"PGSSLROOTCERT": "/tmp/x"})
+    with pytest.raises(ConfigError, match=r"extra_env='1BAD' is not an environment variable name"):
+        values(extra_env={"1BAD": "x"})
+
+
+def test_bootstrap_objects_deliver_secrets_by_reference_with_verified_tls():
+    objs = by_name(bootstrap_objects(settings=AirflowSettings(), **INFRA))
+    meta = objs[f"ExternalSecret/airflow/{METADATA_SECRET}"]["spec"]
+    assert {d["remoteRef"]["key"] for d in meta["data"]} == {INFRA["database_master_secret_arn"]}
+    t = meta["target"]["template"]["data"]
+    assert t["connection"].startswith("postgresql://{{ .username | urlquery }}:{{ .password | urlquery }}@"
+                                      f"{PGBOUNCER_HOST}:6543/airflow-metadata?")
+    assert t["connection"].endswith(f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}")
+    assert t["async-connection"].startswith("postgresql+asyncpg://") and t["async-connection"].endswith(
+        "?ssl=verify-full")
+    assert t["kedaConnection"].endswith(f"sslmode=verify-full&sslrootcert={k8s.KEDA_PLATFORM_CA_FILE}")
+    broker = objs[f"ExternalSecret/airflow/{BROKER_SECRET}"]["spec"]
+    assert broker["data"] == [{"secretKey": "token", "remoteRef": {"key": INFRA["cache_auth_token_secret_arn"]}}]
+    assert broker["target"]["template"]["data"]["connection"] == (
+        "rediss://:{{ .token | urlquery }}@master.cache.example.internal:6379/0?ssl_cert_reqs=required")
+    ini = objs[f"ExternalSecret/airflow/{PGBOUNCER_CONFIG_SECRET}"]["spec"]["target"]["template"]["data"]["pgbouncer.ini"]
+    for line in ("server_tls_sslmode = verify-full", f"server_tls_ca_file = {k8s.AIRFLOW_RDS_CA_FILE}",
+                 "client_tls_sslmode = require", "airflow-metadata = host=db.example.internal port=5432 dbname=airflow"):
+        assert line in ini
+    keys = objs[f"ExternalSecret/airflow/{KEYS_SECRET}"]["spec"]["data"]
+    assert {d["remoteRef"]["key"] for d in keys} == {"airflow-test/airflow/keys"}
+    store = objs["SecretStore/airflow/rds-ca-bundle"]["spec"]["provider"]["webhook"]
+    assert store["url"] == RDS_CA_BUNDLE_URL and RDS_CA_BUNDLE_URL.startswith("https://")
+    tls = objs[f"Certificate/airflow/{PGBOUNCER_TLS_SECRET}"]["spec"]
+    assert PGBOUNCER_HOST in tls["dnsNames"] and tls["issuerRef"]["name"] == k8s.CA_ISSUER
+    assert f"Certificate/{k8s.KEDA_NAMESPACE}/{k8s.KEDA_PLATFORM_CA_SECRET}" in objs
+
+
+def test_construct_adds_objects_to_bootstrap_and_installs_after_it():
+    stack = new_stack()
+    bootstrap = LocalChart(stack, "platform-bootstrap", props=LocalChartProps(chart="platform-glue",
+                                                                              namespace="kube-system"))
+    airflow = Airflow(stack, "airflow", props=AirflowProps(settings=AirflowSettings(), domain="data.example.com",
+                                                            region="eu-west-1", bootstrap=bootstrap, **BUCKETS, **INFRA))
+    res = synth(stack)["resource"]["helm_release"]
+    rel = res["airflow"]
+    assert (rel["chart"], rel["version"], rel["repository"], rel["namespace"], rel["name"]) == (
+        "airflow", "1.21.0", "https://airflow.apache.org", "airflow", "airflow")
+    assert rel["depends_on"] == ["helm_release.platform-bootstrap"]
+    assert json.loads(rel["values"][0]) == airflow.values
+    objects = json.loads(res["platform-bootstrap"]["values"][0])["objects"]
+    assert f"ExternalSecret/airflow/{METADATA_SECRET}" in by_name(objects)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("image_tag", "2.10.5", "is not an Airflow 3.2.x image tag"),
+    ("worker_max_replicas", 0, "is outside 1-500"),
+    ("scheduler_replicas", 0, "is outside 1-10"),
+    ("worker_memory", "4GB", "is not a memory quantity"),
+    ("dag_bundle_prefix", "/dags/", "is not an S3 key prefix"),
+])
+def test_settings_fail_fast_naming_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=rf"airflow\.{field}=.* {message}"):
+        AirflowSettings(**{field: value})
+
+
+def test_worker_max_below_min_is_refused():
+    with pytest.raises(ConfigError, match=r"airflow.worker_max_replicas=2 is below worker_min_replicas=3"):
+        AirflowSettings(worker_min_replicas=3, worker_max_replicas=2)
