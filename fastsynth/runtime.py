@@ -24,7 +24,7 @@
 5. One Node process, not two. jsii's entry point starts the kernel as a child Node process and relays every
    message through itself: two pipe hops and a process wake-up per round trip, ~2,200 round trips per full
    synth. `run_kernel_in_process` starts jsii's own kernel (the same lib/program.js) in the first process
-   through `jsii_kernel.js`, which maps the kernel's API fd onto stdin/stdout and frames console output as
+   through `kernel.js`, which maps the kernel's API fd onto stdin/stdout and frames console output as
    the relay does. The same entry loads a provider's index lazily: @cdktf/provider-aws's lib/index.js
    requires all 2,135 resource modules (~2.4 s of compiling JavaScript before the first resource exists,
    most of any synth's fixed cost); loaded as getters, only the modules the program uses are compiled

@@ -1,6 +1,6 @@
 """The synth speed-ups (fastsynth: fast provider imports, memoized type hints, cached token reads,
 the in-process kernel, pipelined loads, the quick exit, no token creation stacks, deferred binding annotations;
-and `python -O` as `make synth` runs it) change nothing in the output (DESIGN §4): a full synth is byte-identical
+and `python -O` as `make synth` runs it) change nothing in the output (docs/design.md §8): a full synth is byte-identical
 to one on the stock CDKTF Python runtime."""
 from __future__ import annotations
 

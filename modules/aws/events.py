@@ -1,4 +1,4 @@
-"""EventBridge -> SQS for event-driven DAGs (DESIGN §5): the path is event -> rule -> queue -> AssetWatcher -> DAG run.
+"""EventBridge -> SQS for event-driven DAGs (docs/design.md §6): event -> rule -> queue -> AssetWatcher -> DAG run.
 
 Per environment: a custom event bus; a landing bucket (hardened like every bucket, EventBridge notifications on);
 two default rules (objects created in the landing bucket, on the default bus where S3 sends; application events on

@@ -47,7 +47,7 @@ EXTERNAL_SECRETS = ChartPin("https://charts.external-secrets.io", "external-secr
 # upgrades with the controller (Karpenter upgrade guide).
 KARPENTER = ChartPin("oci://public.ecr.aws/karpenter", "karpenter", "1.14.1", WORKLOADS["karpenter"][0])
 KARPENTER_CRD = ChartPin("oci://public.ecr.aws/karpenter", "karpenter-crd", "1.14.1", WORKLOADS["karpenter"][0])
-# KEDA 2.20.2: exactly the chart in ../shared/charts/keda/Chart.yaml (kedacore/charts tag v2.20.2).
+# KEDA 2.20.2: exactly the chart whose Chart.yaml is tests/data/charts/keda/ (kedacore/charts tag v2.20.2).
 KEDA = ChartPin("https://kedacore.github.io/charts", "keda", "2.20.2", k8s.KEDA_NAMESPACE)
 CHARTS = {"cert-manager": CERT_MANAGER, "external-secrets": EXTERNAL_SECRETS, "karpenter-crd": KARPENTER_CRD,
           "karpenter": KARPENTER, "keda": KEDA}

@@ -292,7 +292,7 @@ def bootstrap_objects(*, prefix: str, database_host: str, database_port: int, da
                          query=f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}")
     metadata = k8s.external_secret(name=METADATA_SECRET, namespace=ns, data=master, template={
         "connection": psycopg,
-        # asyncpg rejects sslmode/sslrootcert: ssl=verify-full, and the CA comes from PGSSLROOTCERT (DESIGN §5).
+        # asyncpg rejects sslmode/sslrootcert: ssl=verify-full; the CA comes from PGSSLROOTCERT (docs/design.md §6).
         "async-connection": _libpq_url(scheme="postgresql+asyncpg", query="ssl=verify-full"),
         # KEDA's postgresql scaler runs in the KEDA operator, which mounts the platform CA at KEDA_PLATFORM_CA_FILE.
         "kedaConnection": _libpq_url(scheme="postgresql",

@@ -27,7 +27,7 @@ from .local_chart import LocalChart
 from ..core.validation import require
 
 # https://github.com/prometheus-community/helm-charts/tree/kube-prometheus-stack-88.5.3/charts/kube-prometheus-stack
-# (defaults: /work/shared/charts/kube-prometheus-stack/values.yaml; Grafana subchart 12.11.1 from grafana-community).
+# (defaults: tests/data/charts/kube-prometheus-stack/values.yaml; Grafana subchart 12.11.1 from grafana-community).
 CHART = "kube-prometheus-stack"
 CHART_VERSION = "88.5.3"
 REPOSITORY = "https://prometheus-community.github.io/helm-charts"
