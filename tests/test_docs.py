@@ -27,6 +27,9 @@ DOCS_PAGE = re.compile(r"(?<![\w./-])docs/[\w./-]*?\.md")
 # A section of the design page: `docs/design.md §6`, `[design.md](design.md) §6` (from docs/), `design.md §6`.
 DESIGN_SECTION = re.compile(r"(?<![\w./-])(?:docs/)?design\.md\)?\s*§\s*(\d+)")
 SECTION_HEADING = re.compile(r"^## (\d+)\. ", re.MULTILINE)
+# A source file of this repository named by path (`modules/aws/storage.py`, `tools/emulator.py`, ...).
+SOURCE_PATH = re.compile(r"(?<![\w./-])((?:modules|stacks|tools|environments|benchmarks|fastsynth|tests)/[\w/.-]*?"
+                         r"\.(?:py|js|sh))\b")
 BARE_SECTION = re.compile(r"§\s*(\d+)")
 
 
@@ -45,6 +48,9 @@ def findings(path: str, text: str, *, existing: set[str], sections: set[int]) ->
         for page in DOCS_PAGE.findall(line):
             if page not in existing:
                 problems.append(f"{where}: cites {page}, which does not exist")
+        for source in SOURCE_PATH.findall(line):
+            if source not in existing:
+                problems.append(f"{where}: names {source}, which is not in the repository")
         cited = [int(n) for n in DESIGN_SECTION.findall(line)]
         if path == DESIGN:   # the page's own cross-references (`§7`)
             cited += [int(n) for n in BARE_SECTION.findall(line)]
@@ -85,7 +91,7 @@ def test_design_page_has_numbered_sections():
 def test_tracked_files_cite_only_what_the_repository_has():
     files = tracked_text_files()
     assert DESIGN in files and "README.md" in files
-    existing = {path for path in files if path.startswith("docs/")}
+    existing = set(files)
     sections = design_sections(files[DESIGN])
     problems = [p for path, text in sorted(files.items())
                 for p in findings(path, text, existing=existing, sections=sections)]
@@ -94,7 +100,7 @@ def test_tracked_files_cite_only_what_the_repository_has():
 
 # ---- the checks themselves, on crafted text -----------------------------------------------------------------
 
-EXISTING = {"docs/design.md", "docs/airflow.md"}
+EXISTING = {"docs/design.md", "docs/airflow.md", "modules/aws/storage.py"}
 SECTIONS = {1, 2, 3}
 
 
@@ -106,9 +112,10 @@ SECTIONS = {1, 2, 3}
     "[vault](docs/vault.md)",
     "(docs/design.md §4)",
     "docs/design.md §" + " 9",
+    "S3 buckets (modules/" + "storage.py)",
 ])
 def test_a_violation_is_reported(line):
-    assert findings("modules/x.py", f"ok\n{line}\n", existing=EXISTING, sections=SECTIONS)
+    assert findings("modules/" + "x.py", f"ok\n{line}\n", existing=EXISTING, sections=SECTIONS)
 
 
 def test_the_design_page_own_references_are_checked():
@@ -125,6 +132,7 @@ def test_a_relative_link_from_docs_is_checked_as_the_design_page():
     "(docs/design.md §3) and docs/airflow.md",
     "https://github.com/other/project/blob/main/docs/unrelated.md",
     "see the design (docs/design.md §1)",
+    "S3 buckets (`modules/aws/storage.py`)",
 ])
 def test_valid_citations_pass(line):
     assert not findings("README.md", line, existing=EXISTING, sections=SECTIONS)
