@@ -260,6 +260,8 @@ def test_patched_emulator_answers_like_aws_where_moto_did_not(tools_present, tmp
         subnet = ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock="10.0.0.0/24", Ipv6CidrBlock=ipv6)["Subnet"]
         ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock="10.0.1.0/24")
         (association,) = subnet["Ipv6CidrBlockAssociationSet"]
+        (described,) = ec2.describe_subnets(SubnetIds=[subnet["SubnetId"]])["Subnets"][0]["Ipv6CidrBlockAssociationSet"]
+        assert described["Ipv6CidrBlockState"] == {"State": "associated"}
         for name, value in (("association-id", association["AssociationId"]), ("ipv6-cidr-block", ipv6),
                             ("state", "associated")):
             found = ec2.describe_subnets(Filters=[{"Name": f"ipv6-cidr-block-association.{name}", "Values": [value]}])
@@ -294,6 +296,22 @@ def test_patched_emulator_keeps_elasticache_parameter_groups_and_deletes_subnet_
 
         cache.create_cache_subnet_group(CacheSubnetGroupName="subnets", CacheSubnetGroupDescription="d",
                                         SubnetIds=["subnet-1"])
+        cache.create_cache_parameter_group(CacheParameterGroupName="broker", CacheParameterGroupFamily="redis7",
+                                           Description="broker")
+        cache.create_replication_group(ReplicationGroupId="broker", ReplicationGroupDescription="d", Engine="redis",
+                                       EngineVersion="7.1", CacheNodeType="cache.t4g.micro", NumCacheClusters=1,
+                                       CacheParameterGroupName="broker", CacheSubnetGroupName="subnets",
+                                       SecurityGroupIds=["sg-1"], PreferredMaintenanceWindow="sun:05:00-sun:06:00")
+        members = cache.describe_cache_clusters()["CacheClusters"]
+        assert [m["CacheClusterId"] for m in members] == ["broker-001"]
+        assert {(m["ReplicationGroupId"], m["CacheParameterGroup"]["CacheParameterGroupName"], m["CacheSubnetGroupName"],
+                 m["SecurityGroups"][0]["SecurityGroupId"], m["PreferredMaintenanceWindow"]) for m in members} == {
+            ("broker", "broker", "subnets", "sg-1", "sun:05:00-sun:06:00")}
+        cache.delete_replication_group(ReplicationGroupId="broker")
+        with pytest.raises(botocore.exceptions.ClientError) as deleted:
+            cache.describe_replication_groups(ReplicationGroupId="broker")
+        assert deleted.value.response["Error"]["Code"] == "ReplicationGroupNotFoundFault"
+        assert cache.describe_cache_clusters()["CacheClusters"] == []
         cache.delete_cache_subnet_group(CacheSubnetGroupName="subnets")
         with pytest.raises(botocore.exceptions.ClientError) as gone:
             cache.delete_cache_subnet_group(CacheSubnetGroupName="subnets")
@@ -319,3 +337,14 @@ def test_patched_emulator_accepts_access_logging_that_a_wildcard_bucket_policy_a
             s3.put_bucket_logging(Bucket="data", BucketLoggingStatus={
                 "LoggingEnabled": {"TargetBucket": "logs", "TargetPrefix": "other/"}})
         assert outside.value.response["Error"]["Code"] == "InvalidTargetBucketForLogging"
+
+
+def test_patched_emulator_gives_new_db_instances_the_aws_default_ca(tools_present, tmp_path):
+    import boto3
+
+    with rehearse.moto_server(tmp_path / "moto.log") as endpoint:
+        rds = boto3.client("rds", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="test",
+                           aws_secret_access_key="test")
+        created = rds.create_db_instance(DBInstanceIdentifier="db", Engine="postgres", DBInstanceClass="db.t4g.micro",
+                                         AllocatedStorage=20, MasterUsername="u", MasterUserPassword="password-1")
+        assert created["DBInstance"]["CACertificateIdentifier"] == "rds-ca-rsa2048-g1"

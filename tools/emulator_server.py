@@ -197,6 +197,103 @@ def s3_logging_policy_wildcards() -> None:
     FakeBucket._log_permissions_enabled_policy = staticmethod(enabled_by_policy)
 
 
+@patch
+def ec2_subnet_ipv6_association_state() -> None:
+    """EC2: AWS returns a subnet's IPv6 association state as Ipv6CidrBlockState.State = "associated"; moto 5.2
+    nests the whole state dict there, so the provider waits on "unexpected state '{'State': 'associated'}',
+    wanted target 'associated'". Return the state string."""
+    from moto.ec2.models.subnets import Subnet
+
+    def ipv6_cidr_block_association_set(self) -> list[dict]:
+        return [{"ipv6CidrBlock": a["ipv6CidrBlock"], "associationId": a["associationId"],
+                 "ipv6CidrBlockState": {"state": a["ipv6CidrBlockState"]["State"]}}
+                for a in self.ipv6_cidr_block_associations.values() if a["ipv6CidrBlockState"]["State"] == "associated"]
+
+    Subnet.ipv6_cidr_block_association_set = property(ipv6_cidr_block_association_set)
+
+
+@patch
+def elasticache_replication_group_members() -> None:
+    """ElastiCache: on AWS a replication group's member clusters (<id>-001, ...) are cache clusters that
+    DescribeCacheClusters returns, carrying the group's parameter group, subnet group, security groups, engine
+    version and maintenance window; moto 5.2 lists them but does not create them ("CacheClusterNotFound: Cache
+    cluster airflow-dev-broker-001 not found"), and the provider reads the first one. Also, AWS removes a deleted
+    group (status "deleting", then gone); moto keeps it "deleting" forever, so a destroy waits until interrupted.
+    Create the member clusters with the group, and remove group and members on delete."""
+    from moto.elasticache.models import CacheCluster, ElastiCacheBackend
+
+    class MemberCluster(CacheCluster):
+        """What DescribeCacheClusters shows for a member: the structures moto's CacheCluster lacks."""
+        __module__ = "moto.elasticache.models"        # moto's model registry keys models by their service module
+
+        @property
+        def cache_parameter_group(self) -> dict:
+            return {"CacheParameterGroupName": self.cache_parameter_group_name, "ParameterApplyStatus": "in-sync",
+                    "CacheNodeIdsToReboot": []}
+
+        @property
+        def security_groups(self) -> list[dict]:
+            return [{"SecurityGroupId": sg, "Status": "active"} for sg in self.security_group_ids]
+
+    original_create = ElastiCacheBackend.create_replication_group
+    original_delete = ElastiCacheBackend.delete_replication_group
+
+    def create(self, **kwargs):
+        group = original_create(self, **kwargs)
+        for member in group.member_clusters:
+            cluster = MemberCluster(
+                account_id=self.account_id, region_name=self.region_name, cache_cluster_id=member,
+                cache_node_type=group.cache_node_type, replication_group_id=group.replication_group_id, az_mode="single-az",
+                preferred_availability_zone=None, num_cache_nodes=1, engine=group.engine,
+                engine_version=group.engine_version, cache_parameter_group_name=group.cache_parameter_group_name,
+                cache_subnet_group_name=group.cache_subnet_group_name,
+                transit_encryption_enabled=group.transit_encryption_enabled, network_type=group.network_type,
+                ip_discovery=group.ip_discovery, snapshot_name=None,
+                preferred_maintenance_window=group.preferred_maintenance_window, port=kwargs.get("port"),
+                notification_topic_arn=group.notification_topic_arn,
+                auto_minor_version_upgrade=group.auto_minor_version_upgrade,
+                snapshot_retention_limit=kwargs.get("snapshot_retention_limit"), snapshot_window=None,
+                auth_token=kwargs.get("auth_token"), outpost_mode=None, preferred_outpost_arn=None,
+                preferred_availability_zones=None, cache_security_group_names=None,
+                security_group_ids=list(group.security_group_ids or []), tags=None, snapshot_arns=None,
+                preferred_outpost_arns=None, log_delivery_configurations=[], cache_node_ids_to_remove=None,
+                cache_node_ids_to_reboot=None)
+            cluster.at_rest_encryption_enabled = group.at_rest_encryption_enabled
+            cluster.replication_group_id = group.replication_group_id    # (moto sets it for engine "redis" only)
+            self.cache_clusters[member] = cluster
+        return group
+
+    def delete(self, replication_group_id, retain_primary_cluster):
+        group = original_delete(self, replication_group_id, retain_primary_cluster)
+        self.replication_groups.pop(replication_group_id, None)
+        for member_id, cluster in list(self.cache_clusters.items()):
+            if getattr(cluster, "replication_group_id", None) == replication_group_id:
+                del self.cache_clusters[member_id]
+        return group
+
+    ElastiCacheBackend.create_replication_group = create
+    ElastiCacheBackend.delete_replication_group = delete
+
+
+@patch
+def rds_default_ca_certificate() -> None:
+    """RDS: a DB instance created without CACertificateIdentifier gets AWS's default CA, rds-ca-rsa2048-g1
+    (RDS User Guide, "Using SSL/TLS": the default for new DB instances since 2024); moto 5.2 answers
+    "rds-ca-default", a CA that does not exist. The provider then calls ModifyDBInstance right after the create to
+    set the CA the configuration names and waits for the instance a second time, a wait that never happens on AWS.
+    Give new instances AWS's default."""
+    from moto.rds.models import DBInstance
+
+    original_init = DBInstance.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        if self.ca_certificate_identifier == "rds-ca-default":
+            self.ca_certificate_identifier = "rds-ca-rsa2048-g1"
+
+    DBInstance.__init__ = init
+
+
 def apply_patches() -> list[str]:
     """Apply every patch; returns their names (what the server log prints at start-up)."""
     for func in PATCHES:
@@ -211,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # AWS managed policies exist in every account; role policy attachments to them must work as on AWS.
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    # ACM issues a DNS-validated certificate once its validation record resolves, which the stack creates in the
+    # same apply; moto instead holds every certificate PENDING_VALIDATION for 60 s of wall time (a setting of the
+    # emulator, not of AWS) and aws_acm_certificate_validation waits it out. Issue on the first look.
+    os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "0")
     names = apply_patches()
     print(f"emulator_server: moto with {len(names)} patches: {', '.join(names) or '-'}", flush=True)
     from moto.server import main as moto_main
