@@ -7,6 +7,7 @@ terraform, the mirror or moto they skip locally and fail on CI (CI=true), like t
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import urllib.error
@@ -348,3 +349,115 @@ def test_patched_emulator_gives_new_db_instances_the_aws_default_ca(tools_presen
         created = rds.create_db_instance(DBInstanceIdentifier="db", Engine="postgres", DBInstanceClass="db.t4g.micro",
                                          AllocatedStorage=20, MasterUsername="u", MasterUserPassword="password-1")
         assert created["DBInstance"]["CACertificateIdentifier"] == "rds-ca-rsa2048-g1"
+
+
+# ---- progress, the second plan and the destroy report (no emulator needed) ----------------------------
+
+def test_progress_line_counts_planned_done_and_failed_resources():
+    progress = rehearse.Progress(phase="apply")
+    for line in APPLY:
+        progress.observe(json.loads(line)) if line.startswith("{") else None
+    assert progress.line(96.4) == "apply: 1/4 done, 2 failed, 96s"
+    assert rehearse.format_progress("destroy", done=3, total=0, failed=0, seconds=5) == "destroy: 3 done, 5s"
+
+
+def test_progress_of_a_plan_counts_refreshed_resources_out_of_the_state():
+    progress = rehearse.Progress(phase="plan", refresh=True, total=282)
+    for _ in range(143):
+        progress.observe({"type": "refresh_complete", "hook": {"resource": _resource(KEY)}})
+    progress.observe({"type": "planned_change", "change": {"resource": _resource(KEY), "action": "update"}})
+    assert progress.line(12) == "plan: 143/282 refreshed, 12s"
+
+
+def test_streaming_run_prints_progress_while_terraform_is_quiet(tmp_path, monkeypatch):
+    """A fake apply that plans two resources, finishes one, then is silent: progress lines keep coming."""
+    fake = tmp_path / "bin" / "terraform"
+    fake.parent.mkdir()
+    events = [_event("planned_change", KEY), _event("planned_change", LOGGING), _event("apply_start", KEY),
+              _event("apply_complete", KEY)]
+    fake.write_text("#!/bin/sh\n" + "".join(f"echo '{e}'\n" for e in events) + "sleep 2.5\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(rehearse, "PROGRESS_EVERY", 1.0)
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+    out = (tmp_path / "progress.txt").open("w+")
+    rehearse.terraform_streaming(["apply"], cwd=tmp_path, env=env, timeout=60, stall_timeout=30, gap_timeout=30,
+                                 progress=rehearse.Progress(phase="apply"), progress_out=out)
+    out.seek(0)
+    lines = out.read().splitlines()
+    assert len(lines) >= 3 and all(re.fullmatch(r"apply: \d/2 done, \d+s", line) for line in lines)
+    assert lines[-1].startswith("apply: 1/2 done, ")
+
+
+def _change(address: str, actions: list[str], before: dict | None, after: dict | None, unknown: dict | None = None) -> dict:
+    return {"address": address, "mode": "managed", "type": address.split(".")[0], "name": address.split(".")[1],
+            "change": {"actions": actions, "before": before, "after": after, "after_unknown": unknown or {}}}
+
+
+SECOND_PLAN = {"resource_changes": [
+    _change("aws_sqs_queue.q", ["no-op"], {"name": "q"}, {"name": "q"}),
+    _change("aws_s3_bucket_policy.p", ["update"], {"bucket": "b", "policy": '{"a":1}'}, {"bucket": "b", "policy": '{"a": 1}'}),
+    _change("aws_eks_addon.cni", ["create"], None, {"addon_name": "vpc-cni"}, {"arn": True}),
+    _change("aws_eks_node_group.system", ["create"], None, {"node_group_name": "system"}, {"arn": True}),
+    _change("aws_security_group.sg", ["delete", "create"], {"name": "a", "tags": {}}, {"name": "a", "tags": {"x": "1"}},
+            {"id": True}),
+    {"address": "data.aws_iam_policy_document.d", "mode": "data", "type": "aws_iam_policy_document",
+     "change": {"actions": ["read"], "before": None, "after": {}}},
+]}
+
+
+def test_second_plan_changes_are_read_with_the_attributes_that_differ():
+    changes = rehearse.planned_changes(SECOND_PLAN)
+    assert [(c.address, c.actions, c.attributes) for c in changes] == [
+        ("aws_eks_addon.cni", ("create",), ()),
+        ("aws_eks_node_group.system", ("create",), ()),
+        ("aws_s3_bucket_policy.p", ("update",), ("policy",)),
+        ("aws_security_group.sg", ("delete", "create"), ("id", "tags")),
+    ]
+
+
+def test_second_plan_excuses_only_known_gaps_and_what_they_blocked():
+    check = rehearse.PlanCheck(changes=rehearse.planned_changes(SECOND_PLAN),
+                               blocked={"aws_eks_node_group.system": "a dependency is a known emulator gap"})
+    assert [c.address for c in check.known] == ["aws_eks_addon.cni", "aws_eks_node_group.system"]
+    assert [c.address for c in check.unexpected] == ["aws_s3_bucket_policy.p", "aws_security_group.sg"]
+    assert check.why_expected(check.changes[0]).startswith("moto: HTTP 404 (moto has no route for EKS CreateAddon)")
+    assert not check.ok
+    text = rehearse.render_second_plan(check)
+    assert text.splitlines()[0].endswith("4 changes, 2 explained by known emulator gaps, 2 UNEXPECTED (perpetual diffs)")
+    assert "  aws_s3_bucket_policy.p: update [policy]\n      UNEXPECTED" in text
+
+
+def test_attribute_scoped_gap_excuses_an_update_of_those_attributes_only(monkeypatch):
+    gap = rehearse.EmulatorGap(moto_says="moto does not store X", aws_does="AWS stores X", attributes=("x",))
+    monkeypatch.setitem(rehearse.KNOWN_EMULATOR_GAPS, "aws_thing", gap)
+    only_x = rehearse.PlannedChange(address="aws_thing.a", type="aws_thing", actions=("update",), attributes=("x",))
+    x_and_y = rehearse.PlannedChange(address="aws_thing.a", type="aws_thing", actions=("update",), attributes=("x", "y"))
+    replace = rehearse.PlannedChange(address="aws_thing.a", type="aws_thing", actions=("delete", "create"),
+                                     attributes=("x",))
+    assert (only_x.gap, x_and_y.gap, replace.gap) == (gap, None, None)
+    assert not rehearse.Failure(address="aws_thing.a", type="aws_thing", reason="boom").known_gap
+
+
+def test_a_plan_without_changes_is_ok_and_says_so():
+    check = rehearse.PlanCheck(changes=rehearse.planned_changes({"resource_changes": []}), seconds=31)
+    assert check.ok and rehearse.render_second_plan(check) == (
+        "second plan (with refresh, as the next PR's plan) in 31s: no changes")
+
+
+def test_an_error_naming_a_resource_that_never_started_is_reported_not_dropped():
+    """How `destroy: 0/0 resources` came out without a reason: the refresh of one resource failed."""
+    group = "aws_elasticache_replication_group.cache_replication-group_FA5C54CF"
+    lines = [_diagnostic(group, "reading ElastiCache Replication Group (b): CacheClusterNotFound")]
+    result = rehearse.parse_apply_events(lines, actions=rehearse.DESTROY_ACTIONS)
+    assert (result.planned, result.failures) == ({}, [])
+    assert result.errors == [f"{group}: reading ElastiCache Replication Group (b): CacheClusterNotFound"]
+
+
+def test_left_behind_resources_are_grouped_by_reason_and_tagged():
+    destroyed = rehearse.ApplyResult()
+    left = {"aws_eks_addon.cni": "deleting EKS Add-On: 404", "aws_vpc.main": "deleting VPC: DependencyViolation"}
+    text = rehearse.render(rehearse.ApplyResult(), destroyed=destroyed, left_behind=left)
+    assert ("left behind after destroy: 2\n  because: deleting EKS Add-On: 404\n    aws_eks_addon.cni [known emulator gap]\n"
+            "  because: deleting VPC: DependencyViolation\n    aws_vpc.main [UNEXPECTED]") in text
+    assert "left behind after destroy: nothing (the state is empty)" in rehearse.render(
+        rehearse.ApplyResult(), destroyed=destroyed, left_behind={})
