@@ -461,3 +461,79 @@ def test_left_behind_resources_are_grouped_by_reason_and_tagged():
             "  because: deleting VPC: DependencyViolation\n    aws_vpc.main [UNEXPECTED]") in text
     assert "left behind after destroy: nothing (the state is empty)" in rehearse.render(
         rehearse.ApplyResult(), destroyed=destroyed, left_behind={})
+
+
+def test_patched_emulator_reads_back_what_aws_stores(tools_present, tmp_path):
+    """Attributes moto 5.2 dropped or reshaped, each a change on every second plan (see tools/emulator_server)."""
+    import boto3
+
+    with rehearse.moto_server(tmp_path / "moto.log") as endpoint:
+        keys = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
+        sqs = boto3.client("sqs", **keys)
+        dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
+            "Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": dlq_arn}]})
+        sqs.set_queue_attributes(QueueUrl=dlq, Attributes={"Policy": policy})
+        sqs.set_queue_attributes(QueueUrl=dlq, Attributes={"RedriveAllowPolicy": '{"redrivePermission":"allowAll"}'})
+        sqs.set_queue_attributes(QueueUrl=dlq, Attributes={"RedriveAllowPolicy": ""})
+        kept = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["All"])["Attributes"]
+        assert json.loads(kept["Policy"]) == json.loads(policy) and "RedriveAllowPolicy" not in kept
+        src = sqs.create_queue(QueueName="src", Attributes={"RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})})["QueueUrl"]
+        redrive = sqs.get_queue_attributes(QueueUrl=src, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"]
+        assert redrive == f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":3}}'
+
+        acm = boto3.client("acm", **keys)
+        arn = acm.request_certificate(DomainName="a.example.com", ValidationMethod="DNS",
+                                      KeyAlgorithm="EC_prime256v1")["CertificateArn"]
+        certificate = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+        assert (certificate["KeyAlgorithm"], certificate["Status"]) == ("EC_prime256v1", "ISSUED")
+
+        rds = boto3.client("rds", **keys)
+        db = rds.create_db_instance(DBInstanceIdentifier="db", Engine="postgres", DBInstanceClass="db.t4g.micro",
+                                    AllocatedStorage=20, MasterUsername="u", MasterUserPassword="password-1",
+                                    EnablePerformanceInsights=True, PerformanceInsightsKMSKeyId="arn:aws:kms:k")
+        read = rds.describe_db_instances(DBInstanceIdentifier="db")["DBInstances"][0]
+        assert (read["PerformanceInsightsEnabled"], read["PerformanceInsightsKMSKeyId"],
+                read["PerformanceInsightsRetentionPeriod"]) == (True, "arn:aws:kms:k", 7)
+        assert db["DBInstance"]["DbiResourceId"] == read["DbiResourceId"]
+        rds.create_db_parameter_group(DBParameterGroupName="pg", DBParameterGroupFamily="postgres16", Description="d")
+        rds.modify_db_parameter_group(DBParameterGroupName="pg", Parameters=[
+            {"ParameterName": "log_connections", "ParameterValue": "1", "ApplyMethod": "immediate"}])
+        (parameter,) = rds.describe_db_parameters(DBParameterGroupName="pg", Source="user")["Parameters"]
+        assert (parameter["ParameterName"], parameter["ParameterValue"], parameter["Source"]) == (
+            "log_connections", "1", "user")
+
+        eks = boto3.client("eks", **keys)
+        eks.create_cluster(name="c", roleArn="arn:aws:iam::123456789012:role/r", resourcesVpcConfig={"subnetIds": []},
+                           accessConfig={"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False})
+        assert eks.describe_cluster(name="c")["cluster"]["accessConfig"] == {"authenticationMode": "API"}
+
+        kms = boto3.client("kms", **keys)
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        kms.enable_key_rotation(KeyId=key, RotationPeriodInDays=180)
+        status = kms.get_key_rotation_status(KeyId=key)
+        assert (status["KeyRotationEnabled"], status["RotationPeriodInDays"]) == (True, 180)
+
+        s3 = boto3.client("s3", **{**keys, "region_name": "us-east-1"})
+        s3.create_bucket(Bucket="landing")
+        s3.put_bucket_notification_configuration(Bucket="landing", NotificationConfiguration={
+            "EventBridgeConfiguration": {}})
+        assert s3.get_bucket_notification_configuration(Bucket="landing")["EventBridgeConfiguration"] == {}
+
+        ec2 = boto3.client("ec2", **keys)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        a, b = (ec2.create_security_group(GroupName=n, Description=n, VpcId=vpc)["GroupId"] for n in ("a", "b"))
+        added = ec2.authorize_security_group_ingress(GroupId=a, IpPermissions=[{
+            "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "UserIdGroupPairs": [{"GroupId": b, "Description": "from b"}]}])
+        rule_id = added["SecurityGroupRules"][0]["SecurityGroupRuleId"]
+        (rule,) = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule_id])["SecurityGroupRules"]
+        assert (rule["Description"], rule["ReferencedGroupInfo"]["GroupId"]) == ("from b", b)
+        ec2.create_launch_template(
+            LaunchTemplateName="nodes", TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "o", "Value": "me"}]}],
+            LaunchTemplateData={"TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "n"}]}]})
+        (version,) = ec2.describe_launch_template_versions(LaunchTemplateName="nodes")["LaunchTemplateVersions"]
+        assert [t["ResourceType"] for t in version["LaunchTemplateData"]["TagSpecifications"]] == ["instance"]
+        (template,) = ec2.describe_launch_templates(LaunchTemplateNames=["nodes"])["LaunchTemplates"]
+        assert template["Tags"] == [{"Key": "o", "Value": "me"}]
