@@ -25,7 +25,7 @@ from . import iam, validation
 class BucketProps:
     name: str
     kms_key_arn: str
-    access_log_bucket: str | None = None        # bucket id receiving server access logs; None only for log buckets
+    access_log_bucket: str | None = None        # an AccessLogBucket.delivery_target; None only for log buckets
     noncurrent_version_expiration_days: int = 90
     expiration_days: int | None = None          # expire current objects (logs); None keeps them
     prevent_destroy: bool = False
@@ -63,8 +63,9 @@ class _HardenedBucket(Construct):
         statements = [iam.deny_insecure_transport([self.arn, f"{self.arn}/*"]),
                       *[self._expand(s) for s in props.policy_statements]]
         # After the public access block: S3 rejects policies while the block is being changed.
-        s3_bucket_policy.S3BucketPolicy(self, "policy", bucket=bucket, policy=iam.policy_document(*statements),
-                                        depends_on=[self._public_access_block])
+        self.policy = s3_bucket_policy.S3BucketPolicy(self, "policy", bucket=bucket,
+                                                      policy=iam.policy_document(*statements),
+                                                      depends_on=[self._public_access_block])
         expiration = lifecycle.S3BucketLifecycleConfigurationRuleExpiration(days=props.expiration_days) \
             if props.expiration_days else None
         lifecycle.S3BucketLifecycleConfiguration(self, "lifecycle", bucket=bucket, rule=[
@@ -119,6 +120,10 @@ class AccessLogBucket(_HardenedBucket):
         super().__init__(scope, id_, props=props, sse_rule=sse.S3BucketServerSideEncryptionConfigurationRuleA(
             apply_server_side_encryption_by_default=sse.S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
                 sse_algorithm="AES256")))
+        # S3 refuses to enable server access logging into a bucket whose policy does not yet admit
+        # logging.s3.amazonaws.com (InvalidTargetBucketForLogging). Logging sources name this target: the
+        # policy's bucket, the same id, so Terraform enables their logging only after the policy exists.
+        self.delivery_target: str = self.policy.bucket
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,7 +165,7 @@ class AirflowBuckets(Construct):
 
         def bucket(purpose: str, **extra: Any) -> SecureBucket:
             return SecureBucket(self, purpose, props=BucketProps(
-                name=names[purpose], kms_key_arn=self.key.arn, access_log_bucket=self.access_logs.bucket_id,
+                name=names[purpose], kms_key_arn=self.key.arn, access_log_bucket=self.access_logs.delivery_target,
                 prevent_destroy=props.prevent_destroy, **extra))
 
         self.dags = bucket("dags")

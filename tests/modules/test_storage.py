@@ -63,3 +63,14 @@ def test_access_log_bucket_admits_only_s3_log_delivery_for_this_account(stack):
 def test_invalid_bucket_names_are_refused(name):
     with pytest.raises(ConfigError, match=r"name=.* is not a valid S3 bucket name; fix: use 3-63 lowercase"):
         BucketProps(name=name, kms_key_arn=KEY)
+
+
+def test_access_logging_is_enabled_only_after_the_log_bucket_policy_admits_s3_log_delivery(stack):
+    """S3 refuses logging into a bucket whose policy does not yet admit logging.s3.amazonaws.com: the source's
+    logging names the log bucket through its policy, so Terraform orders policy before logging."""
+    logs = AccessLogBucket(stack, "access-logs", name="af-access-logs", account_id="123456789012", expiration_days=365)
+    SecureBucket(stack, "data", props=BucketProps(name="af-data", kms_key_arn=KEY, access_log_bucket=logs.delivery_target))
+    res = synth(stack)["resource"]
+    (policy_name,) = [name for name, p in res["aws_s3_bucket_policy"].items() if "LogDelivery" in p["policy"]]
+    (logging,) = res["aws_s3_bucket_logging"].values()
+    assert logging["target_bucket"] == f"${{aws_s3_bucket_policy.{policy_name}.bucket}}"
