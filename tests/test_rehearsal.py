@@ -158,31 +158,33 @@ def _diagnostic(addr: str, summary: str) -> str:
                        "diagnostic": {"severity": "error", "summary": summary, "detail": "", "address": addr}})
 
 
-KEY, LOGGING = "aws_kms_key.logs-key_44F95A88", "aws_s3_bucket_logging.storage_dags_access-logging_9BFB286E"
-PARAMS, GROUP = "aws_elasticache_parameter_group.cache_pg_1", "aws_elasticache_replication_group.cache_rg_2"
+KEY = "aws_kms_key.logs-key_44F95A88"
+ASSOCIATION = "aws_eks_pod_identity_association.identities_vault_association-vault_3235D2D1"
+ADDON, NODES = "aws_eks_addon.cluster_addon-vpc-cni_8A806FD6", "aws_eks_node_group.cluster_system-node-group_B19083A7"
 APPLY = [
     json.dumps({"type": "version", "terraform": "1.11.4"}),
-    *(_event("planned_change", a) for a in (KEY, LOGGING, PARAMS, GROUP)),
-    *(_event("apply_start", a) for a in (KEY, LOGGING, PARAMS)),
+    *(_event("planned_change", a) for a in (KEY, ASSOCIATION, ADDON, NODES)),
+    *(_event("apply_start", a) for a in (KEY, ASSOCIATION, ADDON)),
     _event("apply_complete", KEY),
-    _event("apply_errored", LOGGING),
-    _diagnostic(LOGGING, "creating S3 Bucket (x) Logging: api error InvalidTargetBucketForLogging: You must ..."),
-    _event("apply_errored", PARAMS),
-    _diagnostic(PARAMS, "creating ElastiCache Parameter Group (p): request canceled, context canceled"),
+    _event("apply_errored", ASSOCIATION),
+    _diagnostic(ASSOCIATION, "creating AWS EKS (Elastic Kubernetes) Pod Identity Association (<unknown>): operation error "
+                             "EKS: CreatePodIdentityAssociation, https response error StatusCode: 404"),
+    _event("apply_errored", ADDON),
+    _diagnostic(ADDON, "creating EKS Add-On (airflow-dev:vpc-cni): request canceled, context canceled"),
     _diagnostic(None, "execution halted"),
     "not json: ignored",
 ]
 
 
 def test_apply_events_give_applied_failed_with_reason_and_blocked():
-    result = rehearse.parse_apply_events(APPLY, stalled={PARAMS})
+    result = rehearse.parse_apply_events(APPLY, stalled={ADDON})
     assert result.applied == {KEY: "aws_kms_key"} and result.applied_by_type() == {"aws_kms_key": 1}
-    assert result.planned_by_type()["aws_elasticache_replication_group"] == 1
-    params, logging = result.failures                       # sorted by address
-    assert (logging.address, logging.known_gap) == (LOGGING, True)
-    assert "InvalidTargetBucketForLogging" in logging.reason
-    assert params.reason.startswith("stalled: still in progress when the rehearsal interrupted terraform (")
-    assert result.not_attempted == [GROUP] and result.unexpected_failures == []
+    assert result.planned_by_type()["aws_eks_node_group"] == 1
+    addon, association = result.failures                    # sorted by address
+    assert (association.address, association.known_gap) == (ASSOCIATION, True)
+    assert "CreatePodIdentityAssociation, https response error StatusCode: 404" in association.reason
+    assert addon.reason.startswith("stalled: still in progress when the rehearsal interrupted terraform (")
+    assert result.not_attempted == [NODES] and result.unexpected_failures == []
 
 
 def test_failure_of_a_type_outside_the_known_gaps_is_unexpected():
@@ -194,14 +196,14 @@ def test_failure_of_a_type_outside_the_known_gaps_is_unexpected():
 
 
 def test_resource_still_in_flight_at_the_interrupt_without_an_error_is_reported_stalled():
-    lines = [_event("planned_change", PARAMS), _event("apply_start", PARAMS)]
-    (failure,) = rehearse.parse_apply_events(lines, stalled={PARAMS}).failures
-    assert (failure.type, failure.known_gap) == ("aws_elasticache_parameter_group", True)
+    lines = [_event("planned_change", ADDON), _event("apply_start", ADDON)]
+    (failure,) = rehearse.parse_apply_events(lines, stalled={ADDON}).failures
+    assert (failure.type, failure.known_gap) == ("aws_eks_addon", True)
     assert failure.reason == "stalled: still in progress when the rehearsal interrupted terraform"
 
 
 def test_rendered_rehearsal_lists_counts_per_type_and_failure_reasons():
-    result = rehearse.parse_apply_events(APPLY, stalled={PARAMS})
+    result = rehearse.parse_apply_events(APPLY, stalled={ADDON})
     destroyed = rehearse.parse_apply_events(
         [json.dumps({"type": "planned_change", "change": {"resource": _resource(KEY), "action": "delete"}}),
          json.dumps({"type": "apply_complete", "hook": {"resource": _resource(KEY), "action": "delete"}})],
@@ -209,16 +211,16 @@ def test_rendered_rehearsal_lists_counts_per_type_and_failure_reasons():
     destroyed.seconds = 12.0
     text = rehearse.render(result, destroyed=destroyed,
                            gaps_seen=["The create_cache_parameter_group action has not been implemented"])
-    assert f"{'aws_kms_key':<48} {1:>7} / 1" in text and f"{'aws_s3_bucket_logging':<48} {0:>7} / 1" in text
-    assert f"  {LOGGING} [known emulator gap]" in text and f"  {GROUP}" in text and "destroy: 1/1 resources in 12s" in text
+    assert f"{'aws_kms_key':<48} {1:>7} / 1" in text and f"{'aws_eks_pod_identity_association':<48} {0:>7} / 1" in text
+    assert f"  {ASSOCIATION} [known emulator gap]" in text and f"  {NODES}" in text and "destroy: 1/1 resources in 12s" in text
 
 
 def test_streaming_run_interrupts_a_terraform_stuck_on_a_known_gap(tmp_path):
-    """A fake `terraform` that starts a parameter group and never finishes it until SIGINT: bounded, reported."""
+    """A fake `terraform` that starts an EKS add-on and never finishes it until SIGINT: bounded, reported."""
     fake = tmp_path / "bin" / "terraform"
     fake.parent.mkdir()
-    start, errored = _event("apply_start", PARAMS), _event("apply_errored", PARAMS)
-    cancel = _diagnostic(PARAMS, "creating ElastiCache Parameter Group: request canceled, context canceled")
+    start, errored = _event("apply_start", ADDON), _event("apply_errored", ADDON)
+    cancel = _diagnostic(ADDON, "creating EKS Add-On: request canceled, context canceled")
     fake.write_text("#!/bin/sh\n"
                     f"on_int() {{ echo '{errored}'; echo '{cancel}'; exit 1; }}\ntrap on_int INT\n"
                     f"echo '{start}'\n"
@@ -227,11 +229,11 @@ def test_streaming_run_interrupts_a_terraform_stuck_on_a_known_gap(tmp_path):
     env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
     output, stalled, interrupted = rehearse.terraform_streaming(
         ["apply"], cwd=tmp_path, env=env, timeout=60, stall_timeout=30, gap_timeout=1)
-    assert (stalled, interrupted) == ({PARAMS}, True)
+    assert (stalled, interrupted) == ({ADDON}, True)
     (failure,) = rehearse.parse_apply_events(output, stalled=stalled).failures
     assert failure.known_gap and failure.reason == (
         "stalled: still in progress when the rehearsal interrupted terraform "
-        "(creating ElastiCache Parameter Group: request canceled, context canceled)")
+        "(creating EKS Add-On: request canceled, context canceled)")
 
 
 def test_moto_command_serves_the_patched_emulator_on_the_given_host_and_port():
@@ -373,7 +375,7 @@ def test_streaming_run_prints_progress_while_terraform_is_quiet(tmp_path, monkey
     """A fake apply that plans two resources, finishes one, then is silent: progress lines keep coming."""
     fake = tmp_path / "bin" / "terraform"
     fake.parent.mkdir()
-    events = [_event("planned_change", KEY), _event("planned_change", LOGGING), _event("apply_start", KEY),
+    events = [_event("planned_change", KEY), _event("planned_change", ASSOCIATION), _event("apply_start", KEY),
               _event("apply_complete", KEY)]
     fake.write_text("#!/bin/sh\n" + "".join(f"echo '{e}'\n" for e in events) + "sleep 2.5\n")
     fake.chmod(0o755)
@@ -420,7 +422,7 @@ def test_second_plan_excuses_only_known_gaps_and_what_they_blocked():
                                blocked={"aws_eks_node_group.system": "a dependency is a known emulator gap"})
     assert [c.address for c in check.known] == ["aws_eks_addon.cni", "aws_eks_node_group.system"]
     assert [c.address for c in check.unexpected] == ["aws_s3_bucket_policy.p", "aws_security_group.sg"]
-    assert check.why_expected(check.changes[0]).startswith("moto: HTTP 404 (moto has no route for EKS CreateAddon)")
+    assert check.why_expected(check.changes[0]).startswith("moto: 404 Not Found: The requested URL was not found")
     assert not check.ok
     text = rehearse.render_second_plan(check)
     assert text.splitlines()[0].endswith("4 changes, 2 explained by known emulator gaps, 2 UNEXPECTED (perpetual diffs)")
@@ -537,3 +539,36 @@ def test_patched_emulator_reads_back_what_aws_stores(tools_present, tmp_path):
         assert [t["ResourceType"] for t in version["LaunchTemplateData"]["TagSpecifications"]] == ["instance"]
         (template,) = ec2.describe_launch_templates(LaunchTemplateNames=["nodes"])["LaunchTemplates"]
         assert template["Tags"] == [{"Key": "o", "Value": "me"}]
+
+
+def test_buckets_are_emptied_of_every_version_before_destroy(tools_present, tmp_path):
+    import boto3
+
+    with rehearse.moto_server(tmp_path / "moto.log") as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
+                          aws_secret_access_key="test")
+        for name in ("logs-bucket", "empty-bucket"):
+            s3.create_bucket(Bucket=name)
+        s3.put_bucket_versioning(Bucket="logs-bucket", VersioningConfiguration={"Status": "Enabled"})
+        for body in (b"1", b"2"):
+            s3.put_object(Bucket="logs-bucket", Key="s3/a.log", Body=body)
+        s3.delete_object(Bucket="logs-bucket", Key="s3/a.log")            # a delete marker on top
+        doc = {"resource": {"aws_s3_bucket": {"logs": {"bucket": "logs-bucket"}, "empty": {"bucket": "empty-bucket"},
+                                              "computed": {"bucket": "${var.name}"}}}}
+        assert rehearse.empty_buckets(endpoint, doc) == ["logs-bucket: 3 objects"]
+        left = s3.list_object_versions(Bucket="logs-bucket")
+        assert left.get("Versions", []) == [] and left.get("DeleteMarkers", []) == []
+        s3.delete_bucket(Bucket="logs-bucket")                            # what the destroy then does
+
+
+def test_a_failed_delete_whose_error_names_no_resource_gets_that_error_as_its_reason():
+    bucket = "aws_s3_bucket.storage_access-logs_bucket_1F0A0A1E"
+    deleted = {"type": "planned_change", "change": {"resource": _resource(bucket), "action": "delete"}}
+    errored = {"type": "apply_errored", "hook": {"resource": _resource(bucket), "action": "delete"}}
+    unnamed = {"type": "diagnostic", "diagnostic": {"severity": "error", "summary": "deleting S3 Bucket (logs): "
+                                                    "api error BucketNotEmpty: The bucket you tried to delete is not empty"}}
+    result = rehearse.parse_apply_events([json.dumps(e) for e in (deleted, errored, unnamed)],
+                                         actions=rehearse.DESTROY_ACTIONS)
+    (failure,) = result.failures
+    assert (failure.address, result.errors) == (bucket, [])
+    assert failure.reason.endswith("BucketNotEmpty: The bucket you tried to delete is not empty")
