@@ -23,6 +23,9 @@ def aws_provider(stack: TerraformStack, *, region: str, account_id: str, emulato
     if emulator is None:
         AwsProvider(stack, "aws", region=region, allowed_account_ids=[account_id])
         return
+    # The account id is asked of the emulator (STS GetCallerIdentity), as on AWS: without it the provider cannot
+    # tell a same-account security group reference from another account's and reads every rule back as
+    # "<account>/sg-...", a change on every plan that AWS would never show.
     AwsProvider(stack, "aws", region=region, access_key="test", secret_key="test", skip_credentials_validation=True,
-                skip_requesting_account_id=True, skip_metadata_api_check="true", s3_use_path_style=True,
+                skip_metadata_api_check="true", s3_use_path_style=True,
                 endpoints=[AwsProviderEndpoints(**{service: emulator.endpoint for service in EMULATED_SERVICES})])

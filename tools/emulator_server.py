@@ -30,7 +30,41 @@ def sqs_redrive_allow_policy() -> None:
 
     if "RedriveAllowPolicy" not in Queue.BASE_ATTRIBUTES:
         Queue.BASE_ATTRIBUTES.append("RedriveAllowPolicy")
-    Queue.redrive_allow_policy = None          # a queue without one returns none, as on AWS
+    # Setting it to "" removes it on AWS (GetQueueAttributes returns none), which is how the provider deletes
+    # aws_sqs_queue_redrive_allow_policy and then waits for it to be gone.
+    Queue.redrive_allow_policy = property(lambda self: self.__dict__.get("_redrive_allow_policy") or None,
+                                          lambda self, value: self.__dict__.__setitem__("_redrive_allow_policy", value))
+
+
+@patch
+def sqs_attributes_kept_and_compact() -> None:
+    """SQS: on AWS, SetQueueAttributes changes only the attributes it names, and RedrivePolicy reads back as compact
+    JSON ({"deadLetterTargetArn":"...","maxReceiveCount":3}). moto 5.2 resets Policy to none whenever any other
+    attribute is set (so a dead-letter queue's aws_sqs_queue_policy vanished once its redrive-allow policy was
+    set) and returns RedrivePolicy with spaces, which the provider, normalizing its configuration to compact JSON,
+    sees as a change on every plan. Keep Policy unless named; return compact JSON."""
+    import json
+
+    from moto.sqs.models import Queue
+
+    original_set = Queue._set_attributes
+
+    def set_attributes(self, attributes, now=None):
+        kept = self.__dict__.get("_policy_json")
+        original_set(self, attributes, now)
+        if "Policy" not in attributes and kept is not None:
+            self._policy_json = kept
+
+    original_attributes = Queue.attributes.fget
+
+    def attributes(self):
+        result = original_attributes(self)
+        if self.redrive_policy:
+            result["RedrivePolicy"] = json.dumps(self.redrive_policy, separators=(",", ":"))
+        return result
+
+    Queue._set_attributes = set_attributes
+    Queue.attributes = property(attributes)
 
 
 @patch
@@ -197,6 +231,281 @@ def s3_logging_policy_wildcards() -> None:
     FakeBucket._log_permissions_enabled_policy = staticmethod(enabled_by_policy)
 
 
+@patch
+def ec2_subnet_ipv6_association_state() -> None:
+    """EC2: AWS returns a subnet's IPv6 association state as Ipv6CidrBlockState.State = "associated"; moto 5.2
+    nests the whole state dict there, so the provider waits on "unexpected state '{'State': 'associated'}',
+    wanted target 'associated'". Return the state string."""
+    from moto.ec2.models.subnets import Subnet
+
+    def ipv6_cidr_block_association_set(self) -> list[dict]:
+        return [{"ipv6CidrBlock": a["ipv6CidrBlock"], "associationId": a["associationId"],
+                 "ipv6CidrBlockState": {"state": a["ipv6CidrBlockState"]["State"]}}
+                for a in self.ipv6_cidr_block_associations.values() if a["ipv6CidrBlockState"]["State"] == "associated"]
+
+    Subnet.ipv6_cidr_block_association_set = property(ipv6_cidr_block_association_set)
+
+
+@patch
+def elasticache_replication_group_members() -> None:
+    """ElastiCache: on AWS a replication group's member clusters (<id>-001, ...) are cache clusters that
+    DescribeCacheClusters returns, carrying the group's parameter group, subnet group, security groups, engine
+    version and maintenance window; moto 5.2 lists them but does not create them ("CacheClusterNotFound: Cache
+    cluster airflow-dev-broker-001 not found"), and the provider reads the first one. Also, AWS removes a deleted
+    group (status "deleting", then gone); moto keeps it "deleting" forever, so a destroy waits until interrupted.
+    Create the member clusters with the group, and remove group and members on delete."""
+    from moto.elasticache.models import CacheCluster, ElastiCacheBackend
+
+    class MemberCluster(CacheCluster):
+        """What DescribeCacheClusters shows for a member: the structures moto's CacheCluster lacks."""
+        __module__ = "moto.elasticache.models"        # moto's model registry keys models by their service module
+
+        @property
+        def cache_parameter_group(self) -> dict:
+            return {"CacheParameterGroupName": self.cache_parameter_group_name, "ParameterApplyStatus": "in-sync",
+                    "CacheNodeIdsToReboot": []}
+
+        @property
+        def security_groups(self) -> list[dict]:
+            return [{"SecurityGroupId": sg, "Status": "active"} for sg in self.security_group_ids]
+
+    original_create = ElastiCacheBackend.create_replication_group
+    original_delete = ElastiCacheBackend.delete_replication_group
+
+    def create(self, **kwargs):
+        group = original_create(self, **kwargs)
+        for member in group.member_clusters:
+            cluster = MemberCluster(
+                account_id=self.account_id, region_name=self.region_name, cache_cluster_id=member,
+                cache_node_type=group.cache_node_type, replication_group_id=group.replication_group_id, az_mode="single-az",
+                preferred_availability_zone=None, num_cache_nodes=1, engine=group.engine,
+                engine_version=group.engine_version, cache_parameter_group_name=group.cache_parameter_group_name,
+                cache_subnet_group_name=group.cache_subnet_group_name,
+                transit_encryption_enabled=group.transit_encryption_enabled, network_type=group.network_type,
+                ip_discovery=group.ip_discovery, snapshot_name=None,
+                preferred_maintenance_window=group.preferred_maintenance_window, port=kwargs.get("port"),
+                notification_topic_arn=group.notification_topic_arn,
+                auto_minor_version_upgrade=group.auto_minor_version_upgrade,
+                snapshot_retention_limit=kwargs.get("snapshot_retention_limit"), snapshot_window=None,
+                auth_token=kwargs.get("auth_token"), outpost_mode=None, preferred_outpost_arn=None,
+                preferred_availability_zones=None, cache_security_group_names=None,
+                security_group_ids=list(group.security_group_ids or []), tags=None, snapshot_arns=None,
+                preferred_outpost_arns=None, log_delivery_configurations=[], cache_node_ids_to_remove=None,
+                cache_node_ids_to_reboot=None)
+            cluster.at_rest_encryption_enabled = group.at_rest_encryption_enabled
+            cluster.replication_group_id = group.replication_group_id    # (moto sets it for engine "redis" only)
+            cluster.transit_encryption_mode = group.transit_encryption_mode
+            self.cache_clusters[member] = cluster
+        return group
+
+    def delete(self, replication_group_id, retain_primary_cluster):
+        group = original_delete(self, replication_group_id, retain_primary_cluster)
+        self.replication_groups.pop(replication_group_id, None)
+        for member_id, cluster in list(self.cache_clusters.items()):
+            if getattr(cluster, "replication_group_id", None) == replication_group_id:
+                del self.cache_clusters[member_id]
+        return group
+
+    ElastiCacheBackend.create_replication_group = create
+    ElastiCacheBackend.delete_replication_group = delete
+
+
+@patch
+def rds_default_ca_certificate() -> None:
+    """RDS: a DB instance created without CACertificateIdentifier gets AWS's default CA, rds-ca-rsa2048-g1
+    (RDS User Guide, "Using SSL/TLS": the default for new DB instances since 2024); moto 5.2 answers
+    "rds-ca-default", a CA that does not exist. The provider then calls ModifyDBInstance right after the create to
+    set the CA the configuration names and waits for the instance a second time, a wait that never happens on AWS.
+    Give new instances AWS's default."""
+    from moto.rds.models import DBInstance
+
+    original_init = DBInstance.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        if self.ca_certificate_identifier == "rds-ca-default":
+            self.ca_certificate_identifier = "rds-ca-rsa2048-g1"
+
+    DBInstance.__init__ = init
+
+
+@patch
+def acm_key_algorithm() -> None:
+    """ACM: RequestCertificate honours KeyAlgorithm (e.g. EC_prime256v1) on AWS and DescribeCertificate returns
+    it; moto 5.2 ignores it and always answers RSA_2048, and since key_algorithm forces a new certificate, every
+    plan would replace the certificate, its validation records and the listener's certificate."""
+    from moto.acm.models import CertBundle
+    from moto.acm.responses import AWSCertificateManagerResponse
+
+    original_request = AWSCertificateManagerResponse.request_certificate
+    original_describe = CertBundle.describe
+
+    def request_certificate(self):
+        response = original_request(self)
+        algorithm = self._get_param("KeyAlgorithm")
+        if algorithm:
+            arn = response.result["CertificateArn"]
+            self.acm_backend._certificates[arn].requested_key_algorithm = algorithm
+        return response
+
+    def describe(self):
+        result = original_describe(self)
+        if getattr(self, "requested_key_algorithm", None):
+            result["Certificate"]["KeyAlgorithm"] = self.requested_key_algorithm
+        return result
+
+    AWSCertificateManagerResponse.request_certificate = request_certificate
+    CertBundle.describe = describe
+
+
+@patch
+def rds_performance_insights_and_user_parameters() -> None:
+    """RDS: AWS stores a DB instance's Performance Insights settings (EnablePerformanceInsights, its KMS key and
+    retention) and DescribeDBInstances returns them; moto 5.2 drops them. And DescribeDBParameters on AWS gives
+    every parameter its Source ("user" for the ones a ModifyDBParameterGroup set); moto 5.2 gives none, and the
+    provider skips parameters without a Source, so it reads back no parameters at all. Keep and return both."""
+    from moto.core.responses import ActionResult
+    from moto.rds.exceptions import DBParameterGroupNotFoundError
+    from moto.rds.models import DBInstance
+    from moto.rds.responses import RDSResponse
+
+    original_init = DBInstance.__init__
+    original_update = DBInstance.update
+    fields = {"enable_performance_insights": "performance_insights_enabled",
+              "performance_insights_kms_key_id": "performance_insights_kms_key_id",
+              "performance_insights_retention_period": "performance_insights_retention_period"}
+
+    def keep(self, kwargs) -> None:
+        for given, attribute in fields.items():
+            if kwargs.get(given) is not None:
+                setattr(self, attribute, kwargs[given])
+        if getattr(self, "performance_insights_enabled", False) and not getattr(
+                self, "performance_insights_retention_period", None):
+            self.performance_insights_retention_period = 7          # AWS's default (the free tier)
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        keep(self, kwargs)
+
+    def update(self, **kwargs):
+        original_update(self, **kwargs)
+        keep(self, kwargs)
+
+    def describe_db_parameters(self) -> ActionResult:
+        name = self.params.get("DBParameterGroupName")
+        groups = self.backend.describe_db_parameter_groups({"db_parameter_group_name": name})
+        if not groups:
+            raise DBParameterGroupNotFoundError(name)
+        source = self.params.get("Source")
+        parameters = [] if source not in (None, "user") else [
+            {**p, "Source": "user", "IsModifiable": True} for p in groups[0].parameters.values()]
+        return ActionResult({"Parameters": parameters})
+
+    DBInstance.__init__ = init
+    DBInstance.update = update
+    RDSResponse.describe_db_parameters = describe_db_parameters
+
+
+@patch
+def eks_cluster_access_config() -> None:
+    """EKS: CreateCluster's accessConfig.authenticationMode (API, API_AND_CONFIG_MAP) is kept and DescribeCluster
+    returns it on AWS (bootstrapClusterCreatorAdminPermissions is not returned; the provider keeps its configured
+    value); moto 5.2 ignores accessConfig, and since bootstrap_cluster_creator_admin_permissions forces a new
+    cluster, every plan would replace the cluster."""
+    from moto.eks.responses import EKSResponse
+
+    original_create = EKSResponse.create_cluster
+
+    def create_cluster(self):
+        response = original_create(self)
+        cluster = self.eks_backend.clusters[self._get_param("name")]
+        config = self._get_param("accessConfig") or {}
+        cluster.access_config = {"authenticationMode": config.get("authenticationMode", "CONFIG_MAP")}
+        return response
+
+    EKSResponse.create_cluster = create_cluster
+
+
+@patch
+def kms_rotation_period() -> None:
+    """KMS: EnableKeyRotation takes RotationPeriodInDays (90-2560, default 365) and GetKeyRotationStatus returns
+    it on AWS; moto 5.2 ignores it, so every plan shows rotation_period_in_days 0 -> 365."""
+    import json
+
+    from moto.kms.responses import KmsResponse
+
+    original_enable = KmsResponse.enable_key_rotation
+    original_status = KmsResponse.get_key_rotation_status
+
+    def enable_key_rotation(self):
+        response = original_enable(self)
+        key = self.kms_backend.keys[self.kms_backend.get_key_id(self._get_param("KeyId"))]
+        key.rotation_period_in_days = self._get_param("RotationPeriodInDays") or 365
+        return response
+
+    def get_key_rotation_status(self):
+        status = json.loads(original_status(self))
+        key = self.kms_backend.keys[self.kms_backend.get_key_id(self._get_param("KeyId"))]
+        if status.get("KeyRotationEnabled"):
+            status["RotationPeriodInDays"] = getattr(key, "rotation_period_in_days", 365)
+        return json.dumps(status)
+
+    KmsResponse.enable_key_rotation = enable_key_rotation
+    KmsResponse.get_key_rotation_status = get_key_rotation_status
+
+
+@patch
+def s3_eventbridge_notification() -> None:
+    """S3: GetBucketNotificationConfiguration returns an (empty) EventBridgeConfiguration element when events go
+    to EventBridge; moto 5.2 stores it but leaves it out, so aws_s3_bucket_notification's eventbridge reads back
+    false on every plan."""
+    from moto.s3.responses import S3Response
+
+    original = S3Response.get_bucket_notification
+
+    def get_bucket_notification(self):
+        response = original(self)
+        config = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if config is None or config.event_bridge is None:
+            return response
+        status, headers, body = response
+        body = body.decode() if isinstance(body, bytes) else body
+        element = "<EventBridgeConfiguration></EventBridgeConfiguration>"
+        if "</NotificationConfiguration>" in body:
+            body = body.replace("</NotificationConfiguration>", element + "</NotificationConfiguration>")
+        else:
+            body = ('<?xml version="1.0" encoding="UTF-8"?><NotificationConfiguration '
+                    'xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' + element + "</NotificationConfiguration>")
+        return status, headers, body
+
+    S3Response.get_bucket_notification = get_bucket_notification
+
+
+@patch
+def ec2_rule_description_and_launch_template_tags() -> None:
+    """EC2: a security group rule that references another group keeps its Description on AWS
+    (DescribeSecurityGroupRules); moto 5.2 returns descriptions of CIDR rules only. And CreateLaunchTemplate's
+    TagSpecifications (ResourceType launch-template) tag the template itself on AWS; moto 5.2 also copies them
+    into the version's LaunchTemplateData.TagSpecifications, where AWS does not even allow that resource type,
+    so every plan shows a tag_specifications change and a new template version."""
+    from moto.ec2.models.security_groups import SecurityGroupRule
+    from moto.ec2.models.launch_templates import LaunchTemplateBackend
+
+    SecurityGroupRule.description = property(
+        lambda self: self.ip_range.get("Description") or (self.source_group or {}).get("Description"))
+
+    original_create = LaunchTemplateBackend.create_launch_template
+
+    def create_launch_template(self, name, description, template_data, tag_spec):
+        # The template's own tags still arrive through tag_spec; only the copy in the version's data goes.
+        specs = [t for t in template_data.get("TagSpecifications") or [] if t.get("ResourceType") != "launch-template"]
+        if "TagSpecifications" in template_data:
+            template_data = {**template_data, "TagSpecifications": specs}
+        return original_create(self, name, description, template_data, tag_spec)
+
+    LaunchTemplateBackend.create_launch_template = create_launch_template
+
+
 def apply_patches() -> list[str]:
     """Apply every patch; returns their names (what the server log prints at start-up)."""
     for func in PATCHES:
@@ -211,6 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # AWS managed policies exist in every account; role policy attachments to them must work as on AWS.
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    # ACM issues a DNS-validated certificate once its validation record resolves, which the stack creates in the
+    # same apply; moto instead holds every certificate PENDING_VALIDATION for 60 s of wall time (a setting of the
+    # emulator, not of AWS) and aws_acm_certificate_validation waits it out. Issue on the first look.
+    os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "0")
     names = apply_patches()
     print(f"emulator_server: moto with {len(names)} patches: {', '.join(names) or '-'}", flush=True)
     from moto.server import main as moto_main
