@@ -2,8 +2,10 @@
 whose message names the field, the value and the fix."""
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
+from typing import Iterator
 
 from .tokens import is_unresolved
 
@@ -21,6 +23,16 @@ class ConfigError(ValueError):
 def require(condition: bool, field: str, value: object, problem: str, fix: str) -> None:
     if not condition:
         raise ConfigError(field, value, problem, fix)
+
+
+@contextlib.contextmanager
+def section(name: str) -> Iterator[None]:
+    """Validation of one settings section: a ConfigError raised inside names its field `<name>.<field>`, the path
+    the user sets (e.g. `database.instance_class`; the environment adds `environments.<env>.`)."""
+    try:
+        yield
+    except ConfigError as err:
+        raise err.within(name) from None
 
 
 
