@@ -24,7 +24,7 @@ def build(app: App, configs: Iterable[EnvironmentConfig], *, emulator: Emulator 
     for config in configs:
         if config.state.bucket not in state_stacks:
             stack = StateStack(app, f"{config.project}-state", state=config.state, account_id=config.account_id,
-                               partition=config.partition, emulator=emulator)
+                               emulator=emulator)
             govern(stack, tagging=Tagging({**config.resource_tags(), "environment": "shared"}), policy=policy)
             state_stacks[config.state.bucket] = stack
         infra = InfraStack(app, config.stack_name("infra"), config=config, emulator=emulator)

@@ -19,6 +19,7 @@ from environments.config import EnvironmentConfig
 from modules.platform.addons import BOOTSTRAP_CHART, BOOTSTRAP_NAMESPACE, ClusterAddons, ClusterAddonsProps
 from modules.platform.airflow import Airflow, AirflowProps
 from modules.core.aspects import GovernedStack
+from modules.core.environment import AwsEnvironment
 from modules.aws.events import airflow_environment
 from modules.aws.identity import WORKLOADS
 from modules.platform.local_chart import LocalChart, LocalChartProps
@@ -66,6 +67,7 @@ class PlatformStack(GovernedStack):
                  emulator: Emulator | None = None) -> None:
         super().__init__(scope, id_)
         c = config
+        AwsEnvironment(account_id=c.account_id, region=c.region).bind(self)
         aws_provider(self, region=c.region, account_id=c.account_id, emulator=emulator)
         use_environment_backend(self, config=c, layer="platform", emulator=emulator)
         cluster = infra.cluster

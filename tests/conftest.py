@@ -19,12 +19,18 @@ import cdktf  # noqa: E402
 import pytest  # noqa: E402
 
 
+TEST_ACCOUNT, TEST_REGION = "123456789012", "eu-west-1"   # the environment of every construct test's stack
+
+
 def new_stack(name: str = "test") -> cdktf.TerraformStack:
     """The smallest stack a construct test needs (an AWS provider, so `terraform validate` could run it)."""
     from cdktf_cdktf_provider_aws.provider import AwsProvider
 
+    from modules.core.environment import AwsEnvironment
+
     stack = cdktf.TerraformStack(cdktf.Testing.app(), name)
-    AwsProvider(stack, "aws", region="eu-west-1")
+    AwsEnvironment(account_id=TEST_ACCOUNT, region=TEST_REGION).bind(stack)
+    AwsProvider(stack, "aws", region=TEST_REGION)
     return stack
 
 

@@ -65,15 +65,17 @@ def small_stack(endpoint: str, bucket_name: str, state_dir: Path) -> str:
     from cdktf_cdktf_provider_aws import s3_bucket
 
     from modules.aws.encryption import EncryptionKey, EncryptionKeyProps
+    from modules.core.environment import AwsEnvironment
     from stacks.backend import emulator_backend
     from stacks.provider import Emulator, aws_provider
 
     stack = cdktf.TerraformStack(cdktf.Testing.app(), "emulator-small")
     emulator = Emulator(endpoint=endpoint, state_dir=str(state_dir))
+    AwsEnvironment(account_id=ACCOUNT, region=REGION).bind(stack)
     aws_provider(stack, region=REGION, account_id=ACCOUNT, emulator=emulator)
     emulator_backend(stack, emulator)
     EncryptionKey(stack, "key", props=EncryptionKeyProps(alias="plan-report-test", description="plan report test",
-                                                         account_id=ACCOUNT, deletion_window_days=7))
+                                                         deletion_window_days=7))
     s3_bucket.S3Bucket(stack, "bucket", bucket=bucket_name, force_destroy=True)
     return cdktf.Testing.synth(stack)
 

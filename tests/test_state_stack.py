@@ -30,8 +30,7 @@ def test_state_bucket_is_protected_versioned_and_encrypted_with_a_rotating_key(s
 
 def test_migrated_state_stack_uses_its_own_bucket_as_s3_backend():
     app = cdktf.Testing.app()
-    stack = StateStack(app, "airflow-state", state=dataclasses.replace(STATE, migrated=True), account_id=ACCOUNT_ID,
-                       partition="aws")
+    stack = StateStack(app, "airflow-state", state=dataclasses.replace(STATE, migrated=True), account_id=ACCOUNT_ID)
     backend = json.loads(cdktf.Testing.synth(stack))["terraform"]["backend"]
     assert backend == {"s3": {"bucket": STATE.bucket, "key": "global/state.tfstate", "region": STATE.region,
                               "encrypt": True, "use_lockfile": True,

@@ -49,10 +49,7 @@ class CacheProps:
     name: str                                    # replication group id, e.g. 'airflow-prod-broker'
     vpc_id: str
     subnet_ids: tuple[str, ...]                  # private subnets, one per AZ
-    account_id: str
-    region: str
     logs_kms_key_arn: str                        # key for the log groups (policy admits log_group_prefix)
-    partition: str = "aws"
     engine: Literal["redis", "valkey"] = "redis"
     engine_version: str | None = None            # None: 7.1 for redis, 8.0 for valkey
     node_type: str = "cache.t4g.small"
@@ -113,8 +110,7 @@ class Cache(Construct):
         super().__init__(scope, id_)
         name = props.name
         self.key = EncryptionKey(self, "key", props=EncryptionKeyProps(
-            alias=f"{name}-cache", description=f"{name} ElastiCache at rest and AUTH token secret",
-            account_id=props.account_id, partition=props.partition))
+            alias=f"{name}-cache", description=f"{name} ElastiCache at rest and AUTH token secret"))
         subnets = elasticache_subnet_group.ElasticacheSubnetGroup(
             self, "subnet-group", name=name, description=f"{name} cache subnets", subnet_ids=list(props.subnet_ids))
         self.security_group = security_group.SecurityGroup(

@@ -26,6 +26,7 @@ from constructs import Construct
 
 from ..core import iam, validation
 from ..core.validation import ConfigError
+from ..core.environment import AwsEnvironment
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 GITHUB_OIDC_URL = f"https://{GITHUB_OIDC_HOST}"
@@ -41,8 +42,6 @@ class CiRolesProps:
     repository: str                                    # "owner/name" of the GitHub repository
     state_bucket: str                                  # the Terraform state bucket's name
     state_kms_key_arn: str                             # the key encrypting state (and lock objects)
-    account_id: str
-    partition: str = "aws"
     name: str = "github-actions"                       # roles '<name>-plan' and '<name>-deploy'
     plan_branch: str = "main"                          # plans also run on pushes to this branch
     deploy_environments: tuple[str, ...] = ("dev", "staging", "prod")   # GitHub environments of deploy.yml
@@ -66,7 +65,6 @@ class CiRolesProps:
         if not _NAME.fullmatch(self.name or ""):
             raise ConfigError("name", self.name, "is not a lowercase kebab-case name of at most 41 characters",
                               "use e.g. 'github-actions' (roles become '<name>-plan' and '<name>-deploy')")
-        validation.account_id("account_id", self.account_id)
         if not isinstance(self.max_session_hours, int) or not 1 <= self.max_session_hours <= 12:
             raise ConfigError("max_session_hours", self.max_session_hours, "is not 1-12 hours",
                               "use 1 (a plan or deploy job fits in an hour; longer sessions live longer if leaked)")
@@ -85,6 +83,7 @@ class CiRoles(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, props: CiRolesProps) -> None:
         super().__init__(scope, id_)
+        env = AwsEnvironment.of(self)
         p = props
         if p.existing_oidc_provider_arn is None:
             provider = iam_openid_connect_provider.IamOpenidConnectProvider(
@@ -94,7 +93,7 @@ class CiRoles(Construct):
             self.oidc_provider_arn = p.existing_oidc_provider_arn
         repo = f"repo:{p.repository}"
         self.plan_subjects = (f"{repo}:pull_request", f"{repo}:ref:refs/heads/{p.plan_branch}")
-        self.deploy_subjects = tuple(f"{repo}:environment:{env}" for env in p.deploy_environments)
+        self.deploy_subjects = tuple(f"{repo}:environment:{name}" for name in p.deploy_environments)
         session = p.max_session_hours * 3600
 
         plan = iam_role.IamRole(
@@ -102,8 +101,8 @@ class CiRoles(Construct):
             description=f"terraform plan from GitHub Actions of {p.repository} (read-only, state lock write)",
             assume_role_policy=github_trust_policy(self.oidc_provider_arn, list(self.plan_subjects)))
         iam_role_policy_attachment.IamRolePolicyAttachment(
-            self, "plan-read-only", role=plan.name, policy_arn=f"arn:{p.partition}:iam::aws:policy/ReadOnlyAccess")
-        bucket_arn = f"arn:{p.partition}:s3:::{p.state_bucket}"
+            self, "plan-read-only", role=plan.name, policy_arn=f"arn:{env.partition}:iam::aws:policy/ReadOnlyAccess")
+        bucket_arn = f"arn:{env.partition}:s3:::{p.state_bucket}"
         iam_role_policy.IamRolePolicy(self, "plan-state-access", role=plan.id, name="terraform-state", policy=iam.policy_document(
             iam.statement("ListState", ["s3:ListBucket"], bucket_arn),
             iam.statement("ReadState", ["s3:GetObject"], f"{bucket_arn}/*"),
@@ -118,7 +117,7 @@ class CiRoles(Construct):
             assume_role_policy=github_trust_policy(self.oidc_provider_arn, list(self.deploy_subjects)))
         iam_role_policy_attachment.IamRolePolicyAttachment(
             self, "deploy-administrator", role=deploy.name,
-            policy_arn=f"arn:{p.partition}:iam::aws:policy/AdministratorAccess")
+            policy_arn=f"arn:{env.partition}:iam::aws:policy/AdministratorAccess")
 
         self.plan_role_arn: str = plan.arn
         self.plan_role_name: str = plan.name

@@ -28,6 +28,7 @@ from ..core import iam, validation
 from .encryption import EncryptionKey, EncryptionKeyProps
 from .network import admit_tcp_from
 from ..core.tokens import is_unresolved
+from ..core.environment import AwsEnvironment
 
 # Instance families the system node group may use, by CPU architecture. A family not listed here is
 # refused at synth (typo, retired generation, or a GPU/storage family that makes no sense for system pods).
@@ -138,9 +139,6 @@ class ClusterProps:
     log_retention_days: int = 90
     logs_kms_key_arn: str
     ebs_kms_key_arn: str | None = None                # None = the account's default EBS key (still encrypted)
-    account_id: str
-    partition: str = "aws"
-    region: str
 
     def __post_init__(self) -> None:
         validation.require(isinstance(self.name, str) and _NAME.fullmatch(self.name) is not None, "name", self.name,
@@ -181,12 +179,12 @@ class Cluster(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, props: ClusterProps) -> None:
         super().__init__(scope, id_)
+        env = AwsEnvironment.of(self)
         name = props.name
-        aws_policy = f"arn:{props.partition}:iam::aws:policy"
+        aws_policy = f"arn:{env.partition}:iam::aws:policy"
 
         self._secrets_key = EncryptionKey(self, "secrets-key", props=EncryptionKeyProps(
-            alias=f"{name}-eks-secrets", description=f"{name} EKS Kubernetes secrets envelope encryption",
-            account_id=props.account_id, partition=props.partition))
+            alias=f"{name}-eks-secrets", description=f"{name} EKS Kubernetes secrets envelope encryption"))
         log_group = cloudwatch_log_group.CloudwatchLogGroup(
             self, "log-group", name=f"/aws/eks/{name}/cluster", retention_in_days=props.log_retention_days,
             kms_key_id=props.logs_kms_key_arn)
@@ -236,7 +234,7 @@ class Cluster(Construct):
                                                     principal_arn=principal, type="STANDARD")
             access_policy.EksAccessPolicyAssociation(
                 self, f"admin-access-policy-{i}", cluster_name=self.resource.name, principal_arn=entry.principal_arn,
-                policy_arn=f"arn:{props.partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                policy_arn=f"arn:{env.partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
                 access_scope=access_policy.EksAccessPolicyAssociationAccessScope(type="cluster"))
 
         self._node_group(props, aws_policy)

@@ -22,6 +22,7 @@ from .encryption import EncryptionKey, EncryptionKeyProps
 from .network import admit_tcp_from
 from ..core.tokens import is_unresolved
 from ..core.validation import require
+from ..core.environment import AwsEnvironment
 
 PORT = 5432
 LOG_EXPORTS = ("postgresql", "upgrade")
@@ -63,10 +64,7 @@ class DatabaseProps:
     name: str                                    # DB instance identifier, e.g. 'airflow-prod'
     vpc_id: str
     subnet_ids: tuple[str, ...]                  # the database subnets, one per AZ
-    account_id: str
-    region: str
     logs_kms_key_arn: str                        # key for the exported-log groups (policy admits log_group_prefix)
-    partition: str = "aws"
     engine_version: str = "17.6"
     instance_class: str = "db.t4g.medium"
     allocated_storage_gib: int = 50
@@ -146,10 +144,10 @@ class Database(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, props: DatabaseProps) -> None:
         super().__init__(scope, id_)
+        env = AwsEnvironment.of(self)
         name = props.name
         self.key = EncryptionKey(self, "key", props=EncryptionKeyProps(
-            alias=f"{name}-rds", description=f"{name} RDS storage, Performance Insights and master secret",
-            account_id=props.account_id, partition=props.partition))
+            alias=f"{name}-rds", description=f"{name} RDS storage, Performance Insights and master secret"))
         subnets = db_subnet_group.DbSubnetGroup(
             self, "subnet-group", name=name, description=f"{name} database subnets",
             subnet_ids=list(props.subnet_ids))
@@ -175,10 +173,10 @@ class Database(Construct):
             monitoring_role = iam_role.IamRole(
                 self, "monitoring-role", name=f"{name}-rds-monitor",
                 assume_role_policy=iam.service_assume_role_policy("monitoring.rds.amazonaws.com",
-                                                                  source_account=props.account_id))
+                                                                  source_account=env.account_id))
             iam_role_policy_attachment.IamRolePolicyAttachment(
                 self, "monitoring-role-policy", role=monitoring_role.name,
-                policy_arn=f"arn:{props.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole")
+                policy_arn=f"arn:{env.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole")
         final_snapshot = props.deletion_protection
         self.resource = db_instance.DbInstance(
             self, "instance", identifier=name, engine="postgres", engine_version=props.engine_version,

@@ -35,6 +35,7 @@ from cdktf_cdktf_provider_aws import (
 from constructs import Construct
 
 from ..core import iam, validation
+from ..core.environment import AwsEnvironment
 from ..core.tokens import is_unresolved
 from ..core.validation import ConfigError, require
 
@@ -310,14 +311,15 @@ ELB_LOG_ACCOUNTS = {
 }
 
 
-def alb_log_delivery_statements(*, account_id: str, region: str, partition: str = "aws") -> tuple[dict, ...]:
+def alb_log_delivery_statements(environment: AwsEnvironment) -> tuple[dict, ...]:
     """Access-log bucket policy statements letting ELB deliver this account's ALB logs under alb/ (the bucket
     construct substitutes BUCKET_ARN): the service principal, plus the Region's ELB account where it has one."""
-    resource = [f"BUCKET_ARN/{ALB_LOG_PREFIX}/AWSLogs/{account_id}/*"]
+    resource = [f"BUCKET_ARN/{ALB_LOG_PREFIX}/AWSLogs/{environment.account_id}/*"]
     statements = [iam.statement("AlbAccessLogDelivery", ["s3:PutObject"], resource,
                                 principal={"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
-                                condition={"StringEquals": {"aws:SourceAccount": account_id}})]
-    if region in ELB_LOG_ACCOUNTS:
-        statements.append(iam.statement("AlbAccessLogDeliveryRegionalAccount", ["s3:PutObject"], resource,
-                                        principal={"AWS": f"arn:{partition}:iam::{ELB_LOG_ACCOUNTS[region]}:root"}))
+                                condition={"StringEquals": {"aws:SourceAccount": environment.account_id}})]
+    if environment.region in ELB_LOG_ACCOUNTS:
+        statements.append(iam.statement(
+            "AlbAccessLogDeliveryRegionalAccount", ["s3:PutObject"], resource,
+            principal={"AWS": f"arn:{environment.partition}:iam::{ELB_LOG_ACCOUNTS[environment.region]}:root"}))
     return tuple(statements)

@@ -8,6 +8,8 @@ from cdktf_cdktf_provider_aws import kms_alias, kms_key
 from constructs import Construct
 
 from ..core import iam
+from ..core.environment import AwsEnvironment
+from ..core.validation import require
 
 _KEY_USE = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
 
@@ -23,16 +25,15 @@ class ServiceUse:
 class EncryptionKeyProps:
     alias: str                         # without the 'alias/' prefix
     description: str
-    account_id: str
-    partition: str = "aws"
     services: tuple[ServiceUse, ...] = ()
     deletion_window_days: int = 30
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[a-zA-Z0-9/_-]{1,250}", self.alias) or self.alias.startswith("aws/"):
-            raise ValueError(f"alias must be 1-250 of [a-zA-Z0-9/_-] and not under aws/, got {self.alias!r}")
-        if not 7 <= self.deletion_window_days <= 30:
-            raise ValueError(f"deletion_window_days must be 7-30, got {self.deletion_window_days}")
+        require(re.fullmatch(r"[a-zA-Z0-9/_-]{1,250}", self.alias) is not None and not self.alias.startswith("aws/"),
+                "alias", self.alias, "is not a customer KMS alias name",
+                "use 1-250 letters, digits and /_- without the 'alias/' prefix, not under aws/")
+        require(isinstance(self.deletion_window_days, int) and 7 <= self.deletion_window_days <= 30,
+                "deletion_window_days", self.deletion_window_days, "is outside 7-30", "use 7-30 days")
 
 
 class EncryptionKey(Construct):
@@ -41,7 +42,7 @@ class EncryptionKey(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, props: EncryptionKeyProps) -> None:
         super().__init__(scope, id_)
-        root = f"arn:{props.partition}:iam::{props.account_id}:root"
+        root = AwsEnvironment.of(self).arn("iam", "root", region=False)
         statements = [iam.statement("AccountAdministers", ["kms:*"], "*", principal={"AWS": root})]
         statements += [iam.statement(f"Service{i}Uses", _KEY_USE, "*", principal={"Service": use.principal},
                                      condition=use.condition) for i, use in enumerate(props.services)]
@@ -54,8 +55,8 @@ class EncryptionKey(Construct):
         self.alias_name = f"alias/{props.alias}"
 
 
-def logs_service_use(*, region: str, account_id: str, partition: str, log_group_prefixes: tuple[str, ...]) -> ServiceUse:
+def logs_service_use(environment: AwsEnvironment, *, log_group_prefixes: tuple[str, ...]) -> ServiceUse:
     """CloudWatch Logs may use the key only for log groups whose names start with one of the prefixes."""
-    arns = [f"arn:{partition}:logs:{region}:{account_id}:log-group:{prefix}*" for prefix in log_group_prefixes]
-    return ServiceUse(principal=f"logs.{region}.amazonaws.com",
+    arns = [environment.arn("logs", f"log-group:{prefix}*") for prefix in log_group_prefixes]
+    return ServiceUse(principal=environment.service_endpoint("logs"),
                       condition={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": arns}})

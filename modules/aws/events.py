@@ -36,6 +36,7 @@ from .identity import PlatformIdentities
 from .kafka import KAFKA_CONNECTION_ID
 from .storage import BucketProps, SecureBucket
 from ..core.validation import ConfigError, require
+from ..core.environment import AwsEnvironment
 
 EVENTS_PRINCIPAL = "events.amazonaws.com"
 DEAD_LETTER_RETENTION_SECONDS = 1209600        # 14 days, SQS's maximum: time to inspect and redrive
@@ -102,9 +103,6 @@ def default_rules(*, landing_bucket_name: str, application_source_prefix: str) -
 @dataclass(frozen=True, kw_only=True)
 class EventsProps:
     name: str                                   # resource prefix, e.g. 'airflow-dev'
-    account_id: str
-    region: str
-    partition: str = "aws"
     landing_bucket_name: str
     landing_kms_key_arn: str                    # SSE-KMS key of the landing bucket (the storage key)
     access_log_bucket: str                      # bucket id receiving the landing bucket's server access logs
@@ -149,6 +147,7 @@ class Events(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, props: EventsProps) -> None:
         super().__init__(scope, id_)
+        env = AwsEnvironment.of(self)
         self._props = props
         name = props.name
         self.bus = cloudwatch_event_bus.CloudwatchEventBus(self, "bus", name=f"{name}-events")
@@ -175,12 +174,12 @@ class Events(Construct):
             rotation_period_in_days=365, deletion_window_in_days=30,
             policy=iam.policy_document(
                 iam.statement("AccountAdministers", ["kms:*"], "*",
-                              principal={"AWS": f"arn:{props.partition}:iam::{props.account_id}:root"}),
+                              principal={"AWS": f"arn:{env.partition}:iam::{env.account_id}:root"}),
                 # EventBridge encrypts what it sends to the queues (and their DLQs), for these rules only.
                 iam.statement("EventBridgeWritesRuleQueues", ["kms:GenerateDataKey", "kms:Decrypt"], "*",
                               principal={"Service": EVENTS_PRINCIPAL},
                               condition={"ArnEquals": {"aws:SourceArn": [r.arn for r in rules.values()]},
-                                         "StringEquals": {"aws:SourceAccount": props.account_id}})))
+                                         "StringEquals": {"aws:SourceAccount": env.account_id}})))
         kms_alias.KmsAlias(self, "queue-key-alias", name=f"alias/{name}-events", target_key_id=self.key.key_id)
         self.kms_key_arn: str = self.key.arn
 
@@ -225,9 +224,10 @@ class Events(Construct):
 
     def grant_consume(self, identities: PlatformIdentities, workload_id: str) -> None:
         """Let one workload receive and delete on exactly these queues (not the DLQs) and decrypt through SQS only."""
+        env = AwsEnvironment.of(self)
         identities.grant(workload_id, "ConsumeEventQueues", CONSUME_ACTIONS, [q.arn for q in self.queues.values()])
         identities.grant(workload_id, "DecryptEventQueues", ["kms:Decrypt"], [self.kms_key_arn],
-                         condition={"StringEquals": {"kms:ViaService": f"sqs.{self._props.region}.amazonaws.com"}})
+                         condition={"StringEquals": {"kms:ViaService": f"sqs.{env.region}.amazonaws.com"}})
 
     def queue(self, rule: str) -> EventQueue:
         if rule not in self.queues:

@@ -39,6 +39,7 @@ from constructs import Construct
 from ..core import iam, validation
 from ..core.tokens import is_unresolved
 from ..core.validation import ConfigError
+from ..core.environment import AwsEnvironment
 
 POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
 TASK_LOG_PREFIX = "task-logs"
@@ -115,7 +116,6 @@ def pod_identity_trust_policy(account_id: str) -> str:
 class WorkloadIdentityProps:
     name: str                                   # IAM role name
     cluster_name: str
-    account_id: str                             # trust condition aws:SourceAccount
     namespace: str
     service_accounts: tuple[str, ...]           # one pod identity association each
     statements: tuple[dict[str, Any], ...]      # built with iam.statement
@@ -126,7 +126,6 @@ class WorkloadIdentityProps:
         if not is_unresolved(self.name) and not _ROLE_NAME.fullmatch(self.name):
             raise ConfigError("name", self.name, "is not a valid IAM role name",
                               "use 1-64 letters, digits and +=,.@_-")
-        validation.account_id("account_id", self.account_id)
         if not is_unresolved(self.namespace) and not _NAMESPACE.fullmatch(self.namespace):
             raise ConfigError("namespace", self.namespace, "is not a valid Kubernetes namespace",
                               "use a DNS label: 1-63 lowercase letters, digits and inner hyphens")
@@ -150,10 +149,11 @@ class WorkloadIdentity(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, props: WorkloadIdentityProps) -> None:
         super().__init__(scope, id_)
+        env = AwsEnvironment.of(self)
         self._statements: list[dict[str, Any]] = [json.loads(json.dumps(s)) for s in props.statements]
         self.role = iam_role.IamRole(
             self, "role", name=props.name, description=props.description,
-            assume_role_policy=pod_identity_trust_policy(props.account_id), force_detach_policies=True)
+            assume_role_policy=pod_identity_trust_policy(env.account_id), force_detach_policies=True)
         self.role_arn: str = self.role.arn
         self.role_name: str = self.role.name
         # Rendered now and re-rendered by grant(): cheaper at synth than a Lazy (two Node->Python callbacks each).
@@ -223,9 +223,6 @@ def target_group_name_pattern(cluster_name: str) -> str:
 @dataclass(frozen=True, kw_only=True)
 class PlatformIdentitiesProps:
     cluster_name: str
-    account_id: str
-    partition: str = "aws"
-    region: str
     dags_bucket_arn: str
     logs_bucket_arn: str
     plugins_bucket_arn: str
@@ -246,8 +243,6 @@ class PlatformIdentitiesProps:
             raise ConfigError("cluster_name", self.cluster_name, "does not leave room for target group names",
                               "use 1-30 lowercase letters, digits and hyphens (target groups are named "
                               "'<cluster_name>-<suffix>' within ELB's 32-character limit)")
-        validation.account_id("account_id", self.account_id)
-        validation.aws_region("region", self.region)
         if not is_unresolved(list(self.delivered_secret_arns)) and not self.delivered_secret_arns:
             raise ConfigError("delivered_secret_arns", self.delivered_secret_arns, "is empty",
                               "pass the DB master secret and Redis token secret ARNs")
@@ -267,6 +262,7 @@ class PlatformIdentities(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, props: PlatformIdentitiesProps) -> None:
         super().__init__(scope, id_)
+        self._env = AwsEnvironment.of(self)
         self._props = props
         self.workloads = workloads(airflow_namespace=props.airflow_namespace, airflow_release=props.airflow_release)
         policies = {**self._airflow_statements(), "vault": self._vault(), "karpenter": self._karpenter(),
@@ -276,7 +272,7 @@ class PlatformIdentities(Construct):
         self.identities: dict[str, WorkloadIdentity] = {}
         for wid, (namespace, service_accounts) in self.workloads.items():
             self.identities[wid] = WorkloadIdentity(self, wid, props=WorkloadIdentityProps(
-                name=f"{props.cluster_name}-{wid}", cluster_name=props.cluster_name, account_id=props.account_id,
+                name=f"{props.cluster_name}-{wid}", cluster_name=props.cluster_name,
                 namespace=namespace, service_accounts=service_accounts, statements=tuple(policies[wid]),
                 description=f"{wid} on EKS cluster {props.cluster_name} ({namespace}/{', '.join(service_accounts)})",
                 associate=wid not in props.addon_managed))
@@ -294,11 +290,10 @@ class PlatformIdentities(Construct):
     # ---- ARN helpers ------------------------------------------------------------------------------
 
     def _arn(self, service: str, resource: str, *, account: bool = True, region: bool = True) -> str:
-        p = self._props
-        return f"arn:{p.partition}:{service}:{p.region if region else ''}:{p.account_id if account else ''}:{resource}"
+        return self._env.arn(service, resource, account=account, region=region)
 
     def _via(self, service: str) -> dict[str, Any]:
-        return {"StringEquals": {"kms:ViaService": f"{service}.{self._props.region}.amazonaws.com"}}
+        return {"StringEquals": {"kms:ViaService": self._env.service_endpoint(service)}}
 
     # ---- Airflow ----------------------------------------------------------------------------------
 
@@ -363,6 +358,7 @@ class PlatformIdentities(Construct):
     def _karpenter(self) -> list[dict[str, Any]]:
         """The Karpenter v1 controller policy (getting-started cloudformation.yaml), with this account,
         region and cluster in every ARN, and launches limited to the cluster's discovery-tagged network."""
+        env = self._env
         p = self._props
         ec2 = lambda resource, account=True: self._arn("ec2", resource, account=account)  # noqa: E731
         owned = {f"aws:RequestTag/kubernetes.io/cluster/{p.cluster_name}": "owned"}
@@ -371,7 +367,7 @@ class PlatformIdentities(Construct):
         resource_nodepool = {"aws:ResourceTag/karpenter.sh/nodepool": "*"}
         created = [ec2("fleet/*"), ec2("instance/*"), ec2("volume/*"), ec2("network-interface/*"),
                    ec2("launch-template/*"), ec2("spot-instances-request/*")]
-        profile_tags = {f"kubernetes.io/cluster/{p.cluster_name}": "owned", "topology.kubernetes.io/region": p.region}
+        profile_tags = {f"kubernetes.io/cluster/{p.cluster_name}": "owned", "topology.kubernetes.io/region": env.region}
         instance_profiles = self._arn("iam", "instance-profile/*", region=False)
         statements = [
             iam.statement("AllowScopedEC2InstanceAccessActions", ["ec2:RunInstances", "ec2:CreateFleet"],
@@ -397,7 +393,7 @@ class PlatformIdentities(Construct):
                 "ec2:DescribeInstanceStatus", "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes",
                 "ec2:DescribeInstances", "ec2:DescribeLaunchTemplates", "ec2:DescribePlacementGroups",
                 "ec2:DescribeSecurityGroups", "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets"], "*",
-                condition={"StringEquals": {"aws:RequestedRegion": p.region}}),
+                condition={"StringEquals": {"aws:RequestedRegion": env.region}}),
             iam.statement("AllowSSMReadActions", ["ssm:GetParameter"],
                           [self._arn("ssm", "parameter/aws/service/*", account=False)]),
             iam.statement("AllowPricingReadActions", ["pricing:GetProducts"], "*"),

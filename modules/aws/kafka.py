@@ -30,6 +30,7 @@ from .network import admit_tcp_from
 from .identity import PlatformIdentities
 from ..core.tokens import is_unresolved
 from ..core.validation import ConfigError
+from ..core.environment import AwsEnvironment
 
 PORT = 9098                                    # SASL/IAM over TLS, the only listener this cluster has
 KAFKA_CONNECTION_ID = "kafka_msk"              # Airflow connection id (Vault: <mount>/connections/kafka_msk)
@@ -66,9 +67,6 @@ class KafkaProps:
     name: str                                   # cluster name, e.g. 'airflow-prod-kafka'
     vpc_id: str
     subnet_ids: tuple[str, ...]                 # one private subnet per broker zone
-    account_id: str
-    region: str
-    partition: str = "aws"
     mode: Literal["provisioned", "serverless"] = "provisioned"
     kafka_version: str = "3.8.x"
     broker_instance_type: str = "kafka.m7g.large"
@@ -113,8 +111,7 @@ class Kafka(Construct):
         self.log_group_name: str | None = None
         if props.mode == "provisioned":
             self.key = EncryptionKey(self, "key", props=EncryptionKeyProps(
-                alias=name, description=f"{name} MSK data at rest", account_id=props.account_id,
-                partition=props.partition))
+                alias=name, description=f"{name} MSK data at rest"))
             log_group = cloudwatch_log_group.CloudwatchLogGroup(
                 self, "broker-log-group", name=f"{log_group_prefix(name)}broker",
                 retention_in_days=props.log_retention_days, kms_key_id=props.logs_kms_key_arn)
@@ -171,8 +168,9 @@ class Kafka(Construct):
         return self._resource_arn("group", group)
 
     def _resource_arn(self, kind: str, resource: str) -> str:
+        env = AwsEnvironment.of(self)
         p = self._props
-        return f"arn:{p.partition}:kafka:{p.region}:{p.account_id}:{kind}/{p.name}/{self.cluster_uuid}/{resource}"
+        return f"arn:{env.partition}:kafka:{env.region}:{env.account_id}:{kind}/{p.name}/{self.cluster_uuid}/{resource}"
 
     def grant_read(self, identities: PlatformIdentities, workload_id: str, *, topics: tuple[str, ...],
                    consumer_group: str) -> None:

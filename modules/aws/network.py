@@ -26,6 +26,7 @@ from cdktf import Fn
 from constructs import Construct
 
 from ..core import iam, validation
+from ..core.environment import AwsEnvironment
 
 TIERS = ("public", "private", "database")
 
@@ -38,9 +39,6 @@ class NetworkProps:
     availability_zones: tuple[str, ...]         # pinned zone names, one per subnet of each tier
     nat_gateways: Literal["single", "per_az"] = "per_az"
     interface_endpoints: tuple[str, ...] = ()
-    region: str
-    account_id: str
-    partition: str = "aws"
     cluster_name: str                           # for load-balancer and node-autoscaler subnet discovery tags
     flow_log_retention_days: int = 30
     flow_log_kms_key_arn: str
@@ -72,6 +70,7 @@ class Network(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, props: NetworkProps) -> None:
         super().__init__(scope, id_)
+        env = AwsEnvironment.of(self)
         name = props.name
         # An Amazon-provided IPv6 block, used by the public tier only: the ALB serves clients dual-stack
         # (A and AAAA); nodes, pods and databases stay IPv4-only and private.
@@ -131,7 +130,7 @@ class Network(Construct):
         self._associate("database", self.database_subnet_ids, [database_rt.id] * props.az_count)
 
         vpc_endpoint.VpcEndpoint(self, "s3-gateway-endpoint", vpc_id=self.vpc.id, vpc_endpoint_type="Gateway",
-                                 service_name=f"com.amazonaws.{props.region}.s3",
+                                 service_name=f"com.amazonaws.{env.region}.s3",
                                  route_table_ids=[*self.private_route_table_ids, database_rt.id],
                                  tags={"Name": f"{name}-s3"})
         self.endpoint_security_group_id: str | None = None
@@ -145,6 +144,7 @@ class Network(Construct):
                                                           subnet_id=subnet_id, route_table_id=rt_id)
 
     def _interface_endpoints(self, props: NetworkProps) -> None:
+        env = AwsEnvironment.of(self)
         sg = security_group.SecurityGroup(
             self, "endpoint-security-group", name=f"{props.name}-vpc-endpoints", vpc_id=self.vpc.id,
             description="HTTPS to VPC interface endpoints from inside the VPC only", tags={"Name": f"{props.name}-vpc-endpoints"})
@@ -155,16 +155,17 @@ class Network(Construct):
         for service in props.interface_endpoints:
             vpc_endpoint.VpcEndpoint(
                 self, f"{service.replace('.', '-')}-endpoint", vpc_id=self.vpc.id, vpc_endpoint_type="Interface",
-                service_name=f"com.amazonaws.{props.region}.{service}", private_dns_enabled=True,
+                service_name=f"com.amazonaws.{env.region}.{service}", private_dns_enabled=True,
                 subnet_ids=self.private_subnet_ids, security_group_ids=[sg.id], tags={"Name": f"{props.name}-{service}"})
 
     def _flow_logs(self, props: NetworkProps) -> None:
+        env = AwsEnvironment.of(self)
         group = cloudwatch_log_group.CloudwatchLogGroup(
             self, "flow-log-group", name=f"/aws/vpc/{props.name}/flow-logs",
             retention_in_days=props.flow_log_retention_days, kms_key_id=props.flow_log_kms_key_arn)
         role = iam_role.IamRole(self, "flow-log-role", name=f"{props.name}-vpc-flow-logs",
                                 assume_role_policy=iam.service_assume_role_policy(
-                                    "vpc-flow-logs.amazonaws.com", source_account=props.account_id))
+                                    "vpc-flow-logs.amazonaws.com", source_account=env.account_id))
         # Only this log group: the service creates streams in it and writes events.
         iam_role_policy.IamRolePolicy(self, "flow-log-policy", role=role.id, name="write-flow-log-group",
                                       policy=iam.policy_document(iam.statement(

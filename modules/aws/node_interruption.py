@@ -14,6 +14,7 @@ from cdktf_cdktf_provider_aws import cloudwatch_event_rule, cloudwatch_event_tar
 from constructs import Construct
 
 from ..core import iam, validation
+from ..core.environment import AwsEnvironment
 from .encryption import EncryptionKey, EncryptionKeyProps, ServiceUse
 from .identity import PlatformIdentities
 
@@ -30,19 +31,15 @@ CONSUME_ACTIONS = ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueU
 @dataclass(frozen=True, kw_only=True)
 class NodeInterruptionQueueProps:
     cluster_name: str
-    region: str
-    account_id: str
-    partition: str = "aws"
 
     def __post_init__(self) -> None:
         validation.eks_cluster_name("cluster_name", self.cluster_name)
-        validation.aws_region("region", self.region)
-        validation.account_id("account_id", self.account_id)
 
 
 class NodeInterruptionQueue(Construct):
     def __init__(self, scope: Construct, id_: str, *, props: NodeInterruptionQueueProps) -> None:
         super().__init__(scope, id_)
+        env = AwsEnvironment.of(self)
         self._props = props
         name = f"{props.cluster_name}-karpenter-interruption"
         rules = {event: cloudwatch_event_rule.CloudwatchEventRule(
@@ -52,9 +49,9 @@ class NodeInterruptionQueue(Construct):
         rule_arns = [rule.arn for rule in rules.values()]
         # EventBridge encrypts what it delivers, for these rules only.
         self.key = EncryptionKey(self, "key", props=EncryptionKeyProps(
-            alias=name, description=f"{name} queue", account_id=props.account_id, partition=props.partition,
+            alias=name, description=f"{name} queue",
             services=(ServiceUse(principal=EVENTS_PRINCIPAL, condition={
-                "ArnEquals": {"aws:SourceArn": rule_arns}, "StringEquals": {"aws:SourceAccount": props.account_id}}),)))
+                "ArnEquals": {"aws:SourceArn": rule_arns}, "StringEquals": {"aws:SourceAccount": env.account_id}}),)))
         queue = sqs_queue.SqsQueue(self, "queue", name=name, message_retention_seconds=300,
                                    kms_master_key_id=self.key.arn, kms_data_key_reuse_period_seconds=300)
         policy = sqs_queue_policy.SqsQueuePolicy(self, "queue-policy", queue_url=queue.url, policy=iam.policy_document(
@@ -72,6 +69,7 @@ class NodeInterruptionQueue(Construct):
 
     def grant_consume(self, identities: PlatformIdentities, workload_id: str = "karpenter") -> None:
         """Let Karpenter receive and delete on exactly this queue and decrypt through SQS only."""
+        env = AwsEnvironment.of(self)
         identities.grant(workload_id, "ConsumeInterruptionQueue", CONSUME_ACTIONS, [self.queue_arn])
         identities.grant(workload_id, "DecryptInterruptionQueue", ["kms:Decrypt"], [self.kms_key_arn],
-                         condition={"StringEquals": {"kms:ViaService": f"sqs.{self._props.region}.amazonaws.com"}})
+                         condition={"StringEquals": {"kms:ViaService": f"sqs.{env.region}.amazonaws.com"}})

@@ -38,6 +38,7 @@ from ..core import iam
 from .alarm_thresholds import SEVERITIES, AlarmThresholds, check_routing
 from .encryption import EncryptionKey, EncryptionKeyProps, ServiceUse
 from ..core.validation import require
+from ..core.environment import AwsEnvironment
 
 Severity = Literal["critical", "warning"]
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,40}[a-z0-9]")
@@ -111,9 +112,6 @@ ALARMS: dict[str, AlarmSpec] = {
 @dataclass(frozen=True, kw_only=True)
 class AlertingProps:
     name: str                                      # resource name prefix, e.g. 'airflow-prod'
-    account_id: str
-    region: str
-    partition: str = "aws"
     thresholds: AlarmThresholds = field(default_factory=AlarmThresholds)
     pagerduty_secret_name: str = ""                # "" = no PagerDuty subscription
     pagerduty_severities: tuple[str, ...] = ("critical",)
@@ -136,11 +134,11 @@ class Alerting(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, props: AlertingProps) -> None:
         super().__init__(scope, id_)
+        env = AwsEnvironment.of(self)
         p = self._props = props
         self.key = EncryptionKey(self, "key", props=EncryptionKeyProps(
-            alias=f"{p.name}-alerts", description=f"{p.name} alert topics (SNS)", account_id=p.account_id,
-            partition=p.partition, services=(ServiceUse(principal="cloudwatch.amazonaws.com"),)))
-        alarms_arn = f"arn:{p.partition}:cloudwatch:{p.region}:{p.account_id}:alarm:*"
+            alias=f"{p.name}-alerts", description=f"{p.name} alert topics (SNS)", services=(ServiceUse(principal="cloudwatch.amazonaws.com"),)))
+        alarms_arn = f"arn:{env.partition}:cloudwatch:{env.region}:{env.account_id}:alarm:*"
         self.topics: dict[str, sns_topic.SnsTopic] = {}
         for severity in SEVERITIES:
             topic = sns_topic.SnsTopic(self, f"topic-{severity}", name=f"{p.name}-alerts-{severity}",
@@ -149,7 +147,7 @@ class Alerting(Construct):
                 iam.statement("CloudWatchAlarmsOfThisAccountPublish", ["sns:Publish"], topic.arn,
                               principal={"Service": "cloudwatch.amazonaws.com"},
                               condition={"ArnLike": {"aws:SourceArn": alarms_arn},
-                                         "StringEquals": {"aws:SourceAccount": p.account_id}}),
+                                         "StringEquals": {"aws:SourceAccount": env.account_id}}),
                 iam.statement("DenyPublishWithoutTls", ["sns:Publish"], topic.arn, effect="Deny", principal="*",
                               condition={"Bool": {"aws:SecureTransport": "false"}})))
             self.topics[severity] = topic
@@ -173,6 +171,7 @@ class Alerting(Construct):
                 endpoint=endpoint.secret_string, endpoint_auto_confirms=True)   # PagerDuty confirms by itself
 
     def _slack(self, p: AlertingProps) -> None:
+        env = AwsEnvironment.of(self)
         role = iam_role.IamRole(self, "chatbot-role", name=f"{p.name}-chatbot",
                                 description="AWS Chatbot: renders CloudWatch alarm notifications in Slack",
                                 assume_role_policy=iam.service_assume_role_policy("chatbot.amazonaws.com"))
@@ -186,7 +185,7 @@ class Alerting(Construct):
             slack_team_id=p.slack_workspace_id, slack_channel_id=p.slack_channel_id,
             sns_topic_arns=[self.topics[s].arn for s in p.slack_severities],
             # Channel members act with their own roles, capped by this read-only guardrail.
-            guardrail_policy_arns=[f"arn:{p.partition}:iam::aws:policy/CloudWatchReadOnlyAccess"],
+            guardrail_policy_arns=[f"arn:{env.partition}:iam::aws:policy/CloudWatchReadOnlyAccess"],
             user_authorization_required=True, logging_level="NONE")
 
     # ---- alarms ---------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from .encryption import EncryptionKey, EncryptionKeyProps
 from .identity import PlatformIdentities
 from ..core import validation
 from ..core.validation import require
+from ..core.environment import AwsEnvironment
 
 _PREFIX = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
 GRAFANA_ADMIN_USER = "admin"                     # the login name is not a secret; its password is
@@ -35,16 +36,11 @@ GRAFANA_ADMIN_USER = "admin"                     # the login name is not a secre
 @dataclass(frozen=True, kw_only=True)
 class PlatformSecretsProps:
     prefix: str                                  # environment prefix, e.g. 'airflow-prod' (secret names, key alias)
-    account_id: str
-    region: str                                  # kms:ViaService condition of the read grant
-    partition: str = "aws"
     recovery_window_days: int = 7                # a deleted secret can be restored for this long
 
     def __post_init__(self) -> None:
         require(isinstance(self.prefix, str) and _PREFIX.fullmatch(self.prefix) is not None, "prefix", self.prefix,
                 "is not a valid name prefix", "use 2-32 lowercase letters, digits and inner hyphens")
-        validation.account_id("account_id", self.account_id)
-        validation.aws_region("region", self.region)
         require(isinstance(self.recovery_window_days, int) and 7 <= self.recovery_window_days <= 30,
                 "recovery_window_days", self.recovery_window_days, "is outside 7-30",
                 "use 7-30 days (Secrets Manager's range; 0 would delete without recovery)")
@@ -57,8 +53,7 @@ class PlatformSecrets(Construct):
         super().__init__(scope, id_)
         self._props = props
         self.key = EncryptionKey(self, "key", props=EncryptionKeyProps(
-            alias=f"{props.prefix}-platform-secrets", description=f"{props.prefix} platform secrets (Secrets Manager)",
-            account_id=props.account_id, partition=props.partition))
+            alias=f"{props.prefix}-platform-secrets", description=f"{props.prefix} platform secrets (Secrets Manager)"))
 
         # Fernet key = urlsafe base64 of exactly 32 bytes: 32 random printable ASCII characters are 32 bytes;
         # base64encode gives 44 characters that cryptography's urlsafe_b64decode reads back as those 32 bytes.
@@ -104,9 +99,10 @@ class PlatformSecrets(Construct):
     def grant_read(self, identities: PlatformIdentities, workload_id: str = "external-secrets") -> None:
         """Read (GetSecretValue, DescribeSecret) exactly these secrets, and decrypt with their key only through
         Secrets Manager."""
+        env = AwsEnvironment.of(self)
         identities.grant(workload_id, "ReadPlatformSecrets",
                          ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"], list(self.secret_arns))
         identities.grant(workload_id, "DecryptPlatformSecretsViaSecretsManager", ["kms:Decrypt"], [self.key.arn],
                          condition={"StringEquals": {
-                             "kms:ViaService": f"secretsmanager.{self._props.region}.amazonaws.com"}})
+                             "kms:ViaService": f"secretsmanager.{env.region}.amazonaws.com"}})
 

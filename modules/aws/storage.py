@@ -19,6 +19,7 @@ from cdktf_cdktf_provider_aws import (
 from constructs import Construct
 
 from ..core import iam, validation
+from ..core.environment import AwsEnvironment
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,13 +111,13 @@ class AccessLogBucket(_HardenedBucket):
     """The target of S3 server access logs and ALB access logs. Both log deliveries support only SSE-S3
     (AES-256) on the target bucket, so this is the one bucket not encrypted with a customer KMS key."""
 
-    def __init__(self, scope: Construct, id_: str, *, name: str, account_id: str, expiration_days: int,
+    def __init__(self, scope: Construct, id_: str, *, name: str, expiration_days: int,
                  prevent_destroy: bool = False, extra_statements: tuple[dict[str, Any], ...] = ()) -> None:
         """`extra_statements` admit more log deliveries (e.g. ALB access logs); BUCKET_ARN is substituted."""
         delivery = iam.statement(
             "S3ServerAccessLogDelivery", ["s3:PutObject"], ["BUCKET_ARN/s3/*"],
             principal={"Service": "logging.s3.amazonaws.com"},
-            condition={"StringEquals": {"aws:SourceAccount": account_id}})
+            condition={"StringEquals": {"aws:SourceAccount": AwsEnvironment.of(scope).account_id}})
         props = BucketProps(name=name, kms_key_arn="", expiration_days=expiration_days,
                             noncurrent_version_expiration_days=min(30, expiration_days),
                             prevent_destroy=prevent_destroy, policy_statements=(delivery, *extra_statements))
@@ -129,8 +130,6 @@ class AccessLogBucket(_HardenedBucket):
 class AirflowBucketsProps:
     name: str                                   # key alias prefix, e.g. 'airflow-dev'
     bucket_names: dict[str, str]                # purpose ('dags', 'task-logs', 'plugins', 'access-logs') -> name
-    account_id: str
-    partition: str = "aws"
     task_log_expiration_days: int = 90
     access_log_expiration_days: int = 365
     prevent_destroy: bool = True                # stateful: refuse `terraform destroy` of DAGs and logs
@@ -153,11 +152,10 @@ class AirflowBuckets(Construct):
         from .encryption import EncryptionKey, EncryptionKeyProps
 
         self.key = EncryptionKey(self, "storage-key", props=EncryptionKeyProps(
-            alias=f"{props.name}-storage", description=f"{props.name} Airflow DAGs, plugins and task logs",
-            account_id=props.account_id, partition=props.partition))
+            alias=f"{props.name}-storage", description=f"{props.name} Airflow DAGs, plugins and task logs"))
         self.kms_key_arn: str = self.key.arn
         names = props.bucket_names
-        self.access_logs = AccessLogBucket(self, "access-logs", name=names["access-logs"], account_id=props.account_id,
+        self.access_logs = AccessLogBucket(self, "access-logs", name=names["access-logs"],
                                            expiration_days=props.access_log_expiration_days,
                                            prevent_destroy=props.prevent_destroy,
                                            extra_statements=props.access_log_statements)

@@ -6,8 +6,8 @@ from tests.conftest import looks_like_secret as _looks_like_secret, only as _onl
 
 from modules.aws.cache import Cache, CacheProps
 
-BASE = dict(name="af-broker", vpc_id="vpc-1", subnet_ids=("subnet-a", "subnet-b"), account_id="123456789012",
-            region="eu-west-1", logs_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/logs")
+BASE = dict(name="af-broker", vpc_id="vpc-1", subnet_ids=("subnet-a", "subnet-b"),
+            logs_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/logs")
 
 
 def test_tls_required_and_encrypted_at_rest_with_its_own_key(stack):

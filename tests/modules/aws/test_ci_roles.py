@@ -8,7 +8,7 @@ from tests.conftest import synth
 ACCOUNT = "123456789012"
 KEY = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/state"
 BASE = dict(repository="example-org/airflow-platform", state_bucket="example-airflow-terraform-state",
-            state_kms_key_arn=KEY, account_id=ACCOUNT)
+            state_kms_key_arn=KEY)
 
 
 def roles_by_name(res: dict) -> dict[str, dict]:

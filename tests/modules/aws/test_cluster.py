@@ -10,8 +10,7 @@ from modules.aws.cluster import (ADDONS, CONTROL_PLANE_TO_NODE_PORTS, DEFAULT_AD
 
 ADMIN = "arn:aws:iam::123456789012:role/platform-admin"
 BASE = dict(name="af-test", vpc_id="vpc-1", subnet_ids=("subnet-a", "subnet-b"), admin_principal_arns=(ADMIN,),
-            logs_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/logs", account_id="123456789012",
-            region="eu-west-1")
+            logs_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/logs")
 
 
 def build(stack, **overrides) -> Cluster:

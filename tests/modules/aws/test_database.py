@@ -6,8 +6,8 @@ from tests.conftest import looks_like_secret as _looks_like_secret, only as _onl
 
 from modules.aws.database import Database, DatabaseProps
 
-BASE = dict(name="af-db", vpc_id="vpc-1", subnet_ids=("subnet-a", "subnet-b"), account_id="123456789012",
-            region="eu-west-1", logs_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/logs")
+BASE = dict(name="af-db", vpc_id="vpc-1", subnet_ids=("subnet-a", "subnet-b"),
+            logs_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/logs")
 
 
 def test_storage_insights_and_master_secret_use_the_database_key(stack):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modules.aws.edge import Edge, EdgeProps, alb_log_delivery_statements
+from modules.core.environment import AwsEnvironment
 from tests.conftest import only, synth
 
 BASE = dict(name="airflow-dev", cluster_name="airflow-dev", domain="dev.data.example.com", vpc_id="vpc-1",
@@ -120,7 +121,7 @@ def test_waf_has_managed_groups_rate_limit_association_and_logging(stack):
 
 
 def test_alb_log_delivery_statements_are_scoped_to_the_prefix_and_account():
-    service, regional = alb_log_delivery_statements(account_id="123456789012", region="eu-west-1")
+    service, regional = alb_log_delivery_statements(AwsEnvironment(account_id="123456789012", region="eu-west-1"))
     assert service["Principal"] == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
     assert service["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
     # eu-west-1 predates the service principal: its ELB account delivers the logs.
@@ -130,7 +131,7 @@ def test_alb_log_delivery_statements_are_scoped_to_the_prefix_and_account():
 
 
 def test_newer_regions_use_only_the_log_delivery_service_principal():
-    (only,) = alb_log_delivery_statements(account_id="123456789012", region="ap-southeast-5")
+    (only,) = alb_log_delivery_statements(AwsEnvironment(account_id="123456789012", region="ap-southeast-5"))
     assert only["Principal"] == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
 
 

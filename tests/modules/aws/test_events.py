@@ -14,7 +14,7 @@ from modules.core.validation import ConfigError
 from tests.conftest import only, synth
 
 ACCOUNT = "123456789012"
-BASE = dict(name="af-dev", account_id=ACCOUNT, region="eu-west-1", landing_bucket_name="af-dev-landing",
+BASE = dict(name="af-dev", landing_bucket_name="af-dev-landing",
             landing_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/storage", access_log_bucket="af-dev-access-logs")
 ORDERS = EventRule(name="orders", event_pattern={"source": ["app.orders"], "detail-type": ["OrderPlaced"]})
 
@@ -141,7 +141,7 @@ def test_queue_key_lets_eventbridge_encrypt_only_for_these_rules_in_this_account
 
 def test_grant_consume_names_exactly_the_queues_and_decrypts_only_through_sqs(stack):
     identities = PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(
-        cluster_name="af-dev", account_id=ACCOUNT, region="eu-west-1", dags_bucket_arn="arn:aws:s3:::d",
+        cluster_name="af-dev", dags_bucket_arn="arn:aws:s3:::d",
         logs_bucket_arn="arn:aws:s3:::l", plugins_bucket_arn="arn:aws:s3:::p", storage_kms_key_arn="k",
         vault_unseal_key_arn="v", delivered_secret_arns=("s",), secrets_kms_key_arns=("sk",),
         node_security_group_id="sg-n", node_role_arn="arn:aws:iam::123456789012:role/n"))

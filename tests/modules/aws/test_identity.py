@@ -20,7 +20,7 @@ ACCOUNT, REGION = "123456789012", "eu-west-1"
 LOGS, DAGS, PLUGINS = "arn:aws:s3:::af-test-logs", "arn:aws:s3:::af-test-dags", "arn:aws:s3:::af-test-plugins"
 STORAGE_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/storage"
 NODE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/af-test-eks-node"
-BASE = dict(cluster_name="af-test", account_id=ACCOUNT, region=REGION, dags_bucket_arn=DAGS, logs_bucket_arn=LOGS,
+BASE = dict(cluster_name="af-test", dags_bucket_arn=DAGS, logs_bucket_arn=LOGS,
             plugins_bucket_arn=PLUGINS, storage_kms_key_arn=STORAGE_KEY,
             vault_unseal_key_arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/unseal",
             delivered_secret_arns=(f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:db-master-AbCdEf",
@@ -305,7 +305,7 @@ def test_addon_managed_workloads_get_a_role_but_no_separate_association():
 
 # ---- WorkloadIdentity and its checks --------------------------------------------------------------
 
-IDENTITY = dict(name="af-test-app", cluster_name="af-test", account_id=ACCOUNT, namespace="apps",
+IDENTITY = dict(name="af-test-app", cluster_name="af-test", namespace="apps",
                 service_accounts=("app", "app-jobs"), description="app")
 READ = iam.statement("ReadObjects", ["s3:GetObject"], [f"{DAGS}/*"])
 
@@ -367,7 +367,6 @@ def test_platform_grant_rejects_an_unknown_workload(platform):
     ("service_accounts", (), r"service_accounts=\(\) is empty"),
     ("service_accounts", ("App",), r"service_accounts='App' is not a valid Kubernetes service account"),
     ("namespace", "Apps", r"namespace='Apps' is not a valid Kubernetes namespace"),
-    ("account_id", "1234", r"account_id='1234' is not a 12-digit AWS account id"),
     ("name", "x" * 65, r"is not a valid IAM role name"),
 ])
 def test_workload_identity_props_reject_bad_values(field, value, message):

@@ -13,13 +13,13 @@ from tests.conftest import only, synth
 
 ACCOUNT = "123456789012"
 LOGS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/logs"
-BASE = dict(name="af-prod-kafka", vpc_id="vpc-1", subnet_ids=("subnet-a", "subnet-b", "subnet-c"), account_id=ACCOUNT,
-            region="eu-west-1", logs_kms_key_arn=LOGS_KEY, log_retention_days=365)
+BASE = dict(name="af-prod-kafka", vpc_id="vpc-1", subnet_ids=("subnet-a", "subnet-b", "subnet-c"),
+            logs_kms_key_arn=LOGS_KEY, log_retention_days=365)
 
 
 def identities_in(stack) -> PlatformIdentities:
     return PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(
-        cluster_name="af-prod", account_id=ACCOUNT, region="eu-west-1", dags_bucket_arn="arn:aws:s3:::d",
+        cluster_name="af-prod", dags_bucket_arn="arn:aws:s3:::d",
         logs_bucket_arn="arn:aws:s3:::l", plugins_bucket_arn="arn:aws:s3:::p", storage_kms_key_arn="k",
         vault_unseal_key_arn="v", delivered_secret_arns=("s",), secrets_kms_key_arns=("sk",),
         node_security_group_id="sg-n", node_role_arn="arn:aws:iam::123456789012:role/n"))

@@ -9,7 +9,7 @@ SUBNETS = {"public": ("10.0.128.0/22", "10.0.132.0/22"), "private": ("10.0.0.0/1
            "database": ("10.0.160.0/22", "10.0.164.0/22")}
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/k"
 BASE = dict(name="af-test", cidr="10.0.0.0/16", subnets=SUBNETS, availability_zones=("eu-west-1a", "eu-west-1b"),
-            region="eu-west-1", account_id="123456789012", cluster_name="af-test", flow_log_kms_key_arn=KEY)
+            cluster_name="af-test", flow_log_kms_key_arn=KEY)
 
 
 def build(stack, **overrides):

@@ -15,7 +15,7 @@ ACCOUNT = "123456789012"
 
 def build(stack):
     return NodeInterruptionQueue(stack, "node-interruption", props=NodeInterruptionQueueProps(
-        cluster_name="airflow-test", region="eu-west-1", account_id=ACCOUNT))
+        cluster_name="airflow-test"))
 
 
 def test_rules_catch_spot_warnings_rebalance_state_changes_and_health_events(stack):
@@ -50,7 +50,7 @@ def test_queue_is_encrypted_short_lived_and_admits_only_the_rules(stack):
 
 def test_cluster_name_is_validated():
     with pytest.raises(ConfigError, match="cluster_name='Bad_Name' is not a valid EKS cluster name"):
-        NodeInterruptionQueueProps(cluster_name="Bad_Name", region="eu-west-1", account_id=ACCOUNT)
+        NodeInterruptionQueueProps(cluster_name="Bad_Name")
 
 
 def test_karpenter_may_consume_exactly_this_queue(stacks):

@@ -9,7 +9,7 @@ from modules.aws.observability import ALARMS, Alerting, AlertingProps
 from modules.core.validation import ConfigError
 from tests.conftest import only, strings, synth
 
-BASE = dict(name="af-test", account_id="123456789012", region="eu-west-1")
+BASE = dict(name="af-test")
 SLACK = dict(slack_workspace_id="T01ABCDEF23", slack_channel_id="C01ABCDEF23")
 
 

@@ -49,7 +49,7 @@ def test_prevent_destroy_when_asked(stack):
 
 
 def test_access_log_bucket_admits_only_s3_log_delivery_for_this_account(stack):
-    logs = AccessLogBucket(stack, "access-logs", name="af-access-logs", account_id="123456789012", expiration_days=365)
+    logs = AccessLogBucket(stack, "access-logs", name="af-access-logs", expiration_days=365)
     SecureBucket(stack, "data", props=BucketProps(name="af-data", kms_key_arn=KEY, access_log_bucket=logs.bucket_id))
     res = synth(stack)["resource"]
     policy = next(p for p in res["aws_s3_bucket_policy"].values() if "LogDelivery" in p["policy"])
@@ -66,7 +66,7 @@ def test_invalid_bucket_names_are_refused(name):
 
 
 def test_server_access_logging_waits_for_the_log_bucket_policy_that_admits_it(stack):
-    logs = AccessLogBucket(stack, "logs", name="af-logs", account_id="123456789012", expiration_days=90)
+    logs = AccessLogBucket(stack, "logs", name="af-logs", expiration_days=90)
     SecureBucket(stack, "dags", props=BucketProps(name="af-dags", kms_key_arn=KEY, access_log_bucket=logs.bucket_id,
                                                   access_log_policy=logs.policy))
     res = synth(stack)["resource"]

@@ -29,11 +29,11 @@ def test_bare_bucket_is_refused_as_unencrypted_and_public():
 
 def test_hardened_buckets_pass_and_only_log_targets_may_use_sse_s3():
     stack = new_stack()
-    logs = AccessLogBucket(stack, "logs", name="af-test-logs", account_id="123456789012", expiration_days=90)
+    logs = AccessLogBucket(stack, "logs", name="af-test-logs", expiration_days=90)
     SecureBucket(stack, "data", props=BucketProps(name="af-test-data", kms_key_arn=KEY, access_log_bucket=logs.bucket_id))
     assert findings(stack) == []
     lonely = new_stack()
-    AccessLogBucket(lonely, "logs", name="af-test-logs", account_id="123456789012", expiration_days=90)
+    AccessLogBucket(lonely, "logs", name="af-test-logs", expiration_days=90)
     assert findings(lonely) == [("AF-ENC-1", "aws_s3_bucket")]   # SSE-S3 with nothing logging to it
 
 
@@ -95,7 +95,7 @@ def test_tagging_adds_governance_tags_over_a_resources_own_and_keeps_its_other_t
 def test_apply_now_gives_the_same_document_as_registered_aspects():
     def build(apply: bool):
         stack = new_stack("demo")
-        logs = AccessLogBucket(stack, "logs", name="af-test-logs", account_id="123456789012", expiration_days=90)
+        logs = AccessLogBucket(stack, "logs", name="af-test-logs", expiration_days=90)
         SecureBucket(stack, "data", props=BucketProps(name="af-test-data", kms_key_arn=KEY, access_log_bucket=logs.bucket_id))
         s3_bucket.S3Bucket(stack, "bare", bucket="bare-bucket")
         policy, tagging = PolicyPack(), Tagging({"owner": "team"})

@@ -8,8 +8,9 @@ import cdktf
 from cdktf_cdktf_provider_aws import kms_alias, s3_bucket, security_group
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 
-from modules.core.aspects import GovernedStack, PolicyPack, Tagging, govern
 from modules.aws.storage import AccessLogBucket, BucketProps, SecureBucket
+from modules.core.aspects import GovernedStack, PolicyPack, Tagging, govern
+from modules.core.environment import AwsEnvironment
 
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
 
@@ -17,8 +18,9 @@ KEY = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-5555555555
 def _build(stack_class, tmp_path, name, *, use_govern=None):
     app = cdktf.App(outdir=str(tmp_path / name), stack_traces=False)
     stack = stack_class(app, "demo")
+    AwsEnvironment(account_id="123456789012", region="eu-west-1").bind(stack)
     AwsProvider(stack, "aws", region="eu-west-1")
-    logs = AccessLogBucket(stack, "logs", name="af-test-logs", account_id="123456789012", expiration_days=90)
+    logs = AccessLogBucket(stack, "logs", name="af-test-logs", expiration_days=90)
     SecureBucket(stack, "data", props=BucketProps(name="af-test-data", kms_key_arn=KEY, access_log_bucket=logs.bucket_id))
     s3_bucket.S3Bucket(stack, "bare", bucket="bare-bucket")                       # AF-ENC-1 and AF-S3-1 findings
     security_group.SecurityGroup(stack, "sg", vpc_id="vpc-1", description="x", tags={"Name": "mine", "owner": "me"})
