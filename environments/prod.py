@@ -1,7 +1,9 @@
+from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
+                                  StorageSettings)
+
 from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, STATE, TAGS
-from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EventsConfig, MonitoringConfig,
+from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EnvironmentConfig, EventsConfig, MonitoringConfig,
                      VaultConfig)
-from .config import CacheConfig, ClusterConfig, DatabaseConfig, EnvironmentConfig, NetworkConfig, StorageConfig
 
 CONFIG = EnvironmentConfig(
     name="prod",
@@ -9,15 +11,15 @@ CONFIG = EnvironmentConfig(
     account_id=ACCOUNT_ID,
     region=REGION,
     domain="data.example.com",
-    network=NetworkConfig(vpc_cidr="10.30.0.0/16", az_count=3, nat_gateways="per_az"),
+    network=NetworkSettings(vpc_cidr="10.30.0.0/16", az_count=3, nat_gateways="per_az"),
     state=STATE,
     tags=TAGS,
-    cluster=ClusterConfig(admin_role_arns=ADMIN_ROLE_ARNS, system_instance_types=("m7i.xlarge",), system_min_size=3,
+    cluster=ClusterSettings(admin_role_arns=ADMIN_ROLE_ARNS, system_instance_types=("m7i.xlarge",), system_min_size=3,
                           system_desired_size=3, system_max_size=6, system_disk_size_gib=100),
-    database=DatabaseConfig(instance_class="db.r7g.large", multi_az=True, backup_retention_days=30,
+    database=DatabaseSettings(instance_class="db.r7g.large", multi_az=True, backup_retention_days=30,
                             allocated_storage_gib=100, max_allocated_storage_gib=1000),
-    cache=CacheConfig(node_type="cache.r7g.large", num_nodes=3, multi_az=True, snapshot_retention_days=14),
-    storage=StorageConfig(task_log_expiration_days=365, access_log_expiration_days=730),
+    cache=CacheSettings(node_type="cache.r7g.large", num_nodes=3, multi_az=True, snapshot_retention_days=14),
+    storage=StorageSettings(task_log_expiration_days=365, access_log_expiration_days=730),
     addons=AddonsConfig(controller_replicas=3, worker_instance_sizes=("xlarge", "2xlarge", "4xlarge"),
                         worker_cpu_limit=512, worker_memory_limit_gib=2048, worker_root_volume_gib=200,
                         worker_consolidate_after="15m", worker_disruption_budget="10%",

@@ -1,7 +1,9 @@
+from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
+                                  StorageSettings)
+
 from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, STATE, TAGS
-from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EventsConfig, MonitoringConfig,
+from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EnvironmentConfig, EventsConfig, MonitoringConfig,
                      VaultConfig)
-from .config import CacheConfig, ClusterConfig, DatabaseConfig, EnvironmentConfig, NetworkConfig, StorageConfig
 
 CONFIG = EnvironmentConfig(
     name="staging",
@@ -9,13 +11,13 @@ CONFIG = EnvironmentConfig(
     account_id=ACCOUNT_ID,
     region=REGION,
     domain="staging.data.example.com",
-    network=NetworkConfig(vpc_cidr="10.20.0.0/16", az_count=3, nat_gateways="single"),
+    network=NetworkSettings(vpc_cidr="10.20.0.0/16", az_count=3, nat_gateways="single"),
     state=STATE,
     tags=TAGS,
-    cluster=ClusterConfig(admin_role_arns=ADMIN_ROLE_ARNS, system_instance_types=("m7i.large",)),
-    database=DatabaseConfig(instance_class="db.m7g.large", multi_az=True, backup_retention_days=14),
-    cache=CacheConfig(node_type="cache.m7g.large", num_nodes=2, multi_az=True),
-    storage=StorageConfig(task_log_expiration_days=60, access_log_expiration_days=180),
+    cluster=ClusterSettings(admin_role_arns=ADMIN_ROLE_ARNS, system_instance_types=("m7i.large",)),
+    database=DatabaseSettings(instance_class="db.m7g.large", multi_az=True, backup_retention_days=14),
+    cache=CacheSettings(node_type="cache.m7g.large", num_nodes=2, multi_az=True),
+    storage=StorageSettings(task_log_expiration_days=60, access_log_expiration_days=180),
     addons=AddonsConfig(controller_replicas=2, worker_cpu_limit=64, worker_memory_limit_gib=256,
                         worker_disruption_budget="20%"),
     airflow=AirflowConfig(worker_min_replicas=0, worker_max_replicas=8, dag_bundle_refresh_interval=120),

@@ -9,7 +9,7 @@ from modules.core.aspects import GovernedStack
 from modules.core.environment import AwsEnvironment
 from modules.aws.cache import Cache, CacheProps
 from modules.aws.cache import log_group_prefix as cache_log_prefix
-from modules.aws.cluster import Cluster, ClusterProps, NodeGroupSizing, container_insights_log_group_prefix
+from modules.aws.cluster import Cluster, ClusterProps, container_insights_log_group_prefix
 from modules.aws.database import Database, DatabaseProps
 from modules.aws.database import log_group_prefix as database_log_prefix
 from modules.aws.edge import BACKENDS, Edge, EdgeProps, alb_log_delivery_statements, waf_log_group_name
@@ -46,38 +46,26 @@ class InfraStack(GovernedStack):
                     waf_log_group_name(c.prefix), kafka_log_prefix(f"{c.prefix}-kafka"),
                     container_insights_log_group_prefix(c.cluster_name))),)))
         self.network = network = Network(self, "network", props=NetworkProps(
-            name=c.prefix, cidr=c.network.vpc_cidr, subnets=c.network.subnets, availability_zones=c.availability_zones,
-            nat_gateways=c.network.nat_gateways, interface_endpoints=c.network.interface_endpoints, cluster_name=c.cluster_name, flow_log_retention_days=c.log_retention_days, flow_log_kms_key_arn=logs_key.arn))
+            name=c.prefix, settings=c.network, cluster_name=c.cluster_name, flow_log_retention_days=c.log_retention_days,
+            flow_log_kms_key_arn=logs_key.arn))
         in_vpc = dict(vpc_id=network.vpc_id, logs_kms_key_arn=logs_key.arn)
 
         self.storage = storage = AirflowBuckets(self, "storage", props=AirflowBucketsProps(
             name=c.prefix, bucket_names={p: c.bucket_name(p) for p in ("dags", "task-logs", "plugins", "access-logs")},
-            task_log_expiration_days=c.storage.task_log_expiration_days,
-            access_log_expiration_days=c.storage.access_log_expiration_days, prevent_destroy=c.deletion_protection,
+            settings=c.storage, prevent_destroy=c.deletion_protection,
             access_log_statements=alb_log_delivery_statements(environment)))
         self.cluster = cluster = Cluster(self, "cluster", props=section_props(
             f"environments.{c.name}.cluster", lambda: ClusterProps(
-            name=c.cluster_name, kubernetes_version=c.cluster.kubernetes_version,
-            subnet_ids=tuple(network.private_subnet_ids), public_access_cidrs=c.cluster.public_access_cidrs,
-            admin_principal_arns=c.cluster.admin_role_arns,
-            system_nodes=NodeGroupSizing(instance_types=c.cluster.system_instance_types,
-                                         min_size=c.cluster.system_min_size, desired_size=c.cluster.system_desired_size,
-                                         max_size=c.cluster.system_max_size, disk_size_gib=c.cluster.system_disk_size_gib),
-            **({"addon_versions": c.cluster.addon_versions} if c.cluster.addon_versions else {}),
+            name=c.cluster_name, settings=c.cluster, subnet_ids=tuple(network.private_subnet_ids),
             log_retention_days=c.log_retention_days, **in_vpc)))
         self.database = database = Database(self, "database", props=section_props(
             f"environments.{c.name}.database", lambda: DatabaseProps(
-            name=c.prefix, subnet_ids=tuple(network.database_subnet_ids), instance_class=c.database.instance_class,
-            engine_version=c.database.engine_version, allocated_storage_gib=c.database.allocated_storage_gib,
-            max_allocated_storage_gib=c.database.max_allocated_storage_gib, multi_az=c.database.multi_az,
-            backup_retention_days=c.database.backup_retention_days, deletion_protection=c.deletion_protection,
-            log_retention_days=c.log_retention_days, **in_vpc)))
+            name=c.prefix, settings=c.database, subnet_ids=tuple(network.database_subnet_ids),
+            deletion_protection=c.deletion_protection, log_retention_days=c.log_retention_days, **in_vpc)))
         self.cache = cache = Cache(self, "cache", props=section_props(
             f"environments.{c.name}.cache", lambda: CacheProps(
-            name=f"{c.prefix}-broker", subnet_ids=tuple(network.private_subnet_ids), engine=c.cache.engine,
-            node_type=c.cache.node_type, num_nodes=c.cache.num_nodes, multi_az=c.cache.multi_az,
-            snapshot_retention_days=c.cache.snapshot_retention_days, log_retention_days=c.log_retention_days,
-            **in_vpc)))
+            name=f"{c.prefix}-broker", settings=c.cache, subnet_ids=tuple(network.private_subnet_ids),
+            log_retention_days=c.log_retention_days, **in_vpc)))
         for store in (database, cache):
             store.allow_from("cluster-nodes", source_security_group_id=cluster.node_security_group_id)
         cluster.allow_node_egress("database", destination_security_group_id=database.security_group_id, port=Database.PORT)
@@ -115,9 +103,8 @@ class InfraStack(GovernedStack):
             name=c.prefix, cluster_name=c.cluster_name, domain=c.domain, vpc_id=network.vpc_id,
             public_subnet_ids=tuple(network.public_subnet_ids), target_security_group_id=cluster.node_security_group_id,
             access_log_bucket=storage.access_logs.name, logs_kms_key_arn=logs_key.arn,
-            log_retention_days=c.log_retention_days, zone_mode=c.edge.zone_mode, extra_sans=c.edge.extra_sans,
-            ingress_cidrs=c.edge.ingress_cidrs, waf_rate_limit=c.edge.waf_rate_limit, tls_policy=c.edge.tls_policy,
-            dual_stack=network.public_ipv6, deletion_protection=c.deletion_protection)),
+            settings=c.edge, log_retention_days=c.log_retention_days, dual_stack=network.public_ipv6,
+            deletion_protection=c.deletion_protection)),
             # ELB checks it may write the log bucket when the ALB is created: the bucket policy comes first.
             depends_on=[storage.access_logs.policy])
         for backend in BACKENDS:
@@ -158,12 +145,9 @@ class InfraStack(GovernedStack):
 
     def _alerting(self, c: EnvironmentConfig) -> None:
         """CloudWatch alarms -> SNS topic per severity -> PagerDuty / Slack (docs/alerting.md)."""
-        a = c.alarms
         self.alerting = alerting = Alerting(self, "alerting", props=section_props(
             f"environments.{c.name}.alarms", lambda: AlertingProps(
-            name=c.prefix, thresholds=a.thresholds(), pagerduty_secret_name=a.pagerduty_secret_name,
-            pagerduty_severities=a.pagerduty_severities, slack_workspace_id=a.slack_workspace_id,
-            slack_channel_id=a.slack_channel_id, slack_severities=a.slack_severities)))
+            name=c.prefix, settings=c.alarms)))
         alerting.watch_database(identifier=self.database.identifier)
         alerting.watch_cache(member_cluster_ids=self.cache.member_cluster_ids)
         alerting.watch_load_balancer(load_balancer_arn_suffix=self.edge.load_balancer_arn_suffix,
@@ -181,21 +165,14 @@ class InfraStack(GovernedStack):
         self.events = Events(self, "events", props=section_props(f"environments.{c.name}.events", lambda: EventsProps(
             name=c.prefix, landing_bucket_name=c.bucket_name("landing"),
             landing_kms_key_arn=storage.kms_key_arn, access_log_bucket=storage.access_logs.bucket_id,
-            access_log_policy=storage.access_logs.policy,
-            landing_expiration_days=e.landing_expiration_days, prevent_destroy=c.deletion_protection, rules=e.rules,
-            application_source_prefix=e.application_source_prefix, max_receive_count=e.max_receive_count,
-            retry_attempts=e.retry_attempts, max_event_age_seconds=e.max_event_age_seconds,
-            message_retention_seconds=e.message_retention_seconds,
-            visibility_timeout_seconds=e.visibility_timeout_seconds)))
+            access_log_policy=storage.access_logs.policy, settings=e, prevent_destroy=c.deletion_protection)))
         self.events.grant_consume(identities, "airflow-triggerer")
         self.kafka: Kafka | None = None
         if e.kafka:
             self.kafka = kafka = Kafka(self, "kafka", props=section_props(f"environments.{c.name}.events", lambda: KafkaProps(
-                name=f"{c.prefix}-kafka", vpc_id=network.vpc_id, mode=e.kafka_mode,
+                name=f"{c.prefix}-kafka", settings=e, vpc_id=network.vpc_id,
                 subnet_ids=broker_subnet_ids(e.kafka_availability_zones, availability_zones=c.availability_zones,
                                              subnet_ids=network.private_subnet_ids),
-                kafka_version=e.kafka_version, broker_instance_type=e.kafka_broker_instance_type,
-                brokers_per_subnet=e.kafka_brokers_per_zone, volume_size_gib=e.kafka_volume_size_gib,
                 log_retention_days=c.log_retention_days, logs_kms_key_arn=logs_kms_key_arn)))
             kafka.allow_from("cluster-nodes", source_security_group_id=cluster.node_security_group_id)
             cluster.allow_node_egress("kafka", destination_security_group_id=kafka.security_group_id, port=Kafka.PORT)

@@ -34,6 +34,21 @@ def new_stack(name: str = "test") -> cdktf.TerraformStack:
     return stack
 
 
+def make_props(props_class, **values):
+    """Construct props from flat keyword arguments: those naming a field of the props' `settings` type go into a
+    settings object (so a test can say `make_props(DatabaseProps, **BASE, multi_az=False)`)."""
+    import dataclasses
+    import typing
+
+    settings_class = typing.get_type_hints(props_class)["settings"]
+    own = {f.name for f in dataclasses.fields(props_class)}
+    settings = {k: values.pop(k) for k in [k for k in values if k not in own]
+                if k in {f.name for f in dataclasses.fields(settings_class)}}
+    if "settings" not in values:
+        values["settings"] = settings_class(**settings)
+    return props_class(**values)
+
+
 def synth(stack: cdktf.TerraformStack) -> dict:
     """Synthesize one stack to parsed JSON, failing the test on any policy-pack finding."""
     from modules.core.aspects import PolicyPack

@@ -7,7 +7,7 @@ import re
 import pytest
 
 import environments
-from environments.config import plan_subnets
+from modules.aws.settings import plan_subnets
 
 CONFIGS = {name: environments.load(name) for name in environments.NAMES}
 

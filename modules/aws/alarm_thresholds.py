@@ -123,3 +123,24 @@ def check_routing(prefix: str, *, pagerduty_secret_name: str, pagerduty_severiti
     require(bool(slack_workspace_id) == bool(slack_channel_id), f"{prefix}slack_channel_id", slack_channel_id,
             f"and slack_workspace_id={slack_workspace_id!r} must be set together",
             "set both ids to post alerts to Slack, or neither")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlarmsSettings(AlarmThresholds):
+    """The alarms' thresholds and where alerts go (environments.<env>.alarms)."""
+    FIELD_PREFIX: ClassVar[str] = "alarms."
+
+    # Secrets Manager secret (name, not value) holding the PagerDuty "Amazon CloudWatch" integration URL; it
+    # contains the integration key, so it is read at apply time and never written into code or JSON. "" = off.
+    pagerduty_secret_name: str = ""
+    pagerduty_severities: tuple[str, ...] = ("critical",)   # topics that page; the rest only reach Slack
+    # AWS Chatbot: ids (not secrets) of a workspace authorised once in the Chatbot console, and a channel. "" = off.
+    slack_workspace_id: str = ""
+    slack_channel_id: str = ""
+    slack_severities: tuple[str, ...] = SEVERITIES
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_routing(self.FIELD_PREFIX, pagerduty_secret_name=self.pagerduty_secret_name,
+                      pagerduty_severities=self.pagerduty_severities, slack_workspace_id=self.slack_workspace_id,
+                      slack_channel_id=self.slack_channel_id, slack_severities=self.slack_severities)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from cdktf_cdktf_provider_aws import iam_openid_connect_provider, iam_role, iam_role_policy, iam_role_policy_attachment
 from constructs import Construct
 
-from ..core import iam, validation
+from ..core import iam
 from ..core.validation import ConfigError
 from ..core.environment import AwsEnvironment
 

@@ -4,7 +4,7 @@ ConfigMap, a managed system node group on IMDSv2-only AL2023 nodes, and pinned E
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cdktf import Token
 from cdktf_cdktf_provider_aws import (
@@ -27,36 +27,13 @@ from constructs import Construct
 from ..core import iam, validation
 from .encryption import EncryptionKey, EncryptionKeyProps
 from .network import admit_tcp_from
+from .settings import (ADDONS, DEFAULT_ADDON_VERSIONS, INSTANCE_FAMILIES, ClusterSettings, architecture,  # noqa: F401
+                       check_node_group)
 from ..core.tokens import is_unresolved
+from ..core.validation import ConfigError
 from ..core.environment import AwsEnvironment
 
-# Instance families the system node group may use, by CPU architecture. A family not listed here is
-# refused at synth (typo, retired generation, or a GPU/storage family that makes no sense for system pods).
-INSTANCE_FAMILIES: dict[str, str] = {
-    **{f: "x86_64" for f in ("t3", "t3a", "m5", "m5a", "m6i", "m6a", "m7i", "m7i-flex", "m7a", "m8i",
-                             "c5", "c5a", "c6i", "c6a", "c7i", "c7i-flex", "c7a", "r5", "r6i", "r6a", "r7i", "r7a")},
-    **{f: "arm64" for f in ("t4g", "m6g", "m7g", "m8g", "c6g", "c7g", "c8g", "r6g", "r7g", "r8g")},  # Graviton
-}
 _AMI_TYPES = {"x86_64": "AL2023_x86_64_STANDARD", "arm64": "AL2023_ARM_64_STANDARD"}
-
-# Pinned EKS add-on versions for Kubernetes 1.34. Bump them deliberately (e.g. after
-# `aws eks describe-addon-versions --kubernetes-version 1.34 --addon-name <name>`), never float.
-DEFAULT_ADDON_VERSIONS: dict[str, str] = {
-    # AWS EKS User Guide, "Amazon VPC CNI versions" table (managing-vpc-cni), row 1.34.
-    "vpc-cni": "v1.20.4-eksbuild.1",
-    # AWS EKS User Guide, "kube-proxy versions" table (managing-kube-proxy), row 1.34.
-    "kube-proxy": "v1.34.1-eksbuild.2",
-    # Public Terraform/CDK configurations pinning add-ons for EKS 1.34 clusters (coredns next to
-    # kube-proxy v1.34.1-eksbuild.2, commented "for EKS 1.34"); CoreDNS 1.12 is the kubeadm 1.34 line.
-    "coredns": "v1.12.4-eksbuild.1",
-    # Same public EKS 1.34 add-on pin sets (ebs_csi / pod_identity_agent next to kube-proxy v1.34.1).
-    "aws-ebs-csi-driver": "v1.54.0-eksbuild.1",
-    "eks-pod-identity-agent": "v1.3.10-eksbuild.2",
-    # Public EKS 1.34 Terraform configuration pinning amazon-cloudwatch-observability with
-    # kube-proxy v1.34.1-eksbuild.2, vpc-cni v1.21.1 and aws-ebs-csi-driver v1.54.0.
-    "amazon-cloudwatch-observability": "v4.8.0-eksbuild.1",
-}
-ADDONS = tuple(DEFAULT_ADDON_VERSIONS)
 # Add-ons whose pods are Deployments needing schedulable nodes: created after the node group, or the
 # add-on stays DEGRADED and Terraform times out waiting for it.
 _AFTER_NODES = ("coredns", "aws-ebs-csi-driver", "amazon-cloudwatch-observability")
@@ -70,10 +47,6 @@ def container_insights_log_group_prefix(cluster_name: str) -> str:
     return f"/aws/containerinsights/{cluster_name}/"
 
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")
-_K8S_VERSION = re.compile(r"1\.\d{2}")
-_ADDON_VERSION = re.compile(r"v\d+\.\d+\.\d+-eksbuild\.\d+")
-_INSTANCE_TYPE = re.compile(r"([a-z][a-z0-9-]*)\.([a-z0-9]+)")
-_PRINCIPAL_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}")
 
 # Control plane -> node ports. EKS only needs 10250 itself; the others are the ports the platform's
 # webhooks and aggregated APIs listen on. The API server calls them on the pod IP + container port
@@ -99,78 +72,38 @@ class NodeGroupSizing:
     disk_size_gib: int = 50
 
     def __post_init__(self) -> None:
-        validation.require(len(self.instance_types) >= 1, "instance_types", self.instance_types, "is empty",
-                           "list at least one instance type, e.g. ('m7i.large',)")
-        for instance_type in self.instance_types:
-            match = _INSTANCE_TYPE.fullmatch(instance_type) if isinstance(instance_type, str) else None
-            validation.require(match is not None and match.group(1) in INSTANCE_FAMILIES, "instance_types",
-                               instance_type, "is not an instance type of a known family",
-                               f"use '<family>.<size>' with a family from {', '.join(sorted(INSTANCE_FAMILIES))}")
-        validation.require(len({_architecture(t) for t in self.instance_types}) == 1, "instance_types",
-                           self.instance_types, "mixes x86_64 and Graviton (arm64) families",
-                           "use one architecture per node group: one AMI type serves the whole group")
-        validation.require(1 <= self.min_size <= self.desired_size <= self.max_size, "min_size/desired_size/max_size",
-                           (self.min_size, self.desired_size, self.max_size),
-                           "must satisfy 1 <= min_size <= desired_size <= max_size",
-                           "raise max_size or lower min_size/desired_size (system pods need at least one node)")
-        validation.require(20 <= self.disk_size_gib <= 16384, "disk_size_gib", self.disk_size_gib,
-                           "is outside what a gp3 root volume for AL2023 accepts", "use 20-16384 GiB")
-
-
-def _architecture(instance_type: str) -> str:
-    return INSTANCE_FAMILIES[instance_type.split(".", 1)[0]]
+        check_node_group(self.instance_types, self.min_size, self.desired_size, self.max_size, self.disk_size_gib)
 
 
 def ami_type_for(instance_types: tuple[str, ...]) -> str:
     """The AL2023 managed node group AMI type matching the instance families (Graviton -> ARM)."""
-    return _AMI_TYPES[_architecture(instance_types[0])]
+    return _AMI_TYPES[architecture(instance_types[0])]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterProps:
     name: str                                         # EKS cluster name
-    kubernetes_version: str = "1.34"
     vpc_id: str
     subnet_ids: tuple[str, ...]                       # private subnets: control-plane ENIs and nodes
-    public_access_cidrs: tuple[str, ...] = ()         # () = private endpoint only
-    admin_principal_arns: tuple[str, ...]             # IAM roles/users given cluster-admin access entries
-    system_nodes: NodeGroupSizing = field(default_factory=NodeGroupSizing)
-    addon_versions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ADDON_VERSIONS))
-    log_retention_days: int = 90
     logs_kms_key_arn: str
+    settings: ClusterSettings                         # admins, API access, system nodes, add-on versions
+    log_retention_days: int = 90
     ebs_kms_key_arn: str | None = None                # None = the account's default EBS key (still encrypted)
 
     def __post_init__(self) -> None:
         validation.require(isinstance(self.name, str) and _NAME.fullmatch(self.name) is not None, "name", self.name,
                            "is not a valid cluster name", "use 2-40 lowercase letters, digits and inner hyphens")
-        validation.require(isinstance(self.kubernetes_version, str)
-                           and _K8S_VERSION.fullmatch(self.kubernetes_version) is not None,
-                           "kubernetes_version", self.kubernetes_version, "is not a Kubernetes minor version",
-                           "use the '1.NN' form EKS expects, e.g. '1.34'")
         if not is_unresolved(list(self.subnet_ids)):
             validation.require(len(self.subnet_ids) >= 2, "subnet_ids", list(self.subnet_ids),
                                "has fewer than 2 subnets", "pass the private subnets of at least two AZs")
-        for cidr in self.public_access_cidrs:
-            if is_unresolved(cidr):
-                continue
-            network = validation.ipv4_network("public_access_cidrs", cidr)
-            validation.require(network.prefixlen > 0, "public_access_cidrs", cidr,
-                               "would expose the Kubernetes API endpoint to the whole internet",
-                               "list the operator/CI egress CIDRs, or leave it empty for a private endpoint")
-        validation.require(len(self.admin_principal_arns) >= 1, "admin_principal_arns", self.admin_principal_arns,
-                           "is empty, and the cluster creator gets no admin access",
-                           "name at least one IAM role ARN to administer the cluster")
-        for arn in self.admin_principal_arns:
-            validation.require(is_unresolved(arn) or _PRINCIPAL_ARN.fullmatch(arn) is not None,
-                               "admin_principal_arns", arn, "is not an IAM role or user ARN",
-                               "use arn:<partition>:iam::<12-digit account>:role/<name> (or user/<name>)")
-        validation.require(set(self.addon_versions) == set(ADDONS), "addon_versions", sorted(self.addon_versions),
-                           "does not name exactly the managed add-ons", f"give a version for each of {list(ADDONS)}")
-        for addon, version in self.addon_versions.items():
-            validation.require(isinstance(version, str) and _ADDON_VERSION.fullmatch(version) is not None,
-                               f"addon_versions.{addon}", version, "is not an EKS add-on version",
-                               "pin the exact 'vX.Y.Z-eksbuild.N' from aws eks describe-addon-versions")
         validation.log_retention("log_retention_days", self.log_retention_days)
+
+    @property
+    def system_nodes(self) -> NodeGroupSizing:
+        s = self.settings
+        return NodeGroupSizing(instance_types=s.system_instance_types, min_size=s.system_min_size,
+                               desired_size=s.system_desired_size, max_size=s.system_max_size,
+                               disk_size_gib=s.system_disk_size_gib)
 
 
 class Cluster(Construct):
@@ -202,11 +135,11 @@ class Cluster(Construct):
 
         self._security_groups(props)
         self.resource = eks_cluster.EksCluster(
-            self, "cluster", name=name, version=props.kubernetes_version, role_arn=cluster_role.arn,
+            self, "cluster", name=name, version=props.settings.kubernetes_version, role_arn=cluster_role.arn,
             vpc_config=eks_cluster.EksClusterVpcConfig(
                 subnet_ids=list(props.subnet_ids), endpoint_private_access=True,
-                endpoint_public_access=bool(props.public_access_cidrs),
-                public_access_cidrs=list(props.public_access_cidrs) or None,
+                endpoint_public_access=bool(props.settings.public_access_cidrs),
+                public_access_cidrs=list(props.settings.public_access_cidrs) or None,
                 security_group_ids=[self._cluster_sg.id]),
             access_config=eks_cluster.EksClusterAccessConfig(
                 authentication_mode="API", bootstrap_cluster_creator_admin_permissions=False),
@@ -229,7 +162,7 @@ class Cluster(Construct):
         self.secrets_key_arn: str = self._secrets_key.arn
         self.log_group_name: str = log_group.name
 
-        for i, principal in enumerate(props.admin_principal_arns):
+        for i, principal in enumerate(props.settings.admin_role_arns):
             entry = eks_access_entry.EksAccessEntry(self, f"admin-access-entry-{i}", cluster_name=self.resource.name,
                                                     principal_arn=principal, type="STANDARD")
             access_policy.EksAccessPolicyAssociation(
@@ -300,7 +233,7 @@ class Cluster(Construct):
         """Give an add-on that calls AWS (EBS CSI driver, CloudWatch agent) its least-privilege role through the
         add-on's own Pod Identity association, so its pods have credentials from their first start."""
         if addon not in self.addons:
-            raise ValueError(f"addon must be one of {sorted(self.addons)}, got {addon!r}")
+            raise ConfigError("addon", addon, "is not a managed add-on of this cluster", f"use one of {sorted(self.addons)}")
         self.addons[addon].put_pod_identity_association([eks_addon.EksAddonPodIdentityAssociation(
             role_arn=role_arn, service_account=service_account)])
 
@@ -368,7 +301,7 @@ class Cluster(Construct):
     def _addon(self, props: ClusterProps, addon: str, depends_on: list | None = None) -> eks_addon.EksAddon:
         return eks_addon.EksAddon(
             self, f"addon-{addon}", cluster_name=self.resource.name, addon_name=addon,
-            addon_version=props.addon_versions[addon], resolve_conflicts_on_create="OVERWRITE",
+            addon_version=props.settings.effective_addon_versions[addon], resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="PRESERVE", depends_on=depends_on)
 
 

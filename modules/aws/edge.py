@@ -8,10 +8,9 @@ security group only, and TLS terminates at the ALB with a TLS 1.3 policy.
 """
 from __future__ import annotations
 
-import ipaddress
 import re
-from dataclasses import dataclass
-from typing import Literal, Sequence
+from dataclasses import dataclass, field
+from typing import Sequence
 
 from cdktf import ITerraformDependable, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws import (
@@ -37,10 +36,9 @@ from constructs import Construct
 from ..core import iam, validation
 from ..core.environment import AwsEnvironment
 from ..core.tokens import is_unresolved
-from ..core.validation import ConfigError, require
+from ..core.validation import require
+from .settings import DEFAULT_TLS_POLICY, WAF_MIN_RATE_LIMIT, EdgeSettings, ip_network  # noqa: F401
 
-DEFAULT_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-WAF_MIN_RATE_LIMIT = 10             # AWS WAF's minimum for a rate-based rule (requests per 5 minutes)
 WAF_LOG_GROUP_PREFIX = "aws-waf-logs-"  # WAF delivers to CloudWatch Logs only for groups named like this
 MANAGED_RULE_GROUPS = ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet",
                        "AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesAnonymousIpList")
@@ -61,14 +59,6 @@ class Backend:
 BACKENDS = (Backend("airflow", 8080, "/api/v2/monitor/health"), Backend("grafana", 3000, "/api/health"))
 
 
-def ip_network(field: str, value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    try:
-        return ipaddress.ip_network(value, strict=True)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(field, value, f"is not a valid IPv4 or IPv6 CIDR block ({err})",
-                          "use a network address with its prefix, e.g. '203.0.113.0/24' or '2001:db8::/32'") from None
-
-
 @dataclass(frozen=True, kw_only=True)
 class EdgeProps:
     name: str                                   # resource name prefix, e.g. 'airflow-dev'
@@ -79,35 +69,16 @@ class EdgeProps:
     target_security_group_id: str               # the node/pod security group the ALB forwards to
     access_log_bucket: str                      # bucket name; ALB logs go under alb/
     logs_kms_key_arn: str
+    settings: EdgeSettings = field(default_factory=EdgeSettings)   # zone mode, names, who may connect, WAF, TLS
     log_retention_days: int = 30
-    zone_mode: Literal["lookup", "create"] = "lookup"
-    extra_sans: tuple[str, ...] = ()            # more names on the certificate, each inside `domain`
-    ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0", "::/0")
-    waf_rate_limit: int = 2000                  # requests per 5 minutes per client IP
-    tls_policy: str = DEFAULT_TLS_POLICY
     dual_stack: bool = False                    # only when the VPC and public subnets have IPv6
     deletion_protection: bool = True
 
     def __post_init__(self) -> None:
         validation.dns_name("domain", self.domain)
-        require(self.zone_mode in ("lookup", "create"), "zone_mode", self.zone_mode, "is not a hosted-zone mode",
-                "use 'lookup' (the zone exists) or 'create' (then delegate it, see README 'Front door')")
-        for i, san in enumerate(self.extra_sans):
-            validation.dns_name(f"extra_sans[{i}]", san.removeprefix("*.") if isinstance(san, str) else san)
+        for i, san in enumerate(self.settings.extra_sans):
             require(san.endswith(f".{self.domain}"), f"extra_sans[{i}]", san, f"is outside the zone {self.domain!r}",
                     f"use a name ending in '.{self.domain}' (the certificate is validated in that zone)")
-        require(len(self.ingress_cidrs) > 0, "ingress_cidrs", list(self.ingress_cidrs), "is empty",
-                "list at least one CIDR (the default is ('0.0.0.0/0', '::/0'))")
-        for i, cidr in enumerate(self.ingress_cidrs):
-            require(isinstance(cidr, str) and cidr.strip() != "", f"ingress_cidrs[{i}]", cidr, "is empty",
-                    "remove the empty entry or give a CIDR such as '203.0.113.0/24'")
-            ip_network(f"ingress_cidrs[{i}]", cidr)
-        require(isinstance(self.waf_rate_limit, int) and not isinstance(self.waf_rate_limit, bool)
-                and WAF_MIN_RATE_LIMIT <= self.waf_rate_limit <= 2_000_000_000, "waf_rate_limit", self.waf_rate_limit,
-                "is outside AWS WAF's rate-based rule range", f"use {WAF_MIN_RATE_LIMIT}-2000000000 requests per 5 minutes")
-        require(isinstance(self.tls_policy, str) and self.tls_policy.startswith("ELBSecurityPolicy-TLS13-"),
-                "tls_policy", self.tls_policy, "is not a TLS 1.3 ELB security policy",
-                f"use '{DEFAULT_TLS_POLICY}' or a stricter ELBSecurityPolicy-TLS13-* policy")
         for backend in BACKENDS:
             tg = f"{self.cluster_name}-{backend.host}"
             require(_TG_NAME.fullmatch(tg) is not None, "cluster_name", self.cluster_name,
@@ -123,7 +94,7 @@ class EdgeProps:
 
     @property
     def certificate_names(self) -> tuple[str, ...]:
-        return (*self.hosts.values(), *self.extra_sans)
+        return (*self.hosts.values(), *self.settings.extra_sans)
 
 
 class Edge(Construct):
@@ -155,7 +126,7 @@ class Edge(Construct):
     # ---- DNS and certificate --------------------------------------------------------------------
 
     def _zone(self, p: EdgeProps) -> None:
-        if p.zone_mode == "create":
+        if p.settings.zone_mode == "create":
             zone = route53_zone.Route53Zone(self, "zone", name=p.domain, comment=f"{p.name} front door",
                                             force_destroy=False)
             self.name_servers: list[str] | None = zone.name_servers
@@ -175,7 +146,7 @@ class Edge(Construct):
         # per host and every planned instance is a resource block. (A '*.x' SAN shares x's record: allow_overwrite.)
         options = (f"{{for dvo in aws_acm_certificate.{self.certificate.friendly_unique_id}.domain_validation_options"
                    " : dvo.domain_name => dvo}")
-        ids = [*p.hosts, *(f"san-{i}" for i in range(len(p.extra_sans)))]
+        ids = [*p.hosts, *(f"san-{i}" for i in range(len(p.settings.extra_sans)))]
         records = [route53_record.Route53Record(
             self, f"validation-{record_id}", zone_id=self.zone_id, ttl=60, allow_overwrite=True,
             name=f'${{{options}["{name}"].resource_record_name}}', type=f'${{{options}["{name}"].resource_record_type}}',
@@ -205,7 +176,7 @@ class Edge(Construct):
             description=f"{p.name} ALB: HTTPS/HTTP from the allow-list, to the Airflow and Grafana pods only",
             tags={"Name": f"{p.name}-edge"})
         self.security_group_id: str = self.security_group.id
-        for i, cidr in enumerate(p.ingress_cidrs):
+        for i, cidr in enumerate(p.settings.ingress_cidrs):
             family = "cidr_ipv6" if ip_network("ingress_cidrs", cidr).version == 6 else "cidr_ipv4"
             for port, why in ((self.HTTPS, "HTTPS"), (self.HTTP, "HTTP (redirected to HTTPS)")):
                 ingress.VpcSecurityGroupIngressRule(
@@ -236,7 +207,7 @@ class Edge(Construct):
             host: tg.arn_suffix for host, tg in self.target_groups.items()}
         self.https_listener = lb_listener.LbListener(
             self, "https-listener", load_balancer_arn=self.load_balancer.arn, port=self.HTTPS, protocol="HTTPS",
-            ssl_policy=p.tls_policy, certificate_arn=self.certificate_arn,
+            ssl_policy=p.settings.tls_policy, certificate_arn=self.certificate_arn,
             default_action=[lb_listener.LbListenerDefaultAction(
                 type="fixed-response", fixed_response=lb_listener.LbListenerDefaultActionFixedResponse(
                     content_type="text/plain", message_body="Not found", status_code="404"))])
@@ -268,7 +239,7 @@ class Edge(Construct):
             for i, group in enumerate(MANAGED_RULE_GROUPS)]
         rules.append(wafv2_web_acl.Wafv2WebAclRule(
             name="rate-limit-per-ip", priority=len(rules), action=wafv2_web_acl.Wafv2WebAclRuleAction(block={}),
-            statement={"rate_based_statement": {"limit": p.waf_rate_limit, "aggregate_key_type": "IP",
+            statement={"rate_based_statement": {"limit": p.settings.waf_rate_limit, "aggregate_key_type": "IP",
                                                 "evaluation_window_sec": 300}},
             visibility_config=wafv2_web_acl.Wafv2WebAclRuleVisibilityConfig(**visibility("rate-limit-per-ip"))))
         self.web_acl = wafv2_web_acl.Wafv2WebAcl(

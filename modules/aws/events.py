@@ -13,7 +13,7 @@ example DAGs in dags/ read to find them, so no DAG hardcodes an account id or qu
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from cdktf import ITerraformDependable
@@ -31,11 +31,12 @@ from cdktf_cdktf_provider_aws import (
 from constructs import Construct
 
 from ..core import iam
-from .event_patterns import APPLICATION_RULE, LANDING_RULE, EventRule, event_rules
+from .event_patterns import APPLICATION_RULE, LANDING_RULE, EventRule
 from .identity import PlatformIdentities
 from .kafka import KAFKA_CONNECTION_ID
 from .storage import BucketProps, SecureBucket
-from ..core.validation import ConfigError, require
+from .settings import EventsSettings
+from ..core.validation import ConfigError
 from ..core.environment import AwsEnvironment
 
 EVENTS_PRINCIPAL = "events.amazonaws.com"
@@ -107,27 +108,8 @@ class EventsProps:
     landing_kms_key_arn: str                    # SSE-KMS key of the landing bucket (the storage key)
     access_log_bucket: str                      # bucket id receiving the landing bucket's server access logs
     access_log_policy: ITerraformDependable | None = None   # its policy (AccessLogBucket.policy): logging waits for it
-    landing_expiration_days: int = 30
+    settings: EventsSettings = field(default_factory=EventsSettings)   # rules, delivery and queue behaviour
     prevent_destroy: bool = True
-    rules: tuple[EventRule, ...] = ()           # beyond default_rules()
-    application_source_prefix: str = "app."
-    max_receive_count: int = 5
-    retry_attempts: int = 8
-    max_event_age_seconds: int = 3600
-    message_retention_seconds: int = 345600
-    visibility_timeout_seconds: int = 300
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "rules", event_rules("rules", self.rules))
-        for field, low, high in (("max_receive_count", 1, 1000), ("retry_attempts", 0, 185),
-                                 ("max_event_age_seconds", 60, 86400), ("message_retention_seconds", 60, 1209600),
-                                 ("visibility_timeout_seconds", 0, 43200), ("landing_expiration_days", 1, 36500)):
-            value = getattr(self, field)
-            require(isinstance(value, int) and low <= value <= high, field, value, f"is outside {low}-{high}",
-                    f"use {low}-{high}")
-        require(bool(self.application_source_prefix) and not self.application_source_prefix.startswith("aws."),
-                "application_source_prefix", self.application_source_prefix, "is empty or an AWS service source",
-                "use the source prefix your applications put events with, e.g. 'app.'")
 
 
 @dataclass(frozen=True)
@@ -156,14 +138,14 @@ class Events(Construct):
 
         self.landing = SecureBucket(self, "landing", props=BucketProps(
             name=props.landing_bucket_name, kms_key_arn=props.landing_kms_key_arn,
-            access_log_bucket=props.access_log_bucket, access_log_policy=props.access_log_policy, expiration_days=props.landing_expiration_days,
+            access_log_bucket=props.access_log_bucket, access_log_policy=props.access_log_policy, expiration_days=props.settings.landing_expiration_days,
             noncurrent_version_expiration_days=7, prevent_destroy=props.prevent_destroy))
         # S3 sends every object event of this bucket to the account's default bus; rules pick what they need.
         s3_bucket_notification.S3BucketNotification(self, "landing-notifications", bucket=self.landing.bucket_id,
                                                      eventbridge=True)
 
         self.rule_specs = (*default_rules(landing_bucket_name=props.landing_bucket_name,
-                                          application_source_prefix=props.application_source_prefix), *props.rules)
+                                          application_source_prefix=props.settings.application_source_prefix), *props.settings.rules)
         rules = {r.name: cloudwatch_event_rule.CloudwatchEventRule(
             self, f"rule-{r.name}", name=f"{name}-{r.name}", description=r.description or f"{r.name} -> SQS",
             event_bus_name=self.bus.name if r.bus == "custom" else "default",
@@ -193,9 +175,9 @@ class Events(Construct):
         dlq = sqs_queue.SqsQueue(self, f"dead-letter-queue-{r}", name=dead_letter_queue_name(p.name, r),
                                  message_retention_seconds=DEAD_LETTER_RETENTION_SECONDS, **encrypted)
         queue = sqs_queue.SqsQueue(
-            self, f"queue-{r}", name=queue_name(p.name, r), message_retention_seconds=p.message_retention_seconds,
-            visibility_timeout_seconds=p.visibility_timeout_seconds, receive_wait_time_seconds=20,
-            redrive_policy=json.dumps({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": p.max_receive_count}),
+            self, f"queue-{r}", name=queue_name(p.name, r), message_retention_seconds=p.settings.message_retention_seconds,
+            visibility_timeout_seconds=p.settings.visibility_timeout_seconds, receive_wait_time_seconds=20,
+            redrive_policy=json.dumps({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": p.settings.max_receive_count}),
             **encrypted)
         # Only the main queue may use this DLQ as its dead-letter target.
         sqs_queue_redrive_allow_policy.SqsQueueRedriveAllowPolicy(
@@ -207,7 +189,7 @@ class Events(Construct):
         target.CloudwatchEventTarget(
             self, f"target-{r}", rule=rule.name, event_bus_name=rule.event_bus_name, target_id="sqs", arn=queue.arn,
             retry_policy=target.CloudwatchEventTargetRetryPolicy(
-                maximum_retry_attempts=p.retry_attempts, maximum_event_age_in_seconds=p.max_event_age_seconds),
+                maximum_retry_attempts=p.settings.retry_attempts, maximum_event_age_in_seconds=p.settings.max_event_age_seconds),
             dead_letter_config=target.CloudwatchEventTargetDeadLetterConfig(arn=dlq.arn),
             depends_on=policies)          # the first delivery must find the policy in place
         return EventQueue(rule=r, rule_arn=rule.arn, name=queue.name, url=queue.url, arn=queue.arn,

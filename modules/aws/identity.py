@@ -36,7 +36,7 @@ from typing import Any
 from cdktf_cdktf_provider_aws import eks_pod_identity_association, iam_role, iam_role_policy
 from constructs import Construct
 
-from ..core import iam, validation
+from ..core import iam
 from ..core.tokens import is_unresolved
 from ..core.validation import ConfigError
 from ..core.environment import AwsEnvironment

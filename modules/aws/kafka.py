@@ -11,8 +11,8 @@ stored in Vault at `<VAULT_AIRFLOW_MOUNT>/connections/<KAFKA_CONNECTION_ID>`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 
 from cdktf_cdktf_provider_aws import (
@@ -28,6 +28,7 @@ from ..core import validation
 from .encryption import EncryptionKey, EncryptionKeyProps
 from .network import admit_tcp_from
 from .identity import PlatformIdentities
+from .settings import EventsSettings
 from ..core.tokens import is_unresolved
 from ..core.validation import ConfigError
 from ..core.environment import AwsEnvironment
@@ -67,31 +68,20 @@ class KafkaProps:
     name: str                                   # cluster name, e.g. 'airflow-prod-kafka'
     vpc_id: str
     subnet_ids: tuple[str, ...]                 # one private subnet per broker zone
-    mode: Literal["provisioned", "serverless"] = "provisioned"
-    kafka_version: str = "3.8.x"
-    broker_instance_type: str = "kafka.m7g.large"
-    brokers_per_subnet: int = 1
-    volume_size_gib: int = 100
-    log_retention_days: int = 30
     logs_kms_key_arn: str                       # key for the broker log group (policy admits log_group_prefix)
+    settings: EventsSettings = field(default_factory=EventsSettings)   # its kafka_* fields
+    log_retention_days: int = 30
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
             raise ConfigError("name", self.name, "is not a valid MSK cluster name",
                               "use up to 58 lowercase letters, digits and hyphens, starting with a letter")
-        if self.mode not in _SUBNETS:
-            raise ConfigError("mode", self.mode, "is not an MSK cluster type", "use 'provisioned' or 'serverless'")
-        low, high = _SUBNETS[self.mode]
+        mode = self.settings.kafka_mode
+        low, high = _SUBNETS[mode]
         if not is_unresolved(list(self.subnet_ids)) and not low <= len(self.subnet_ids) <= high:
             raise ConfigError("subnet_ids", list(self.subnet_ids), f"gives {len(self.subnet_ids)} subnets (MSK "
-                              f"{self.mode} needs {low}-{high}, each in its own zone)",
+                              f"{mode} needs {low}-{high}, each in its own zone)",
                               f"pass {low}-{high} private subnets in distinct availability zones")
-        if not _BROKER_TYPE.fullmatch(self.broker_instance_type):
-            raise ConfigError("broker_instance_type", self.broker_instance_type, "is not an MSK broker type",
-                              "use 'kafka.<t3|m5|m7g>.<size>', e.g. 'kafka.m7g.large'")
-        if not 1 <= self.brokers_per_subnet <= 10 or not 1 <= self.volume_size_gib <= 16384:
-            raise ConfigError("brokers_per_subnet", (self.brokers_per_subnet, self.volume_size_gib),
-                              "or volume_size_gib is out of range", "use 1-10 brokers per subnet and 1-16384 GiB")
         validation.log_retention("log_retention_days", self.log_retention_days)
 
 
@@ -109,7 +99,7 @@ class Kafka(Construct):
         self.security_group_id: str = self.security_group.id
         self.key: EncryptionKey | None = None
         self.log_group_name: str | None = None
-        if props.mode == "provisioned":
+        if props.settings.kafka_mode == "provisioned":
             self.key = EncryptionKey(self, "key", props=EncryptionKeyProps(
                 alias=name, description=f"{name} MSK data at rest"))
             log_group = cloudwatch_log_group.CloudwatchLogGroup(
@@ -117,14 +107,14 @@ class Kafka(Construct):
                 retention_in_days=props.log_retention_days, kms_key_id=props.logs_kms_key_arn)
             self.log_group_name = log_group.name
             self.cluster = msk_cluster.MskCluster(
-                self, "cluster", cluster_name=name, kafka_version=props.kafka_version,
-                number_of_broker_nodes=props.brokers_per_subnet * len(props.subnet_ids),
+                self, "cluster", cluster_name=name, kafka_version=props.settings.kafka_version,
+                number_of_broker_nodes=props.settings.kafka_brokers_per_zone * len(props.subnet_ids),
                 broker_node_group_info=msk_cluster.MskClusterBrokerNodeGroupInfo(
-                    instance_type=props.broker_instance_type, client_subnets=list(props.subnet_ids),
+                    instance_type=props.settings.kafka_broker_instance_type, client_subnets=list(props.subnet_ids),
                     security_groups=[self.security_group.id],
                     storage_info=msk_cluster.MskClusterBrokerNodeGroupInfoStorageInfo(
                         ebs_storage_info=msk_cluster.MskClusterBrokerNodeGroupInfoStorageInfoEbsStorageInfo(
-                            volume_size=props.volume_size_gib)),
+                            volume_size=props.settings.kafka_volume_size_gib)),
                     connectivity_info=msk_cluster.MskClusterBrokerNodeGroupInfoConnectivityInfo(
                         public_access=msk_cluster.MskClusterBrokerNodeGroupInfoConnectivityInfoPublicAccess(
                             type="DISABLED"))),

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from cdktf_cdktf_provider_aws import (
     cloudwatch_log_group,
@@ -27,41 +26,24 @@ from constructs import Construct
 
 from ..core import iam, validation
 from ..core.environment import AwsEnvironment
+from .settings import TIERS, NetworkSettings  # noqa: F401 (TIERS: public name)
 
-TIERS = ("public", "private", "database")
 
 
 @dataclass(frozen=True, kw_only=True)
 class NetworkProps:
     name: str                                   # prefix of resource names, e.g. 'airflow-dev'
-    cidr: str
-    subnets: dict[str, tuple[str, ...]]          # tier -> one CIDR per AZ
-    availability_zones: tuple[str, ...]         # pinned zone names, one per subnet of each tier
-    nat_gateways: Literal["single", "per_az"] = "per_az"
-    interface_endpoints: tuple[str, ...] = ()
+    settings: NetworkSettings                   # CIDRs, zones, NAT strategy, interface endpoints
     cluster_name: str                           # for load-balancer and node-autoscaler subnet discovery tags
-    flow_log_retention_days: int = 30
     flow_log_kms_key_arn: str
+    flow_log_retention_days: int = 30
 
     def __post_init__(self) -> None:
-        vpc_net = validation.ipv4_network("cidr", self.cidr)
-        if set(self.subnets) != set(TIERS):
-            raise ValueError(f"subnets must have exactly the tiers {TIERS}, got {sorted(self.subnets)}")
-        counts = {len(cidrs) for cidrs in self.subnets.values()}
-        if len(counts) != 1 or counts.pop() < 2:
-            raise ValueError(f"subnets need the same number (>= 2) of CIDRs per tier, got {self.subnets}")
-        if len(self.availability_zones) != len(self.subnets["private"]):
-            raise ValueError(f"availability_zones needs one zone per subnet ({len(self.subnets['private'])}), "
-                             f"got {list(self.availability_zones)}")
-        for tier, cidrs in self.subnets.items():
-            for cidr in cidrs:
-                if not validation.ipv4_network(f"subnets.{tier}", cidr).subnet_of(vpc_net):
-                    raise ValueError(f"subnets.{tier} CIDR {cidr} is outside the VPC {self.cidr}")
         validation.log_retention("flow_log_retention_days", self.flow_log_retention_days)
 
     @property
     def az_count(self) -> int:
-        return len(self.subnets["private"])
+        return self.settings.az_count
 
 
 class Network(Construct):
@@ -74,11 +56,11 @@ class Network(Construct):
         name = props.name
         # An Amazon-provided IPv6 block, used by the public tier only: the ALB serves clients dual-stack
         # (A and AAAA); nodes, pods and databases stay IPv4-only and private.
-        self.vpc = vpc.Vpc(self, "vpc", cidr_block=props.cidr, enable_dns_hostnames=True, enable_dns_support=True,
+        self.vpc = vpc.Vpc(self, "vpc", cidr_block=props.settings.vpc_cidr, enable_dns_hostnames=True, enable_dns_support=True,
                            assign_generated_ipv6_cidr_block=True, tags={"Name": name})
         self.public_ipv6 = True
         self.vpc_id: str = self.vpc.id
-        self.cidr = props.cidr
+        self.cidr = props.settings.vpc_cidr
         # The default SG is attached to anything created without one: strip all its rules.
         default_security_group.DefaultSecurityGroup(self, "default-security-group", vpc_id=self.vpc.id,
                                                     tags={"Name": f"{name}-default-deny-all"})
@@ -91,11 +73,11 @@ class Network(Construct):
         for tier in TIERS:
             self.subnet_ids[tier] = [
                 subnet.Subnet(self, f"{tier}-subnet-{i}", vpc_id=self.vpc.id, cidr_block=cidr,
-                              availability_zone=props.availability_zones[i], map_public_ip_on_launch=False,
+                              availability_zone=props.settings.zones(env.region)[i], map_public_ip_on_launch=False,
                               ipv6_cidr_block=Fn.cidrsubnet(self.vpc.ipv6_cidr_block, 8, i) if tier == "public" else None,
                               assign_ipv6_address_on_creation=False if tier == "public" else None,
                               tags={"Name": f"{name}-{tier}-{i}", "tier": tier, **tier_tags[tier]}).id
-                for i, cidr in enumerate(props.subnets[tier])]
+                for i, cidr in enumerate(props.settings.subnets[tier])]
         self.public_subnet_ids = self.subnet_ids["public"]
         self.private_subnet_ids = self.subnet_ids["private"]
         self.database_subnet_ids = self.subnet_ids["database"]
@@ -109,7 +91,7 @@ class Network(Construct):
                     destination_ipv6_cidr_block="::/0", gateway_id=igw.id)
         self._associate("public", self.public_subnet_ids, [public_rt.id] * props.az_count)
 
-        nat_count = props.az_count if props.nat_gateways == "per_az" else 1
+        nat_count = props.az_count if props.settings.nat_gateways == "per_az" else 1
         nats = []
         for i in range(nat_count):
             address = eip.Eip(self, f"nat-eip-{i}", domain="vpc", tags={"Name": f"{name}-nat-{i}"})
@@ -134,7 +116,7 @@ class Network(Construct):
                                  route_table_ids=[*self.private_route_table_ids, database_rt.id],
                                  tags={"Name": f"{name}-s3"})
         self.endpoint_security_group_id: str | None = None
-        if props.interface_endpoints:
+        if props.settings.interface_endpoints:
             self._interface_endpoints(props)
         self._flow_logs(props)
 
@@ -150,9 +132,9 @@ class Network(Construct):
             description="HTTPS to VPC interface endpoints from inside the VPC only", tags={"Name": f"{props.name}-vpc-endpoints"})
         ingress.VpcSecurityGroupIngressRule(self, "endpoint-ingress-https", security_group_id=sg.id,
                                             description="HTTPS from the VPC", ip_protocol="tcp", from_port=443,
-                                            to_port=443, cidr_ipv4=props.cidr)
+                                            to_port=443, cidr_ipv4=props.settings.vpc_cidr)
         self.endpoint_security_group_id = sg.id
-        for service in props.interface_endpoints:
+        for service in props.settings.interface_endpoints:
             vpc_endpoint.VpcEndpoint(
                 self, f"{service.replace('.', '-')}-endpoint", vpc_id=self.vpc.id, vpc_endpoint_type="Interface",
                 service_name=f"com.amazonaws.{env.region}.{service}", private_dns_enabled=True,

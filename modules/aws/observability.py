@@ -35,7 +35,7 @@ from cdktf_cdktf_provider_aws import (
 from constructs import Construct
 
 from ..core import iam
-from .alarm_thresholds import SEVERITIES, AlarmThresholds, check_routing
+from .alarm_thresholds import SEVERITIES, AlarmsSettings, AlarmThresholds  # noqa: F401 (AlarmThresholds: public name)
 from .encryption import EncryptionKey, EncryptionKeyProps, ServiceUse
 from ..core.validation import require
 from ..core.environment import AwsEnvironment
@@ -112,21 +112,11 @@ ALARMS: dict[str, AlarmSpec] = {
 @dataclass(frozen=True, kw_only=True)
 class AlertingProps:
     name: str                                      # resource name prefix, e.g. 'airflow-prod'
-    thresholds: AlarmThresholds = field(default_factory=AlarmThresholds)
-    pagerduty_secret_name: str = ""                # "" = no PagerDuty subscription
-    pagerduty_severities: tuple[str, ...] = ("critical",)
-    slack_workspace_id: str = ""                   # "" (with slack_channel_id "") = no Slack
-    slack_channel_id: str = ""
-    slack_severities: tuple[str, ...] = SEVERITIES
+    settings: AlarmsSettings = field(default_factory=AlarmsSettings)   # thresholds and routing
 
     def __post_init__(self) -> None:
         require(isinstance(self.name, str) and _NAME.fullmatch(self.name) is not None, "name", self.name,
                 "is not a valid alerting name prefix", "use 2-42 lowercase letters, digits and inner hyphens")
-        require(isinstance(self.thresholds, AlarmThresholds), "thresholds", self.thresholds,
-                "is not an AlarmThresholds", "pass modules.aws.alarm_thresholds.AlarmThresholds(...)")
-        check_routing("", pagerduty_secret_name=self.pagerduty_secret_name,
-                      pagerduty_severities=self.pagerduty_severities, slack_workspace_id=self.slack_workspace_id,
-                      slack_channel_id=self.slack_channel_id, slack_severities=self.slack_severities)
 
 
 class Alerting(Construct):
@@ -153,9 +143,9 @@ class Alerting(Construct):
             self.topics[severity] = topic
         self.topic_arns: dict[str, str] = {severity: topic.arn for severity, topic in self.topics.items()}
         self.alarm_names: dict[str, str] = {}          # construct id -> alarm name, for outputs and tests
-        if p.pagerduty_secret_name:
+        if p.settings.pagerduty_secret_name:
             self._pagerduty(p)
-        if p.slack_channel_id:
+        if p.settings.slack_channel_id:
             self._slack(p)
 
     # ---- destinations ---------------------------------------------------------------------------
@@ -164,8 +154,8 @@ class Alerting(Construct):
         # The integration URL embeds the PagerDuty integration key: read from Secrets Manager when Terraform
         # plans/applies (the deployer needs secretsmanager:GetSecretValue on it), never a literal here.
         endpoint = secret_version.DataAwsSecretsmanagerSecretVersion(
-            self, "pagerduty-endpoint", secret_id=p.pagerduty_secret_name)
-        for severity in p.pagerduty_severities:
+            self, "pagerduty-endpoint", secret_id=p.settings.pagerduty_secret_name)
+        for severity in p.settings.pagerduty_severities:
             sns_topic_subscription.SnsTopicSubscription(
                 self, f"pagerduty-{severity}", topic_arn=self.topics[severity].arn, protocol="https",
                 endpoint=endpoint.secret_string, endpoint_auto_confirms=True)   # PagerDuty confirms by itself
@@ -182,8 +172,8 @@ class Alerting(Construct):
                                           ["cloudwatch:Describe*", "cloudwatch:Get*", "cloudwatch:List*"], "*")))
         self.chatbot = chatbot.ChatbotSlackChannelConfiguration(
             self, "chatbot-slack", configuration_name=f"{p.name}-alerts", iam_role_arn=role.arn,
-            slack_team_id=p.slack_workspace_id, slack_channel_id=p.slack_channel_id,
-            sns_topic_arns=[self.topics[s].arn for s in p.slack_severities],
+            slack_team_id=p.settings.slack_workspace_id, slack_channel_id=p.settings.slack_channel_id,
+            sns_topic_arns=[self.topics[s].arn for s in p.settings.slack_severities],
             # Channel members act with their own roles, capped by this read-only guardrail.
             guardrail_policy_arns=[f"arn:{env.partition}:iam::aws:policy/CloudWatchReadOnlyAccess"],
             user_authorization_required=True, logging_level="NONE")
@@ -195,7 +185,7 @@ class Alerting(Construct):
         require(_ID.fullmatch(id_) is not None, "id_", id_, "is not a kebab-case alarm id",
                 "use lowercase letters, digits and inner hyphens, e.g. 'sqs-orders'")
         require(kind in ALARMS, "kind", kind, "is not a known alarm kind", f"use one of {', '.join(ALARMS)}")
-        spec, t = ALARMS[kind], self._props.thresholds
+        spec, t = ALARMS[kind], self._props.settings
         threshold = getattr(t, spec.threshold_field)
         statistic = {"extended_statistic": spec.statistic} if spec.statistic.startswith("p") else \
             {"statistic": spec.statistic}

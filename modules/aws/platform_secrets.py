@@ -25,7 +25,6 @@ from constructs import Construct
 from ..platform import kubernetes as k8s
 from .encryption import EncryptionKey, EncryptionKeyProps
 from .identity import PlatformIdentities
-from ..core import validation
 from ..core.validation import require
 from ..core.environment import AwsEnvironment
 

@@ -2,7 +2,7 @@
 bucket-owner-enforced ownership, a TLS-only policy, lifecycle rules and server access logging."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cdktf import ITerraformDependable, TerraformResourceLifecycle
@@ -20,6 +20,7 @@ from constructs import Construct
 
 from ..core import iam, validation
 from ..core.environment import AwsEnvironment
+from .settings import StorageSettings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,10 +37,10 @@ class BucketProps:
 
     def __post_init__(self) -> None:
         validation.bucket_name("name", self.name)
-        for field in ("noncurrent_version_expiration_days", "expiration_days"):
-            days = getattr(self, field)
+        for name in ("noncurrent_version_expiration_days", "expiration_days"):
+            days = getattr(self, name)
             if days is not None and not 1 <= days <= 36500:
-                raise validation.ConfigError(field, days, "is not a number of days S3 lifecycle accepts",
+                raise validation.ConfigError(name, days, "is not a number of days S3 lifecycle accepts",
                                              "use 1-36500 days")
 
 
@@ -130,15 +131,14 @@ class AccessLogBucket(_HardenedBucket):
 class AirflowBucketsProps:
     name: str                                   # key alias prefix, e.g. 'airflow-dev'
     bucket_names: dict[str, str]                # purpose ('dags', 'task-logs', 'plugins', 'access-logs') -> name
-    task_log_expiration_days: int = 90
-    access_log_expiration_days: int = 365
+    settings: StorageSettings = field(default_factory=StorageSettings)   # log expiry
     prevent_destroy: bool = True                # stateful: refuse `terraform destroy` of DAGs and logs
     access_log_statements: tuple[dict[str, Any], ...] = ()   # more log deliveries into access-logs (ALB)
 
     def __post_init__(self) -> None:
         missing = {"dags", "task-logs", "plugins", "access-logs"} - set(self.bucket_names)
-        if missing:
-            raise ValueError(f"bucket_names lacks {sorted(missing)}; fix: name all four buckets")
+        validation.require(not missing, "bucket_names", sorted(self.bucket_names), f"lacks {sorted(missing)}",
+                           "name all four buckets: dags, task-logs, plugins, access-logs")
         for purpose, bucket in self.bucket_names.items():
             validation.bucket_name(f"bucket_names.{purpose}", bucket)
 
@@ -156,7 +156,7 @@ class AirflowBuckets(Construct):
         self.kms_key_arn: str = self.key.arn
         names = props.bucket_names
         self.access_logs = AccessLogBucket(self, "access-logs", name=names["access-logs"],
-                                           expiration_days=props.access_log_expiration_days,
+                                           expiration_days=props.settings.access_log_expiration_days,
                                            prevent_destroy=props.prevent_destroy,
                                            extra_statements=props.access_log_statements)
 
@@ -166,6 +166,6 @@ class AirflowBuckets(Construct):
                 prevent_destroy=props.prevent_destroy, **extra))
 
         self.dags = bucket("dags")
-        self.task_logs = bucket("task-logs", expiration_days=props.task_log_expiration_days,
+        self.task_logs = bucket("task-logs", expiration_days=props.settings.task_log_expiration_days,
                                 noncurrent_version_expiration_days=7)
         self.plugins = bucket("plugins")

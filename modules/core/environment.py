@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from cdktf import TerraformStack
-from constructs import Construct
+from typing import TYPE_CHECKING
 
 from . import validation
 from .validation import ConfigError
+
+if TYPE_CHECKING:     # no cdktf import at run time: environments/ uses partition_of before jsii starts
+    from cdktf import TerraformStack
+    from constructs import Construct
 
 _ATTRIBUTE = "aws_environment"
 
@@ -48,6 +50,8 @@ class AwsEnvironment:
     @staticmethod
     def of(scope: Construct) -> AwsEnvironment:
         """The environment of the stack `scope` is in."""
+        from cdktf import TerraformStack
+
         stack = TerraformStack.of(scope)
         environment = getattr(stack, _ATTRIBUTE, None)
         if environment is None:

@@ -2,7 +2,7 @@
 import cdktf
 import pytest
 
-from tests.conftest import looks_like_secret as _looks_like_secret, only as _only, strings as _strings, synth
+from tests.conftest import looks_like_secret as _looks_like_secret, make_props, only as _only, strings as _strings, synth
 
 from modules.aws.cache import Cache, CacheProps
 
@@ -11,7 +11,7 @@ BASE = dict(name="af-broker", vpc_id="vpc-1", subnet_ids=("subnet-a", "subnet-b"
 
 
 def test_tls_required_and_encrypted_at_rest_with_its_own_key(stack):
-    Cache(stack, "cache", props=CacheProps(**BASE))
+    Cache(stack, "cache", props=make_props(CacheProps, **BASE))
     res = synth(stack)["resource"]
     key_address, key = _only(res, "aws_kms_key")
     _, alias = _only(res, "aws_kms_alias")
@@ -23,7 +23,7 @@ def test_tls_required_and_encrypted_at_rest_with_its_own_key(stack):
 
 
 def test_cluster_mode_disabled_with_a_no_eviction_parameter_group(stack):
-    Cache(stack, "cache", props=CacheProps(**BASE, num_nodes=3))
+    Cache(stack, "cache", props=make_props(CacheProps, **BASE, num_nodes=3))
     res = synth(stack)["resource"]
     params_address, params = _only(res, "aws_elasticache_parameter_group")
     _, group = _only(res, "aws_elasticache_replication_group")
@@ -36,7 +36,7 @@ def test_cluster_mode_disabled_with_a_no_eviction_parameter_group(stack):
 
 
 def test_valkey_defaults_to_8_0_with_its_family(stack):
-    Cache(stack, "cache", props=CacheProps(**BASE, engine="valkey"))
+    Cache(stack, "cache", props=make_props(CacheProps, **BASE, engine="valkey"))
     res = synth(stack)["resource"]
     _, params = _only(res, "aws_elasticache_parameter_group")
     _, group = _only(res, "aws_elasticache_replication_group")
@@ -44,21 +44,21 @@ def test_valkey_defaults_to_8_0_with_its_family(stack):
 
 
 def test_multi_az_failover_by_default(stack):
-    Cache(stack, "cache", props=CacheProps(**BASE))
+    Cache(stack, "cache", props=make_props(CacheProps, **BASE))
     _, group = _only(synth(stack)["resource"], "aws_elasticache_replication_group")
     assert (group["multi_az_enabled"], group["automatic_failover_enabled"], group["num_cache_clusters"]) == (
         True, True, 2)
 
 
 def test_single_node_without_failover_when_multi_az_off(stack):
-    Cache(stack, "cache", props=CacheProps(**BASE, multi_az=False, num_nodes=1))
+    Cache(stack, "cache", props=make_props(CacheProps, **BASE, multi_az=False, num_nodes=1))
     _, group = _only(synth(stack)["resource"], "aws_elasticache_replication_group")
     assert (group["multi_az_enabled"], group["automatic_failover_enabled"], group["num_cache_clusters"]) == (
         False, False, 1)
 
 
 def test_reachable_only_from_the_named_security_group(stack):
-    cache = Cache(stack, "cache", props=CacheProps(**BASE))
+    cache = Cache(stack, "cache", props=make_props(CacheProps, **BASE))
     cache.allow_from("workers", source_security_group_id="sg-workers")
     res = synth(stack)["resource"]
     sg_address, sg = _only(res, "aws_security_group")
@@ -73,7 +73,7 @@ def test_reachable_only_from_the_named_security_group(stack):
 
 
 def test_auth_token_generated_into_an_encrypted_secret_and_never_a_literal(stack):
-    Cache(stack, "cache", props=CacheProps(**BASE))
+    Cache(stack, "cache", props=make_props(CacheProps, **BASE))
     doc = synth(stack)
     res = doc["resource"]
     ((token_address, token),) = doc["data"]["aws_secretsmanager_random_password"].items()
@@ -100,7 +100,7 @@ def test_secret_detector_flags_a_literal_token():
 
 
 def test_slow_and_engine_logs_go_to_encrypted_log_groups_with_retention(stack):
-    Cache(stack, "cache", props=CacheProps(**BASE, log_retention_days=365))
+    Cache(stack, "cache", props=make_props(CacheProps, **BASE, log_retention_days=365))
     res = synth(stack)["resource"]
     _, group = _only(res, "aws_elasticache_replication_group")
     groups = {body["name"]: address for address, body in res["aws_cloudwatch_log_group"].items()}
@@ -116,7 +116,7 @@ def test_slow_and_engine_logs_go_to_encrypted_log_groups_with_retention(stack):
 
 
 def test_attributes_reference_the_replication_group(stack):
-    cache = Cache(stack, "cache", props=CacheProps(**BASE))
+    cache = Cache(stack, "cache", props=make_props(CacheProps, **BASE))
     cdktf.TerraformOutput(stack, "out", value={"primary": cache.primary_endpoint, "reader": cache.reader_endpoint,
                                                "secret": cache.auth_token_secret_arn})
     doc = synth(stack)
@@ -147,13 +147,13 @@ def test_attributes_reference_the_replication_group(stack):
 ])
 def test_rejects_bad_input(changes, message):
     with pytest.raises(ValueError, match=message):
-        CacheProps(**{**BASE, **changes})
+        make_props(CacheProps, **{**BASE, **changes})
 
 
 def test_single_node_accepted_without_multi_az():
-    assert CacheProps(**BASE, multi_az=False, num_nodes=1).num_nodes == 1
+    assert make_props(CacheProps, **BASE, multi_az=False, num_nodes=1).settings.num_nodes == 1
 
 
 def test_malformed_snapshot_window_is_refused():
     with pytest.raises(ValueError, match=r"snapshot_window='25:00-26:00' is not a daily UTC window"):
-        CacheProps(**BASE, snapshot_window="25:00-26:00")
+        make_props(CacheProps, **BASE, snapshot_window="25:00-26:00")

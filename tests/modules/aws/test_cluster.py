@@ -3,18 +3,18 @@ import json
 import cdktf
 import pytest
 
-from tests.conftest import synth
+from tests.conftest import make_props, synth
 
 from modules.aws.cluster import (ADDONS, CONTROL_PLANE_TO_NODE_PORTS, DEFAULT_ADDON_VERSIONS, Cluster, ClusterProps,
                              NodeGroupSizing, ami_type_for)
 
 ADMIN = "arn:aws:iam::123456789012:role/platform-admin"
-BASE = dict(name="af-test", vpc_id="vpc-1", subnet_ids=("subnet-a", "subnet-b"), admin_principal_arns=(ADMIN,),
+BASE = dict(name="af-test", vpc_id="vpc-1", subnet_ids=("subnet-a", "subnet-b"), admin_role_arns=(ADMIN,),
             logs_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/logs")
 
 
 def build(stack, **overrides) -> Cluster:
-    return Cluster(stack, "cluster", props=ClusterProps(**{**BASE, **overrides}))
+    return Cluster(stack, "cluster", props=make_props(ClusterProps, **{**BASE, **overrides}))
 
 
 def only(res: dict, rtype: str) -> dict:
@@ -66,7 +66,7 @@ def test_control_plane_logs_go_to_an_encrypted_group_created_first(stack):
 
 def test_admins_get_access_entries_and_the_creator_gets_no_implicit_admin(stack):
     second = "arn:aws:iam::123456789012:user/break-glass"
-    build(stack, admin_principal_arns=(ADMIN, second))
+    build(stack, admin_role_arns=(ADMIN, second))
     res = synth(stack)["resource"]
     assert only(res, "aws_eks_cluster")["access_config"] == {
         "authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": False}
@@ -81,7 +81,7 @@ def test_admins_get_access_entries_and_the_creator_gets_no_implicit_admin(stack)
 
 
 def test_nodes_require_imdsv2_with_hop_limit_1_and_encrypted_gp3(stack):
-    build(stack, system_nodes=NodeGroupSizing(disk_size_gib=80), ebs_kms_key_arn="arn:aws:kms:eu-west-1:1:key/ebs")
+    build(stack, system_disk_size_gib=80, ebs_kms_key_arn="arn:aws:kms:eu-west-1:1:key/ebs")
     res = synth(stack)["resource"]
     template = only(res, "aws_launch_template")
     assert template["metadata_options"] == {"http_endpoint": "enabled", "http_tokens": "required",
@@ -99,8 +99,8 @@ def test_nodes_require_imdsv2_with_hop_limit_1_and_encrypted_gp3(stack):
 
 
 def test_system_node_group_is_on_demand_al2023_with_sizing_and_labels(stack):
-    build(stack, system_nodes=NodeGroupSizing(instance_types=("m7g.large", "c7g.xlarge"), min_size=1,
-                                              desired_size=3, max_size=5))
+    build(stack, system_instance_types=("m7g.large", "c7g.xlarge"), system_min_size=1, system_desired_size=3,
+          system_max_size=5)
     group = only(synth(stack)["resource"], "aws_eks_node_group")
     assert (group["ami_type"], group["capacity_type"], group["instance_types"]) == \
         ("AL2023_ARM_64_STANDARD", "ON_DEMAND", ["m7g.large", "c7g.xlarge"])
@@ -198,8 +198,8 @@ def test_bad_node_sizing_fails_fast(sizing, message):
     (dict(public_access_cidrs=("10.0.0.1/16",)), r"public_access_cidrs='10.0.0.1/16' is not a valid IPv4 CIDR"),
     (dict(log_retention_days=45), r"log_retention_days=45 is not a retention period"),
     (dict(subnet_ids=("subnet-a",)), r"subnet_ids=\['subnet-a'\] has fewer than 2 subnets"),
-    (dict(admin_principal_arns=()), r"admin_principal_arns=\(\) is empty"),
-    (dict(admin_principal_arns=("arn:aws:iam::123:role/x",)), r"is not an IAM role or user ARN"),
+    (dict(admin_role_arns=()), r"admin_role_arns=\(\) is empty"),
+    (dict(admin_role_arns=("arn:aws:iam::123:role/x",)), r"is not an IAM role or user ARN"),
     (dict(addon_versions={k: v for k, v in DEFAULT_ADDON_VERSIONS.items() if k != "coredns"}),
      r"does not name exactly the managed add-ons"),
     (dict(addon_versions={**DEFAULT_ADDON_VERSIONS, "coredns": "latest"}), r"addon_versions.coredns='latest'"),
@@ -207,7 +207,7 @@ def test_bad_node_sizing_fails_fast(sizing, message):
 ])
 def test_bad_cluster_props_fail_fast(override, message):
     with pytest.raises(ValueError, match=message):
-        ClusterProps(**{**BASE, **override})
+        make_props(ClusterProps, **{**BASE, **override})
 
 
 def test_container_insights_log_groups_are_encrypted_and_created_before_the_addon(stack):

@@ -2,7 +2,7 @@
 import cdktf
 import pytest
 
-from tests.conftest import looks_like_secret as _looks_like_secret, only as _only, strings as _strings, synth
+from tests.conftest import looks_like_secret as _looks_like_secret, make_props, only as _only, strings as _strings, synth
 
 from modules.aws.database import Database, DatabaseProps
 
@@ -11,7 +11,7 @@ BASE = dict(name="af-db", vpc_id="vpc-1", subnet_ids=("subnet-a", "subnet-b"),
 
 
 def test_storage_insights_and_master_secret_use_the_database_key(stack):
-    Database(stack, "database", props=DatabaseProps(**BASE))
+    Database(stack, "database", props=make_props(DatabaseProps, **BASE))
     res = synth(stack)["resource"]
     key_address, key = _only(res, "aws_kms_key")
     _, alias = _only(res, "aws_kms_alias")
@@ -25,7 +25,7 @@ def test_storage_insights_and_master_secret_use_the_database_key(stack):
 
 
 def test_private_and_iam_auth_enabled(stack):
-    Database(stack, "database", props=DatabaseProps(**BASE))
+    Database(stack, "database", props=make_props(DatabaseProps, **BASE))
     _, instance = _only(synth(stack)["resource"], "aws_db_instance")
     assert (instance["publicly_accessible"], instance["iam_database_authentication_enabled"],
             instance["ca_cert_identifier"], instance["port"]) == (False, True, "rds-ca-rsa2048-g1", 5432)
@@ -33,7 +33,7 @@ def test_private_and_iam_auth_enabled(stack):
 
 
 def test_parameter_group_forces_tls_for_the_engine_major(stack):
-    Database(stack, "database", props=DatabaseProps(**BASE, engine_version="16.4"))
+    Database(stack, "database", props=make_props(DatabaseProps, **BASE, engine_version="16.4"))
     res = synth(stack)["resource"]
     group_address, group = _only(res, "aws_db_parameter_group")
     _, instance = _only(res, "aws_db_instance")
@@ -46,19 +46,19 @@ def test_parameter_group_forces_tls_for_the_engine_major(stack):
 
 
 def test_multi_az_by_default(stack):
-    Database(stack, "database", props=DatabaseProps(**BASE))
+    Database(stack, "database", props=make_props(DatabaseProps, **BASE))
     _, instance = _only(synth(stack)["resource"], "aws_db_instance")
     assert instance["multi_az"] is True
 
 
 def test_single_az_when_multi_az_off(stack):
-    Database(stack, "database", props=DatabaseProps(**BASE, multi_az=False))
+    Database(stack, "database", props=make_props(DatabaseProps, **BASE, multi_az=False))
     _, instance = _only(synth(stack)["resource"], "aws_db_instance")
     assert instance["multi_az"] is False
 
 
 def test_reachable_only_from_the_named_security_group(stack):
-    database = Database(stack, "database", props=DatabaseProps(**BASE))
+    database = Database(stack, "database", props=make_props(DatabaseProps, **BASE))
     database.allow_from("workers", source_security_group_id="sg-workers")
     res = synth(stack)["resource"]
     group_address, group = _only(res, "aws_security_group")
@@ -73,12 +73,12 @@ def test_reachable_only_from_the_named_security_group(stack):
 
 
 def test_no_ingress_without_allow_from(stack):
-    Database(stack, "database", props=DatabaseProps(**BASE))
+    Database(stack, "database", props=make_props(DatabaseProps, **BASE))
     assert "aws_vpc_security_group_ingress_rule" not in synth(stack)["resource"]
 
 
 def test_master_password_managed_by_rds_and_never_in_the_json(stack):
-    Database(stack, "database", props=DatabaseProps(**BASE))
+    Database(stack, "database", props=make_props(DatabaseProps, **BASE))
     doc = synth(stack)
     _, instance = _only(doc["resource"], "aws_db_instance")
     assert (instance["manage_master_user_password"], instance["username"]) == (True, "airflow_admin")
@@ -92,7 +92,7 @@ def test_secret_detector_flags_a_literal_password():
 
 
 def test_log_exports_go_to_encrypted_log_groups_with_retention(stack):
-    Database(stack, "database", props=DatabaseProps(**BASE, log_retention_days=90))
+    Database(stack, "database", props=make_props(DatabaseProps, **BASE, log_retention_days=90))
     res = synth(stack)["resource"]
     _, instance = _only(res, "aws_db_instance")
     groups = {body["name"]: (address, body) for address, body in res["aws_cloudwatch_log_group"].items()}
@@ -103,7 +103,7 @@ def test_log_exports_go_to_encrypted_log_groups_with_retention(stack):
 
 
 def test_deletion_protection_keeps_a_final_snapshot_and_backups(stack):
-    Database(stack, "database", props=DatabaseProps(**BASE))
+    Database(stack, "database", props=make_props(DatabaseProps, **BASE))
     _, instance = _only(synth(stack)["resource"], "aws_db_instance")
     assert (instance["deletion_protection"], instance["skip_final_snapshot"], instance["final_snapshot_identifier"],
             instance["delete_automated_backups"]) == (True, False, "af-db-final", False)
@@ -112,14 +112,14 @@ def test_deletion_protection_keeps_a_final_snapshot_and_backups(stack):
 
 
 def test_without_deletion_protection_skips_the_final_snapshot(stack):
-    Database(stack, "database", props=DatabaseProps(**BASE, deletion_protection=False))
+    Database(stack, "database", props=make_props(DatabaseProps, **BASE, deletion_protection=False))
     _, instance = _only(synth(stack)["resource"], "aws_db_instance")
     assert (instance["deletion_protection"], instance["skip_final_snapshot"]) == (False, True)
     assert "final_snapshot_identifier" not in instance
 
 
 def test_enhanced_monitoring_uses_the_rds_monitoring_role(stack):
-    Database(stack, "database", props=DatabaseProps(**BASE))
+    Database(stack, "database", props=make_props(DatabaseProps, **BASE))
     res = synth(stack)["resource"]
     role_address, role = _only(res, "aws_iam_role")
     _, attachment = _only(res, "aws_iam_role_policy_attachment")
@@ -131,14 +131,14 @@ def test_enhanced_monitoring_uses_the_rds_monitoring_role(stack):
 
 
 def test_no_monitoring_role_when_enhanced_monitoring_off(stack):
-    Database(stack, "database", props=DatabaseProps(**BASE, monitoring_interval_seconds=0))
+    Database(stack, "database", props=make_props(DatabaseProps, **BASE, monitoring_interval_seconds=0))
     res = synth(stack)["resource"]
     _, instance = _only(res, "aws_db_instance")
     assert "aws_iam_role" not in res and "monitoring_role_arn" not in instance and instance["monitoring_interval"] == 0
 
 
 def test_attributes_reference_the_instance(stack):
-    database = Database(stack, "database", props=DatabaseProps(**BASE))
+    database = Database(stack, "database", props=make_props(DatabaseProps, **BASE))
     cdktf.TerraformOutput(stack, "out", value={"endpoint": database.endpoint, "secret": database.master_secret_arn,
                                                "resource_id": database.resource_id, "sg": database.security_group_id})
     doc = synth(stack)
@@ -171,12 +171,12 @@ def test_attributes_reference_the_instance(stack):
 ])
 def test_rejects_bad_input(field, value, message):
     with pytest.raises(ValueError, match=message):
-        DatabaseProps(**{**BASE, field: value})
+        make_props(DatabaseProps, **{**BASE, field: value})
 
 
 def test_accepts_long_performance_insights_retention():
-    assert DatabaseProps(**BASE, performance_insights_retention_days=731).performance_insights_retention_days == 731
-    assert DatabaseProps(**BASE, performance_insights_retention_days=93).performance_insights_retention_days == 93
+    assert make_props(DatabaseProps, **BASE, performance_insights_retention_days=731).settings.performance_insights_retention_days == 731
+    assert make_props(DatabaseProps, **BASE, performance_insights_retention_days=93).settings.performance_insights_retention_days == 93
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -185,4 +185,4 @@ def test_accepts_long_performance_insights_retention():
 ])
 def test_malformed_windows_are_refused(field, value, match):
     with pytest.raises(ValueError, match=match):
-        DatabaseProps(**{**BASE, field: value})
+        make_props(DatabaseProps, **{**BASE, field: value})

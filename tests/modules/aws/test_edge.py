@@ -6,7 +6,7 @@ import pytest
 
 from modules.aws.edge import Edge, EdgeProps, alb_log_delivery_statements
 from modules.core.environment import AwsEnvironment
-from tests.conftest import only, synth
+from tests.conftest import make_props, only, synth
 
 BASE = dict(name="airflow-dev", cluster_name="airflow-dev", domain="dev.data.example.com", vpc_id="vpc-1",
             public_subnet_ids=("subnet-a", "subnet-b"), target_security_group_id="sg-nodes",
@@ -14,7 +14,7 @@ BASE = dict(name="airflow-dev", cluster_name="airflow-dev", domain="dev.data.exa
 
 
 def build(stack, **overrides):
-    Edge(stack, "edge", props=EdgeProps(**{**BASE, **overrides}))
+    Edge(stack, "edge", props=make_props(EdgeProps, **{**BASE, **overrides}))
     return synth(stack)
 
 
@@ -148,4 +148,4 @@ def test_newer_regions_use_only_the_log_delivery_service_principal():
 ])
 def test_bad_props_fail_fast_naming_value_and_fix(overrides, match):
     with pytest.raises(ValueError, match=match):
-        EdgeProps(**{**BASE, **overrides})
+        make_props(EdgeProps, **{**BASE, **overrides})

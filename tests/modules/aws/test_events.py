@@ -11,7 +11,7 @@ from modules.aws.events import (Events, EventsProps, airflow_environment, dead_l
                             queue_name, queue_url)
 from modules.aws.identity import PlatformIdentities, PlatformIdentitiesProps
 from modules.core.validation import ConfigError
-from tests.conftest import only, synth
+from tests.conftest import make_props, only, synth
 
 ACCOUNT = "123456789012"
 BASE = dict(name="af-dev", landing_bucket_name="af-dev-landing",
@@ -20,7 +20,7 @@ ORDERS = EventRule(name="orders", event_pattern={"source": ["app.orders"], "deta
 
 
 def build(stack, **overrides):
-    return Events(stack, "events", props=EventsProps(**{**BASE, **overrides}))
+    return Events(stack, "events", props=make_props(EventsProps, **{**BASE, **overrides}))
 
 
 def ref(value: str) -> str:
@@ -224,8 +224,8 @@ def test_rules_from_config_data_are_checked_for_names_buses_and_duplicates():
 
 def test_props_refuse_out_of_range_delivery_settings():
     with pytest.raises(ConfigError, match=r"max_receive_count=0 is outside 1-1000; fix: use 1-1000"):
-        EventsProps(**BASE, max_receive_count=0)
+        make_props(EventsProps, **BASE, max_receive_count=0)
     with pytest.raises(ConfigError, match=r"retry_attempts=186 is outside 0-185"):
-        EventsProps(**BASE, retry_attempts=186)
-    with pytest.raises(ConfigError, match=r"application_source_prefix='aws.' is empty or an AWS service source"):
-        EventsProps(**BASE, application_source_prefix="aws.")
+        make_props(EventsProps, **BASE, retry_attempts=186)
+    with pytest.raises(ConfigError, match=r"application_source_prefix='aws.' is empty, too long or an AWS service source"):
+        make_props(EventsProps, **BASE, application_source_prefix="aws.")

@@ -9,7 +9,7 @@ import pytest
 from modules.aws.identity import PlatformIdentities, PlatformIdentitiesProps
 from modules.aws.kafka import Kafka, KafkaProps, broker_subnet_ids, kafka_connection_extra, log_group_prefix
 from modules.core.validation import ConfigError
-from tests.conftest import only, synth
+from tests.conftest import make_props, only, synth
 
 ACCOUNT = "123456789012"
 LOGS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/logs"
@@ -26,7 +26,7 @@ def identities_in(stack) -> PlatformIdentities:
 
 
 def test_provisioned_is_tls_only_iam_only_private_and_encrypted_with_its_own_key(stack):
-    Kafka(stack, "kafka", props=KafkaProps(**BASE, brokers_per_subnet=2))
+    Kafka(stack, "kafka", props=make_props(KafkaProps, **BASE, kafka_brokers_per_zone=2))
     res = synth(stack)["resource"]
     _, cluster = only(res, "aws_msk_cluster")
     key_address, key = only(res, "aws_kms_key")
@@ -44,7 +44,7 @@ def test_provisioned_is_tls_only_iam_only_private_and_encrypted_with_its_own_key
 
 
 def test_broker_logs_go_to_a_kms_encrypted_log_group_with_retention(stack):
-    Kafka(stack, "kafka", props=KafkaProps(**BASE))
+    Kafka(stack, "kafka", props=make_props(KafkaProps, **BASE))
     res = synth(stack)["resource"]
     group_address, group = only(res, "aws_cloudwatch_log_group")
     _, cluster = only(res, "aws_msk_cluster")
@@ -56,7 +56,7 @@ def test_broker_logs_go_to_a_kms_encrypted_log_group_with_retention(stack):
 
 
 def test_only_9098_and_only_from_the_admitted_security_group(stack):
-    Kafka(stack, "kafka", props=KafkaProps(**BASE)).allow_from("cluster-nodes", source_security_group_id="sg-nodes")
+    Kafka(stack, "kafka", props=make_props(KafkaProps, **BASE)).allow_from("cluster-nodes", source_security_group_id="sg-nodes")
     res = synth(stack)["resource"]
     _, group = only(res, "aws_security_group")
     _, rule = only(res, "aws_vpc_security_group_ingress_rule")
@@ -67,7 +67,7 @@ def test_only_9098_and_only_from_the_admitted_security_group(stack):
 
 
 def test_serverless_uses_iam_auth_in_the_given_subnets_and_reads_bootstrap_brokers(stack):
-    kafka = Kafka(stack, "kafka", props=KafkaProps(**BASE, mode="serverless"))
+    kafka = Kafka(stack, "kafka", props=make_props(KafkaProps, **BASE, kafka_mode="serverless"))
     doc = synth(stack)
     _, cluster = only(doc["resource"], "aws_msk_serverless_cluster")
     _, brokers = only(doc["data"], "aws_msk_bootstrap_brokers")
@@ -80,7 +80,7 @@ def test_serverless_uses_iam_auth_in_the_given_subnets_and_reads_bootstrap_broke
 
 def test_grant_read_names_exactly_the_cluster_topics_and_group(stack):
     identities = identities_in(stack)
-    Kafka(stack, "kafka", props=KafkaProps(**BASE)).grant_read(identities, "airflow-triggerer",
+    Kafka(stack, "kafka", props=make_props(KafkaProps, **BASE)).grant_read(identities, "airflow-triggerer",
                                                                  topics=("orders", "payments"), consumer_group="airflow")
     res = synth(stack)["resource"]
     cluster_address, _ = only(res, "aws_msk_cluster")
@@ -106,7 +106,7 @@ def test_grant_read_names_exactly_the_cluster_topics_and_group(stack):
 ])
 def test_too_few_or_too_many_subnets_is_a_config_error(subnets, mode, message):
     with pytest.raises(ConfigError, match="fix: pass") as err:
-        KafkaProps(**{**BASE, "subnet_ids": subnets, "mode": mode})
+        make_props(KafkaProps, **{**BASE, "subnet_ids": subnets, "kafka_mode": mode})
     assert message in str(err.value)
 
 

@@ -3,17 +3,18 @@ import json
 import pytest
 
 from modules.aws.network import Network, NetworkProps
-from tests.conftest import synth
+from tests.conftest import make_props, synth
 
 SUBNETS = {"public": ("10.0.128.0/22", "10.0.132.0/22"), "private": ("10.0.0.0/19", "10.0.32.0/19"),
            "database": ("10.0.160.0/22", "10.0.164.0/22")}
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/k"
-BASE = dict(name="af-test", cidr="10.0.0.0/16", subnets=SUBNETS, availability_zones=("eu-west-1a", "eu-west-1b"),
-            cluster_name="af-test", flow_log_kms_key_arn=KEY)
+BASE = dict(name="af-test", vpc_cidr="10.0.0.0/16", az_count=2, public_subnet_cidrs=SUBNETS["public"],
+            private_subnet_cidrs=SUBNETS["private"], database_subnet_cidrs=SUBNETS["database"],
+            availability_zones=("eu-west-1a", "eu-west-1b"), cluster_name="af-test", flow_log_kms_key_arn=KEY)
 
 
 def build(stack, **overrides):
-    network = Network(stack, "network", props=NetworkProps(**{**BASE, **overrides}))
+    network = Network(stack, "network", props=make_props(NetworkProps, **{**BASE, **overrides}))
     return network, synth(stack)["resource"]
 
 
@@ -99,13 +100,14 @@ def test_no_interface_endpoints_means_no_endpoint_security_group(stack):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (dict(availability_zones=("eu-west-1a",)), r"availability_zones needs one zone per subnet \(2\)"),
-    (dict(subnets={**SUBNETS, "public": ("10.1.0.0/24", "10.0.132.0/22")}), r"subnets.public CIDR 10.1.0.0/24 is outside"),
+    (dict(availability_zones=("eu-west-1a",)), r"availability_zones=\['eu-west-1a'\] does not list 2 distinct zones"),
+    (dict(public_subnet_cidrs=("10.1.0.0/24", "10.0.132.0/22")),
+     r"network.public_subnet_cidrs\[0\]='10.1.0.0/24' is outside vpc_cidr"),
     (dict(flow_log_retention_days=10), r"flow_log_retention_days=10 is not a retention period"),
 ])
 def test_bad_props_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
-        NetworkProps(**{**BASE, **overrides})
+        make_props(NetworkProps, **{**BASE, **overrides})
 
 
 def test_only_public_subnets_get_ipv6_and_an_ipv6_route_to_the_internet_gateway(stack):

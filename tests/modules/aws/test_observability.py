@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from modules.aws.alarm_thresholds import AlarmThresholds
+from modules.aws.alarm_thresholds import AlarmsSettings, AlarmThresholds
 from modules.aws.observability import ALARMS, Alerting, AlertingProps
 from modules.core.validation import ConfigError
-from tests.conftest import only, strings, synth
+from tests.conftest import make_props, only, strings, synth
 
 BASE = dict(name="af-test")
 SLACK = dict(slack_workspace_id="T01ABCDEF23", slack_channel_id="C01ABCDEF23")
@@ -24,7 +24,7 @@ def topic_refs(res: dict) -> dict[str, str]:
 
 
 def test_one_topic_per_severity_encrypted_with_a_rotating_key_cloudwatch_may_use(stack):
-    Alerting(stack, "alerting", props=AlertingProps(**BASE))
+    Alerting(stack, "alerting", props=make_props(AlertingProps, **BASE))
     res = synth(stack)["resource"]
     key_address, key = only(res, "aws_kms_key")
     assert key["enable_key_rotation"] is True
@@ -37,7 +37,7 @@ def test_one_topic_per_severity_encrypted_with_a_rotating_key_cloudwatch_may_use
 
 
 def test_only_this_accounts_alarms_may_publish_and_only_over_tls(stack):
-    Alerting(stack, "alerting", props=AlertingProps(**BASE))
+    Alerting(stack, "alerting", props=make_props(AlertingProps, **BASE))
     res = synth(stack)["resource"]
     refs = topic_refs(res)
     policies = {p["arn"]: json.loads(p["policy"]) for p in res["aws_sns_topic_policy"].values()}
@@ -53,7 +53,7 @@ def test_only_this_accounts_alarms_may_publish_and_only_over_tls(stack):
 
 
 def test_no_pagerduty_or_slack_unless_configured(stack):
-    Alerting(stack, "alerting", props=AlertingProps(**BASE))
+    Alerting(stack, "alerting", props=make_props(AlertingProps, **BASE))
     doc = synth(stack)
     assert "aws_sns_topic_subscription" not in doc["resource"]
     assert "aws_chatbot_slack_channel_configuration" not in doc["resource"] and "aws_iam_role" not in doc["resource"]
@@ -61,7 +61,7 @@ def test_no_pagerduty_or_slack_unless_configured(stack):
 
 
 def test_pagerduty_endpoint_is_read_from_the_named_secret_never_written_in_json(stack):
-    Alerting(stack, "alerting", props=AlertingProps(**BASE, pagerduty_secret_name="af-test/alerting/pagerduty"))
+    Alerting(stack, "alerting", props=make_props(AlertingProps, **BASE, pagerduty_secret_name="af-test/alerting/pagerduty"))
     doc = synth(stack)
     data_address, secret = only(doc["data"], "aws_secretsmanager_secret_version")
     assert secret == {**secret, "secret_id": "af-test/alerting/pagerduty"}
@@ -73,7 +73,7 @@ def test_pagerduty_endpoint_is_read_from_the_named_secret_never_written_in_json(
 
 
 def test_pagerduty_can_page_for_both_severities(stack):
-    Alerting(stack, "alerting", props=AlertingProps(**BASE, pagerduty_secret_name="pd",
+    Alerting(stack, "alerting", props=make_props(AlertingProps, **BASE, pagerduty_secret_name="pd",
                                                     pagerduty_severities=("critical", "warning")))
     res = synth(stack)["resource"]
     assert sorted(s["topic_arn"] for s in res["aws_sns_topic_subscription"].values()) == sorted(
@@ -81,7 +81,7 @@ def test_pagerduty_can_page_for_both_severities(stack):
 
 
 def test_slack_through_chatbot_with_a_read_only_role_and_guardrail(stack):
-    Alerting(stack, "alerting", props=AlertingProps(**BASE, **SLACK))
+    Alerting(stack, "alerting", props=make_props(AlertingProps, **BASE, **SLACK))
     res = synth(stack)["resource"]
     _, config = only(res, "aws_chatbot_slack_channel_configuration")
     role_address, role = only(res, "aws_iam_role")
@@ -98,16 +98,16 @@ def test_slack_through_chatbot_with_a_read_only_role_and_guardrail(stack):
 
 
 def test_slack_can_receive_critical_only(stack):
-    Alerting(stack, "alerting", props=AlertingProps(**BASE, **SLACK, slack_severities=("critical",)))
+    Alerting(stack, "alerting", props=make_props(AlertingProps, **BASE, **SLACK, slack_severities=("critical",)))
     res = synth(stack)["resource"]
     _, config = only(res, "aws_chatbot_slack_channel_configuration")
     assert config["sns_topic_arns"] == [topic_refs(res)["critical"]]
 
 
 def test_database_alarms_use_rds_metrics_thresholds_and_severity_topics(stack):
-    thresholds = AlarmThresholds(rds_cpu_percent=70, rds_free_storage_bytes=5_000_000_000, period_seconds=60,
-                                 evaluation_periods=5)
-    Alerting(stack, "alerting", props=AlertingProps(**BASE, thresholds=thresholds)).watch_database(identifier="db-1")
+    thresholds = AlarmsSettings(rds_cpu_percent=70, rds_free_storage_bytes=5_000_000_000, period_seconds=60,
+                                evaluation_periods=5)
+    Alerting(stack, "alerting", props=make_props(AlertingProps, **BASE, settings=thresholds)).watch_database(identifier="db-1")
     res = synth(stack)["resource"]
     alarms, topics = alarms_by_name(res), topic_refs(res)
     assert {n: (a["namespace"], a["metric_name"], a["dimensions"]) for n, a in alarms.items()} == {
@@ -125,7 +125,7 @@ def test_database_alarms_use_rds_metrics_thresholds_and_severity_topics(stack):
 
 
 def test_cache_alarms_are_per_node(stack):
-    alerting = Alerting(stack, "alerting", props=AlertingProps(**BASE, thresholds=AlarmThresholds(redis_memory_percent=75)))
+    alerting = Alerting(stack, "alerting", props=make_props(AlertingProps, **BASE, settings=AlarmsSettings(redis_memory_percent=75)))
     alerting.watch_cache(member_cluster_ids=("broker-001", "broker-002"))
     alarms = alarms_by_name(synth(stack)["resource"])
     assert len(alarms) == 8
@@ -138,8 +138,8 @@ def test_cache_alarms_are_per_node(stack):
 
 
 def test_load_balancer_alarms_per_target_group_with_p95_response_time(stack):
-    alerting = Alerting(stack, "alerting", props=AlertingProps(
-        **BASE, thresholds=AlarmThresholds(alb_target_response_seconds=1.5)))
+    alerting = Alerting(stack, "alerting", props=make_props(AlertingProps, 
+        **BASE, settings=AlarmsSettings(alb_target_response_seconds=1.5)))
     alerting.watch_load_balancer(load_balancer_arn_suffix="app/lb/1", target_group_arn_suffixes={"ui": "targetgroup/ui/2"})
     alarms = alarms_by_name(synth(stack)["resource"])
     assert set(alarms) == {"af-test-alb-5xx", "af-test-alb-target-5xx-ui", "af-test-alb-target-response-time-ui",
@@ -152,7 +152,7 @@ def test_load_balancer_alarms_per_target_group_with_p95_response_time(stack):
 
 
 def test_cluster_alarms_come_from_container_insights(stack):
-    Alerting(stack, "alerting", props=AlertingProps(**BASE, thresholds=AlarmThresholds(cluster_min_nodes=3))
+    Alerting(stack, "alerting", props=make_props(AlertingProps, **BASE, settings=AlarmsSettings(cluster_min_nodes=3))
              ).watch_cluster(cluster_name="af-test")
     alarms = alarms_by_name(synth(stack)["resource"])
     assert {a["namespace"] for a in alarms.values()} == {"ContainerInsights"}
@@ -165,7 +165,7 @@ def test_cluster_alarms_come_from_container_insights(stack):
 
 
 def test_watch_queue_alarms_on_the_oldest_message_and_the_dead_letter_depth(stack):
-    Alerting(stack, "alerting", props=AlertingProps(**BASE, thresholds=AlarmThresholds(sqs_oldest_message_seconds=600))
+    Alerting(stack, "alerting", props=make_props(AlertingProps, **BASE, settings=AlarmsSettings(sqs_oldest_message_seconds=600))
              ).watch_queue("orders", queue_name="q-orders", dlq_name="q-orders-dlq")
     alarms = alarms_by_name(synth(stack)["resource"])
     age, depth = alarms["af-test-sqs-orders-oldest-message"], alarms["af-test-sqs-orders-dlq-messages"]
@@ -189,7 +189,7 @@ def test_every_alarm_kind_names_an_existing_threshold():
 ])
 def test_props_refuse_bad_routing(kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        AlertingProps(**{**BASE, **kwargs})
+        make_props(AlertingProps, **{**BASE, **kwargs})
 
 
 @pytest.mark.parametrize("kwargs,message", [
