@@ -21,7 +21,7 @@ from modules.aws.kafka import log_group_prefix as kafka_log_prefix
 from modules.aws.network import Network, NetworkProps
 from modules.aws.node_interruption import NodeInterruptionQueue, NodeInterruptionQueueProps
 from modules.aws.observability import Alerting, AlertingProps
-from modules.aws.platform_secrets import PlatformSecrets, PlatformSecretsProps
+from modules.aws.platform_secrets import PlatformSecrets, PlatformSecretsProps, grant_secret_delivery
 from modules.aws.storage import AirflowBuckets, AirflowBucketsProps
 
 from .backend import use_environment_backend
@@ -73,14 +73,18 @@ class InfraStack(GovernedStack):
 
         vault_key = EncryptionKey(self, "vault-unseal-key", props=EncryptionKeyProps(
             alias=f"{c.prefix}-vault-unseal", description=f"{c.prefix} Vault auto-unseal"))
+        # One role per workload; each resource grants what a workload needs of it (modules/aws/identity.py).
         self.identities = identities = PlatformIdentities(self, "identities", props=PlatformIdentitiesProps(
-            cluster_name=cluster.name, dags_bucket_arn=storage.dags.arn,
-            logs_bucket_arn=storage.task_logs.arn, plugins_bucket_arn=storage.plugins.arn,
-            storage_kms_key_arn=storage.kms_key_arn, vault_unseal_key_arn=vault_key.arn,
-            delivered_secret_arns=(database.master_secret_arn, cache.auth_token_secret_arn),
-            secrets_kms_key_arns=(database.kms_key_arn, cache.kms_key_arn),
-            node_security_group_id=cluster.node_security_group_id, node_role_arn=cluster.node_role_arn,
-            addon_managed=("ebs-csi-driver", "cloudwatch-agent")))
+            cluster_name=cluster.name, addon_managed=("ebs-csi-driver", "cloudwatch-agent")))
+        storage.grant_airflow(identities)
+        vault_key.grant(identities, "vault", "AutoUnsealWithKms", ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"])
+        cluster.grant_node_provisioning(identities)
+        cluster.grant_target_registration(identities)
+        cluster.grant_container_insights(identities)
+        cluster.grant_volume_management(identities)
+        grant_secret_delivery(identities, "external-secrets",
+                              secret_arns=(database.master_secret_arn, cache.auth_token_secret_arn),
+                              kms_key_arns=(database.kms_key_arn, cache.kms_key_arn))
         cluster.bind_addon_identity("aws-ebs-csi-driver", service_account="ebs-csi-controller-sa",
                                     role_arn=identities.role_arns["ebs-csi-driver"])
         cluster.bind_addon_identity("amazon-cloudwatch-observability", service_account="cloudwatch-agent",

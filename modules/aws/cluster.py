@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from cdktf import Token
 from cdktf_cdktf_provider_aws import (
@@ -26,6 +27,8 @@ from constructs import Construct
 
 from ..core import iam, validation
 from .encryption import EncryptionKey, EncryptionKeyProps
+from . import karpenter
+from .identity import PlatformIdentities, target_group_name_pattern
 from .network import admit_tcp_from
 from .settings import (ADDONS, DEFAULT_ADDON_VERSIONS, INSTANCE_FAMILIES, ClusterSettings, architecture,  # noqa: F401
                        check_node_group)
@@ -114,6 +117,7 @@ class Cluster(Construct):
         super().__init__(scope, id_)
         env = AwsEnvironment.of(self)
         name = props.name
+        self._ebs_kms_key_arn = props.ebs_kms_key_arn
         aws_policy = f"arn:{env.partition}:iam::aws:policy"
 
         self._secrets_key = EncryptionKey(self, "secrets-key", props=EncryptionKeyProps(
@@ -229,6 +233,29 @@ class Cluster(Construct):
             referenced_security_group_id=destination_security_group_id, ip_protocol="tcp", from_port=port,
             to_port=port, description=f"Pods to {id_} on {port}")
 
+    # ---- what the cluster's controllers may do in AWS (granted to their workload identities) -----------------
+
+    def grant_node_provisioning(self, identities: PlatformIdentities, workload_id: str = "karpenter") -> None:
+        """Karpenter launches, tags and terminates this cluster's nodes, passing only the node role to EC2."""
+        identities.add_statements(workload_id, *karpenter.controller_statements(
+            AwsEnvironment.of(self), cluster_name=self.name, node_role_arn=self.node_role_arn))
+
+    def grant_target_registration(self, identities: PlatformIdentities,
+                                  workload_id: str = "aws-load-balancer-controller") -> None:
+        """The AWS Load Balancer Controller registers this cluster's pods in its target groups."""
+        identities.add_statements(workload_id, *load_balancer_controller_statements(
+            AwsEnvironment.of(self), cluster_name=self.name, node_security_group_id=self.node_security_group_id))
+
+    def grant_container_insights(self, identities: PlatformIdentities, workload_id: str = "cloudwatch-agent") -> None:
+        """The CloudWatch agent and Fluent Bit ship this cluster's Container Insights."""
+        identities.add_statements(workload_id, *container_insights_statements(AwsEnvironment.of(self),
+                                                                              cluster_name=self.name))
+
+    def grant_volume_management(self, identities: PlatformIdentities, workload_id: str = "ebs-csi-driver") -> None:
+        """The EBS CSI driver manages this cluster's persistent volumes (and uses its EBS key, if any)."""
+        identities.add_statements(workload_id, *ebs_csi_statements(
+            AwsEnvironment.of(self), cluster_name=self.name, ebs_kms_key_arn=self._ebs_kms_key_arn))
+
     def bind_addon_identity(self, addon: str, *, service_account: str, role_arn: str) -> None:
         """Give an add-on that calls AWS (EBS CSI driver, CloudWatch agent) its least-privilege role through the
         add-on's own Pod Identity association, so its pods have credentials from their first start."""
@@ -308,3 +335,71 @@ class Cluster(Construct):
 def _eks_trust_policy() -> str:
     return iam.policy_document({"Sid": "AssumeByEks", "Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"},
                                 "Action": ["sts:AssumeRole", "sts:TagSession"]})
+
+
+# ---- controller permissions (pure: the Cluster's grant_* methods apply them with its own attributes) ------------
+
+def load_balancer_controller_statements(env: AwsEnvironment, *, cluster_name: str,
+                                        node_security_group_id: str) -> list[dict[str, Any]]:
+    """TargetGroupBinding only: the controller registers pod IPs in this cluster's target groups (named
+    '<cluster>-*') and opens the node security group to the load balancer; it creates no load balancer, listener
+    or group."""
+    reads = ["ec2:DescribeAvailabilityZones", "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces",
+             "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeTags", "ec2:DescribeVpcs",
+             "ec2:GetSecurityGroupsForVpc", "elasticloadbalancing:DescribeListeners",
+             "elasticloadbalancing:DescribeLoadBalancerAttributes", "elasticloadbalancing:DescribeLoadBalancers",
+             "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTags",
+             "elasticloadbalancing:DescribeTargetGroupAttributes", "elasticloadbalancing:DescribeTargetGroups",
+             "elasticloadbalancing:DescribeTargetHealth"]
+    return [
+        iam.statement("DescribeLoadBalancingAndNetwork", reads, "*"),
+        iam.statement("RegisterClusterTargets",
+                      ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+                      [env.arn("elasticloadbalancing", f"targetgroup/{target_group_name_pattern(cluster_name)}/*")]),
+        iam.statement("ManageNodeSecurityGroupIngress",
+                      ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+                      [env.arn("ec2", f"security-group/{node_security_group_id}")]),
+    ]
+
+
+def container_insights_statements(env: AwsEnvironment, *, cluster_name: str) -> list[dict[str, Any]]:
+    """Container Insights (agent and Fluent Bit of the amazon-cloudwatch-observability add-on)."""
+    groups = env.arn("logs", f"log-group:{container_insights_log_group_prefix(cluster_name)}*")  # streams match too
+    return [
+        iam.statement("WriteContainerInsightsLogs", ["logs:CreateLogGroup", "logs:CreateLogStream",
+                                                     "logs:PutLogEvents", "logs:PutRetentionPolicy"], [groups]),
+        iam.statement("DescribeLogs", ["logs:DescribeLogGroups", "logs:DescribeLogStreams"], "*"),
+        iam.statement("PutContainerInsightsMetrics", ["cloudwatch:PutMetricData"], "*",
+                      condition={"StringEquals": {"cloudwatch:namespace": ["ContainerInsights", "CWAgent"]}}),
+        iam.statement("DescribeNodes", ["ec2:DescribeInstances", "ec2:DescribeTags", "ec2:DescribeVolumes"], "*"),
+    ]
+
+
+def ebs_csi_statements(env: AwsEnvironment, *, cluster_name: str,
+                       ebs_kms_key_arn: str | None = None) -> list[dict[str, Any]]:
+    """Volume lifecycle of this cluster's persistent volumes only (no snapshots: nothing here uses them)."""
+    volumes = env.arn("ec2", "volume/*")
+    cluster_tags = {"ebs.csi.aws.com/cluster": "true", f"kubernetes.io/cluster/{cluster_name}": "owned"}
+    statements = [
+        iam.statement("DescribeVolumesAndInstances", [
+            "ec2:DescribeAvailabilityZones", "ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:DescribeTags",
+            "ec2:DescribeVolumeStatus", "ec2:DescribeVolumes", "ec2:DescribeVolumesModifications"], "*"),
+        iam.statement("CreateClusterVolumes", ["ec2:CreateVolume"], [volumes],
+                      condition={"StringEquals": {f"aws:RequestTag/{k}": v for k, v in cluster_tags.items()}}),
+        iam.statement("TagVolumesOnCreate", ["ec2:CreateTags"], [volumes],
+                      condition={"StringEquals": {"ec2:CreateAction": "CreateVolume"}}),
+        iam.statement("ManageClusterVolumes",
+                      ["ec2:AttachVolume", "ec2:DetachVolume", "ec2:ModifyVolume", "ec2:DeleteVolume"], [volumes],
+                      condition={"StringEquals": {f"aws:ResourceTag/{k}": v for k, v in cluster_tags.items()}}),
+        # Attach/Detach also authorize against the instance; the volume half is limited above.
+        iam.statement("AttachToInstances", ["ec2:AttachVolume", "ec2:DetachVolume"], [env.arn("ec2", "instance/*")]),
+    ]
+    if ebs_kms_key_arn:
+        statements += [
+            iam.statement("UseEbsKeyViaEc2", ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext",
+                                              "kms:ReEncryptFrom", "kms:ReEncryptTo"], [ebs_kms_key_arn],
+                          condition={"StringEquals": {"kms:ViaService": env.service_endpoint("ec2")}}),
+            iam.statement("CreateEbsKeyGrantsForEc2", ["kms:CreateGrant"], [ebs_kms_key_arn],
+                          condition={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
+        ]
+    return statements

@@ -10,6 +10,7 @@ from constructs import Construct
 from ..core import iam
 from ..core.environment import AwsEnvironment
 from ..core.validation import require
+from .identity import PlatformIdentities
 
 _KEY_USE = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
 
@@ -53,6 +54,10 @@ class EncryptionKey(Construct):
         self.arn: str = self.resource.arn
         self.key_id: str = self.resource.key_id
         self.alias_name = f"alias/{props.alias}"
+
+    def grant(self, identities: PlatformIdentities, workload_id: str, sid: str, actions: list[str]) -> None:
+        """Let one workload call `actions` with this key (its IAM role; the key policy defers to IAM)."""
+        identities.grant(workload_id, sid, actions, [self.arn])
 
 
 def logs_service_use(environment: AwsEnvironment, *, log_group_prefixes: tuple[str, ...]) -> ServiceUse:

@@ -7,7 +7,9 @@ Identity service (`pods.eks.amazonaws.com`, `sts:AssumeRole` + `sts:TagSession`)
 Policies are checked when a statement is added (at construction or through `grant()`): no `*` or
 `<service>:*` actions, and no `Resource: "*"` on a write action unless the statement carries a
 Condition (for the few APIs with no resource-level permissions, e.g. `cloudwatch:PutMetricData`).
-The inline policy is rendered lazily at synth, so statements granted after construction land in it.
+The statements come from the resources a workload uses: each grants through its own method (a bucket set grants
+Airflow its reads and writes, a key grants its use, the cluster grants Karpenter node provisioning); a role whose
+policy is still empty at synth is refused by the policy pack (AF-IAM-1: IAM rejects an empty policy).
 
 Conventions other stacks must follow (they are the contract these roles rely on):
 - Service account names: `WORKLOADS` / `workloads()`; they match the official charts' generated names.
@@ -118,7 +120,7 @@ class WorkloadIdentityProps:
     cluster_name: str
     namespace: str
     service_accounts: tuple[str, ...]           # one pod identity association each
-    statements: tuple[dict[str, Any], ...]      # built with iam.statement
+    statements: tuple[dict[str, Any], ...] = ()   # built with iam.statement; more come through grant()
     description: str
     associate: bool = True                      # False when an EKS add-on makes the association itself
 
@@ -136,9 +138,6 @@ class WorkloadIdentityProps:
             if not is_unresolved(sa) and not _SERVICE_ACCOUNT.fullmatch(sa):
                 raise ConfigError("service_accounts", sa, "is not a valid Kubernetes service account name",
                                   "use lowercase letters, digits, '-' and '.', starting and ending alphanumeric")
-        if not self.statements:
-            raise ConfigError("statements", self.statements, "is empty (IAM rejects an empty policy)",
-                              "grant the workload the exact actions it calls")
         for stmt in self.statements:
             check_statement(stmt)
         _check_sids_unique(list(self.statements), "statements")
@@ -174,10 +173,14 @@ class WorkloadIdentity(Construct):
     def grant(self, sid: str, actions: list[str], resources: list[str] | str,
               condition: dict[str, Any] | None = None) -> None:
         """Add one checked Allow statement to this role's policy (also after construction)."""
-        stmt = iam.statement(sid, list(actions), resources, condition=condition)
-        check_statement(stmt, "grant")
-        _check_sids_unique([*self._statements, stmt], "grant")
-        self._statements.append(stmt)
+        self.add_statements(iam.statement(sid, list(actions), resources, condition=condition))
+
+    def add_statements(self, *statements: dict[str, Any]) -> None:
+        """Add checked statements (built with iam.statement) to this role's policy, rendering it once."""
+        for stmt in statements:
+            check_statement(stmt, "grant")
+        _check_sids_unique([*self._statements, *statements], "grant")
+        self._statements.extend(json.loads(json.dumps(s)) for s in statements)
         self._policy.policy = iam.policy_document(*self._statements)
 
 
@@ -223,16 +226,6 @@ def target_group_name_pattern(cluster_name: str) -> str:
 @dataclass(frozen=True, kw_only=True)
 class PlatformIdentitiesProps:
     cluster_name: str
-    dags_bucket_arn: str
-    logs_bucket_arn: str
-    plugins_bucket_arn: str
-    storage_kms_key_arn: str                    # encrypts the three buckets
-    vault_unseal_key_arn: str
-    delivered_secret_arns: tuple[str, ...]      # DB master secret, Redis token secret
-    secrets_kms_key_arns: tuple[str, ...]       # keys encrypting those secrets
-    node_security_group_id: str                 # the LB controller adds pod-port rules here only
-    node_role_arn: str                          # the only role Karpenter may pass to EC2
-    ebs_kms_key_arn: str | None = None          # customer key for EBS volumes, if any
     airflow_namespace: str = "airflow"
     airflow_release: str = "airflow"
     addon_managed: tuple[str, ...] = ()         # workload ids whose association an EKS add-on creates
@@ -243,9 +236,6 @@ class PlatformIdentitiesProps:
             raise ConfigError("cluster_name", self.cluster_name, "does not leave room for target group names",
                               "use 1-30 lowercase letters, digits and hyphens (target groups are named "
                               "'<cluster_name>-<suffix>' within ELB's 32-character limit)")
-        if not is_unresolved(list(self.delivered_secret_arns)) and not self.delivered_secret_arns:
-            raise ConfigError("delivered_secret_arns", self.delivered_secret_arns, "is empty",
-                              "pass the DB master secret and Redis token secret ARNs")
         for field in ("airflow_namespace", "airflow_release"):
             value = getattr(self, field)
             if not _NAMESPACE.fullmatch(value) or len(value) > 40:
@@ -258,22 +248,20 @@ class PlatformIdentitiesProps:
 
 
 class PlatformIdentities(Construct):
-    """One WorkloadIdentity per workload that talks to AWS (see WORKLOADS), each with exact ARNs."""
+    """One WorkloadIdentity per workload that talks to AWS (see WORKLOADS). They start with no permissions: each
+    resource grants exactly what a workload needs through its own method (`AirflowBuckets.grant_airflow`,
+    `EncryptionKey.grant`, `Cluster.grant_node_provisioning`, `Edge.grant_target_registration`, `Events.grant_consume`,
+    ...), and the policy pack refuses a role left with an empty policy (AF-IAM-1)."""
 
     def __init__(self, scope: Construct, id_: str, *, props: PlatformIdentitiesProps) -> None:
         super().__init__(scope, id_)
-        self._env = AwsEnvironment.of(self)
-        self._props = props
+        self.cluster_name = props.cluster_name
         self.workloads = workloads(airflow_namespace=props.airflow_namespace, airflow_release=props.airflow_release)
-        policies = {**self._airflow_statements(), "vault": self._vault(), "karpenter": self._karpenter(),
-                    "aws-load-balancer-controller": self._load_balancer_controller(),
-                    "external-secrets": self._external_secrets(), "cloudwatch-agent": self._cloudwatch_agent(),
-                    "ebs-csi-driver": self._ebs_csi_driver()}
         self.identities: dict[str, WorkloadIdentity] = {}
         for wid, (namespace, service_accounts) in self.workloads.items():
             self.identities[wid] = WorkloadIdentity(self, wid, props=WorkloadIdentityProps(
                 name=f"{props.cluster_name}-{wid}", cluster_name=props.cluster_name,
-                namespace=namespace, service_accounts=service_accounts, statements=tuple(policies[wid]),
+                namespace=namespace, service_accounts=service_accounts,
                 description=f"{wid} on EKS cluster {props.cluster_name} ({namespace}/{', '.join(service_accounts)})",
                 associate=wid not in props.addon_managed))
         self.role_arns: dict[str, str] = {wid: ident.role_arn for wid, ident in self.identities.items()}
@@ -282,195 +270,14 @@ class PlatformIdentities(Construct):
     def grant(self, workload_id: str, sid: str, actions: list[str], resources: list[str] | str,
               condition: dict[str, Any] | None = None) -> None:
         """Add a scoped statement to one workload's role (e.g. SQS receive for the triggerer)."""
+        self.identity(workload_id).grant(sid, actions, resources, condition)
+
+    def add_statements(self, workload_id: str, *statements: dict[str, Any]) -> None:
+        """Add prepared statements to one workload's role (a resource's grant method builds them)."""
+        self.identity(workload_id).add_statements(*statements)
+
+    def identity(self, workload_id: str) -> WorkloadIdentity:
         if workload_id not in self.identities:
             raise ConfigError("workload_id", workload_id, "is not a workload of this platform",
                               f"use one of {sorted(self.identities)}")
-        self.identities[workload_id].grant(sid, actions, resources, condition)
-
-    # ---- ARN helpers ------------------------------------------------------------------------------
-
-    def _arn(self, service: str, resource: str, *, account: bool = True, region: bool = True) -> str:
-        return self._env.arn(service, resource, account=account, region=region)
-
-    def _via(self, service: str) -> dict[str, Any]:
-        return {"StringEquals": {"kms:ViaService": self._env.service_endpoint(service)}}
-
-    # ---- Airflow ----------------------------------------------------------------------------------
-
-    def _airflow_statements(self) -> dict[str, list[dict[str, Any]]]:
-        p = self._props
-        task_logs = f"{p.logs_bucket_arn}/{TASK_LOG_PREFIX}/*"
-        read_bundles = [
-            iam.statement("ReadDagsAndPlugins", ["s3:GetObject", "s3:GetObjectVersion"],
-                          [f"{p.dags_bucket_arn}/*", f"{p.plugins_bucket_arn}/*"]),
-            iam.statement("ListDagsAndPlugins", ["s3:ListBucket"], [p.dags_bucket_arn, p.plugins_bucket_arn])]
-        # ListBucket on the logs bucket reveals key names only; without it S3 answers 403 instead of 404 to
-        # the HeadObject S3TaskHandler makes before appending to / reading a log that does not exist yet.
-        read_logs = [iam.statement("ReadTaskLogs", ["s3:GetObject"], [task_logs]),
-                     iam.statement("ListTaskLogs", ["s3:ListBucket"], [p.logs_bucket_arn])]
-        write_logs = [iam.statement("WriteTaskLogs", ["s3:PutObject"], [task_logs]), *read_logs]
-        decrypt = iam.statement("DecryptStorageViaS3", ["kms:Decrypt"], [p.storage_kms_key_arn],
-                                condition=self._via("s3"))
-        # Every Airflow pod syncs the plugins bucket at start (modules/platform/airflow.py), the API server and triggerer too.
-        read_plugins = [iam.statement("ReadPlugins", ["s3:GetObject", "s3:GetObjectVersion"], [f"{p.plugins_bucket_arn}/*"]),
-                        iam.statement("ListPlugins", ["s3:ListBucket"], [p.plugins_bucket_arn])]
-        encrypt = iam.statement("UseStorageKeyViaS3", ["kms:Decrypt", "kms:GenerateDataKey"],
-                                [p.storage_kms_key_arn], condition=self._via("s3"))
-        return {
-            # Airflow 3's scheduler neither writes task logs (the task supervisor on the worker/pod uploads them)
-            # nor serves them (the API server reads S3): it gets no access to the logs bucket.
-            "airflow-scheduler": [*read_bundles, decrypt],
-            "airflow-dag-processor": [*read_bundles, decrypt],
-            "airflow-triggerer": [*read_plugins, *write_logs, encrypt],   # deferred tasks' trigger logs
-            "airflow-api-server": [*read_plugins, *read_logs, decrypt],   # shows task logs: read-only
-            "airflow-worker": [*read_bundles, *write_logs, encrypt],
-            "airflow-task": [*read_bundles, *write_logs, encrypt],
-        }
-
-    # ---- platform controllers ---------------------------------------------------------------------
-
-    def _vault(self) -> list[dict[str, Any]]:
-        return [iam.statement("AutoUnsealWithKms", ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"],
-                              [self._props.vault_unseal_key_arn])]
-
-    def _load_balancer_controller(self) -> list[dict[str, Any]]:
-        """TargetGroupBinding only: it registers pod IPs in this cluster's target groups and opens the
-        node security group to the load balancer; it creates no load balancer, listener or group."""
-        p = self._props
-        reads = ["ec2:DescribeAvailabilityZones", "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces",
-                 "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeTags", "ec2:DescribeVpcs",
-                 "ec2:GetSecurityGroupsForVpc", "elasticloadbalancing:DescribeListeners",
-                 "elasticloadbalancing:DescribeLoadBalancerAttributes", "elasticloadbalancing:DescribeLoadBalancers",
-                 "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTags",
-                 "elasticloadbalancing:DescribeTargetGroupAttributes", "elasticloadbalancing:DescribeTargetGroups",
-                 "elasticloadbalancing:DescribeTargetHealth"]
-        return [
-            iam.statement("DescribeLoadBalancingAndNetwork", reads, "*"),
-            iam.statement("RegisterClusterTargets",
-                          ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
-                          [self._arn("elasticloadbalancing",
-                                     f"targetgroup/{target_group_name_pattern(p.cluster_name)}/*")]),
-            iam.statement("ManageNodeSecurityGroupIngress",
-                          ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
-                          [self._arn("ec2", f"security-group/{p.node_security_group_id}")]),
-        ]
-
-    def _karpenter(self) -> list[dict[str, Any]]:
-        """The Karpenter v1 controller policy (getting-started cloudformation.yaml), with this account,
-        region and cluster in every ARN, and launches limited to the cluster's discovery-tagged network."""
-        env = self._env
-        p = self._props
-        ec2 = lambda resource, account=True: self._arn("ec2", resource, account=account)  # noqa: E731
-        owned = {f"aws:RequestTag/kubernetes.io/cluster/{p.cluster_name}": "owned"}
-        nodepool = {"aws:RequestTag/karpenter.sh/nodepool": "*"}
-        resource_owned = {f"aws:ResourceTag/kubernetes.io/cluster/{p.cluster_name}": "owned"}
-        resource_nodepool = {"aws:ResourceTag/karpenter.sh/nodepool": "*"}
-        created = [ec2("fleet/*"), ec2("instance/*"), ec2("volume/*"), ec2("network-interface/*"),
-                   ec2("launch-template/*"), ec2("spot-instances-request/*")]
-        profile_tags = {f"kubernetes.io/cluster/{p.cluster_name}": "owned", "topology.kubernetes.io/region": env.region}
-        instance_profiles = self._arn("iam", "instance-profile/*", region=False)
-        statements = [
-            iam.statement("AllowScopedEC2InstanceAccessActions", ["ec2:RunInstances", "ec2:CreateFleet"],
-                          [ec2("image/*", account=False), ec2("snapshot/*", account=False),
-                           ec2("spot-instances-request/*"), ec2("launch-template/*"), ec2("capacity-reservation/*")]),
-            iam.statement("AllowDiscoveredNetworkAccess", ["ec2:RunInstances", "ec2:CreateFleet"],
-                          [ec2("security-group/*"), ec2("subnet/*")],
-                          condition={"StringEquals": {"aws:ResourceTag/karpenter.sh/discovery": p.cluster_name}}),
-            iam.statement("AllowScopedEC2InstanceActionsWithTags",
-                          ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"], created,
-                          condition={"StringEquals": owned, "StringLike": nodepool}),
-            iam.statement("AllowScopedResourceCreationTagging", ["ec2:CreateTags"], created, condition={
-                "StringEquals": {**owned, "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"]},
-                "StringLike": nodepool}),
-            iam.statement("AllowScopedResourceTagging", ["ec2:CreateTags"], [ec2("instance/*")], condition={
-                "StringEquals": resource_owned, "StringLike": resource_nodepool,
-                "ForAllValues:StringEquals": {"aws:TagKeys": ["karpenter.sh/nodeclaim", "Name"]}}),
-            iam.statement("AllowScopedDeletion", ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
-                          [ec2("instance/*"), ec2("launch-template/*")],
-                          condition={"StringEquals": resource_owned, "StringLike": resource_nodepool}),
-            iam.statement("AllowRegionalReadActions", [
-                "ec2:DescribeAvailabilityZones", "ec2:DescribeCapacityReservations", "ec2:DescribeImages",
-                "ec2:DescribeInstanceStatus", "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes",
-                "ec2:DescribeInstances", "ec2:DescribeLaunchTemplates", "ec2:DescribePlacementGroups",
-                "ec2:DescribeSecurityGroups", "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets"], "*",
-                condition={"StringEquals": {"aws:RequestedRegion": env.region}}),
-            iam.statement("AllowSSMReadActions", ["ssm:GetParameter"],
-                          [self._arn("ssm", "parameter/aws/service/*", account=False)]),
-            iam.statement("AllowPricingReadActions", ["pricing:GetProducts"], "*"),
-            iam.statement("AllowPassingInstanceRole", ["iam:PassRole"], [p.node_role_arn],
-                          condition={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),
-            iam.statement("AllowScopedInstanceProfileCreationActions", ["iam:CreateInstanceProfile"],
-                          [instance_profiles], condition={
-                              "StringEquals": {f"aws:RequestTag/{k}": v for k, v in profile_tags.items()},
-                              "StringLike": {"aws:RequestTag/karpenter.sh/nodeclass": "*"}}),
-            iam.statement("AllowScopedInstanceProfileTagActions", ["iam:TagInstanceProfile"],
-                          [instance_profiles], condition={
-                              "StringEquals": {**{f"aws:ResourceTag/{k}": v for k, v in profile_tags.items()},
-                                               **{f"aws:RequestTag/{k}": v for k, v in profile_tags.items()}},
-                              "StringLike": {"aws:ResourceTag/karpenter.sh/nodeclass": "*",
-                                             "aws:RequestTag/karpenter.sh/nodeclass": "*"}}),
-            iam.statement("AllowScopedInstanceProfileActions",
-                          ["iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile",
-                           "iam:DeleteInstanceProfile"], [instance_profiles], condition={
-                              "StringEquals": {f"aws:ResourceTag/{k}": v for k, v in profile_tags.items()},
-                              "StringLike": {"aws:ResourceTag/karpenter.sh/nodeclass": "*"}}),
-            iam.statement("AllowInstanceProfileReadActions", ["iam:GetInstanceProfile", "iam:ListInstanceProfiles"],
-                          [instance_profiles]),
-            iam.statement("AllowAPIServerEndpointDiscovery", ["eks:DescribeCluster"],
-                          [self._arn("eks", f"cluster/{p.cluster_name}")]),
-        ]
-        return statements
-
-    def _external_secrets(self) -> list[dict[str, Any]]:
-        p = self._props
-        statements = [iam.statement("ReadDeliveredSecrets",
-                                    ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                                    list(p.delivered_secret_arns))]
-        if p.secrets_kms_key_arns:
-            statements.append(iam.statement("DecryptSecretsViaSecretsManager", ["kms:Decrypt"],
-                                            list(p.secrets_kms_key_arns), condition=self._via("secretsmanager")))
-        return statements
-
-    def _cloudwatch_agent(self) -> list[dict[str, Any]]:
-        """Container Insights (agent and Fluent Bit of the amazon-cloudwatch-observability add-on)."""
-        p = self._props
-        groups = self._arn("logs", f"log-group:/aws/containerinsights/{p.cluster_name}/*")  # streams match too
-        return [
-            iam.statement("WriteContainerInsightsLogs", ["logs:CreateLogGroup", "logs:CreateLogStream",
-                                                         "logs:PutLogEvents", "logs:PutRetentionPolicy"], [groups]),
-            iam.statement("DescribeLogs", ["logs:DescribeLogGroups", "logs:DescribeLogStreams"], "*"),
-            iam.statement("PutContainerInsightsMetrics", ["cloudwatch:PutMetricData"], "*",
-                          condition={"StringEquals": {"cloudwatch:namespace": ["ContainerInsights", "CWAgent"]}}),
-            iam.statement("DescribeNodes", ["ec2:DescribeInstances", "ec2:DescribeTags", "ec2:DescribeVolumes"], "*"),
-        ]
-
-    def _ebs_csi_driver(self) -> list[dict[str, Any]]:
-        """Volume lifecycle of this cluster's persistent volumes only (no snapshots: nothing here uses them)."""
-        p = self._props
-        volumes = self._arn("ec2", "volume/*")
-        cluster_tags = {"ebs.csi.aws.com/cluster": "true", f"kubernetes.io/cluster/{p.cluster_name}": "owned"}
-        statements = [
-            iam.statement("DescribeVolumesAndInstances", [
-                "ec2:DescribeAvailabilityZones", "ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:DescribeTags",
-                "ec2:DescribeVolumeStatus", "ec2:DescribeVolumes", "ec2:DescribeVolumesModifications"], "*"),
-            iam.statement("CreateClusterVolumes", ["ec2:CreateVolume"], [volumes],
-                          condition={"StringEquals": {f"aws:RequestTag/{k}": v for k, v in cluster_tags.items()}}),
-            iam.statement("TagVolumesOnCreate", ["ec2:CreateTags"], [volumes],
-                          condition={"StringEquals": {"ec2:CreateAction": "CreateVolume"}}),
-            iam.statement("ManageClusterVolumes",
-                          ["ec2:AttachVolume", "ec2:DetachVolume", "ec2:ModifyVolume", "ec2:DeleteVolume"], [volumes],
-                          condition={"StringEquals": {f"aws:ResourceTag/{k}": v for k, v in cluster_tags.items()}}),
-            # Attach/Detach also authorize against the instance; the volume half is limited above.
-            iam.statement("AttachToInstances", ["ec2:AttachVolume", "ec2:DetachVolume"],
-                          [self._arn("ec2", "instance/*")]),
-        ]
-        if p.ebs_kms_key_arn:
-            statements += [
-                iam.statement("UseEbsKeyViaEc2", ["kms:Decrypt", "kms:DescribeKey",
-                                                  "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom",
-                                                  "kms:ReEncryptTo"],
-                              [p.ebs_kms_key_arn], condition=self._via("ec2")),
-                iam.statement("CreateEbsKeyGrantsForEc2", ["kms:CreateGrant"], [p.ebs_kms_key_arn],
-                              condition={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
-            ]
-        return statements
+        return self.identities[workload_id]

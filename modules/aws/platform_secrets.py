@@ -22,6 +22,7 @@ from cdktf_cdktf_provider_aws import (
 )
 from constructs import Construct
 
+from ..core import iam
 from ..platform import kubernetes as k8s
 from .encryption import EncryptionKey, EncryptionKeyProps
 from .identity import PlatformIdentities
@@ -105,3 +106,22 @@ class PlatformSecrets(Construct):
                          condition={"StringEquals": {
                              "kms:ViaService": f"secretsmanager.{env.region}.amazonaws.com"}})
 
+
+
+def grant_secret_delivery(identities: PlatformIdentities, workload_id: str, *, secret_arns: tuple[str, ...],
+                          kms_key_arns: tuple[str, ...]) -> None:
+    """Let the secret-delivery workload (External Secrets) read exactly these secrets (the database's master secret,
+    the cache's AUTH token) and decrypt them only through Secrets Manager."""
+    identities.add_statements(workload_id, *secret_delivery_statements(
+        AwsEnvironment.of(identities), secret_arns=secret_arns, kms_key_arns=kms_key_arns))
+
+
+def secret_delivery_statements(env: AwsEnvironment, *, secret_arns: tuple[str, ...],
+                               kms_key_arns: tuple[str, ...]) -> list[dict]:
+    statements = [iam.statement("ReadDeliveredSecrets", ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                                list(secret_arns))]
+    if kms_key_arns:
+        statements.append(iam.statement("DecryptSecretsViaSecretsManager", ["kms:Decrypt"], list(kms_key_arns),
+                                        condition={"StringEquals": {"kms:ViaService": env.service_endpoint(
+                                            "secretsmanager")}}))
+    return statements

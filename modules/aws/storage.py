@@ -20,6 +20,7 @@ from constructs import Construct
 
 from ..core import iam, validation
 from ..core.environment import AwsEnvironment
+from .identity import TASK_LOG_PREFIX, PlatformIdentities
 from .settings import StorageSettings
 
 
@@ -169,3 +170,44 @@ class AirflowBuckets(Construct):
         self.task_logs = bucket("task-logs", expiration_days=props.settings.task_log_expiration_days,
                                 noncurrent_version_expiration_days=7)
         self.plugins = bucket("plugins")
+
+    def grant_airflow(self, identities: PlatformIdentities) -> None:
+        """What each Airflow component reads and writes here (airflow_access_statements)."""
+        for workload, statements in airflow_access_statements(
+                dags_bucket_arn=self.dags.arn, plugins_bucket_arn=self.plugins.arn, logs_bucket_arn=self.task_logs.arn,
+                kms_key_arn=self.kms_key_arn, region=AwsEnvironment.of(self).region).items():
+            identities.add_statements(workload, *statements)
+
+
+def airflow_access_statements(*, dags_bucket_arn: str, plugins_bucket_arn: str, logs_bucket_arn: str,
+                              kms_key_arn: str, region: str) -> dict[str, list[dict[str, Any]]]:
+    """Per Airflow workload: DAG bundles and plugins to read, task logs under `task-logs/` (TASK_LOG_PREFIX) to
+    write or read, and the storage key only through S3."""
+    task_logs = f"{logs_bucket_arn}/{TASK_LOG_PREFIX}/*"
+    dags, plugins = dags_bucket_arn, plugins_bucket_arn
+    read_bundles = [
+        iam.statement("ReadDagsAndPlugins", ["s3:GetObject", "s3:GetObjectVersion"], [f"{dags}/*", f"{plugins}/*"]),
+        iam.statement("ListDagsAndPlugins", ["s3:ListBucket"], [dags, plugins])]
+    # ListBucket on the logs bucket reveals key names only; without it S3 answers 403 instead of 404 to
+    # the HeadObject S3TaskHandler makes before appending to / reading a log that does not exist yet.
+    read_logs = [iam.statement("ReadTaskLogs", ["s3:GetObject"], [task_logs]),
+                 iam.statement("ListTaskLogs", ["s3:ListBucket"], [logs_bucket_arn])]
+    write_logs = [iam.statement("WriteTaskLogs", ["s3:PutObject"], [task_logs]), *read_logs]
+    via_s3 = {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}
+    decrypt = iam.statement("DecryptStorageViaS3", ["kms:Decrypt"], [kms_key_arn], condition=via_s3)
+    # Every Airflow pod syncs the plugins bucket at start (modules/platform/airflow.py), the API server and
+    # triggerer too.
+    read_plugins = [iam.statement("ReadPlugins", ["s3:GetObject", "s3:GetObjectVersion"], [f"{plugins}/*"]),
+                    iam.statement("ListPlugins", ["s3:ListBucket"], [plugins])]
+    encrypt = iam.statement("UseStorageKeyViaS3", ["kms:Decrypt", "kms:GenerateDataKey"], [kms_key_arn],
+                            condition=via_s3)
+    return {
+        # Airflow 3's scheduler neither writes task logs (the task supervisor on the worker/pod uploads them)
+        # nor serves them (the API server reads S3): it gets no access to the logs bucket.
+        "airflow-scheduler": [*read_bundles, decrypt],
+        "airflow-dag-processor": [*read_bundles, decrypt],
+        "airflow-triggerer": [*read_plugins, *write_logs, encrypt],   # deferred tasks' trigger logs
+        "airflow-api-server": [*read_plugins, *read_logs, decrypt],   # shows task logs: read-only
+        "airflow-worker": [*read_bundles, *write_logs, encrypt],
+        "airflow-task": [*read_bundles, *write_logs, encrypt],
+    }

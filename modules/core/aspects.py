@@ -11,6 +11,7 @@ Add a rule by decorating a function `(doc) -> Iterable[(address, detail)]` with 
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -290,3 +291,16 @@ def missing_log_retention(doc: Document) -> Iterator[tuple[str, str]]:
     for address, body in resources(doc, "aws_cloudwatch_log_group"):
         if not body.get("retention_in_days"):
             yield address, "retention_in_days is not set (logs would be kept forever)"
+
+
+@rule("AF-IAM-1", "IAM role policies must grant something (IAM rejects an empty policy); fix: grant the workload "
+                  "what it calls through the resource's grant method (e.g. AirflowBuckets.grant_airflow)")
+def empty_role_policy(doc: Document) -> Iterator[tuple[str, str]]:
+    for address, body in resources(doc, "aws_iam_role_policy"):
+        policy = body.get("policy")
+        try:
+            statements = json.loads(policy).get("Statement") if isinstance(policy, str) else None
+        except json.JSONDecodeError:
+            continue                 # a Terraform expression (e.g. jsonencode(...)): Terraform checks it
+        if statements == []:
+            yield address, "its policy has no statements"

@@ -11,6 +11,7 @@ from modules.aws.events import (Events, EventsProps, airflow_environment, dead_l
                             queue_name, queue_url)
 from modules.aws.identity import PlatformIdentities, PlatformIdentitiesProps
 from modules.core.validation import ConfigError
+from tests.modules.aws.test_identity import grant_all
 from tests.conftest import make_props, only, synth
 
 ACCOUNT = "123456789012"
@@ -140,11 +141,7 @@ def test_queue_key_lets_eventbridge_encrypt_only_for_these_rules_in_this_account
 
 
 def test_grant_consume_names_exactly_the_queues_and_decrypts_only_through_sqs(stack):
-    identities = PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(
-        cluster_name="af-dev", dags_bucket_arn="arn:aws:s3:::d",
-        logs_bucket_arn="arn:aws:s3:::l", plugins_bucket_arn="arn:aws:s3:::p", storage_kms_key_arn="k",
-        vault_unseal_key_arn="v", delivered_secret_arns=("s",), secrets_kms_key_arns=("sk",),
-        node_security_group_id="sg-n", node_role_arn="arn:aws:iam::123456789012:role/n"))
+    identities = grant_all(PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(cluster_name="af-dev")))
     build(stack, rules=(ORDERS,)).grant_consume(identities, "airflow-triggerer")
     res = synth(stack)["resource"]
     (policy,) = [p for k, p in res["aws_iam_role_policy"].items() if "airflow-triggerer" in k]

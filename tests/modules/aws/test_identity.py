@@ -5,7 +5,8 @@ import pytest
 
 from tests.conftest import new_stack, synth
 
-from modules.core import iam
+from modules.aws import karpenter
+from modules.aws.cluster import container_insights_statements, ebs_csi_statements, load_balancer_controller_statements
 from modules.aws.identity import (
     WORKLOADS,
     PlatformIdentities,
@@ -15,18 +16,41 @@ from modules.aws.identity import (
     is_read_action,
     workloads,
 )
+from modules.aws.platform_secrets import secret_delivery_statements
+from modules.aws.storage import airflow_access_statements
+from modules.core import iam
+from modules.core.environment import AwsEnvironment
 
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 LOGS, DAGS, PLUGINS = "arn:aws:s3:::af-test-logs", "arn:aws:s3:::af-test-dags", "arn:aws:s3:::af-test-plugins"
 STORAGE_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/storage"
 NODE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/af-test-eks-node"
-BASE = dict(cluster_name="af-test", dags_bucket_arn=DAGS, logs_bucket_arn=LOGS,
-            plugins_bucket_arn=PLUGINS, storage_kms_key_arn=STORAGE_KEY,
-            vault_unseal_key_arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/unseal",
-            delivered_secret_arns=(f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:db-master-AbCdEf",
-                                   f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:redis-token-GhIjKl"),
-            secrets_kms_key_arns=(f"arn:aws:kms:{REGION}:{ACCOUNT}:key/secrets",),
-            node_security_group_id="sg-0nodes", node_role_arn=NODE_ROLE)
+BASE = dict(cluster_name="af-test")
+UNSEAL_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/unseal"
+DELIVERED_SECRETS = (f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:db-master-AbCdEf",
+                     f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:redis-token-GhIjKl")
+SECRETS_KEYS = (f"arn:aws:kms:{REGION}:{ACCOUNT}:key/secrets",)
+
+
+def grant_all(identities: PlatformIdentities, *, ebs_kms_key_arn: str | None = None) -> PlatformIdentities:
+    """Every grant the infra stack makes, through the same statement builders its resources' grant methods use,
+    here with literal ARNs so the tests can assert exact policies (tests/test_infra_stack.py checks the wiring)."""
+    env = AwsEnvironment(account_id=ACCOUNT, region=REGION)
+    for workload, statements in airflow_access_statements(dags_bucket_arn=DAGS, plugins_bucket_arn=PLUGINS,
+                                                          logs_bucket_arn=LOGS, kms_key_arn=STORAGE_KEY,
+                                                          region=REGION).items():
+        identities.add_statements(workload, *statements)
+    identities.grant("vault", "AutoUnsealWithKms", ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], [UNSEAL_KEY])
+    identities.add_statements("karpenter", *karpenter.controller_statements(env, cluster_name="af-test",
+                                                                            node_role_arn=NODE_ROLE))
+    identities.add_statements("aws-load-balancer-controller", *load_balancer_controller_statements(
+        env, cluster_name="af-test", node_security_group_id="sg-0nodes"))
+    identities.add_statements("cloudwatch-agent", *container_insights_statements(env, cluster_name="af-test"))
+    identities.add_statements("ebs-csi-driver", *ebs_csi_statements(env, cluster_name="af-test",
+                                                                    ebs_kms_key_arn=ebs_kms_key_arn))
+    identities.add_statements("external-secrets", *secret_delivery_statements(env, secret_arns=DELIVERED_SECRETS,
+                                                                              kms_key_arns=SECRETS_KEYS))
+    return identities
 
 S3_READ = ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"]
 LOG_WRITE = ["s3:GetObject", "s3:ListBucket", "s3:PutObject"]
@@ -99,7 +123,7 @@ def _with_action(statements, action):
 def platform():
     """One synthesized platform (with a grant made after construction) shared by the read-only tests."""
     stack = new_stack()
-    identities = PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(**BASE))
+    identities = grant_all(PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(**BASE)))
     identities.grant("airflow-triggerer", "ConsumeEventQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage"],
                      [f"arn:aws:sqs:{REGION}:{ACCOUNT}:af-test-events"])
     doc = synth(stack)
@@ -234,16 +258,16 @@ def test_grant_after_construction_lands_in_that_roles_policy_only(platform):
 def test_secrets_delivery_reads_only_the_delivered_secrets_through_secrets_manager(platform):
     _, _, policies = platform
     read, decrypt = policies["external-secrets"]
-    assert read["Resource"] == list(BASE["delivered_secret_arns"])
+    assert read["Resource"] == list(DELIVERED_SECRETS)
     assert (decrypt["Resource"], decrypt["Condition"]) == (
-        list(BASE["secrets_kms_key_arns"]),
+        list(SECRETS_KEYS),
         {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}})
 
 
 def test_vault_uses_only_the_unseal_key(platform):
     _, _, policies = platform
     (unseal,) = policies["vault"]
-    assert unseal["Resource"] == [BASE["vault_unseal_key_arn"]]
+    assert unseal["Resource"] == [UNSEAL_KEY]
 
 
 def test_load_balancer_controller_touches_only_cluster_target_groups_and_the_node_group(platform):
@@ -285,7 +309,7 @@ def test_ebs_csi_driver_manages_only_this_clusters_volumes(platform):
 def test_ebs_key_grants_only_for_aws_resources_when_a_key_is_given():
     stack = new_stack()
     key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/ebs"
-    PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(**BASE, ebs_kms_key_arn=key))
+    grant_all(PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(**BASE)), ebs_kms_key_arn=key)
     ebs = _policies(synth(stack))["ebs-csi-driver"]
     (grant,) = _with_action(ebs, "kms:CreateGrant")
     (use,) = _with_action(ebs, "kms:Decrypt")
@@ -295,8 +319,8 @@ def test_ebs_key_grants_only_for_aws_resources_when_a_key_is_given():
 
 def test_addon_managed_workloads_get_a_role_but_no_separate_association():
     stack = new_stack()
-    PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(
-        **BASE, addon_managed=("ebs-csi-driver", "cloudwatch-agent")))
+    grant_all(PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(
+        **BASE, addon_managed=("ebs-csi-driver", "cloudwatch-agent"))))
     res = synth(stack)["resource"]
     service_accounts = {a["service_account"] for a in res["aws_eks_pod_identity_association"].values()}
     assert len(res["aws_iam_role"]) == 12 and len(service_accounts) == 10
@@ -387,8 +411,6 @@ def test_platform_props_reject_a_cluster_name_that_leaves_no_room_for_target_gro
         PlatformIdentitiesProps(**{**BASE, "cluster_name": "airflow-production-eu-west-1-main"})
 
 
-def test_platform_props_reject_no_delivered_secrets_and_unknown_addon_workloads():
-    with pytest.raises(ValueError, match=r"delivered_secret_arns=\(\) is empty"):
-        PlatformIdentitiesProps(**{**BASE, "delivered_secret_arns": ()})
+def test_platform_props_reject_unknown_addon_workloads():
     with pytest.raises(ValueError, match=r"addon_managed=\['vault'\] are not workloads an EKS add-on associates"):
         PlatformIdentitiesProps(**BASE, addon_managed=("vault",))

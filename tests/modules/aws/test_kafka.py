@@ -9,6 +9,7 @@ import pytest
 from modules.aws.identity import PlatformIdentities, PlatformIdentitiesProps
 from modules.aws.kafka import Kafka, KafkaProps, broker_subnet_ids, kafka_connection_extra, log_group_prefix
 from modules.core.validation import ConfigError
+from tests.modules.aws.test_identity import grant_all
 from tests.conftest import make_props, only, synth
 
 ACCOUNT = "123456789012"
@@ -18,11 +19,7 @@ BASE = dict(name="af-prod-kafka", vpc_id="vpc-1", subnet_ids=("subnet-a", "subne
 
 
 def identities_in(stack) -> PlatformIdentities:
-    return PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(
-        cluster_name="af-prod", dags_bucket_arn="arn:aws:s3:::d",
-        logs_bucket_arn="arn:aws:s3:::l", plugins_bucket_arn="arn:aws:s3:::p", storage_kms_key_arn="k",
-        vault_unseal_key_arn="v", delivered_secret_arns=("s",), secrets_kms_key_arns=("sk",),
-        node_security_group_id="sg-n", node_role_arn="arn:aws:iam::123456789012:role/n"))
+    return grant_all(PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(cluster_name="af-prod")))
 
 
 def test_provisioned_is_tls_only_iam_only_private_and_encrypted_with_its_own_key(stack):

@@ -13,6 +13,7 @@ from cryptography.fernet import Fernet
 
 from tests.conftest import looks_like_secret, new_stack, strings, synth
 from tests.modules.aws.test_identity import BASE as IDENTITY_BASE
+from tests.modules.aws.test_identity import grant_all
 
 from modules.platform import kubernetes as k8s
 from modules.aws.identity import PlatformIdentities, PlatformIdentitiesProps
@@ -26,7 +27,7 @@ def build(grant: bool = False) -> dict:
     stack = new_stack()
     secrets_ = PlatformSecrets(stack, "platform-secrets", props=PlatformSecretsProps(**PROPS))
     if grant:
-        identities = PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(**IDENTITY_BASE))
+        identities = grant_all(PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(**IDENTITY_BASE)))
         secrets_.grant_read(identities, "external-secrets")
     return synth(stack)
 

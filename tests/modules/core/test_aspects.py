@@ -17,7 +17,7 @@ def findings(stack) -> list[tuple[str, str]]:
 
 
 def test_every_rule_has_an_id_and_a_message_with_a_fix():
-    assert sorted(r.id for r in RULES) == ["AF-ENC-1", "AF-LOG-1", "AF-NET-1", "AF-S3-1"]
+    assert sorted(r.id for r in RULES) == ["AF-ENC-1", "AF-IAM-1", "AF-LOG-1", "AF-NET-1", "AF-S3-1"]
     assert all("fix:" in r.message for r in RULES)
 
 
@@ -118,3 +118,15 @@ def test_log_group_with_retention_but_no_key_is_refused_as_unencrypted():
     cloudwatch_log_group.CloudwatchLogGroup(no_retention, "group", name="/x", kms_key_id=KEY)
     assert findings(no_key) == [("AF-ENC-1", "aws_cloudwatch_log_group")]
     assert findings(no_retention) == [("AF-LOG-1", "aws_cloudwatch_log_group")]
+
+
+def test_a_role_left_with_an_empty_policy_is_refused(stack):
+    from modules.aws.identity import PlatformIdentities, PlatformIdentitiesProps
+
+    identities = PlatformIdentities(stack, "identities", props=PlatformIdentitiesProps(cluster_name="af-test"))
+    identities.grant("vault", "AutoUnsealWithKms", ["kms:Decrypt"], ["arn:aws:kms:eu-west-1:123456789012:key/k"])
+    with pytest.raises(PolicyViolation) as err:
+        synth(stack)
+    flagged = {f.address.split(".")[1].split("_policy_")[0] for f in err.value.findings if f.rule_id == "AF-IAM-1"}
+    assert "identities_vault" not in flagged and "identities_karpenter" in flagged
+    assert len(flagged) == len(identities.identities) - 1      # every role but the one granted something
