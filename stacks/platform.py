@@ -86,17 +86,10 @@ class PlatformStack(GovernedStack):
         # ---- [addons] cert-manager, External Secrets, Karpenter, KEDA releases, then the platform-bootstrap
         #      LocalChart (namespaces, CA issuers, Certificates, ClusterSecretStore, ExternalSecrets, node pools).
         #      Exposes self.bootstrap (LocalChart) for the sections below.
-        a = c.addons
         self.addons = addons = ClusterAddons(self, "addons", props=section_props(
-            f"environments.{c.name}.addons", lambda: ClusterAddonsProps(
-                cluster_name=c.cluster_name, region=c.region, node_role_name=cluster.node_role_name,
-                controller_replicas=a.controller_replicas, worker_instance_families=a.worker_instance_families,
-                worker_instance_sizes=a.worker_instance_sizes, worker_cpu_limit=a.worker_cpu_limit,
-                worker_memory_limit_gib=a.worker_memory_limit_gib, worker_root_volume_gib=a.worker_root_volume_gib,
-                worker_consolidate_after=a.worker_consolidate_after, worker_expire_after=a.worker_expire_after,
-                worker_disruption_budget=a.worker_disruption_budget, worker_ami_alias=a.worker_ami_alias,
-                storage_reclaim_policy=a.storage_reclaim_policy,
-                interruption_queue_name=infra.node_interruption.queue_name)))
+            f"environments.{c.name}", lambda: ClusterAddonsProps(
+                settings=c.addons, cluster_name=c.cluster_name, region=c.region,
+                node_role_name=cluster.node_role_name, interruption_queue_name=infra.node_interruption.queue_name)))
         # Apps add their Certificates / ExternalSecrets here and make their releases depend on bootstrap.release.
         self.bootstrap = LocalChart(self, BOOTSTRAP_CHART, props=LocalChartProps(
             chart=BOOTSTRAP_CHART, namespace=BOOTSTRAP_NAMESPACE, depends_on=addons.bootstrap_dependencies))
