@@ -106,15 +106,9 @@ class PlatformStack(GovernedStack):
 
         # ---- [monitoring] kube-prometheus-stack release (adds its ExternalSecrets to self.bootstrap, its
         #      ServiceMonitor / PrometheusRules to self.glue)
-        m = c.monitoring
         self.monitoring = Monitoring(self, "monitoring", bootstrap=self.bootstrap, props=section_props(
-            f"environments.{c.name}.monitoring", lambda: MonitoringProps(
-                domain=c.domain, secret_prefix=c.prefix, prometheus_retention=m.prometheus_retention,
-                prometheus_retention_size=m.prometheus_retention_size, prometheus_storage_gib=m.prometheus_storage_gib,
-                prometheus_replicas=m.prometheus_replicas, alertmanager_retention=m.alertmanager_retention,
-                alertmanager_storage_gib=m.alertmanager_storage_gib, alertmanager_replicas=m.alertmanager_replicas,
-                grafana_storage_gib=m.grafana_storage_gib, queued_tasks_threshold=m.queued_tasks_threshold,
-                task_failure_ratio=m.task_failure_ratio)))
+            f"environments.{c.name}", lambda: MonitoringProps(
+                settings=c.monitoring, domain=c.domain, secret_prefix=c.prefix)))
 
         self.vault.install_after(self.monitoring.release)   # [vault]: its ServiceMonitor needs the operator's CRDs
 
