@@ -97,12 +97,9 @@ class PlatformStack(GovernedStack):
             self.bootstrap.add_object(manifest)
 
         # ---- [vault] Vault release (adds its TLS Certificate to self.bootstrap)
-        v = c.vault
         self.vault = Vault(self, "vault", bootstrap=self.bootstrap, props=section_props(
-            f"environments.{c.name}.vault", lambda: VaultProps(
-                region=c.region, unseal_key_arn=infra.vault_unseal_key_arn, replicas=v.replicas,
-                data_storage_size=v.data_storage_size, audit_storage_size=v.audit_storage_size, cpu=v.cpu,
-                memory=v.memory)))
+            f"environments.{c.name}", lambda: VaultProps(
+                settings=c.vault, region=c.region, unseal_key_arn=infra.vault_unseal_key_arn)))
 
         # ---- [monitoring] kube-prometheus-stack release (adds its ExternalSecrets to self.bootstrap, its
         #      ServiceMonitor / PrometheusRules to self.glue)
