@@ -112,7 +112,7 @@ class PlatformStack(GovernedStack):
         # ---- [airflow] Airflow release (adds its ExternalSecrets / Certificates to self.bootstrap)
         db, cache, buckets = infra.database, infra.cache, infra.storage
         self.airflow = Airflow(self, "airflow", props=section_props(
-            f"environments.{c.name}.airflow", lambda: AirflowProps(
+            f"environments.{c.name}", lambda: AirflowProps(
                 settings=c.airflow, prefix=c.prefix, domain=c.domain, region=c.region,
                 database_host=db.address, database_port=db.port, database_name=db.database_name,
                 database_master_secret_arn=db.master_secret_arn, cache_endpoint=cache.primary_endpoint,
