@@ -35,7 +35,7 @@ class AddonsSettings:
     controller_replicas: int = 2
     # Airflow worker capacity (Karpenter NodePool `airflow-workers`, spot with on-demand fallback).
     worker_instance_families: tuple[str, ...] = ("m7i", "m6i", "m7a", "m6a")   # one architecture (x86_64 or arm64)
-    worker_instance_sizes: tuple[str, ...] = ("large", "xlarge", "2xlarge")
+    worker_instance_sizes: tuple[str, ...] = ("large", "xlarge", "2xlarge")   # sizes Karpenter may pick from
     worker_cpu_limit: int = 64                       # vCPUs the pool may hold in total (cost ceiling)
     worker_memory_limit_gib: int = 256               # memory the pool may hold in total
     worker_root_volume_gib: int = 100                # encrypted gp3 root volume per worker node

@@ -23,11 +23,11 @@ class MonitoringSettings:
     prometheus_retention: str = "15d"          # how long Prometheus keeps samples ...
     prometheus_retention_size: str = "40GB"    # ... or until the TSDB reaches this size (base 2; <= 90% of the volume)
     prometheus_storage_gib: int = 50           # gp3 volume per Prometheus replica
-    prometheus_replicas: int = 1
+    prometheus_replicas: int = 1               # 2+ keeps alert evaluation through a node loss
     alertmanager_retention: str = "120h"       # silences and notification state
-    alertmanager_storage_gib: int = 2
-    alertmanager_replicas: int = 1
-    grafana_storage_gib: int = 5
+    alertmanager_storage_gib: int = 2          # gp3 volume per Alertmanager replica
+    alertmanager_replicas: int = 1             # 2+ keeps notifications through a node loss
+    grafana_storage_gib: int = 5               # gp3 volume of the single Grafana pod
     queued_tasks_threshold: int = 50           # AirflowQueuedTasksPilingUp: queued tasks per executor for 15 minutes
     task_failure_ratio: float = 0.1            # AirflowTaskFailureRateHigh: failed share of finished tasks (15 minutes)
 

@@ -34,7 +34,7 @@ class VaultSettings:
     address: str = "https://127.0.0.1:8200"  # where the operator reaches Vault: `kubectl port-forward` by default
     ca_cert_file: str = ""                  # the platform CA that signed Vault's certificate; "" = ~/.vault/<prefix>-ca.crt
     airflow_token_ttl: int = 900            # seconds a token from the Airflow role lives (renewable up to max)
-    airflow_token_max_ttl: int = 3600
+    airflow_token_max_ttl: int = 3600       # seconds a renewed Airflow token may live in total
     kv_max_versions: int = 10               # versions kept per Airflow secret (rollback of a bad rotation)
 
     def __post_init__(self) -> None:
