@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from modules.core import validation
 from modules.core.validation import require
-from modules.platform.vault_settings import VaultSettings
+from modules.platform.vault_settings import MAX_REPLICAS, VaultSettings  # noqa: F401  (MAX_REPLICAS: its old home)
 
 
 @dataclass(frozen=True, kw_only=True)
