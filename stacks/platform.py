@@ -88,17 +88,10 @@ class PlatformStack(GovernedStack):
         # ---- [addons] cert-manager, External Secrets, Karpenter, KEDA releases, then the platform-bootstrap
         #      LocalChart (namespaces, CA issuers, Certificates, ClusterSecretStore, ExternalSecrets, node pools).
         #      Exposes self.bootstrap (LocalChart) for the sections below.
-        a = c.addons
         self.addons = addons = ClusterAddons(self, "addons", props=section_props(
-            f"environments.{c.name}.addons", lambda: ClusterAddonsProps(
-                cluster_name=c.cluster_name, region=c.region, node_role_name=cluster.node_role_name,
-                controller_replicas=a.controller_replicas, worker_instance_families=a.worker_instance_families,
-                worker_instance_sizes=a.worker_instance_sizes, worker_cpu_limit=a.worker_cpu_limit,
-                worker_memory_limit_gib=a.worker_memory_limit_gib, worker_root_volume_gib=a.worker_root_volume_gib,
-                worker_consolidate_after=a.worker_consolidate_after, worker_expire_after=a.worker_expire_after,
-                worker_disruption_budget=a.worker_disruption_budget, worker_ami_alias=a.worker_ami_alias,
-                storage_reclaim_policy=a.storage_reclaim_policy,
-                interruption_queue_name=infra.node_interruption.queue_name)))
+            f"environments.{c.name}", lambda: ClusterAddonsProps(
+                settings=c.addons, cluster_name=c.cluster_name, region=c.region,
+                node_role_name=cluster.node_role_name, interruption_queue_name=infra.node_interruption.queue_name)))
         # Apps add their Certificates / ExternalSecrets here and make their releases depend on bootstrap.release.
         self.bootstrap = LocalChart(self, BOOTSTRAP_CHART, props=LocalChartProps(
             chart=BOOTSTRAP_CHART, namespace=BOOTSTRAP_NAMESPACE, depends_on=addons.bootstrap_dependencies))
@@ -106,31 +99,22 @@ class PlatformStack(GovernedStack):
             self.bootstrap.add_object(manifest)
 
         # ---- [vault] Vault release (adds its TLS Certificate to self.bootstrap)
-        v = c.vault
         self.vault = Vault(self, "vault", bootstrap=self.bootstrap, props=section_props(
-            f"environments.{c.name}.vault", lambda: VaultProps(
-                region=c.region, unseal_key_arn=infra.vault_unseal_key_arn, replicas=v.replicas,
-                data_storage_size=v.data_storage_size, audit_storage_size=v.audit_storage_size, cpu=v.cpu,
-                memory=v.memory)))
+            f"environments.{c.name}", lambda: VaultProps(
+                settings=c.vault, region=c.region, unseal_key_arn=infra.vault_unseal_key_arn)))
 
         # ---- [monitoring] kube-prometheus-stack release (adds its ExternalSecrets to self.bootstrap, its
         #      ServiceMonitor / PrometheusRules to self.glue)
-        m = c.monitoring
         self.monitoring = Monitoring(self, "monitoring", bootstrap=self.bootstrap, props=section_props(
-            f"environments.{c.name}.monitoring", lambda: MonitoringProps(
-                domain=c.domain, secret_prefix=c.prefix, prometheus_retention=m.prometheus_retention,
-                prometheus_retention_size=m.prometheus_retention_size, prometheus_storage_gib=m.prometheus_storage_gib,
-                prometheus_replicas=m.prometheus_replicas, alertmanager_retention=m.alertmanager_retention,
-                alertmanager_storage_gib=m.alertmanager_storage_gib, alertmanager_replicas=m.alertmanager_replicas,
-                grafana_storage_gib=m.grafana_storage_gib, queued_tasks_threshold=m.queued_tasks_threshold,
-                task_failure_ratio=m.task_failure_ratio)))
+            f"environments.{c.name}", lambda: MonitoringProps(
+                settings=c.monitoring, domain=c.domain, secret_prefix=c.prefix)))
 
         self.vault.install_after(self.monitoring.release)   # [vault]: its ServiceMonitor needs the operator's CRDs
 
         # ---- [airflow] Airflow release (adds its ExternalSecrets / Certificates to self.bootstrap)
         db, cache, buckets = infra.database, infra.cache, infra.storage
         self.airflow = Airflow(self, "airflow", props=section_props(
-            f"environments.{c.name}.airflow", lambda: AirflowProps(
+            f"environments.{c.name}", lambda: AirflowProps(
                 settings=c.airflow, prefix=c.prefix, domain=c.domain, region=c.region,
                 database_host=db.address, database_port=db.port, database_name=db.database_name,
                 database_master_secret_arn=db.master_secret_arn, cache_endpoint=cache.primary_endpoint,

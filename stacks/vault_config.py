@@ -42,6 +42,4 @@ class VaultConfigStack(GovernedStack):
             # The provider's child token lives only as long as one apply.
             max_lease_ttl_seconds=1200)
         use_environment_backend(self, config=c, layer="vault-config", emulator=emulator)
-        v = c.vault
-        self.airflow = VaultAirflowConfig(self, "airflow", props=VaultAirflowConfigProps(
-            token_ttl=v.airflow_token_ttl, token_max_ttl=v.airflow_token_max_ttl, kv_max_versions=v.kv_max_versions))
+        self.airflow = VaultAirflowConfig(self, "airflow", props=VaultAirflowConfigProps(settings=c.vault))

@@ -13,7 +13,8 @@ import yaml
 
 import environments
 from modules.platform import kubernetes as k8s
-from modules.platform.monitoring import AIRFLOW_METRICS_CONFIG, MonitoringProps, dashboard_values, monitoring_values
+from modules.platform.monitoring import (AIRFLOW_METRICS_CONFIG, MonitoringProps, MonitoringSettings, dashboard_values,
+                                         monitoring_values)
 from tests.modules.platform.test_monitoring import REQUIRED_ALERTS
 
 CHARTS = Path(__file__).resolve().parent / "data" / "charts"
@@ -205,10 +206,10 @@ def test_dashboard_configmap_is_labelled_for_the_grafana_sidecar(stacks, name):
     assert values["dashboards"]["namespace"] == sidecar["searchNamespace"] == k8s.MONITORING_NAMESPACE
 
 
-def test_props_defaults_match_the_config_section_defaults():
+def test_the_config_section_is_the_props_settings():
     from environments.sections.monitoring import MonitoringConfig
     config, props = MonitoringConfig(), MonitoringProps(domain="example.com", secret_prefix="p")
-    assert {f: getattr(props, f) for f in vars(config)} == vars(config)
+    assert isinstance(config, MonitoringSettings) and vars(props.settings) == vars(config)
     assert monitoring_values(props)["prometheus"]["prometheusSpec"]["retention"] == config.prometheus_retention
 
 

@@ -1,87 +1,23 @@
-"""Cluster add-ons in the platform stack: cert-manager, External Secrets, Karpenter, KEDA.
-
-Chart versions are pinned in modules/platform/addons.py (one place, each with its source), not per environment:
-what differs between environments is capacity and redundancy."""
+"""Cluster add-ons in the platform stack: cert-manager, External Secrets, Karpenter, KEDA. The fields, their
+defaults and their validation live in modules/platform/addons_settings.py AddonsSettings (library users get the same
+checks); this section adds the production rules."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Literal
 
+from modules.core import validation
 from modules.core.validation import require
-
-_FAMILY = re.compile(r"[a-z][a-z0-9]*(-flex)?")
-_SIZES = ("medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge")
-_DURATION = re.compile(r"(\d+h)?(\d+m)?(\d+s)?")
-_BUDGET = re.compile(r"\d{1,3}%|\d{1,4}")
-_AMI_ALIAS = re.compile(r"(al2023|bottlerocket)@(latest|v\d+(\.\d+){0,2}|v\d{8})")
-
-
-def _duration(field: str, value: str) -> None:
-    ok = isinstance(value, str) and value not in ("", "0s") and _DURATION.fullmatch(value) is not None
-    require(ok, field, value, "is not a duration Karpenter accepts",
-            "use hours/minutes/seconds such as '30s', '5m' or '720h'")
+from modules.platform.addons_settings import AddonsSettings
 
 
 @dataclass(frozen=True, kw_only=True)
-class AddonsConfig:
-    # Replicas of each controller (cert-manager, External Secrets, KEDA, Karpenter): 2+ rides out a node drain.
-    controller_replicas: int = 2
-    # Airflow worker capacity (Karpenter NodePool `airflow-workers`, spot with on-demand fallback).
-    worker_instance_families: tuple[str, ...] = ("m7i", "m6i", "m7a", "m6a")
-    worker_instance_sizes: tuple[str, ...] = ("large", "xlarge", "2xlarge")
-    worker_cpu_limit: int = 64                       # vCPUs the pool may hold in total (cost ceiling)
-    worker_memory_limit_gib: int = 256
-    worker_root_volume_gib: int = 100
-    worker_consolidate_after: str = "5m"             # how long a node stays empty/underused before removal
-    worker_expire_after: str = "720h"                # nodes are replaced after this age (patching)
-    worker_disruption_budget: str = "10%"            # nodes Karpenter may disrupt at once ('N' or 'N%')
-    worker_ami_alias: str = "al2023@latest"          # EC2NodeClass amiSelectorTerms alias; pin 'al2023@vYYYYMMDD'
-    # Persistent volumes (Vault raft, Prometheus): Retain keeps the EBS volume when its claim is deleted.
-    storage_reclaim_policy: Literal["Retain", "Delete"] = "Retain"
-
-    def __post_init__(self) -> None:
-        require(isinstance(self.controller_replicas, int) and 1 <= self.controller_replicas <= 5,
-                "addons.controller_replicas", self.controller_replicas, "is outside 1-5",
-                "use 1 for dev, 2 or 3 where a controller must survive a node drain")
-        families = self.worker_instance_families
-        require(isinstance(families, tuple) and len(families) >= 1
-                and all(isinstance(f, str) and _FAMILY.fullmatch(f) for f in families)
-                and len(set(families)) == len(families),
-                "addons.worker_instance_families", list(families) if isinstance(families, tuple) else families,
-                "is empty, repeats a family or names something that is not an EC2 instance family",
-                "list families such as ['m7i', 'm6i'] (without the size)")
-        sizes = self.worker_instance_sizes
-        require(isinstance(sizes, tuple) and len(sizes) >= 1 and all(s in _SIZES for s in sizes),
-                "addons.worker_instance_sizes", list(sizes) if isinstance(sizes, tuple) else sizes,
-                "is empty or names an unknown instance size", f"use sizes among {', '.join(_SIZES)}")
-        require(isinstance(self.worker_cpu_limit, int) and 2 <= self.worker_cpu_limit <= 10000,
-                "addons.worker_cpu_limit", self.worker_cpu_limit, "is outside 2-10000 vCPUs",
-                "set the most vCPUs the Airflow worker pool may hold, e.g. 64")
-        require(isinstance(self.worker_memory_limit_gib, int) and 4 <= self.worker_memory_limit_gib <= 80000,
-                "addons.worker_memory_limit_gib", self.worker_memory_limit_gib, "is outside 4-80000 GiB",
-                "set the most memory the Airflow worker pool may hold, e.g. 256")
-        require(isinstance(self.worker_root_volume_gib, int) and 20 <= self.worker_root_volume_gib <= 16384,
-                "addons.worker_root_volume_gib", self.worker_root_volume_gib,
-                "is outside what a gp3 root volume accepts", "use 20-16384 GiB")
-        for name in ("worker_consolidate_after", "worker_expire_after"):
-            _duration(f"addons.{name}", getattr(self, name))
-        budget = self.worker_disruption_budget
-        ok = isinstance(budget, str) and _BUDGET.fullmatch(budget) is not None and budget not in ("0", "0%") \
-            and (not budget.endswith("%") or int(budget[:-1]) <= 100)
-        require(ok, "addons.worker_disruption_budget", budget, "is not a node count or percentage above zero",
-                "use e.g. '10%' or '2' (Karpenter disrupts at most that many worker nodes at once)")
-        require(isinstance(self.worker_ami_alias, str) and _AMI_ALIAS.fullmatch(self.worker_ami_alias) is not None,
-                "addons.worker_ami_alias", self.worker_ami_alias, "is not an EC2NodeClass AMI alias",
-                "use 'al2023@latest' or a pinned release such as 'al2023@v20250715'")
-        require(self.storage_reclaim_policy in ("Retain", "Delete"), "addons.storage_reclaim_policy",
-                self.storage_reclaim_policy, "is not a reclaim policy", "use 'Retain' or 'Delete'")
-
+class AddonsConfig(AddonsSettings):
     def check_production(self) -> None:
         """Rules that apply only when the environment is production (called by EnvironmentConfig)."""
-        require(self.controller_replicas >= 2, "addons.controller_replicas", self.controller_replicas,
-                "is a single point of failure in production",
-                "use controller_replicas >= 2 in production (webhooks stay available during node drains)")
-        require(self.storage_reclaim_policy == "Retain", "addons.storage_reclaim_policy",
-                self.storage_reclaim_policy, "lets a deleted claim destroy Vault or Prometheus data in production",
-                "use storage_reclaim_policy='Retain' in production")
+        with validation.section("addons"):
+            require(self.controller_replicas >= 2, "controller_replicas", self.controller_replicas,
+                    "is a single point of failure in production",
+                    "use controller_replicas >= 2 in production (webhooks stay available during node drains)")
+            require(self.storage_reclaim_policy == "Retain", "storage_reclaim_policy", self.storage_reclaim_policy,
+                    "lets a deleted claim destroy Vault or Prometheus data in production",
+                    "use storage_reclaim_policy='Retain' in production")

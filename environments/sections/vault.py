@@ -1,70 +1,19 @@
-"""The HashiCorp Vault Helm release (platform stack) and its configuration (vault-config stack)."""
+"""The HashiCorp Vault Helm release (platform stack) and its configuration (vault-config stack). The fields, their
+defaults and their validation live in modules/platform/vault_settings.py VaultSettings (library users get the same
+checks); this section adds the production rules."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from modules.core import validation
 from modules.core.validation import require
-
-# Kubernetes resource quantities as the chart passes them through (e.g. "10Gi", "250m", "512Mi").
-_STORAGE = re.compile(r"[1-9]\d*(Mi|Gi|Ti)")
-_CPU = re.compile(r"([1-9]\d*m|\d+(\.\d+)?)")
-_MEMORY = re.compile(r"[1-9]\d*(Mi|Gi)")
-MAX_REPLICAS = 7          # raft: more voters only slow every write down
+from modules.platform.vault_settings import MAX_REPLICAS, VaultSettings  # noqa: F401  (MAX_REPLICAS: its old home)
 
 
 @dataclass(frozen=True, kw_only=True)
-class VaultConfig:
-    # ---- the Helm release (modules/platform/vault.py)
-    replicas: int = 3                       # raft voters; odd, so a quorum survives (n-1)/2 failures
-    data_storage_size: str = "10Gi"         # raft data per replica (gp3, KMS-encrypted)
-    audit_storage_size: str = "10Gi"        # file audit device per replica
-    cpu: str = "250m"                       # request per replica
-    memory: str = "512Mi"                   # request and limit per replica
-    # ---- the vault-config stack (stacks/vault_config.py, modules/platform/vault_config.py)
-    address: str = "https://127.0.0.1:8200"  # where the operator reaches Vault: `kubectl port-forward` by default
-    ca_cert_file: str = ""                  # the platform CA that signed Vault's certificate; "" = ~/.vault/<prefix>-ca.crt
-    airflow_token_ttl: int = 900            # seconds a token from the Airflow role lives (renewable up to max)
-    airflow_token_max_ttl: int = 3600
-    kv_max_versions: int = 10               # versions kept per Airflow secret (rollback of a bad rotation)
-
-    def __post_init__(self) -> None:
-        require(isinstance(self.replicas, int) and not isinstance(self.replicas, bool)
-                and 1 <= self.replicas <= MAX_REPLICAS and self.replicas % 2 == 1,
-                "vault.replicas", self.replicas, f"is not an odd number of raft voters between 1 and {MAX_REPLICAS}",
-                "use 1 (dev), 3 or 5: an even count adds no fault tolerance to a raft quorum")
-        for name in ("data_storage_size", "audit_storage_size"):
-            value = getattr(self, name)
-            require(isinstance(value, str) and _STORAGE.fullmatch(value) is not None, f"vault.{name}", value,
-                    "is not a volume size", "use a Kubernetes quantity in Mi, Gi or Ti, e.g. '10Gi'")
-        require(isinstance(self.cpu, str) and _CPU.fullmatch(self.cpu) is not None, "vault.cpu", self.cpu,
-                "is not a CPU quantity", "use millicores or cores, e.g. '250m' or '1'")
-        require(isinstance(self.memory, str) and _MEMORY.fullmatch(self.memory) is not None, "vault.memory",
-                self.memory, "is not a memory quantity", "use Mi or Gi, e.g. '512Mi'")
-        parts = urlsplit(self.address) if isinstance(self.address, str) else None
-        require(parts is not None and parts.scheme == "https" and bool(parts.hostname) and parts.path in ("", "/")
-                and not parts.query and not parts.username, "vault.address", self.address,
-                "is not an https URL of a Vault server", "use e.g. 'https://127.0.0.1:8200' (kubectl port-forward "
-                "svc/vault-active 8200:8200); Vault only listens with TLS")
-        require(isinstance(self.ca_cert_file, str) and (self.ca_cert_file == "" or (
-            self.ca_cert_file.startswith(("/", "~/")) and not any(c.isspace() for c in self.ca_cert_file))),
-                "vault.ca_cert_file", self.ca_cert_file, "is not an absolute path",
-                "use an absolute or ~/ path (terraform runs inside cdktf.out/stacks/<stack>), or '' for "
-                "~/.vault/<project>-<env>-ca.crt")
-        for name in ("airflow_token_ttl", "airflow_token_max_ttl"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and not isinstance(value, bool) and 60 <= value <= 86400,
-                    f"vault.{name}", value, "is not a token lifetime between 60 and 86400 seconds",
-                    "use a short lifetime, e.g. 900 (15 minutes); Airflow logs in again when it expires")
-        require(self.airflow_token_ttl <= self.airflow_token_max_ttl, "vault.airflow_token_ttl",
-                self.airflow_token_ttl, f"exceeds airflow_token_max_ttl={self.airflow_token_max_ttl}",
-                "keep the TTL at or below the max TTL")
-        require(isinstance(self.kv_max_versions, int) and not isinstance(self.kv_max_versions, bool)
-                and 1 <= self.kv_max_versions <= 100, "vault.kv_max_versions", self.kv_max_versions,
-                "is not between 1 and 100", "keep a few versions for rollback, e.g. 10")
-
+class VaultConfig(VaultSettings):
     def check_production(self) -> None:
         """Rules that apply only when the environment is production (called by EnvironmentConfig)."""
-        require(self.replicas >= 3, "vault.replicas", self.replicas, "is below 3 for a production environment",
-                "use 3 (or 5) replicas in production so the raft quorum survives losing a node")
+        with validation.section("vault"):
+            require(self.replicas >= 3, "replicas", self.replicas, "is below 3 for a production environment",
+                    "use 3 (or 5) replicas in production so the raft quorum survives losing a node")

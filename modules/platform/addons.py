@@ -23,6 +23,7 @@ from ..aws.cluster import INSTANCE_FAMILIES
 from ..aws.identity import WORKLOADS
 from ..core import validation
 from ..core.validation import require
+from .addons_settings import AddonsSettings  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -61,52 +62,37 @@ _ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterAddonsProps:
+    """What the add-ons need: the environment's settings, whole, and other constructs' attributes."""
+    settings: AddonsSettings = AddonsSettings()
     cluster_name: str
     region: str
     node_role_name: str                          # the cluster's node role: Karpenter's EC2NodeClass uses it too
     ebs_kms_key_arn: str | None = None           # customer key for EBS volumes; None = the account's EBS default key
-    controller_replicas: int = 2
-    worker_instance_families: tuple[str, ...] = ("m7i", "m6i", "m7a", "m6a")
-    worker_instance_sizes: tuple[str, ...] = ("large", "xlarge", "2xlarge")
-    worker_cpu_limit: int = 64
-    worker_memory_limit_gib: int = 256
-    worker_root_volume_gib: int = 100
-    worker_consolidate_after: str = "5m"
-    worker_expire_after: str = "720h"
-    worker_disruption_budget: str = "10%"
-    worker_ami_alias: str = "al2023@latest"
-    storage_reclaim_policy: str = "Retain"
     interruption_queue_name: str | None = None   # SQS queue of EC2 interruption events (modules/aws/node_interruption.py)
 
     def __post_init__(self) -> None:
         validation.eks_cluster_name("cluster_name", self.cluster_name)
         validation.aws_region("region", self.region)
-        require(isinstance(self.controller_replicas, int) and 1 <= self.controller_replicas <= 5,
-                "controller_replicas", self.controller_replicas, "is outside 1-5", "use 1-5 replicas")
-        unknown = [f for f in self.worker_instance_families if f not in INSTANCE_FAMILIES]
-        require(bool(self.worker_instance_families) and not unknown, "worker_instance_families",
-                unknown or list(self.worker_instance_families), "names no known instance family",
-                f"use families from {', '.join(sorted(INSTANCE_FAMILIES))}")
-        arches = {INSTANCE_FAMILIES[f] for f in self.worker_instance_families}
-        require(len(arches) == 1, "worker_instance_families", list(self.worker_instance_families),
-                "mixes x86_64 and Graviton (arm64) families",
-                "use one architecture: the Airflow image is built for one (e.g. only m7i/m6i, or only m7g/m6g)")
-        require(isinstance(self.worker_cpu_limit, int) and self.worker_cpu_limit >= 2, "worker_cpu_limit",
-                self.worker_cpu_limit, "is below 2 vCPUs", "allow the pool at least one worker node")
-        require(isinstance(self.worker_memory_limit_gib, int) and self.worker_memory_limit_gib >= 4,
-                "worker_memory_limit_gib", self.worker_memory_limit_gib, "is below 4 GiB",
-                "allow the pool at least one worker node")
-        require(isinstance(self.worker_root_volume_gib, int) and 20 <= self.worker_root_volume_gib <= 16384,
-                "worker_root_volume_gib", self.worker_root_volume_gib, "is outside what gp3 accepts", "use 20-16384")
-        require(self.storage_reclaim_policy in ("Retain", "Delete"), "storage_reclaim_policy",
-                self.storage_reclaim_policy, "is not a reclaim policy", "use 'Retain' or 'Delete'")
+        require(isinstance(self.settings, AddonsSettings), "settings", type(self.settings).__name__,
+                "is not AddonsSettings", "pass AddonsSettings (or the environment's AddonsConfig)")
+        # The settings' one rule that needs modules/aws/cluster.py's table (a module that imports cdktf, which
+        # addons_settings.py must not): every family known, all of one architecture.
+        families = self.settings.worker_instance_families
+        with validation.section("addons"):
+            unknown = [f for f in families if f not in INSTANCE_FAMILIES]
+            require(bool(families) and not unknown, "worker_instance_families", unknown or list(families),
+                    "names no known instance family", f"use families from {', '.join(sorted(INSTANCE_FAMILIES))}")
+            arches = {INSTANCE_FAMILIES[f] for f in families}
+            require(len(arches) == 1, "worker_instance_families", list(families),
+                    "mixes x86_64 and Graviton (arm64) families",
+                    "use one architecture: the Airflow image is built for one (e.g. only m7i/m6i, or only m7g/m6g)")
         if self.ebs_kms_key_arn is not None:
             validation.kms_key_arn("ebs_kms_key_arn", self.ebs_kms_key_arn)
 
     @property
     def worker_architecture(self) -> str:
         """Kubernetes arch label value of the worker families (amd64 or arm64)."""
-        return _ARCH[INSTANCE_FAMILIES[self.worker_instance_families[0]]]
+        return _ARCH[INSTANCE_FAMILIES[self.settings.worker_instance_families[0]]]
 
 
 # ---- Helm values (pure) ---------------------------------------------------------------------------
@@ -215,14 +201,15 @@ def storage_class(*, cluster_name: str, reclaim_policy: str, kms_key_arn: str | 
 def worker_node_class(props: ClusterAddonsProps) -> dict[str, Any]:
     """EC2NodeClass: the cluster's discovery-tagged private subnets and node security group, the node role,
     IMDSv2 only with hop limit 1 (pods use Pod Identity, never the node role), encrypted gp3 root volume."""
+    s = props.settings
     discovery = [{"tags": {"karpenter.sh/discovery": props.cluster_name}}]
-    ebs: dict[str, Any] = {"volumeSize": f"{props.worker_root_volume_gib}Gi", "volumeType": "gp3",
+    ebs: dict[str, Any] = {"volumeSize": f"{s.worker_root_volume_gib}Gi", "volumeType": "gp3",
                            "encrypted": True, "deleteOnTermination": True}
     if props.ebs_kms_key_arn:
         ebs["kmsKeyID"] = props.ebs_kms_key_arn
     return {"apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass",
             "metadata": {"name": k8s.WORKER_NODE_POOL},
-            "spec": {"role": props.node_role_name, "amiSelectorTerms": [{"alias": props.worker_ami_alias}],
+            "spec": {"role": props.node_role_name, "amiSelectorTerms": [{"alias": s.worker_ami_alias}],
                      "subnetSelectorTerms": discovery, "securityGroupSelectorTerms": discovery,
                      "metadataOptions": {"httpEndpoint": "enabled", "httpProtocolIPv6": "disabled",
                                          "httpPutResponseHopLimit": 1, "httpTokens": "required"},
@@ -234,11 +221,12 @@ def worker_node_pool(props: ClusterAddonsProps) -> dict[str, Any]:
     """NodePool for Airflow workers: spot and on-demand both allowed (Karpenter launches the cheapest available,
     spot first, and falls back to on-demand when spot capacity is short); tainted and labelled so only Airflow
     worker pods run there; capped by the configured limits; disrupted at most `worker_disruption_budget` at once."""
+    s = props.settings
     (taint,) = k8s.WORKER_TOLERATIONS
     requirements = [
         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot", "on-demand"]},
-        {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": list(props.worker_instance_families)},
-        {"key": "karpenter.k8s.aws/instance-size", "operator": "In", "values": list(props.worker_instance_sizes)},
+        {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": list(s.worker_instance_families)},
+        {"key": "karpenter.k8s.aws/instance-size", "operator": "In", "values": list(s.worker_instance_sizes)},
         {"key": "kubernetes.io/arch", "operator": "In", "values": [props.worker_architecture]},
         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
     ]
@@ -249,11 +237,11 @@ def worker_node_pool(props: ClusterAddonsProps) -> dict[str, Any]:
                     "spec": {"nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass",
                                               "name": k8s.WORKER_NODE_POOL},
                              "taints": [{"key": taint["key"], "value": taint["value"], "effect": taint["effect"]}],
-                             "requirements": requirements, "expireAfter": props.worker_expire_after}},
-                "limits": {"cpu": str(props.worker_cpu_limit), "memory": f"{props.worker_memory_limit_gib}Gi"},
+                             "requirements": requirements, "expireAfter": s.worker_expire_after}},
+                "limits": {"cpu": str(s.worker_cpu_limit), "memory": f"{s.worker_memory_limit_gib}Gi"},
                 "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized",
-                               "consolidateAfter": props.worker_consolidate_after,
-                               "budgets": [{"nodes": props.worker_disruption_budget}]}}}
+                               "consolidateAfter": s.worker_consolidate_after,
+                               "budgets": [{"nodes": s.worker_disruption_budget}]}}}
 
 
 # ---- the construct --------------------------------------------------------------------------------
@@ -265,7 +253,7 @@ class ClusterAddons(Construct):
     def __init__(self, scope: Construct, id_: str, *, props: ClusterAddonsProps) -> None:
         super().__init__(scope, id_)
         self._props = props
-        replicas = props.controller_replicas
+        replicas = props.settings.controller_replicas
         self.cert_manager = self._release("cert-manager", cert_manager_values(replicas=replicas))
         self.external_secrets = self._release("external-secrets", external_secrets_values(replicas=replicas))
         self.karpenter_crd = self._release("karpenter-crd", {})
@@ -302,7 +290,7 @@ class ClusterAddons(Construct):
         return [*(app_namespace(ns) for ns in k8s.APP_NAMESPACES),
                 *ca_chain(cluster_name=p.cluster_name),
                 secrets_manager_store(region=p.region),
-                storage_class(cluster_name=p.cluster_name, reclaim_policy=p.storage_reclaim_policy,
+                storage_class(cluster_name=p.cluster_name, reclaim_policy=p.settings.storage_reclaim_policy,
                               kms_key_arn=p.ebs_kms_key_arn),
                 worker_node_class(p), worker_node_pool(p)]
 

@@ -1,11 +1,16 @@
-"""Environment-tunable settings of the Airflow release (modules/platform/airflow.py), validated here. Pure data with no
-cdktf import, so environments/ can use it before the jsii runtime is set up (main.py imports environments first)."""
+"""Environment-tunable settings of the Airflow release (modules/platform/airflow.py), validated here: each field, its
+default, its rule and its one-line doc exist only in this class (the environment section
+environments/sections/airflow.py subclasses it and adds the production rules; AirflowProps embeds it whole).
+
+Pure data with no cdktf import, so environments/ can use it before the jsii runtime is set up (main.py imports
+environments first)."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..core import validation
 from ..core.validation import require
 
 IMAGE_REPOSITORY = "apache/airflow"
@@ -17,24 +22,25 @@ _IMAGE_REPO = re.compile(r"[a-z0-9]+([._/-][a-z0-9]+)*(:\d+)?(/[a-z0-9]+([._-][a
 
 def _positive(field_: str, value: Any, low: int, high: int, fix: str) -> None:
     require(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
-            f"airflow.{field_}", value, f"is outside {low}-{high}", fix)
+            field_, value, f"is outside {low}-{high}", fix)
 
 
 @dataclass(frozen=True, kw_only=True)
 class AirflowSettings:
     """What differs between environments: image, capacity, redundancy and parsing cadence. Defaults are the
     production-safe choice (2 of every long-running component); dev opts down explicitly."""
-    image_repository: str = IMAGE_REPOSITORY
+    image_repository: str = IMAGE_REPOSITORY    # where the Airflow image comes from (e.g. an ECR mirror)
     image_tag: str = "3.2.2"                    # Airflow 3.2.x; chart 1.21.0 was released with 3.2.0
+    # Replicas of each long-running component: 2+ gets a PodDisruptionBudget and rides out a node drain.
     scheduler_replicas: int = 2
     api_server_replicas: int = 2
     dag_processor_replicas: int = 2
     triggerer_replicas: int = 2
     pgbouncer_replicas: int = 2
     # Celery workers (KEDA scales them between min and max on running + queued Celery tasks / concurrency).
-    worker_concurrency: int = 16
-    worker_min_replicas: int = 1
-    worker_max_replicas: int = 10
+    worker_concurrency: int = 16                # task slots per Celery worker
+    worker_min_replicas: int = 1                # 0 = scale to zero when idle
+    worker_max_replicas: int = 10               # the most Celery workers KEDA starts
     worker_cpu: str = "1"                       # request per Celery worker / task pod (Karpenter sizes nodes on it)
     worker_memory: str = "4Gi"                  # request and limit
     keda_polling_interval: int = 10             # seconds between KEDA's queue-depth queries
@@ -43,19 +49,23 @@ class AirflowSettings:
     dag_bundle_prefix: str = ""                 # "" = the whole DAGs bucket
     dag_bundle_refresh_interval: int = 300      # seconds between S3 syncs of the bundle
     min_file_process_interval: int = 60         # seconds before a DAG file is parsed again
-    parsing_processes: int = 2
+    parsing_processes: int = 2                  # parser processes per dag-processor
     dag_cache_size: int = 64                    # [api] DAGs the API server keeps deserialized
     dag_cache_ttl: int = 3600                   # [api] seconds a cached DAG lives
     # PgBouncer in front of RDS.
     pgbouncer_pool_size: int = 20               # server connections per replica to the metadata DB
-    pgbouncer_max_client_conn: int = 500
+    pgbouncer_max_client_conn: int = 500        # client connections per replica from Airflow
 
     def __post_init__(self) -> None:
+        with validation.section("airflow"):
+            self._validate()
+
+    def _validate(self) -> None:
         require(isinstance(self.image_repository, str) and _IMAGE_REPO.fullmatch(self.image_repository) is not None,
-                "airflow.image_repository", self.image_repository, "is not an image repository",
+                "image_repository", self.image_repository, "is not an image repository",
                 "use e.g. 'apache/airflow' or '<account>.dkr.ecr.<region>.amazonaws.com/airflow'")
         require(isinstance(self.image_tag, str) and _IMAGE_TAG.fullmatch(self.image_tag) is not None,
-                "airflow.image_tag", self.image_tag, "is not an Airflow 3.2.x image tag (chart 1.21.0 targets 3.2)",
+                "image_tag", self.image_tag, "is not an Airflow 3.2.x image tag (chart 1.21.0 targets 3.2)",
                 "use e.g. '3.2.2' or '3.2.2-python3.12'")
         for name in ("scheduler_replicas", "api_server_replicas", "dag_processor_replicas", "triggerer_replicas",
                      "pgbouncer_replicas"):
@@ -65,18 +75,18 @@ class AirflowSettings:
                   "use the task slots per Celery worker, e.g. 16")
         _positive("worker_min_replicas", self.worker_min_replicas, 0, 100, "use 0 (scale to zero) or more")
         _positive("worker_max_replicas", self.worker_max_replicas, 1, 500, "use the most Celery workers to run")
-        require(self.worker_max_replicas >= self.worker_min_replicas, "airflow.worker_max_replicas",
+        require(self.worker_max_replicas >= self.worker_min_replicas, "worker_max_replicas",
                 self.worker_max_replicas, f"is below worker_min_replicas={self.worker_min_replicas}",
                 "set worker_max_replicas >= worker_min_replicas")
-        require(isinstance(self.worker_cpu, str) and _CPU.fullmatch(self.worker_cpu) is not None, "airflow.worker_cpu",
+        require(isinstance(self.worker_cpu, str) and _CPU.fullmatch(self.worker_cpu) is not None, "worker_cpu",
                 self.worker_cpu, "is not a CPU quantity", "use e.g. '500m' or '2'")
         require(isinstance(self.worker_memory, str) and _MEMORY.fullmatch(self.worker_memory) is not None,
-                "airflow.worker_memory", self.worker_memory, "is not a memory quantity", "use e.g. '4Gi' or '512Mi'")
+                "worker_memory", self.worker_memory, "is not a memory quantity", "use e.g. '4Gi' or '512Mi'")
         _positive("keda_polling_interval", self.keda_polling_interval, 1, 600, "use seconds, e.g. 10")
         _positive("keda_cooldown_period", self.keda_cooldown_period, 0, 86400, "use seconds, e.g. 300")
         require(isinstance(self.dag_bundle_prefix, str)
                 and re.fullmatch(r"([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?", self.dag_bundle_prefix) is not None,
-                "airflow.dag_bundle_prefix", self.dag_bundle_prefix, "is not an S3 key prefix",
+                "dag_bundle_prefix", self.dag_bundle_prefix, "is not an S3 key prefix",
                 "use '' (whole bucket) or a path such as 'dags' without leading or trailing '/'")
         _positive("dag_bundle_refresh_interval", self.dag_bundle_refresh_interval, 10, 86400,
                   "use seconds between bundle refreshes, e.g. 300")

@@ -25,6 +25,7 @@ from . import kubernetes as k8s
 from ..core import validation
 from .local_chart import LocalChart
 from ..core.validation import require
+from .monitoring_settings import MonitoringSettings  # noqa: F401  (re-exported)
 
 # https://github.com/prometheus-community/helm-charts/tree/kube-prometheus-stack-88.5.3/charts/kube-prometheus-stack
 # (defaults: tests/data/charts/kube-prometheus-stack/values.yaml; Grafana subchart 12.11.1 from grafana-community).
@@ -83,55 +84,20 @@ KNOWN_METRICS: dict[str, str] = {
     "vault_core_leadership_lost_count": "vault:vault.core.leadership_lost",
 }
 
-_PROM_DURATION = re.compile(r"[1-9][0-9]*(ms|s|m|h|d|w|y)")
-_AM_DURATION = re.compile(r"[1-9][0-9]*(ms|s|m|h)")          # the Alertmanager CRD's retention pattern
-_BYTE_SIZE = re.compile(r"([1-9][0-9]*)(B|KB|MB|GB|TB)")     # Prometheus ByteSize (base 2: 1GB = 2^30 bytes)
-_BYTE_UNITS = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
-
-
 @dataclass(frozen=True, kw_only=True)
 class MonitoringProps:
+    """What the release needs: the environment's settings, whole, and the environment's names."""
+    settings: MonitoringSettings = MonitoringSettings()
     domain: str                           # Grafana is https://grafana.<domain>/ (the ALB's host rule)
     secret_prefix: str                    # Secrets Manager names: k8s.grafana_admin_secret_name(prefix), ...
-    prometheus_retention: str = "15d"
-    prometheus_retention_size: str = "40GB"   # TSDB size cap, below the volume so Prometheus never fills it
-    prometheus_storage_gib: int = 50
-    prometheus_replicas: int = 1
-    alertmanager_retention: str = "120h"
-    alertmanager_storage_gib: int = 2
-    alertmanager_replicas: int = 1
-    grafana_storage_gib: int = 5
-    queued_tasks_threshold: int = 50      # queued tasks per executor that count as "piling up" (for 15 minutes)
-    task_failure_ratio: float = 0.1       # share of finished task instances that failed (over 15 minutes)
 
     def __post_init__(self) -> None:
         validation.dns_name("domain", self.domain)
         require(isinstance(self.secret_prefix, str) and re.fullmatch(r"[A-Za-z0-9/_+=.@-]+", self.secret_prefix)
                 is not None, "secret_prefix", self.secret_prefix, "is not a Secrets Manager name prefix",
                 "use letters, digits and /_+=.@-, e.g. 'airflow-dev'")
-        require(isinstance(self.prometheus_retention, str) and _PROM_DURATION.fullmatch(self.prometheus_retention)
-                is not None, "prometheus_retention", self.prometheus_retention, "is not a Prometheus duration",
-                "use a number and a unit of ms, s, m, h, d, w or y, e.g. '15d'")
-        require(isinstance(self.alertmanager_retention, str) and _AM_DURATION.fullmatch(self.alertmanager_retention)
-                is not None, "alertmanager_retention", self.alertmanager_retention,
-                "is not an Alertmanager retention", "use a number and a unit of ms, s, m or h, e.g. '120h'")
-        for name, low, high in (("prometheus_storage_gib", 1, 16384), ("alertmanager_storage_gib", 1, 1024),
-                                ("grafana_storage_gib", 1, 1024), ("prometheus_replicas", 1, 5),
-                                ("alertmanager_replicas", 1, 5), ("queued_tasks_threshold", 1, 1_000_000)):
-            value = getattr(self, name)
-            require(type(value) is int and low <= value <= high, name, value, f"is outside {low}-{high}",
-                    f"use a whole number from {low} to {high}")
-        size = _BYTE_SIZE.fullmatch(self.prometheus_retention_size) if isinstance(
-            self.prometheus_retention_size, str) else None
-        require(size is not None, "prometheus_retention_size", self.prometheus_retention_size,
-                "is not a Prometheus byte size", "use a whole number and B, KB, MB, GB or TB, e.g. '40GB'")
-        size_bytes = int(size.group(1)) * _BYTE_UNITS[size.group(2)]
-        require(size_bytes <= self.prometheus_storage_gib * 2**30 * 0.9, "prometheus_retention_size",
-                self.prometheus_retention_size, f"does not fit 90% of prometheus_storage_gib={self.prometheus_storage_gib}",
-                "lower the retention size or raise prometheus_storage_gib (the WAL and compaction need headroom)")
-        require(isinstance(self.task_failure_ratio, (int, float)) and not isinstance(self.task_failure_ratio, bool)
-                and 0 < self.task_failure_ratio < 1, "task_failure_ratio", self.task_failure_ratio,
-                "is not a ratio between 0 and 1", "use a share such as 0.1 (10% of finished tasks failed)")
+        require(isinstance(self.settings, MonitoringSettings), "settings", type(self.settings).__name__,
+                "is not MonitoringSettings", "pass MonitoringSettings (or the environment's MonitoringConfig)")
 
     @property
     def grafana_url(self) -> str:
@@ -185,7 +151,7 @@ def alertmanager_config() -> dict[str, Any]:
 def monitoring_values(props: MonitoringProps) -> dict[str, Any]:
     """Values for kube-prometheus-stack 88.5.3 (pure). Every key exists in the chart's (or its Grafana
     subchart's) values.yaml; tests/test_platform_monitoring.py walks them."""
-    p = props
+    p, s = props, props.settings
     selector = {"matchLabels": dict(k8s.PROMETHEUS_SELECTOR_LABELS)}
     selectors: dict[str, Any] = {}
     # Explicit selectors (not the chart's *NilUsesHelmValues defaults): anything labelled like the glue chart's
@@ -196,20 +162,20 @@ def monitoring_values(props: MonitoringProps) -> dict[str, Any]:
     grafana_host = f"grafana.{p.domain}"
     return {
         "prometheus": {"prometheusSpec": {
-            "replicas": p.prometheus_replicas, "retention": p.prometheus_retention,
-            "retentionSize": p.prometheus_retention_size,
-            "storageSpec": _volume(k8s.STORAGE_CLASS, p.prometheus_storage_gib), **selectors}},
+            "replicas": s.prometheus_replicas, "retention": s.prometheus_retention,
+            "retentionSize": s.prometheus_retention_size,
+            "storageSpec": _volume(k8s.STORAGE_CLASS, s.prometheus_storage_gib), **selectors}},
         "alertmanager": {
             "config": alertmanager_config(),
             "alertmanagerSpec": {
-                "replicas": p.alertmanager_replicas, "retention": p.alertmanager_retention,
-                "storage": _volume(k8s.STORAGE_CLASS, p.alertmanager_storage_gib),
+                "replicas": s.alertmanager_replicas, "retention": s.alertmanager_retention,
+                "storage": _volume(k8s.STORAGE_CLASS, s.alertmanager_storage_gib),
                 "secrets": [ALERT_RECEIVERS_SECRET]}},
         "grafana": {
             "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": GRAFANA_ADMIN_KEYS[0],
                       "passwordKey": GRAFANA_ADMIN_KEYS[1]},
             "persistence": {"enabled": True, "type": "pvc", "storageClassName": k8s.STORAGE_CLASS,
-                            "accessModes": ["ReadWriteOnce"], "size": f"{p.grafana_storage_gib}Gi"},
+                            "accessModes": ["ReadWriteOnce"], "size": f"{s.grafana_storage_gib}Gi"},
             # One ReadWriteOnce volume: the old pod must release it before the new one starts.
             "deploymentStrategy": {"type": "Recreate"},
             "ingress": {"enabled": False},          # reached through the ALB (TargetGroupBinding), not an Ingress
@@ -338,8 +304,8 @@ class Monitoring(Construct):
     def add_glue_objects(self, glue: LocalChart, *, airflow_release: str = k8s.AIRFLOW_RELEASE) -> None:
         """Add the Airflow ServiceMonitor and the Airflow/Vault PrometheusRules to the glue chart (which must
         depend on self.release: the monitoring.coreos.com CRDs come with it)."""
-        p = self.props
+        s = self.props.settings
         glue.add_object(airflow_service_monitor(airflow_release=airflow_release))
         glue.add_object(prometheus_rule("airflow-alerts", "airflow", airflow_alert_rules(
-            queued_tasks_threshold=p.queued_tasks_threshold, task_failure_ratio=p.task_failure_ratio)))
+            queued_tasks_threshold=s.queued_tasks_threshold, task_failure_ratio=s.task_failure_ratio)))
         glue.add_object(prometheus_rule("vault-alerts", "vault", vault_alert_rules()))

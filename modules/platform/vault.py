@@ -16,7 +16,6 @@ listener whose certificate cert-manager issues from the platform CA.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 from urllib.parse import urlsplit
@@ -30,7 +29,8 @@ from . import kubernetes as k8s
 from ..aws.identity import WORKLOADS
 from .local_chart import LocalChart
 from ..core import validation
-from ..core.validation import ConfigError
+from ..core.validation import require
+from .vault_settings import VaultSettings
 
 CHART = "vault"
 CHART_VERSION = "0.34.1"          # https://github.com/hashicorp/vault-helm/releases/tag/v0.34.1
@@ -50,32 +50,17 @@ ACTIVE_HOST = urlsplit(k8s.VAULT_ADDRESS).hostname or ""   # "<release>-active.<
 # cluster port only from Vault's own pods.
 CLIENT_NAMESPACES = (k8s.AIRFLOW_NAMESPACE, k8s.MONITORING_NAMESPACE, k8s.VAULT_NAMESPACE)
 
-_QUANTITY = re.compile(r"[1-9]\d*(Mi|Gi|Ti)")
-_CPU = re.compile(r"([1-9]\d*m|\d+(\.\d+)?)")
-
-
 @dataclass(frozen=True, kw_only=True)
 class VaultProps:
+    """What the release needs: the environment's settings, whole, and other constructs' attributes."""
+    settings: VaultSettings = VaultSettings()
     region: str
     unseal_key_arn: str                       # the infra stack's Vault unseal key (usually a cross-stack token)
-    replicas: int = 3
-    data_storage_size: str = "10Gi"
-    audit_storage_size: str = "10Gi"
-    cpu: str = "250m"
-    memory: str = "512Mi"
     depends_on: Sequence[ITerraformDependable] = field(default=())
 
     def __post_init__(self) -> None:
-        if not isinstance(self.replicas, int) or self.replicas < 1 or self.replicas % 2 == 0:
-            raise ConfigError("replicas", self.replicas, "is not an odd number of raft voters",
-                              "use 1 (dev), 3 or 5")
-        for name in ("data_storage_size", "audit_storage_size"):
-            if not _QUANTITY.fullmatch(getattr(self, name)):
-                raise ConfigError(name, getattr(self, name), "is not a volume size", "use e.g. '10Gi'")
-        if not _CPU.fullmatch(self.cpu):
-            raise ConfigError("cpu", self.cpu, "is not a CPU quantity", "use e.g. '250m'")
-        if not re.fullmatch(r"[1-9]\d*(Mi|Gi)", self.memory):
-            raise ConfigError("memory", self.memory, "is not a memory quantity", "use e.g. '512Mi'")
+        require(isinstance(self.settings, VaultSettings), "settings", type(self.settings).__name__,
+                "is not VaultSettings", "pass VaultSettings (or the environment's VaultConfig)")
         validation.aws_region("region", self.region)
         validation.kms_key_arn("unseal_key_arn", self.unseal_key_arn)
 
@@ -122,9 +107,9 @@ def server_config(*, region: str, unseal_key_arn: str, replicas: int) -> dict[st
     }
 
 
-def vault_values(*, region: str, unseal_key_arn: str, replicas: int, data_storage_size: str = "10Gi",
-                 audit_storage_size: str = "10Gi", cpu: str = "250m", memory: str = "512Mi") -> dict[str, Any]:
+def vault_values(*, region: str, unseal_key_arn: str, settings: VaultSettings = VaultSettings()) -> dict[str, Any]:
     """Helm values for hashicorp/vault 0.34.1."""
+    replicas, cpu, memory = settings.replicas, settings.cpu, settings.memory
     namespace, (service_account,) = WORKLOADS["vault"]
     assert namespace == k8s.VAULT_NAMESPACE, "the Pod Identity association must be in the release's namespace"
     release, ns, port = k8s.VAULT_RELEASE, k8s.VAULT_NAMESPACE, k8s.VAULT_PORT
@@ -146,8 +131,8 @@ def vault_values(*, region: str, unseal_key_arn: str, replicas: int, data_storag
             "extraEnvironmentVars": {"VAULT_CACERT": TLS_CA_FILE},   # the in-pod CLI verifies the listener
             "volumes": [{"name": "tls", "secret": {"secretName": k8s.VAULT_TLS_SECRET, "defaultMode": 0o440}}],
             "volumeMounts": [{"name": "tls", "mountPath": TLS_DIR, "readOnly": True}],
-            "dataStorage": {**storage, "size": data_storage_size, "mountPath": DATA_PATH},
-            "auditStorage": {**storage, "size": audit_storage_size, "mountPath": AUDIT_PATH},
+            "dataStorage": {**storage, "size": settings.data_storage_size, "mountPath": DATA_PATH},
+            "auditStorage": {**storage, "size": settings.audit_storage_size, "mountPath": AUDIT_PATH},
             "standalone": {"enabled": False},
             "ha": {
                 "enabled": True, "replicas": replicas,
@@ -198,9 +183,7 @@ class Vault(Construct):
         super().__init__(scope, id_)
         self.certificate = certificate_manifest()
         bootstrap.add_object(self.certificate)
-        values = vault_values(region=props.region, unseal_key_arn=props.unseal_key_arn, replicas=props.replicas,
-                              data_storage_size=props.data_storage_size,
-                              audit_storage_size=props.audit_storage_size, cpu=props.cpu, memory=props.memory)
+        values = vault_values(region=props.region, unseal_key_arn=props.unseal_key_arn, settings=props.settings)
         self.release = Release(
             self, "release", name=k8s.VAULT_RELEASE, namespace=k8s.VAULT_NAMESPACE, create_namespace=False,
             repository=REPOSITORY, chart=CHART, version=CHART_VERSION,
@@ -213,7 +196,7 @@ class Vault(Construct):
         self.namespace: str = k8s.VAULT_NAMESPACE
         self.tls_secret: str = k8s.VAULT_TLS_SECRET
         self.service_account: str = WORKLOADS["vault"][1][0]
-        self.replicas: int = props.replicas
+        self.replicas: int = props.settings.replicas
 
     def install_after(self, *resources: TerraformResource) -> None:
         """Install after `resources` too, e.g. the kube-prometheus-stack release whose CRDs the chart's

@@ -30,6 +30,7 @@ from . import kubernetes as k8s
 from ..aws.identity import workloads
 from ..core.validation import ConfigError
 from .vault import AUDIT_LOG_FILE
+from .vault_settings import VaultSettings
 
 IN_CLUSTER_API = "https://kubernetes.default.svc"
 READ_POLICY = "airflow-read"
@@ -53,15 +54,15 @@ def read_policy(mount_path: str, paths: dict[str, str]) -> dict[str, Any]:
 
 @dataclass(frozen=True, kw_only=True)
 class VaultAirflowConfigProps:
+    """The environment's settings (token lifetimes, KV versions), whole; the rest are the platform's fixed names
+    (modules/platform/kubernetes.py), shared with the Airflow release and the Vault chart."""
+    settings: VaultSettings = VaultSettings()
     mount_path: str = k8s.VAULT_AIRFLOW_MOUNT
     auth_path: str = k8s.VAULT_KUBERNETES_AUTH_PATH
     role_name: str = k8s.VAULT_AIRFLOW_ROLE
     airflow_namespace: str = k8s.AIRFLOW_NAMESPACE
     service_accounts: tuple[str, ...] = field(default_factory=airflow_service_accounts)
     secret_paths: dict[str, str] = field(default_factory=lambda: dict(k8s.VAULT_AIRFLOW_PATHS))
-    token_ttl: int = 900
-    token_max_ttl: int = 3600
-    kv_max_versions: int = 10
     audit_file_path: str = AUDIT_LOG_FILE
 
     def __post_init__(self) -> None:
@@ -81,12 +82,9 @@ class VaultAirflowConfigProps:
                 not _PATH.fullmatch(p) for p in self.secret_paths.values()):
             raise ConfigError("secret_paths", self.secret_paths, "does not name the three VaultBackend base paths",
                               f"give {', '.join(sorted(k8s.VAULT_AIRFLOW_PATHS))} as simple path segments")
-        if not (60 <= self.token_ttl <= self.token_max_ttl <= 86400):
-            raise ConfigError("token_ttl", (self.token_ttl, self.token_max_ttl),
-                              "is not 60 <= token_ttl <= token_max_ttl <= 86400 seconds",
-                              "keep Airflow's tokens short-lived, e.g. 900 and 3600")
-        if not 1 <= self.kv_max_versions <= 100:
-            raise ConfigError("kv_max_versions", self.kv_max_versions, "is not between 1 and 100", "use e.g. 10")
+        if not isinstance(self.settings, VaultSettings):
+            raise ConfigError("settings", type(self.settings).__name__, "is not VaultSettings",
+                              "pass VaultSettings (or the environment's VaultConfig)")
         if not self.audit_file_path.startswith("/"):
             raise ConfigError("audit_file_path", self.audit_file_path, "is not an absolute path",
                               "write to the audit volume, e.g. /vault/audit/vault_audit.log")
@@ -114,7 +112,7 @@ class VaultAirflowConfig(Construct):
             # removing the mount deletes every secret in it: never as a side effect of a plan
             lifecycle=TerraformResourceLifecycle(prevent_destroy=True)))
         self.kv_config = named(kv_secret_backend_v2.KvSecretBackendV2(self, "kv-config", mount=self.mount.path,
-                                                                      max_versions=p.kv_max_versions))
+                                                                      max_versions=p.settings.kv_max_versions))
         self.auth = named(auth_backend.AuthBackend(self, "kubernetes", type="kubernetes", path=p.auth_path,
                                                    description="Kubernetes service account login (Airflow pods)",
                                                    depends_on=[self.audit]))
@@ -128,8 +126,8 @@ class VaultAirflowConfig(Construct):
             self, "role", backend=self.auth.path, role_name=p.role_name,
             bound_service_account_names=list(p.service_accounts),
             bound_service_account_namespaces=[p.airflow_namespace],
-            token_policies=[self.policy.name], token_ttl=p.token_ttl, token_max_ttl=p.token_max_ttl,
-            token_type="service", depends_on=[self.auth_config]))
+            token_policies=[self.policy.name], token_ttl=p.settings.airflow_token_ttl,
+            token_max_ttl=p.settings.airflow_token_max_ttl, token_type="service", depends_on=[self.auth_config]))
         self.mount_path: str = p.mount_path
         self.role_name: str = p.role_name
         self.auth_path: str = p.auth_path

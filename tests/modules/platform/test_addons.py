@@ -14,6 +14,7 @@ from modules.platform import kubernetes as k8s
 from modules.platform.addons import (
     CHARTS,
     ClusterAddons,
+    AddonsSettings,
     ClusterAddonsProps,
     ca_chain,
     cert_manager_values,
@@ -126,8 +127,9 @@ def test_one_replica_has_no_disruption_budget_and_more_get_one():
 
 
 def test_node_pool_mixes_spot_and_on_demand_for_tainted_airflow_workers_within_limits():
-    props = ClusterAddonsProps(**BASE, worker_instance_families=("m7i", "m6i"), worker_cpu_limit=96,
-                               worker_memory_limit_gib=384, worker_disruption_budget="20%", worker_expire_after="336h")
+    props = ClusterAddonsProps(**BASE, settings=AddonsSettings(
+        worker_instance_families=("m7i", "m6i"), worker_cpu_limit=96, worker_memory_limit_gib=384,
+        worker_disruption_budget="20%", worker_expire_after="336h"))
     pool = worker_node_pool(props)
     spec = pool["spec"]
     reqs = {r["key"]: (r["operator"], r["values"]) for r in spec["template"]["spec"]["requirements"]}
@@ -146,13 +148,13 @@ def test_node_pool_mixes_spot_and_on_demand_for_tainted_airflow_workers_within_l
 
 
 def test_graviton_families_ask_for_arm64_nodes():
-    pool = worker_node_pool(ClusterAddonsProps(**BASE, worker_instance_families=("m7g", "c7g")))
+    pool = worker_node_pool(ClusterAddonsProps(**BASE, settings=AddonsSettings(worker_instance_families=("m7g", "c7g"))))
     reqs = {r["key"]: r["values"] for r in pool["spec"]["template"]["spec"]["requirements"]}
     assert reqs["kubernetes.io/arch"] == ["arm64"]
 
 
 def test_node_class_uses_discovery_tags_the_node_role_imdsv2_and_an_encrypted_gp3_root():
-    spec = worker_node_class(ClusterAddonsProps(**BASE, worker_root_volume_gib=80))["spec"]
+    spec = worker_node_class(ClusterAddonsProps(**BASE, settings=AddonsSettings(worker_root_volume_gib=80)))["spec"]
     discovery = [{"tags": {"karpenter.sh/discovery": "af-test"}}]
     assert (spec["subnetSelectorTerms"], spec["securityGroupSelectorTerms"]) == (discovery, discovery)
     assert spec["role"] == "af-test-eks-node" and spec["amiSelectorTerms"] == [{"alias": "al2023@latest"}]
@@ -217,14 +219,35 @@ def test_bootstrap_dependencies_are_every_addon_release():
 
 
 @pytest.mark.parametrize("change,field,message", [
-    ({"worker_instance_families": ("q9",)}, "worker_instance_families", "names no known instance family"),
-    ({"worker_instance_families": ("m7i", "m7g")}, "worker_instance_families", "mixes x86_64 and Graviton"),
+    ({"worker_instance_families": ("q9",)}, "addons.worker_instance_families", "names no known instance family"),
+    ({"worker_instance_families": ("m7i", "m7g")}, "addons.worker_instance_families", "mixes x86_64 and Graviton"),
     ({"region": "europe"}, "region", "is not an AWS region name"),
-    ({"controller_replicas": 0}, "controller_replicas", "is outside 1-5"),
-    ({"storage_reclaim_policy": "Recycle"}, "storage_reclaim_policy", "is not a reclaim policy"),
     ({"ebs_kms_key_arn": "alias/ebs"}, "ebs_kms_key_arn", "is not a KMS key ARN"),
 ])
 def test_props_fail_fast_naming_the_field(change, field, message):
+    families = change.pop("worker_instance_families", None)
+    settings = AddonsSettings() if families is None else AddonsSettings(worker_instance_families=families)
     with pytest.raises(ConfigError, match=message) as err:
-        ClusterAddonsProps(**{**BASE, **change})
+        ClusterAddonsProps(**{**BASE, **change}, settings=settings)
     assert err.value.field == field
+
+
+@pytest.mark.parametrize("change,field,message", [
+    ({"controller_replicas": 0}, "addons.controller_replicas", "is outside 1-5"),
+    ({"storage_reclaim_policy": "Recycle"}, "addons.storage_reclaim_policy", "is not a reclaim policy"),
+    ({"worker_cpu_limit": 1}, "addons.worker_cpu_limit", "is outside 2-10000 vCPUs"),
+    ({"worker_memory_limit_gib": 2}, "addons.worker_memory_limit_gib", "is outside 4-80000 GiB"),
+    ({"worker_root_volume_gib": 10}, "addons.worker_root_volume_gib", "is outside what a gp3 root volume accepts"),
+])
+def test_settings_fail_fast_naming_the_field(change, field, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        AddonsSettings(**change)
+    assert err.value.field == field
+
+
+def test_props_take_the_settings_whole_not_field_by_field():
+    with pytest.raises(ConfigError, match="is not AddonsSettings") as err:
+        ClusterAddonsProps(**BASE, settings={"controller_replicas": 2})
+    assert err.value.field == "settings"
+    with pytest.raises(TypeError):
+        ClusterAddonsProps(**BASE, controller_replicas=2)   # the settings' fields are not props fields

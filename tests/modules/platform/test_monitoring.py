@@ -12,6 +12,7 @@ import yaml
 from modules.platform import kubernetes as k8s
 from modules.platform.local_chart import LocalChart, LocalChartProps
 from modules.platform.monitoring import (AIRFLOW_METRICS_CONFIG, KNOWN_METRICS, Monitoring, MonitoringProps,
+                                         MonitoringSettings,
                                 airflow_alert_rules, dashboard_values, monitoring_values, vault_alert_rules)
 from modules.core.validation import ConfigError
 from tests.conftest import looks_like_secret, strings, synth
@@ -81,7 +82,8 @@ def build(stack, **overrides):
     bootstrap = LocalChart(stack, "platform-bootstrap", props=LocalChartProps(chart="platform-bootstrap",
                                                                                namespace="kube-system"))
     glue = LocalChart(stack, "platform-glue", props=LocalChartProps(chart="platform-glue", namespace="kube-system"))
-    monitoring = Monitoring(stack, "monitoring", props=MonitoringProps(**{**BASE, **overrides}), bootstrap=bootstrap)
+    monitoring = Monitoring(stack, "monitoring", props=MonitoringProps(**BASE, settings=MonitoringSettings(**overrides)),
+                            bootstrap=bootstrap)
     monitoring.add_glue_objects(glue)
     doc = synth(stack)
     releases = doc["resource"]["helm_release"]
@@ -140,7 +142,7 @@ def test_alertmanager_reads_slack_and_pagerduty_credentials_from_the_mounted_sec
           grafana_storage_gib=10), ("30d", "180GB", "200Gi", 2, "240h", "5Gi", 3, "10Gi")),
 ])
 def test_retention_replicas_and_encrypted_gp3_volumes_follow_the_props(overrides, expected):
-    values = monitoring_values(MonitoringProps(**BASE, **overrides))
+    values = monitoring_values(MonitoringProps(**BASE, settings=MonitoringSettings(**overrides)))
     prom, am = values["prometheus"]["prometheusSpec"], values["alertmanager"]["alertmanagerSpec"]
     claim = lambda v: v["volumeClaimTemplate"]["spec"]  # noqa: E731
     grafana = values["grafana"]["persistence"]
@@ -189,11 +191,22 @@ def test_values_hold_no_secret_literal(stack):
     ("grafana_storage_gib", 0, "is outside 1-1024"),
     ("queued_tasks_threshold", 0, "is outside 1-1000000"),
     ("task_failure_ratio", 1.5, "is not a ratio between 0 and 1"),
+])
+def test_settings_reject_bad_values_naming_the_field_and_fix(field, value, problem):
+    with pytest.raises(ConfigError, match=re.escape(f"monitoring.{field}={value!r} {problem}; fix: ")) as err:
+        MonitoringSettings(**{field: value})
+    assert err.value.field == f"monitoring.{field}"
+
+
+@pytest.mark.parametrize("field,value,problem", [
     ("domain", "not a domain", "is not a valid DNS domain name"),
+    ("secret_prefix", "a b", "is not a Secrets Manager name prefix"),
+    ("settings", {"prometheus_replicas": 2}, "is not MonitoringSettings"),
 ])
 def test_props_reject_bad_values_naming_the_field_and_fix(field, value, problem):
-    with pytest.raises(ConfigError, match=re.escape(f"{field}={value!r} {problem}; fix: ")):
+    with pytest.raises(ConfigError, match=re.escape(f"{problem}; fix: ")) as err:
         MonitoringProps(**{**BASE, field: value})
+    assert err.value.field == field
 
 
 # ---- glue objects ----------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from modules.aws.identity import WORKLOADS
 from modules.platform.local_chart import LocalChart, LocalChartProps
 from modules.core.validation import ConfigError
 from modules.platform.vault import (AUDIT_LOG_FILE, TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, Vault, VaultProps,
-                           server_config, vault_values)
+                           VaultSettings, server_config, vault_values)
 from tests.conftest import new_stack, synth
 from tests.harness import helm_merge
 
@@ -49,7 +49,7 @@ def unknown_keys(values: dict, defaults: dict, prefix: str = "") -> list[str]:
 
 
 def values_for(replicas: int) -> dict:
-    return vault_values(region="eu-west-1", unseal_key_arn=KEY_ARN, replicas=replicas)
+    return vault_values(region="eu-west-1", unseal_key_arn=KEY_ARN, settings=VaultSettings(replicas=replicas))
 
 
 def config_of(values: dict) -> dict:
@@ -68,7 +68,8 @@ def platform_stack():
 @pytest.fixture(scope="module")
 def synthesized() -> dict:
     stack, bootstrap = platform_stack()
-    Vault(stack, "vault", bootstrap=bootstrap, props=VaultProps(region="eu-west-1", unseal_key_arn=KEY_ARN, replicas=3))
+    Vault(stack, "vault", bootstrap=bootstrap, props=VaultProps(region="eu-west-1", unseal_key_arn=KEY_ARN,
+                                                                settings=VaultSettings(replicas=3)))
     return synth(stack)["resource"]["helm_release"]
 
 
@@ -222,9 +223,21 @@ def test_token_key_reference_passes_through_to_the_seal():
 @pytest.mark.parametrize("field,value,message", [
     ("replicas", 2, "is not an odd number of raft voters"),
     ("replicas", 0, "is not an odd number of raft voters"),
+    ("replicas", 9, "is not an odd number of raft voters between 1 and 7"),
     ("data_storage_size", "10GB", "is not a volume size"),
+    ("cpu", "lots", "is not a CPU quantity"),
+    ("memory", "512MB", "is not a memory quantity"),
+])
+def test_settings_refuse_bad_input_naming_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        VaultSettings(**{field: value})
+    assert err.value.field == f"vault.{field}"
+
+
+@pytest.mark.parametrize("field,value,message", [
     ("unseal_key_arn", "alias/vault", "is not a KMS key ARN"),
     ("region", "Europe", "is not an AWS region name"),
+    ("settings", {"replicas": 3}, "is not VaultSettings"),
 ])
 def test_props_refuse_bad_input_naming_the_field(field, value, message):
     base = dict(region="eu-west-1", unseal_key_arn=KEY_ARN)

@@ -11,6 +11,7 @@ from modules.platform import kubernetes as k8s
 from modules.aws.identity import workloads
 from modules.core.validation import ConfigError
 from modules.platform.vault import AUDIT_LOG_FILE, vault_values
+from modules.platform.vault_settings import VaultSettings
 from modules.platform.vault_config import (IN_CLUSTER_API, VaultAirflowConfig, VaultAirflowConfigProps, airflow_service_accounts,
                                   read_policy)
 from tests.conftest import only, synth
@@ -58,7 +59,7 @@ def test_kubernetes_auth_validates_tokens_with_vaults_own_service_account_and_th
     assert config["backend"].startswith("${vault_auth_backend.")
     # ... which needs TokenReview rights for Vault's service account: the chart's auth-delegator binding
     assert vault_values(region="eu-west-1", unseal_key_arn="arn:aws:kms:eu-west-1:123456789012:key/x",
-                        replicas=1)["server"]["authDelegator"]["enabled"] is True
+                        settings=VaultSettings(replicas=1))["server"]["authDelegator"]["enabled"] is True
 
 
 def test_role_binds_every_airflow_service_account_in_the_airflow_namespace_with_short_tokens(res):
@@ -106,7 +107,6 @@ def test_read_policy_is_built_from_the_shared_paths():
 @pytest.mark.parametrize("field,value,message", [
     ("service_accounts", (), "is empty"),
     ("service_accounts", ("airflow-worker", "airflow-worker"), "repeats a name"),
-    ("token_ttl", 30, "60 <= token_ttl"),
     ("mount_path", "airflow/nested", "is not a simple Vault path segment"),
     ("secret_paths", {"connections_path": "connections"}, "does not name the three"),
     ("audit_file_path", "audit.log", "is not an absolute path"),
@@ -115,3 +115,21 @@ def test_props_refuse_bad_input(field, value, message):
     with pytest.raises(ConfigError, match=message) as err:
         VaultAirflowConfigProps(**{field: value})
     assert err.value.field == field
+
+
+@pytest.mark.parametrize("change,field,message", [
+    ({"airflow_token_ttl": 30}, "vault.airflow_token_ttl", "is not a token lifetime between 60 and 86400 seconds"),
+    ({"airflow_token_max_ttl": 90000}, "vault.airflow_token_max_ttl",
+     "is not a token lifetime between 60 and 86400 seconds"),
+    ({"airflow_token_ttl": 7200}, "vault.airflow_token_ttl", "exceeds airflow_token_max_ttl=3600"),
+    ({"kv_max_versions": 0}, "vault.kv_max_versions", "is not between 1 and 100"),
+])
+def test_settings_refuse_bad_token_lifetimes_and_versions(change, field, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        VaultAirflowConfigProps(settings=VaultSettings(**change))
+    assert err.value.field == field
+
+
+def test_props_take_the_settings_whole():
+    with pytest.raises(ConfigError, match="is not VaultSettings"):
+        VaultAirflowConfigProps(settings={"kv_max_versions": 10})
