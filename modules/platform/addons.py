@@ -19,7 +19,7 @@ from cdktf_cdktf_provider_helm.release import Release
 from constructs import Construct
 
 from . import kubernetes as k8s
-from ..aws.cluster import INSTANCE_FAMILIES
+from ..aws.settings import INSTANCE_FAMILIES
 from ..aws.identity import WORKLOADS
 from ..core import validation
 from ..core.validation import require
@@ -75,17 +75,6 @@ class ClusterAddonsProps:
         validation.aws_region("region", self.region)
         require(isinstance(self.settings, AddonsSettings), "settings", type(self.settings).__name__,
                 "is not AddonsSettings", "pass AddonsSettings (or the environment's AddonsConfig)")
-        # The settings' one rule that needs modules/aws/cluster.py's table (a module that imports cdktf, which
-        # addons_settings.py must not): every family known, all of one architecture.
-        families = self.settings.worker_instance_families
-        with validation.section("addons"):
-            unknown = [f for f in families if f not in INSTANCE_FAMILIES]
-            require(bool(families) and not unknown, "worker_instance_families", unknown or list(families),
-                    "names no known instance family", f"use families from {', '.join(sorted(INSTANCE_FAMILIES))}")
-            arches = {INSTANCE_FAMILIES[f] for f in families}
-            require(len(arches) == 1, "worker_instance_families", list(families),
-                    "mixes x86_64 and Graviton (arm64) families",
-                    "use one architecture: the Airflow image is built for one (e.g. only m7i/m6i, or only m7g/m6g)")
         if self.ebs_kms_key_arn is not None:
             validation.kms_key_arn("ebs_kms_key_arn", self.ebs_kms_key_arn)
 

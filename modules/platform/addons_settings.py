@@ -5,14 +5,15 @@ environments/sections/addons.py subclasses it and adds the production rules; Clu
 A module of its own because addons.py imports cdktf at the top: environments/ imports this before the jsii runtime
 is set up (main.py validates the config first), so it must stay pure Python. Chart versions are pinned in addons.py
 (one place, each with its source), not per environment: what differs between environments is capacity and
-redundancy. The one worker_instance_families rule that needs modules/aws/cluster.py's INSTANCE_FAMILIES table (known
-family, one architecture) stays in ClusterAddonsProps while that table lives in a module that imports cdktf."""
+redundancy. Instance families and their architectures come from modules/aws/settings.py (shared with the system
+node group)."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Literal
 
+from ..aws.settings import INSTANCE_FAMILIES
 from ..core import validation
 from ..core.validation import require
 
@@ -61,6 +62,12 @@ class AddonsSettings:
                 "worker_instance_families", list(families) if isinstance(families, tuple) else families,
                 "is empty, repeats a family or names something that is not an EC2 instance family",
                 "list families such as ['m7i', 'm6i'] (without the size)")
+        unknown = [f for f in families if f not in INSTANCE_FAMILIES]
+        require(not unknown, "worker_instance_families", unknown, "names no known instance family",
+                f"use families from {', '.join(sorted(INSTANCE_FAMILIES))}")
+        require(len({INSTANCE_FAMILIES[f] for f in families}) == 1, "worker_instance_families", list(families),
+                "mixes x86_64 and Graviton (arm64) families",
+                "use one architecture: the Airflow image is built for one (e.g. only m7i/m6i, or only m7g/m6g)")
         sizes = self.worker_instance_sizes
         require(isinstance(sizes, tuple) and len(sizes) >= 1 and all(s in _SIZES for s in sizes),
                 "worker_instance_sizes", list(sizes) if isinstance(sizes, tuple) else sizes,

@@ -226,8 +226,8 @@ def test_bootstrap_dependencies_are_every_addon_release():
 ])
 def test_props_fail_fast_naming_the_field(change, field, message):
     families = change.pop("worker_instance_families", None)
-    settings = AddonsSettings() if families is None else AddonsSettings(worker_instance_families=families)
-    with pytest.raises(ConfigError, match=message) as err:
+    with pytest.raises(ConfigError, match=message) as err:    # the settings refuse families, the props the rest
+        settings = AddonsSettings() if families is None else AddonsSettings(worker_instance_families=families)
         ClusterAddonsProps(**{**BASE, **change}, settings=settings)
     assert err.value.field == field
 
