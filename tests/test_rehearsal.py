@@ -572,3 +572,15 @@ def test_a_failed_delete_whose_error_names_no_resource_gets_that_error_as_its_re
     (failure,) = result.failures
     assert (failure.address, result.errors) == (bucket, [])
     assert failure.reason.endswith("BucketNotEmpty: The bucket you tried to delete is not empty")
+
+
+def test_two_destroy_passes_report_as_one():
+    first = rehearse.ApplyResult(planned={KEY: "aws_kms_key", "aws_s3_bucket.logs": "aws_s3_bucket"},
+                                 applied={KEY: "aws_kms_key"}, seconds=80,
+                                 failures=[rehearse.Failure(address="aws_s3_bucket.logs", type="aws_s3_bucket",
+                                                            reason="BucketNotEmpty")])
+    again = rehearse.ApplyResult(planned={"aws_s3_bucket.logs": "aws_s3_bucket"},
+                                 applied={"aws_s3_bucket.logs": "aws_s3_bucket"}, seconds=9)
+    merged = rehearse.merge_destroys(first, again)
+    assert (len(merged.applied), len(merged.planned), merged.failures, merged.seconds) == (2, 2, [], 89)
+    assert "destroy: 2/2 resources in 89s" in rehearse.render(rehearse.ApplyResult(), destroyed=merged)

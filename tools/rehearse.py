@@ -698,27 +698,47 @@ def _rehearse(base: Path, environment: str, *, parallelism: int, budget: Budget)
             (base / "second-plan.json").write_text(shown)
             second.changes = planned_changes(json.loads(shown))
 
-        for emptied in empty_buckets(endpoint, json.loads((stack_dir / "cdk.tf.json").read_text())):
-            print(f"emptied before destroy: {emptied}", flush=True)
-        # Without refresh: the second plan has read everything back already, and one resource the emulator cannot
-        # read would otherwise stop the whole destroy before it deletes anything (`destroy: 0/0 resources`).
-        print(f"destroying {stack_dir.name}", flush=True)
-        output, stalled, interrupted, seconds = _stream(
-            Progress(phase="destroy", actions=DESTROY_ACTIONS),
-            ["destroy", "-auto-approve", "-refresh=false", *common],
-            stack_dir=stack_dir, env=tf_env, timeout=budget.destroy, budget=budget, log=base / "destroy.jsonl")
-        destroyed = parse_apply_events(output, stalled=stalled, actions=DESTROY_ACTIONS)
-        destroyed.seconds, destroyed.interrupted = seconds, interrupted
-        left_behind = left_in_state(stack_dir, tf_env, destroyed)
+        doc = json.loads((stack_dir / "cdk.tf.json").read_text())
+        destroyed, left_behind = _destroy(stack_dir, endpoint, doc, tf_env=tf_env, common=common, budget=budget,
+                                          log=base / "destroy.jsonl")
+        if any("BucketNotEmpty" in reason for reason in left_behind.values()):
+            # Server access logs kept arriving while the destroy deleted the logged buckets' configurations (moto
+            # delivers them at once, AWS within minutes). Their logging is gone now: empty again, destroy the rest.
+            again, left_behind = _destroy(stack_dir, endpoint, doc, tf_env=tf_env, common=common, budget=budget,
+                                          log=base / "destroy-again.jsonl")
+            destroyed = merge_destroys(destroyed, again)
         gaps = emulator_gaps_seen(base / "moto.log")
     print(render(result, destroyed=destroyed, gaps_seen=gaps, second=second, left_behind=left_behind), flush=True)
-    # Resources blocked by a known gap (e.g. the replication group behind the parameter group) are listed, not
+    # Resources blocked by a known gap (e.g. the system node group behind the EKS add-ons) are listed, not
     # failed; an apply that ended by timeout with nothing failed is a failure. A destroy may leave only resources
     # moto cannot delete behind (the emulator is discarded afterwards), each reported with its reason.
     ok = (not result.unexpected_failures and not result.errors and (bool(result.failures) or not result.not_attempted)
           and second.ok and not destroyed.unexpected_failures and not destroyed.errors
           and all(cannot_apply(_type_of(address)) for address in left_behind))
     return (EXIT_OK if ok else EXIT_FAILED), result
+
+
+def _destroy(stack_dir: Path, endpoint: str, doc: dict, *, tf_env: dict[str, str], common: list[str], budget: Budget,
+             log: Path) -> tuple[ApplyResult, dict[str, str]]:
+    """Empty the stack's buckets, `terraform destroy`, and list what is left in the state (with the reasons)."""
+    for emptied in empty_buckets(endpoint, doc):
+        print(f"emptied before destroy: {emptied}", flush=True)
+    # Without refresh: the second plan has read everything back already, and one resource the emulator cannot
+    # read would otherwise stop the whole destroy before it deletes anything (`destroy: 0/0 resources`).
+    print(f"destroying {stack_dir.name}", flush=True)
+    output, stalled, interrupted, seconds = _stream(
+        Progress(phase="destroy", actions=DESTROY_ACTIONS), ["destroy", "-auto-approve", "-refresh=false", *common],
+        stack_dir=stack_dir, env=tf_env, timeout=budget.destroy, budget=budget, log=log)
+    destroyed = parse_apply_events(output, stalled=stalled, actions=DESTROY_ACTIONS)
+    destroyed.seconds, destroyed.interrupted = seconds, interrupted
+    return destroyed, left_in_state(stack_dir, tf_env, destroyed)
+
+
+def merge_destroys(first: ApplyResult, again: ApplyResult) -> ApplyResult:
+    """One destroy result from two passes: everything either deleted, the failures and errors of the last pass."""
+    return ApplyResult(planned={**first.applied, **again.planned}, applied={**first.applied, **again.applied},
+                       failures=again.failures, errors=again.errors, seconds=first.seconds + again.seconds,
+                       interrupted=first.interrupted or again.interrupted)
 
 
 def main(argv: list[str] | None = None) -> int:
