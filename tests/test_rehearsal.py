@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import os
 import shutil
 import urllib.error
@@ -161,32 +162,35 @@ def _diagnostic(addr: str, summary: str) -> str:
 
 
 KEY = "aws_kms_key.logs-key_44F95A88"
-ASSOCIATION = "aws_eks_pod_identity_association.identities_vault_association-vault_3235D2D1"
-ADDON, NODES = "aws_eks_addon.cluster_addon-vpc-cni_8A806FD6", "aws_eks_node_group.cluster_system-node-group_B19083A7"
+# Known emulator gaps: moto answers 404 for EKS access entries (one fails at once, one is stalled); the access
+# policy association waits on them.
+ENTRY = "aws_eks_access_entry.cluster_admin-access-entry-1_4F1A2B3C"
+STALLED = "aws_eks_access_entry.cluster_admin-access-entry-0_ED25D2BA"
+POLICY = "aws_eks_access_policy_association.cluster_admin-access-policy-0_59F4D7B0"
 APPLY = [
     json.dumps({"type": "version", "terraform": "1.11.4"}),
-    *(_event("planned_change", a) for a in (KEY, ASSOCIATION, ADDON, NODES)),
-    *(_event("apply_start", a) for a in (KEY, ASSOCIATION, ADDON)),
+    *(_event("planned_change", a) for a in (KEY, ENTRY, STALLED, POLICY)),
+    *(_event("apply_start", a) for a in (KEY, ENTRY, STALLED)),
     _event("apply_complete", KEY),
-    _event("apply_errored", ASSOCIATION),
-    _diagnostic(ASSOCIATION, "creating AWS EKS (Elastic Kubernetes) Pod Identity Association (<unknown>): operation error "
-                             "EKS: CreatePodIdentityAssociation, https response error StatusCode: 404"),
-    _event("apply_errored", ADDON),
-    _diagnostic(ADDON, "creating EKS Add-On (airflow-dev:vpc-cni): request canceled, context canceled"),
+    _event("apply_errored", ENTRY),
+    _diagnostic(ENTRY, "creating EKS Access Entry (airflow-dev:arn:aws:iam::123456789012:role/ops): operation error "
+                       "EKS: CreateAccessEntry, https response error StatusCode: 404"),
+    _event("apply_errored", STALLED),
+    _diagnostic(STALLED, "creating EKS Access Entry (airflow-dev:admin): request canceled, context canceled"),
     _diagnostic(None, "execution halted"),
     "not json: ignored",
 ]
 
 
 def test_apply_events_give_applied_failed_with_reason_and_blocked():
-    result = rehearse.parse_apply_events(APPLY, stalled={ADDON})
+    result = rehearse.parse_apply_events(APPLY, stalled={STALLED})
     assert result.applied == {KEY: "aws_kms_key"} and result.applied_by_type() == {"aws_kms_key": 1}
-    assert result.planned_by_type()["aws_eks_node_group"] == 1
-    addon, association = result.failures                    # sorted by address
-    assert (association.address, association.known_gap) == (ASSOCIATION, True)
-    assert "CreatePodIdentityAssociation, https response error StatusCode: 404" in association.reason
-    assert addon.reason.startswith("stalled: still in progress when the rehearsal interrupted terraform (")
-    assert result.not_attempted == [NODES] and result.unexpected_failures == []
+    assert result.planned_by_type()["aws_eks_access_policy_association"] == 1
+    stalled, entry = result.failures                        # sorted by address
+    assert (entry.address, entry.known_gap) == (ENTRY, True)
+    assert "CreateAccessEntry, https response error StatusCode: 404" in entry.reason
+    assert stalled.reason.startswith("stalled: still in progress when the rehearsal interrupted terraform (")
+    assert result.not_attempted == [POLICY] and result.unexpected_failures == []
 
 
 def test_failure_of_a_type_outside_the_known_gaps_is_unexpected():
@@ -198,14 +202,14 @@ def test_failure_of_a_type_outside_the_known_gaps_is_unexpected():
 
 
 def test_resource_still_in_flight_at_the_interrupt_without_an_error_is_reported_stalled():
-    lines = [_event("planned_change", ADDON), _event("apply_start", ADDON)]
-    (failure,) = rehearse.parse_apply_events(lines, stalled={ADDON}).failures
-    assert (failure.type, failure.known_gap) == ("aws_eks_addon", True)
+    lines = [_event("planned_change", STALLED), _event("apply_start", STALLED)]
+    (failure,) = rehearse.parse_apply_events(lines, stalled={STALLED}).failures
+    assert (failure.type, failure.known_gap) == ("aws_eks_access_entry", True)
     assert failure.reason == "stalled: still in progress when the rehearsal interrupted terraform"
 
 
 def test_rendered_rehearsal_lists_counts_per_type_and_failure_reasons():
-    result = rehearse.parse_apply_events(APPLY, stalled={ADDON})
+    result = rehearse.parse_apply_events(APPLY, stalled={STALLED})
     destroyed = rehearse.parse_apply_events(
         [json.dumps({"type": "planned_change", "change": {"resource": _resource(KEY), "action": "delete"}}),
          json.dumps({"type": "apply_complete", "hook": {"resource": _resource(KEY), "action": "delete"}})],
@@ -213,16 +217,16 @@ def test_rendered_rehearsal_lists_counts_per_type_and_failure_reasons():
     destroyed.seconds = 12.0
     text = rehearse.render(result, destroyed=destroyed,
                            gaps_seen=["The create_cache_parameter_group action has not been implemented"])
-    assert f"{'aws_kms_key':<48} {1:>7} / 1" in text and f"{'aws_eks_pod_identity_association':<48} {0:>7} / 1" in text
-    assert f"  {ASSOCIATION} [known emulator gap]" in text and f"  {NODES}" in text and "destroy: 1/1 resources in 12s" in text
+    assert f"{'aws_kms_key':<48} {1:>7} / 1" in text and f"{'aws_eks_access_entry':<48} {0:>7} / 2" in text
+    assert f"  {ENTRY} [known emulator gap]" in text and f"  {POLICY}" in text and "destroy: 1/1 resources in 12s" in text
 
 
 def test_streaming_run_interrupts_a_terraform_stuck_on_a_known_gap(tmp_path):
-    """A fake `terraform` that starts an EKS add-on and never finishes it until SIGINT: bounded, reported."""
+    """A fake `terraform` that starts an EKS access entry and never finishes it until SIGINT: bounded, reported."""
     fake = tmp_path / "bin" / "terraform"
     fake.parent.mkdir()
-    start, errored = _event("apply_start", ADDON), _event("apply_errored", ADDON)
-    cancel = _diagnostic(ADDON, "creating EKS Add-On: request canceled, context canceled")
+    start, errored = _event("apply_start", STALLED), _event("apply_errored", STALLED)
+    cancel = _diagnostic(STALLED, "creating EKS Access Entry: request canceled, context canceled")
     fake.write_text("#!/bin/sh\n"
                     f"on_int() {{ echo '{errored}'; echo '{cancel}'; exit 1; }}\ntrap on_int INT\n"
                     f"echo '{start}'\n"
@@ -231,11 +235,11 @@ def test_streaming_run_interrupts_a_terraform_stuck_on_a_known_gap(tmp_path):
     env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
     output, stalled, interrupted = rehearse.terraform_streaming(
         ["apply"], cwd=tmp_path, env=env, timeout=60, stall_timeout=30, gap_timeout=1)
-    assert (stalled, interrupted) == ({ADDON}, True)
+    assert (stalled, interrupted) == ({STALLED}, True)
     (failure,) = rehearse.parse_apply_events(output, stalled=stalled).failures
     assert failure.known_gap and failure.reason == (
         "stalled: still in progress when the rehearsal interrupted terraform "
-        "(creating EKS Add-On: request canceled, context canceled)")
+        "(creating EKS Access Entry: request canceled, context canceled)")
 
 
 def test_moto_command_serves_the_patched_emulator_on_the_given_host_and_port():
@@ -377,7 +381,7 @@ def test_streaming_run_prints_progress_while_terraform_is_quiet(tmp_path, monkey
     """A fake apply that plans two resources, finishes one, then is silent: progress lines keep coming."""
     fake = tmp_path / "bin" / "terraform"
     fake.parent.mkdir()
-    events = [_event("planned_change", KEY), _event("planned_change", ASSOCIATION), _event("apply_start", KEY),
+    events = [_event("planned_change", KEY), _event("planned_change", ENTRY), _event("apply_start", KEY),
               _event("apply_complete", KEY)]
     fake.write_text("#!/bin/sh\n" + "".join(f"echo '{e}'\n" for e in events) + "sleep 2.5\n")
     fake.chmod(0o755)
@@ -400,7 +404,7 @@ def _change(address: str, actions: list[str], before: dict | None, after: dict |
 SECOND_PLAN = {"resource_changes": [
     _change("aws_sqs_queue.q", ["no-op"], {"name": "q"}, {"name": "q"}),
     _change("aws_s3_bucket_policy.p", ["update"], {"bucket": "b", "policy": '{"a":1}'}, {"bucket": "b", "policy": '{"a": 1}'}),
-    _change("aws_eks_addon.cni", ["create"], None, {"addon_name": "vpc-cni"}, {"arn": True}),
+    _change("aws_eks_access_entry.admin", ["create"], None, {"type": "STANDARD"}, {"access_entry_arn": True}),
     _change("aws_eks_node_group.system", ["create"], None, {"node_group_name": "system"}, {"arn": True}),
     _change("aws_security_group.sg", ["delete", "create"], {"name": "a", "tags": {}}, {"name": "a", "tags": {"x": "1"}},
             {"id": True}),
@@ -412,7 +416,7 @@ SECOND_PLAN = {"resource_changes": [
 def test_second_plan_changes_are_read_with_the_attributes_that_differ():
     changes = rehearse.planned_changes(SECOND_PLAN)
     assert [(c.address, c.actions, c.attributes) for c in changes] == [
-        ("aws_eks_addon.cni", ("create",), ()),
+        ("aws_eks_access_entry.admin", ("create",), ()),
         ("aws_eks_node_group.system", ("create",), ()),
         ("aws_s3_bucket_policy.p", ("update",), ("policy",)),
         ("aws_security_group.sg", ("delete", "create"), ("id", "tags")),
@@ -422,7 +426,7 @@ def test_second_plan_changes_are_read_with_the_attributes_that_differ():
 def test_second_plan_excuses_only_known_gaps_and_what_they_blocked():
     check = rehearse.PlanCheck(changes=rehearse.planned_changes(SECOND_PLAN),
                                blocked={"aws_eks_node_group.system": "a dependency is a known emulator gap"})
-    assert [c.address for c in check.known] == ["aws_eks_addon.cni", "aws_eks_node_group.system"]
+    assert [c.address for c in check.known] == ["aws_eks_access_entry.admin", "aws_eks_node_group.system"]
     assert [c.address for c in check.unexpected] == ["aws_s3_bucket_policy.p", "aws_security_group.sg"]
     assert check.why_expected(check.changes[0]).startswith("moto: 404 Not Found: The requested URL was not found")
     assert not check.ok
@@ -459,9 +463,9 @@ def test_an_error_naming_a_resource_that_never_started_is_reported_not_dropped()
 
 def test_left_behind_resources_are_grouped_by_reason_and_tagged():
     destroyed = rehearse.ApplyResult()
-    left = {"aws_eks_addon.cni": "deleting EKS Add-On: 404", "aws_vpc.main": "deleting VPC: DependencyViolation"}
+    left = {"aws_eks_access_entry.admin": "deleting EKS Access Entry: 404", "aws_vpc.main": "deleting VPC: DependencyViolation"}
     text = rehearse.render(rehearse.ApplyResult(), destroyed=destroyed, left_behind=left)
-    assert ("left behind after destroy: 2\n  because: deleting EKS Add-On: 404\n    aws_eks_addon.cni [known emulator gap]\n"
+    assert ("left behind after destroy: 2\n  because: deleting EKS Access Entry: 404\n    aws_eks_access_entry.admin [known emulator gap]\n"
             "  because: deleting VPC: DependencyViolation\n    aws_vpc.main [UNEXPECTED]") in text
     assert "left behind after destroy: nothing (the state is empty)" in rehearse.render(
         rehearse.ApplyResult(), destroyed=destroyed, left_behind={})
@@ -574,3 +578,86 @@ def test_a_failed_delete_whose_error_names_no_resource_gets_that_error_as_its_re
     (failure,) = result.failures
     assert (failure.address, result.errors) == (bucket, [])
     assert failure.reason.endswith("BucketNotEmpty: The bucket you tried to delete is not empty")
+
+
+def test_two_destroy_passes_report_as_one():
+    first = rehearse.ApplyResult(planned={KEY: "aws_kms_key", "aws_s3_bucket.logs": "aws_s3_bucket"},
+                                 applied={KEY: "aws_kms_key"}, seconds=80,
+                                 failures=[rehearse.Failure(address="aws_s3_bucket.logs", type="aws_s3_bucket",
+                                                            reason="BucketNotEmpty")])
+    again = rehearse.ApplyResult(planned={"aws_s3_bucket.logs": "aws_s3_bucket"},
+                                 applied={"aws_s3_bucket.logs": "aws_s3_bucket"}, seconds=9)
+    merged = rehearse.merge_destroys(first, again)
+    assert (len(merged.applied), len(merged.planned), merged.failures, merged.seconds) == (2, 2, [], 89)
+    assert "destroy: 2/2 resources in 89s" in rehearse.render(rehearse.ApplyResult(), destroyed=merged)
+
+
+@pytest.mark.slow
+def test_whole_rehearsal_applies_plans_no_changes_and_destroys(tools_present, tmp_path, capsys):
+    """`make rehearse` end to end: dev's infra stack on the patched emulator. Every failure, second-plan change and
+    leftover must be a known emulator gap (the EKS add-on, access-entry and pod-identity APIs and what waits on
+    them); everything else applies, plans no changes the second time, and is destroyed."""
+    status, result = rehearse.rehearse("dev", workdir=tmp_path / "rehearsal")
+    out = capsys.readouterr().out
+    assert status == rehearse.EXIT_OK, out[-4000:]
+    assert len(result.planned) > 250 and not result.unexpected_failures and not result.errors
+    assert {f.type for f in result.failures} <= set(rehearse.KNOWN_EMULATOR_GAPS)
+    assert len(result.applied) == len(result.planned) - len(result.failures) - len(result.not_attempted)
+    (head,) = [line for line in out.splitlines() if line.startswith("second plan (with refresh")]
+    assert re.search(r": (no changes|\d+ changes, (\d+) explained by known emulator gaps, 0 UNEXPECTED)", head)
+    (destroyed,) = re.findall(r"^destroy: (\d+)/(\d+) resources in \d+s$", out, re.MULTILINE)
+    assert destroyed[0] == destroyed[1] == str(len(result.applied))
+    assert "left behind after destroy: nothing (the state is empty)" in out
+    progress = re.findall(r"^(apply|plan|destroy): \d+(?:/\d+)? (?:done|refreshed)(?:, \d+ failed)?, (\d+)s$", out, re.MULTILINE)
+    assert {phase for phase, _ in progress} == {"apply", "plan", "destroy"}
+
+
+def test_patched_emulator_keeps_eks_addons_and_pod_identity_associations(tools_present, tmp_path):
+    import boto3
+    import botocore.exceptions
+
+    with rehearse.moto_server(tmp_path / "moto.log") as endpoint:
+        eks = boto3.client("eks", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="test",
+                           aws_secret_access_key="test")
+        eks.create_cluster(name="c", roleArn="arn:aws:iam::123456789012:role/r", resourcesVpcConfig={"subnetIds": []})
+        created = eks.create_addon(clusterName="c", addonName="vpc-cni", addonVersion="v1.19.2-eksbuild.1",
+                                   tags={"owner": "data-platform"})["addon"]
+        addon = eks.describe_addon(clusterName="c", addonName="vpc-cni")["addon"]
+        assert (addon["status"], addon["addonVersion"], addon["addonArn"]) == (
+            "ACTIVE", "v1.19.2-eksbuild.1", created["addonArn"])
+        assert eks.list_tags_for_resource(resourceArn=addon["addonArn"])["tags"] == {"owner": "data-platform"}
+        assert eks.list_addons(clusterName="c")["addons"] == ["vpc-cni"]
+        csi = eks.create_addon(clusterName="c", addonName="aws-ebs-csi-driver", podIdentityAssociations=[
+            {"serviceAccount": "ebs-csi-controller-sa", "roleArn": "arn:aws:iam::123456789012:role/csi"}])["addon"]
+        (owned_arn,) = csi["podIdentityAssociations"]
+        owned = eks.describe_pod_identity_association(clusterName="c", associationId=owned_arn.split("/")[2])
+        assert (owned["association"]["serviceAccount"], owned["association"]["ownerArn"]) == (
+            "ebs-csi-controller-sa", csi["addonArn"])
+        nodes = eks.create_nodegroup(clusterName="c", nodegroupName="system", nodeRole="arn:aws:iam::123456789012:role/n",
+                                     subnets=["subnet-1"], updateConfig={"maxUnavailable": 1})["nodegroup"]
+        assert (nodes["updateConfig"], "remoteAccess" in nodes) == ({"maxUnavailable": 1}, False)
+        eks.tag_resource(resourceArn=nodes["nodegroupArn"], tags={"Name": "system"})
+        assert eks.list_tags_for_resource(resourceArn=nodes["nodegroupArn"])["tags"]["Name"] == "system"
+        association = eks.create_pod_identity_association(
+            clusterName="c", namespace="airflow", serviceAccount="airflow-worker",
+            roleArn="arn:aws:iam::123456789012:role/worker")["association"]
+        read = eks.describe_pod_identity_association(clusterName="c", associationId=association["associationId"])
+        assert (read["association"]["serviceAccount"], read["association"]["associationArn"]) == (
+            "airflow-worker", association["associationArn"])
+        eks.delete_pod_identity_association(clusterName="c", associationId=association["associationId"])
+        eks.delete_addon(clusterName="c", addonName="vpc-cni")
+        for call in (lambda: eks.describe_addon(clusterName="c", addonName="vpc-cni"),
+                     lambda: eks.describe_pod_identity_association(clusterName="c",
+                                                                   associationId=association["associationId"])):
+            with pytest.raises(botocore.exceptions.ClientError) as gone:
+                call()
+            assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_phase_timeouts_leave_room_for_the_later_phases_within_the_total():
+    budget = rehearse.Budget(total=570, apply=240, plan=90, destroy=150)
+    now = time.monotonic()
+    assert abs(budget.timeout(budget.apply, deadline=now + 570, later=240) - 240) < 1        # its own budget
+    assert abs(budget.timeout(budget.apply, deadline=now + 400, later=240) - 160) < 1        # cut to fit
+    assert budget.timeout(budget.plan, deadline=now + 10, later=150) == 30                    # never below the floor
+    assert budget.apply + budget.plan + budget.destroy < budget.total <= 600 - 30              # synth, moto start

@@ -506,6 +506,180 @@ def ec2_rule_description_and_launch_template_tags() -> None:
     LaunchTemplateBackend.create_launch_template = create_launch_template
 
 
+@patch
+def eks_addons_and_pod_identity_associations() -> None:
+    """EKS: AWS has CreateAddon/DescribeAddon/DeleteAddon/ListAddons and Create/Describe/Delete/
+    ListPodIdentityAssociations; moto 5.2 has no route for them at all ("404 Not Found: The requested URL was not
+    found on the server"). Keep add-ons (ACTIVE at once: nothing runs in an emulated cluster) and associations per
+    cluster, with AWS's ARN shapes, tags and ResourceNotFoundException, and let ListTagsForResource/TagResource
+    answer for them and for node groups as AWS does (moto 5.2 tags clusters only)."""
+    import random
+    import string
+    from datetime import datetime, timezone
+
+    from moto.core.responses import ActionResult
+    from moto.eks import urls
+    from moto.eks.exceptions import ResourceNotFoundException
+    from moto.eks.models import EKSBackend
+    from moto.eks.responses import EKSResponse
+
+    dispatch = urls.response.dispatch
+    urls.url_paths.update({
+        "{0}/clusters/(?P<name>[^/]+)/addons$": dispatch,
+        "{0}/clusters/(?P<name>[^/]+)/addons/(?P<addonName>[^/]+)$": dispatch,
+        "{0}/clusters/(?P<name>[^/]+)/pod-identity-associations$": dispatch,
+        "{0}/clusters/(?P<name>[^/]+)/pod-identity-associations/(?P<associationId>[^/]+)$": dispatch,
+    })
+
+    ADDON_NAMESPACES = {"amazon-cloudwatch-observability": "amazon-cloudwatch"}    # the rest run in kube-system
+
+    def state(backend: EKSBackend) -> dict:
+        return backend.__dict__.setdefault("_emulated", {"addons": {}, "associations": {}})
+
+    def cluster_or_404(self, name: str):
+        if name not in self.eks_backend.clusters:
+            raise ResourceNotFoundException(clusterName=name, nodegroupName=None, fargateProfileName=None,
+                                            addonName=None, message=f"No cluster found for name: {name}.")
+        return self.eks_backend.clusters[name]
+
+    def arn(self, kind: str, *parts: str) -> str:
+        return f"arn:aws:eks:{self.region}:{self.current_account}:{kind}/{'/'.join(parts)}"
+
+    def create_addon(self):
+        cluster, name = self._get_param("name"), self._get_param("addonName")
+        cluster_or_404(self, cluster)
+        now = datetime.now(timezone.utc)
+        addon = {"addonName": name, "clusterName": cluster, "status": "ACTIVE", "health": {"issues": []},
+                 "addonVersion": self._get_param("addonVersion"), "createdAt": now, "modifiedAt": now,
+                 "addonArn": arn(self, "addon", cluster, name, "".join(random.choices(string.hexdigits.lower(), k=32))),
+                 "serviceAccountRoleArn": self._get_param("serviceAccountRoleArn"),
+                 "configurationValues": self._get_param("configurationValues"), "tags": self._get_param("tags") or {},
+                 "podIdentityAssociations": []}
+        # An add-on's own associations (AWS creates them with it, owned by the add-on; DescribeAddon lists ARNs).
+        for wanted in self._get_param("podIdentityAssociations") or []:
+            association = new_association(self, cluster, namespace=ADDON_NAMESPACES.get(name, "kube-system"),
+                                          service_account=wanted["serviceAccount"], role_arn=wanted["roleArn"],
+                                          tags={}, owner=addon["addonArn"])
+            addon["podIdentityAssociations"].append(association["associationArn"])
+        state(self.eks_backend)["addons"][(cluster, name)] = addon
+        return ActionResult({"addon": addon})
+
+    def find_addon(self) -> dict:
+        cluster, name = self._get_param("name"), self._get_param("addonName")
+        found = state(self.eks_backend)["addons"].get((cluster, name))
+        if found is None:
+            raise ResourceNotFoundException(clusterName=cluster, nodegroupName=None, fargateProfileName=None,
+                                            addonName=name, message=f"No addon: {name} found in cluster: {cluster}")
+        return found
+
+    def describe_addon(self):
+        return ActionResult({"addon": find_addon(self)})
+
+    def delete_addon(self):
+        addon = find_addon(self)
+        del state(self.eks_backend)["addons"][(addon["clusterName"], addon["addonName"])]
+        for association_arn in addon["podIdentityAssociations"]:
+            state(self.eks_backend)["associations"].pop(association_arn.rsplit("/", 1)[1], None)
+        return ActionResult({"addon": {**addon, "status": "DELETING"}})
+
+    def list_addons(self):
+        cluster = self._get_param("name")
+        cluster_or_404(self, cluster)
+        return ActionResult({"addons": sorted(n for c, n in state(self.eks_backend)["addons"] if c == cluster)})
+
+    def new_association(self, cluster: str, *, namespace: str, service_account: str, role_arn: str, tags: dict,
+                        owner: str | None = None) -> dict:
+        now = datetime.now(timezone.utc)
+        association_id = "a-" + "".join(random.choices(string.ascii_lowercase + string.digits, k=17))
+        association = {"clusterName": cluster, "namespace": namespace, "serviceAccount": service_account,
+                       "roleArn": role_arn, "associationArn": arn(self, "podidentityassociation", cluster, association_id),
+                       "associationId": association_id, "tags": tags, "createdAt": now, "modifiedAt": now,
+                       **({"ownerArn": owner} if owner else {})}
+        state(self.eks_backend)["associations"][association_id] = association
+        return association
+
+    def create_pod_identity_association(self):
+        cluster = self._get_param("name")
+        cluster_or_404(self, cluster)
+        return ActionResult({"association": new_association(
+            self, cluster, namespace=self._get_param("namespace"), service_account=self._get_param("serviceAccount"),
+            role_arn=self._get_param("roleArn"), tags=self._get_param("tags") or {})})
+
+    def find_association(self) -> dict:
+        cluster, association_id = self._get_param("name"), self._get_param("associationId")
+        found = state(self.eks_backend)["associations"].get(association_id)
+        if found is None or found["clusterName"] != cluster:
+            raise ResourceNotFoundException(clusterName=cluster, nodegroupName=None, fargateProfileName=None,
+                                            addonName=None, message=f"Association {association_id} not found.")
+        return found
+
+    def describe_pod_identity_association(self):
+        return ActionResult({"association": find_association(self)})
+
+    def delete_pod_identity_association(self):
+        association = find_association(self)
+        del state(self.eks_backend)["associations"][association["associationId"]]
+        return ActionResult({"association": association})
+
+    def list_pod_identity_associations(self):
+        cluster = self._get_param("name")
+        cluster_or_404(self, cluster)
+        summaries = [{k: a[k] for k in ("clusterName", "namespace", "serviceAccount", "associationArn", "associationId")}
+                     for a in state(self.eks_backend)["associations"].values() if a["clusterName"] == cluster]
+        return ActionResult({"associations": summaries})
+
+    def tagged(backend: EKSBackend, resource_arn: str) -> dict | None:
+        """The tag map of an add-on, association or node group with this ARN (None: not one of them)."""
+        for item in [*state(backend)["addons"].values(), *state(backend)["associations"].values()]:
+            if resource_arn in (item.get("addonArn"), item.get("associationArn")):
+                return item["tags"]
+        for cluster in backend.clusters.values():
+            for nodegroup in cluster.nodegroups.values():
+                if nodegroup.arn == resource_arn:
+                    return nodegroup.tags
+        return None
+
+    original_list, original_tag, original_untag = (EKSBackend.list_tags_for_resource, EKSBackend.tag_resource,
+                                                   EKSBackend.untag_resource)
+
+    def list_tags_for_resource(self, resource_arn):
+        tags = tagged(self, resource_arn)
+        return dict(tags) if tags is not None else original_list(self, resource_arn)
+
+    def tag_resource(self, resource_arn, tags):
+        found = tagged(self, resource_arn)
+        return found.update(tags) if found is not None else original_tag(self, resource_arn, tags)
+
+    def untag_resource(self, resource_arn, tag_keys):
+        found = tagged(self, resource_arn)
+        if found is None:
+            return original_untag(self, resource_arn, tag_keys)
+        for key in tag_keys if isinstance(tag_keys, list) else [tag_keys]:
+            found.pop(key, None)
+
+    original_create_nodegroup = EKSResponse.create_nodegroup
+
+    def create_nodegroup(self):
+        """AWS keeps a node group's updateConfig, and gives it no remoteAccess (SSH) and no diskSize unless asked
+        (never diskSize with a launch template); moto 5.2 drops updateConfig and invents remoteAccess
+        {"ec2SshKey": "eksKeypair"} and diskSize 20, so every plan would replace the node group."""
+        response = original_create_nodegroup(self)
+        nodegroup = response.result["nodegroup"]
+        nodegroup.update_config = self._get_param("updateConfig")
+        if not self._get_param("remoteAccess"):
+            nodegroup.remote_access = None
+        if self._get_param("launchTemplate") and not self._get_param("diskSize"):
+            nodegroup.disk_size = None
+        return response
+
+    for func in (create_nodegroup, create_addon, describe_addon, delete_addon, list_addons, create_pod_identity_association,
+                 describe_pod_identity_association, delete_pod_identity_association, list_pod_identity_associations):
+        setattr(EKSResponse, func.__name__, func)
+    EKSBackend.list_tags_for_resource = list_tags_for_resource
+    EKSBackend.tag_resource = tag_resource
+    EKSBackend.untag_resource = untag_resource
+
+
 def apply_patches() -> list[str]:
     """Apply every patch; returns their names (what the server log prints at start-up)."""
     for func in PATCHES:
