@@ -213,17 +213,69 @@ ALL_BAD_INPUT = [*BAD_INPUT, *ADDONS_BAD_INPUT, *MONITORING_BAD_INPUT, *VAULT_BA
                  *ALARMS_BAD_INPUT, *AIRFLOW_BAD_INPUT]
 
 
+def assert_one_line_and_untouched(stderr: str, message: str, fix: str, previous_output: Path, before: dict) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert message in lines[0] and fix in lines[0]
+    assert "Traceback" not in stderr and "jsii" not in stderr.lower()
+    assert tree_digest(previous_output) == before
+    assert sorted(p.name for p in previous_output.parent.iterdir()) == ["cdktf.out"]   # no temp dir left behind
+
+
+# Every case runs main.main in this process (the jsii kernel is already up): a subprocess per case cost a Python
+# start, imports and a Node start, ~1.5-5 s each. The real command line is proven by REAL_PROCESS_BAD_INPUT below.
 @pytest.mark.parametrize("args,message,fix", ALL_BAD_INPUT, ids=[" ".join(a) for a, _, _ in ALL_BAD_INPUT])
-def test_bad_input_is_one_line_exit_2_and_leaves_output_untouched(tmp_path, previous_output, args, message, fix):
+def test_bad_input_is_one_line_exit_2_and_leaves_output_untouched(monkeypatch, capsys, tmp_path, previous_output, args,
+                                                                  message, fix):
+    monkeypatch.chdir(tmp_path)                     # as the subprocess ran: a stray relative write shows up below
+    monkeypatch.delenv(main.HCL_SWITCH, raising=False)
+    before = tree_digest(previous_output)
+    code = main.main([*args, "--out", str(previous_output)])
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert out == ""
+    assert_one_line_and_untouched(err, message, fix, previous_output, before)
+
+
+# A few cases as a user runs them (`python main.py ...`: fastsynth.exit_now, the kernel's console output copied
+# out), one per way bad input is found: (case, stage).
+#   config:    environments.load rejects it before jsii starts;
+#   --set:     the override names no field (a ConfigError not re-scoped to the environment);
+#   construct: the config loads; a construct raises while stacks.build runs, after fastsynth.preload_assemblies()
+#              and with a half-built App in Node (infra stack: edge; platform stack: monitoring).
+REAL_PROCESS_BAD_INPUT = {
+    "--env qa": "config",
+    "--env dev --set nosuchfield=1": "--set",
+    "--env dev --set edge.ingress_cidrs=203.0.113.0/24,": "construct",
+    "--env staging --set monitoring.alertmanager_retention=5d": "construct",
+}
+REAL_PROCESS_CASES = [(*case, REAL_PROCESS_BAD_INPUT[" ".join(case[0])]) for case in ALL_BAD_INPUT
+                      if " ".join(case[0]) in REAL_PROCESS_BAD_INPUT]
+assert len(REAL_PROCESS_CASES) == len(REAL_PROCESS_BAD_INPUT), "a REAL_PROCESS_BAD_INPUT key is not in ALL_BAD_INPUT"
+
+
+def _load_fails(args: list[str]) -> bool:
+    names = [v for k, v in zip(args, args[1:]) if k == "--env"]
+    overrides = [v for k, v in zip(args, args[1:]) if k == "--set"]
+    try:
+        for name in names:
+            main.environments.load(name, overrides)
+    except ValueError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("args,message,fix,stage", REAL_PROCESS_CASES,
+                         ids=[f"{stage}: {' '.join(a)}" for a, _, _, stage in REAL_PROCESS_CASES])
+def test_bad_input_through_a_real_process_is_one_line_exit_2_and_leaves_output_untouched(tmp_path, previous_output,
+                                                                                        args, message, fix, stage):
+    # The case still fails where its stage says (else it no longer covers that path: pick another from the table).
+    assert _load_fails(args) == (stage != "construct"), f"{args} is no longer a {stage}-stage error"
     before = tree_digest(previous_output)
     result = run([*args, "--out", str(previous_output)], tmp_path)
     assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert message in lines[0] and fix in lines[0]
-    assert "Traceback" not in result.stderr and "jsii" not in result.stderr.lower()
-    assert tree_digest(previous_output) == before
-    assert sorted(p.name for p in previous_output.parent.iterdir()) == ["cdktf.out"]   # no temp dir left behind
+    assert result.stdout == ""
+    assert_one_line_and_untouched(result.stderr, message, fix, previous_output, before)
 
 
 @pytest.mark.parametrize("debug", [False, True])
