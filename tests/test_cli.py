@@ -63,6 +63,10 @@ BAD_INPUT = [
     (["--env", "dev", "--set", "storage.bucket_prefix=Bad_Prefix"], "storage.bucket_prefix='Bad_Prefix-dags' is not a "
      "valid S3 bucket name", "lowercase letters"),
     (["--env", "dev", "--set", "nosuchfield=1"], "--set='nosuchfield' names no config field", "use one of"),
+    (["--env", "dev", "--set", "network.az_count=three"], "environments.dev.network.az_count='three' is not a whole number",
+     "fix: give a whole number"),
+    (["--env", "dev", "--set", 'cluster.admin_role_arns=["arn:aws:iam::123:user"]'],
+     "environments.dev.cluster.admin_role_arns='arn:aws:iam::123:user' is not an IAM role or user ARN", "fix: use arn:"),
     # front door (modules/aws/edge.py via environments.<env>.edge)
     (["--env", "dev", "--set", "domain=-bad-.example.com"], "environments.dev.domain='-bad-.example.com' is not a valid DNS",
      "lowercase labels"),
@@ -242,12 +246,12 @@ def test_bad_input_is_one_line_exit_2_and_leaves_output_untouched(monkeypatch, c
 #   config:    environments.load rejects it before jsii starts;
 #   --set:     the override names no field (a ConfigError not re-scoped to the environment);
 #   construct: the config loads; a construct raises while stacks.build runs, after fastsynth.preload_assemblies()
-#              and with a half-built App in Node (infra stack: edge; platform stack: monitoring).
+#              and with a half-built App in Node (a rule across fields of two sections: edge names vs the domain).
 REAL_PROCESS_BAD_INPUT = {
     "--env qa": "config",
     "--env dev --set nosuchfield=1": "--set",
-    "--env dev --set edge.ingress_cidrs=203.0.113.0/24,": "construct",
-    "--env staging --set monitoring.alertmanager_retention=5d": "construct",
+    "--env dev --set edge.extra_sans=api.example.org": "construct",
+    "--env dev --set network.az_count=three": "--set",
 }
 REAL_PROCESS_CASES = [(*case, REAL_PROCESS_BAD_INPUT[" ".join(case[0])]) for case in ALL_BAD_INPUT
                       if " ".join(case[0]) in REAL_PROCESS_BAD_INPUT]
