@@ -234,12 +234,7 @@ def unencrypted_storage(doc: Document) -> Iterator[tuple[str, str]]:
 
 def _is_log_target(doc: Document, bucket_ref: Any) -> bool:
     buckets = referenced(bucket_ref, "aws_s3_bucket")
-    # Sources may name the target through its bucket policy's `bucket` (storage.AccessLogBucket.delivery_target),
-    # so that logging is enabled only after the policy admits log delivery: that policy's bucket counts too.
-    policies = {address for address, body in resources(doc, "aws_s3_bucket_policy")
-                if referenced(body.get("bucket"), "aws_s3_bucket") & buckets}
     return any(referenced(body.get("target_bucket"), "aws_s3_bucket") & buckets
-               or referenced(body.get("target_bucket"), "aws_s3_bucket_policy") & policies
                for _, body in resources(doc, "aws_s3_bucket_logging"))
 
 

@@ -106,7 +106,7 @@ class EventsProps:
     partition: str = "aws"
     landing_bucket_name: str
     landing_kms_key_arn: str                    # SSE-KMS key of the landing bucket (the storage key)
-    access_log_bucket: str                      # the AccessLogBucket.delivery_target receiving its access logs
+    access_log_bucket: str                      # bucket id receiving the landing bucket's server access logs
     landing_expiration_days: int = 30
     prevent_destroy: bool = True
     rules: tuple[EventRule, ...] = ()           # beyond default_rules()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cdktf import TerraformResourceLifecycle
+from cdktf import TerraformResourceLifecycle, TerraformStack
 from cdktf_cdktf_provider_aws import (
     s3_bucket,
     s3_bucket_lifecycle_configuration as lifecycle,
@@ -25,7 +25,7 @@ from . import iam, validation
 class BucketProps:
     name: str
     kms_key_arn: str
-    access_log_bucket: str | None = None        # an AccessLogBucket.delivery_target; None only for log buckets
+    access_log_bucket: str | None = None        # bucket id receiving server access logs; None only for log buckets
     noncurrent_version_expiration_days: int = 90
     expiration_days: int | None = None          # expire current objects (logs); None keeps them
     prevent_destroy: bool = False
@@ -79,8 +79,13 @@ class _HardenedBucket(Construct):
                         days_after_initiation=7)],
                 expiration=[expiration] if expiration else None)])
         if props.access_log_bucket:
+            # S3 refuses to enable server access logging into a bucket whose policy does not yet admit
+            # logging.s3.amazonaws.com (InvalidTargetBucketForLogging): wait for that policy when the target is an
+            # AccessLogBucket of this stack (the usual case; a bucket id from elsewhere has nothing to wait for).
+            target = _access_log_bucket(self, props.access_log_bucket)
             s3_bucket_logging.S3BucketLoggingA(self, "access-logging", bucket=bucket,
-                                               target_bucket=props.access_log_bucket, target_prefix=f"s3/{props.name}/")
+                                               target_bucket=props.access_log_bucket, target_prefix=f"s3/{props.name}/",
+                                               depends_on=[target.policy] if target else None)
 
     def _expand(self, stmt: dict[str, Any]) -> dict[str, Any]:
         """Statements may name the bucket as the placeholders BUCKET_ARN (and BUCKET_ARN/prefix*)."""
@@ -91,6 +96,13 @@ class _HardenedBucket(Construct):
                 return [sub(v) for v in value]
             return value
         return {k: sub(v) for k, v in stmt.items()}
+
+
+def _access_log_bucket(scope: Construct, bucket_id: str) -> "AccessLogBucket | None":
+    """The stack's AccessLogBucket whose bucket id (token) is `bucket_id`, if any."""
+    found = [c for c in TerraformStack.of(scope).node.find_all()
+             if isinstance(c, AccessLogBucket) and c.bucket_id == bucket_id]
+    return found[0] if found else None
 
 
 class SecureBucket(_HardenedBucket):
@@ -120,10 +132,6 @@ class AccessLogBucket(_HardenedBucket):
         super().__init__(scope, id_, props=props, sse_rule=sse.S3BucketServerSideEncryptionConfigurationRuleA(
             apply_server_side_encryption_by_default=sse.S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
                 sse_algorithm="AES256")))
-        # S3 refuses to enable server access logging into a bucket whose policy does not yet admit
-        # logging.s3.amazonaws.com (InvalidTargetBucketForLogging). Logging sources name this target: the
-        # policy's bucket, the same id, so Terraform enables their logging only after the policy exists.
-        self.delivery_target: str = self.policy.bucket
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,7 +173,7 @@ class AirflowBuckets(Construct):
 
         def bucket(purpose: str, **extra: Any) -> SecureBucket:
             return SecureBucket(self, purpose, props=BucketProps(
-                name=names[purpose], kms_key_arn=self.key.arn, access_log_bucket=self.access_logs.delivery_target,
+                name=names[purpose], kms_key_arn=self.key.arn, access_log_bucket=self.access_logs.bucket_id,
                 prevent_destroy=props.prevent_destroy, **extra))
 
         self.dags = bucket("dags")

@@ -181,7 +181,7 @@ class InfraStack(GovernedStack):
         e = c.events
         self.events = Events(self, "events", props=section_props(f"environments.{c.name}.events", lambda: EventsProps(
             name=c.prefix, region=c.region, landing_bucket_name=c.bucket_name("landing"),
-            landing_kms_key_arn=storage.kms_key_arn, access_log_bucket=storage.access_logs.delivery_target,
+            landing_kms_key_arn=storage.kms_key_arn, access_log_bucket=storage.access_logs.bucket_id,
             landing_expiration_days=e.landing_expiration_days, prevent_destroy=c.deletion_protection, rules=e.rules,
             application_source_prefix=e.application_source_prefix, max_receive_count=e.max_receive_count,
             retry_attempts=e.retry_attempts, max_event_age_seconds=e.max_event_age_seconds,

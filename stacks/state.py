@@ -40,7 +40,7 @@ class StateStack(GovernedStack):
         access_logs = AccessLogBucket(self, "state-access-logs", name=f"{state.bucket}-logs"[:63],
                                       account_id=account_id, expiration_days=365, prevent_destroy=True)
         bucket = SecureBucket(self, "state-bucket", props=BucketProps(
-            name=state.bucket, kms_key_arn=key.arn, access_log_bucket=access_logs.delivery_target,
+            name=state.bucket, kms_key_arn=key.arn, access_log_bucket=access_logs.bucket_id,
             noncurrent_version_expiration_days=90, prevent_destroy=True))
         TerraformOutput(self, "state-bucket-name", value=bucket.name)
         TerraformOutput(self, "state-kms-key-arn", value=key.arn)

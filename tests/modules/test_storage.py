@@ -67,10 +67,18 @@ def test_invalid_bucket_names_are_refused(name):
 
 def test_access_logging_is_enabled_only_after_the_log_bucket_policy_admits_s3_log_delivery(stack):
     """S3 refuses logging into a bucket whose policy does not yet admit logging.s3.amazonaws.com: the source's
-    logging names the log bucket through its policy, so Terraform orders policy before logging."""
+    logging depends on the log bucket's policy (and still names the bucket itself as its target)."""
     logs = AccessLogBucket(stack, "access-logs", name="af-access-logs", account_id="123456789012", expiration_days=365)
-    SecureBucket(stack, "data", props=BucketProps(name="af-data", kms_key_arn=KEY, access_log_bucket=logs.delivery_target))
+    SecureBucket(stack, "data", props=BucketProps(name="af-data", kms_key_arn=KEY, access_log_bucket=logs.bucket_id))
     res = synth(stack)["resource"]
     (policy_name,) = [name for name, p in res["aws_s3_bucket_policy"].items() if "LogDelivery" in p["policy"]]
+    (bucket_name,) = [name for name, b in res["aws_s3_bucket"].items() if b["bucket"] == "af-access-logs"]
     (logging,) = res["aws_s3_bucket_logging"].values()
-    assert logging["target_bucket"] == f"${{aws_s3_bucket_policy.{policy_name}.bucket}}"
+    assert logging["depends_on"] == [f"aws_s3_bucket_policy.{policy_name}"]
+    assert logging["target_bucket"] == f"${{aws_s3_bucket.{bucket_name}.id}}"
+
+
+def test_access_logging_into_a_bucket_from_elsewhere_waits_for_nothing(stack):
+    SecureBucket(stack, "data", props=BucketProps(name="af-data", kms_key_arn=KEY, access_log_bucket="af-logs"))
+    (logging,) = synth(stack)["resource"]["aws_s3_bucket_logging"].values()
+    assert (logging["target_bucket"], "depends_on" in logging) == ("af-logs", False)
