@@ -507,12 +507,14 @@ def ec2_rule_description_and_launch_template_tags() -> None:
 
 
 @patch
-def eks_addons_and_pod_identity_associations() -> None:
-    """EKS: AWS has CreateAddon/DescribeAddon/DeleteAddon/ListAddons and Create/Describe/Delete/
-    ListPodIdentityAssociations; moto 5.2 has no route for them at all ("404 Not Found: The requested URL was not
+def eks_addons_pod_identities_and_access_entries() -> None:
+    """EKS: AWS has CreateAddon/DescribeAddon/DeleteAddon/ListAddons, Create/Describe/Delete/
+    ListPodIdentityAssociations, Create/Describe/Delete/ListAccessEntries and Associate/ListAssociated/
+    DisassociateAccessPolicy; moto 5.2 has no route for them at all ("404 Not Found: The requested URL was not
     found on the server"). Keep add-ons (ACTIVE at once: nothing runs in an emulated cluster) and associations per
-    cluster, with AWS's ARN shapes, tags and ResourceNotFoundException, and let ListTagsForResource/TagResource
-    answer for them and for node groups as AWS does (moto 5.2 tags clusters only)."""
+    cluster, and access entries with their associated access policies, with AWS's ARN shapes, tags and
+    ResourceNotFoundException, and let ListTagsForResource/TagResource answer for them and for node groups as AWS
+    does (moto 5.2 tags clusters only)."""
     import random
     import string
     from datetime import datetime, timezone
@@ -529,12 +531,16 @@ def eks_addons_and_pod_identity_associations() -> None:
         "{0}/clusters/(?P<name>[^/]+)/addons/(?P<addonName>[^/]+)$": dispatch,
         "{0}/clusters/(?P<name>[^/]+)/pod-identity-associations$": dispatch,
         "{0}/clusters/(?P<name>[^/]+)/pod-identity-associations/(?P<associationId>[^/]+)$": dispatch,
+        # The principal's ARN (and a policy's) keep their slashes in these paths; moto's service router picks the
+        # operation from the botocore model, so one greedy route serves the entry and its access policies.
+        "{0}/clusters/(?P<name>[^/]+)/access-entries$": dispatch,
+        "{0}/clusters/(?P<name>[^/]+)/access-entries/(?P<principalArn>.+)$": dispatch,
     })
 
     ADDON_NAMESPACES = {"amazon-cloudwatch-observability": "amazon-cloudwatch"}    # the rest run in kube-system
 
     def state(backend: EKSBackend) -> dict:
-        return backend.__dict__.setdefault("_emulated", {"addons": {}, "associations": {}})
+        return backend.__dict__.setdefault("_emulated", {"addons": {}, "associations": {}, "access_entries": {}})
 
     def cluster_or_404(self, name: str):
         if name not in self.eks_backend.clusters:
@@ -628,10 +634,74 @@ def eks_addons_and_pod_identity_associations() -> None:
                      for a in state(self.eks_backend)["associations"].values() if a["clusterName"] == cluster]
         return ActionResult({"associations": summaries})
 
+    def find_entry(self) -> dict:
+        cluster, principal = self._get_param("name"), self._get_param("principalArn")
+        found = state(self.eks_backend)["access_entries"].get((cluster, principal))
+        if found is None:
+            raise ResourceNotFoundException(clusterName=cluster, nodegroupName=None, fargateProfileName=None,
+                                            addonName=None,
+                                            message=f"The specified access entry resource is not found: {principal}")
+        return found
+
+    def public(entry: dict) -> dict:
+        return {k: v for k, v in entry.items() if k != "policies"}
+
+    def create_access_entry(self):
+        cluster, principal = self._get_param("name"), self._get_param("principalArn")
+        cluster_or_404(self, cluster)
+        now = datetime.now(timezone.utc)
+        kind, _, name = principal.split(":")[-1].partition("/")          # role/<name> or user/<name>
+        entry = {"clusterName": cluster, "principalArn": principal, "type": self._get_param("type") or "STANDARD",
+                 "kubernetesGroups": self._get_param("kubernetesGroups") or [], "createdAt": now, "modifiedAt": now,
+                 "accessEntryArn": arn(self, "access-entry", cluster, kind, self.current_account, name,
+                                       "".join(random.choices(string.hexdigits.lower(), k=32))),
+                 "username": self._get_param("username") or (
+                     f"arn:aws:sts::{self.current_account}:assumed-role/{name}/{{{{SessionName}}}}" if kind == "role"
+                     else principal),
+                 "tags": self._get_param("tags") or {}, "policies": {}}
+        state(self.eks_backend)["access_entries"][(cluster, principal)] = entry
+        return ActionResult({"accessEntry": public(entry)})
+
+    def describe_access_entry(self):
+        return ActionResult({"accessEntry": public(find_entry(self))})
+
+    def delete_access_entry(self):
+        entry = find_entry(self)
+        del state(self.eks_backend)["access_entries"][(entry["clusterName"], entry["principalArn"])]
+        return ActionResult({})
+
+    def list_access_entries(self):
+        cluster = self._get_param("name")
+        cluster_or_404(self, cluster)
+        return ActionResult({"accessEntries": sorted(p for c, p in state(self.eks_backend)["access_entries"]
+                                                     if c == cluster)})
+
+    def associate_access_policy(self):
+        entry, now = find_entry(self), datetime.now(timezone.utc)
+        policy = {"policyArn": self._get_param("policyArn"), "accessScope": self._get_param("accessScope"),
+                  "associatedAt": now, "modifiedAt": now}
+        entry["policies"][policy["policyArn"]] = policy
+        return ActionResult({"clusterName": entry["clusterName"], "principalArn": entry["principalArn"],
+                             "associatedAccessPolicy": policy})
+
+    def list_associated_access_policies(self):
+        entry = find_entry(self)
+        return ActionResult({"clusterName": entry["clusterName"], "principalArn": entry["principalArn"],
+                             "associatedAccessPolicies": list(entry["policies"].values())})
+
+    def disassociate_access_policy(self):
+        entry = find_entry(self)
+        if entry["policies"].pop(self._get_param("policyArn"), None) is None:
+            raise ResourceNotFoundException(clusterName=entry["clusterName"], nodegroupName=None,
+                                            fargateProfileName=None, addonName=None,
+                                            message="The specified access policy association is not found")
+        return ActionResult({})
+
     def tagged(backend: EKSBackend, resource_arn: str) -> dict | None:
-        """The tag map of an add-on, association or node group with this ARN (None: not one of them)."""
-        for item in [*state(backend)["addons"].values(), *state(backend)["associations"].values()]:
-            if resource_arn in (item.get("addonArn"), item.get("associationArn")):
+        """The tag map of an add-on, association, access entry or node group with this ARN (None: none of them)."""
+        for item in [*state(backend)["addons"].values(), *state(backend)["associations"].values(),
+                     *state(backend)["access_entries"].values()]:
+            if resource_arn in (item.get("addonArn"), item.get("associationArn"), item.get("accessEntryArn")):
                 return item["tags"]
         for cluster in backend.clusters.values():
             for nodegroup in cluster.nodegroups.values():
@@ -673,7 +743,9 @@ def eks_addons_and_pod_identity_associations() -> None:
         return response
 
     for func in (create_nodegroup, create_addon, describe_addon, delete_addon, list_addons, create_pod_identity_association,
-                 describe_pod_identity_association, delete_pod_identity_association, list_pod_identity_associations):
+                 describe_pod_identity_association, delete_pod_identity_association, list_pod_identity_associations,
+                 create_access_entry, describe_access_entry, delete_access_entry, list_access_entries,
+                 associate_access_policy, list_associated_access_policies, disassociate_access_policy):
         setattr(EKSResponse, func.__name__, func)
     EKSBackend.list_tags_for_resource = list_tags_for_resource
     EKSBackend.tag_resource = tag_resource
