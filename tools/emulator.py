@@ -35,15 +35,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.harness import find_provider_mirror, terraform_cli_config  # noqa: E402
 from tools import rehearse  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -74,7 +71,7 @@ class Emulator:
             os.kill(pid, 0)
         except (OSError, ValueError):
             return None
-        return endpoint if _serving(endpoint) else None
+        return endpoint if rehearse.serving(endpoint) else None
 
     def up(self) -> str:
         """Start the emulator unless it runs; returns its endpoint. A new emulator starts empty, so local state
@@ -82,25 +79,21 @@ class Emulator:
         endpoint = self.endpoint()
         if endpoint:
             return endpoint
-        if rehearse.moto_binary() is None:
-            raise EmulatorError("moto[server] is not installed; fix: run `make install`")
         self.workdir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         port = rehearse.free_port()
         endpoint = f"http://{HOST}:{port}"
-        with open(self.log, "ab") as log:
-            proc = subprocess.Popen(rehearse.moto_command(HOST, port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"})
+        try:
+            proc = rehearse.start_emulator(self.log, HOST, port)
+        except RuntimeError:
+            raise EmulatorError("moto[server] is not installed; fix: run `make install`") from None
         self.pid_file.write_text(str(proc.pid))
         self.endpoint_file.write_text(endpoint)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not _serving(endpoint):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                self.down()
-                raise EmulatorError(f"the emulator did not start on {endpoint} within {STARTUP_TIMEOUT:.0f}s; "
-                                    f"see {self.log}")
-            time.sleep(0.2)
+        try:
+            rehearse.wait_until_serving(endpoint, proc, timeout=STARTUP_TIMEOUT, log_path=self.log)
+        except RuntimeError as err:
+            self.down()
+            raise EmulatorError(str(err)) from None
         print(f"emulator: serving on {endpoint} (log: {self.log})", flush=True)
         return endpoint
 
@@ -165,11 +158,7 @@ class Emulator:
                       for name, body in of_type.items() if body.get("lifecycle", {}).get("prevent_destroy"))
 
     def terraform_env(self) -> dict[str, str]:
-        env = {**os.environ, "CHECKPOINT_DISABLE": "1", "AWS_MAX_ATTEMPTS": "2", "AWS_RETRY_MODE": "standard"}
-        mirror = find_provider_mirror()
-        if mirror is not None:
-            env["TF_CLI_CONFIG_FILE"] = str(terraform_cli_config(mirror, self.workdir))
-        return env
+        return rehearse.terraform_env(self.workdir, require_mirror=False)
 
 
 def resources_in_state(path: Path) -> int:
@@ -178,14 +167,6 @@ def resources_in_state(path: Path) -> int:
     except (OSError, json.JSONDecodeError):
         return 0
     return sum(len(r.get("instances", [])) for r in state.get("resources", []) if r.get("mode") == "managed")
-
-
-def _serving(endpoint: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
-            return True
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def stack_name(environment: str, stack: str) -> str:

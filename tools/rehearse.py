@@ -108,30 +108,45 @@ def moto_command(host: str, port: int) -> list[str]:
 def moto_server(log_path: Path, *, startup_timeout: float = 30.0, host: str = "127.0.0.1",
                 port: int | None = None) -> Iterator[str]:
     """The patched moto (moto_command) on a free loopback port (or `port`) for the duration of the block; yields
-    its endpoint URL. AWS managed policies are loaded so role policy attachments to them work as on AWS."""
-    if moto_binary() is None:
-        raise RuntimeError("moto_server is not installed (pipenv install: moto[server])")
+    its endpoint URL."""
     port = port or free_port()
     endpoint = f"http://{host}:{port}"
-    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(moto_command(host, port), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env=env, start_new_session=True)
+    proc = start_emulator(log_path, host, port)
     try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {proc.returncode} (log: {log_path})")
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not answer on {endpoint} within {startup_timeout:.0f}s")
-                time.sleep(0.2)
+        wait_until_serving(endpoint, proc, timeout=startup_timeout, log_path=log_path)
         yield endpoint
     finally:
         stop(proc)
+
+
+def start_emulator(log_path: Path, host: str, port: int) -> subprocess.Popen:
+    """Start the patched moto in its own session, logging to `log_path`. AWS managed policies are loaded so role
+    policy attachments to them work as on AWS. The caller stops it (a block: moto_server; tools/emulator: down)."""
+    if moto_binary() is None:
+        raise RuntimeError("moto_server is not installed (pipenv install: moto[server])")
+    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(moto_command(host, port), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def serving(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_until_serving(endpoint: str, proc: subprocess.Popen, *, timeout: float, log_path: Path) -> None:
+    """Bounded wait for the emulator's first answer; raises if it exits or stays silent."""
+    deadline = time.monotonic() + timeout
+    while not serving(endpoint):
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto_server exited with {proc.returncode} (log: {log_path})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"moto_server did not answer on {endpoint} within {timeout:.0f}s (log: {log_path})")
+        time.sleep(0.2)
 
 
 def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -200,16 +215,20 @@ def empty_buckets(endpoint: str, stack_doc: dict, *, region: str = "us-east-1") 
 
 # ---- terraform ------------------------------------------------------------------------------------
 
-def terraform_env(workdir: Path) -> dict[str, str]:
-    """Environment for terraform with the provider mirror (TF_CLI_CONFIG_FILE) and few SDK retries."""
+def terraform_env(workdir: Path, *, require_mirror: bool = True) -> dict[str, str]:
+    """Environment for terraform against the emulator: the provider mirror (TF_CLI_CONFIG_FILE) when the machine has
+    one (required unless `require_mirror=False`, which then keeps the user's own Terraform configuration), few SDK
+    retries, no update checks."""
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1", "AWS_MAX_ATTEMPTS": "2",
+           "AWS_RETRY_MODE": "standard"}
     mirror = find_provider_mirror()
     if mirror is None:
-        raise RuntimeError("the hashicorp/aws 5.100.0 filesystem mirror is missing (set TF_PROVIDER_MIRROR)")
+        if require_mirror:
+            raise RuntimeError("the hashicorp/aws 5.100.0 filesystem mirror is missing (set TF_PROVIDER_MIRROR)")
+        return env
     cache = workdir / "plugin-cache"
     cache.mkdir(parents=True, exist_ok=True)
-    return {**os.environ, "TF_CLI_CONFIG_FILE": str(terraform_cli_config(mirror, workdir)),
-            "TF_PLUGIN_CACHE_DIR": str(cache), "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1",
-            "AWS_MAX_ATTEMPTS": "2", "AWS_RETRY_MODE": "standard"}
+    return {**env, "TF_CLI_CONFIG_FILE": str(terraform_cli_config(mirror, workdir)), "TF_PLUGIN_CACHE_DIR": str(cache)}
 
 
 def run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
