@@ -770,6 +770,11 @@ def main(argv: list[str] | None = None) -> int:
     # same apply; moto instead holds every certificate PENDING_VALIDATION for 60 s of wall time (a setting of the
     # emulator, not of AWS) and aws_acm_certificate_validation waits it out. Issue on the first look.
     os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "0")
+    # One connection per request (HTTP/1.0, no keep-alive). Under load, a request on a kept-alive connection that the
+    # dev server is closing can be processed yet lose its response; the SDK then retries it, and a non-idempotent
+    # call answers the retry with a false error (seen: InvalidPermission.Duplicate for a rule made once).
+    from werkzeug.serving import WSGIRequestHandler
+    WSGIRequestHandler.protocol_version = "HTTP/1.0"
     names = apply_patches()
     print(f"emulator_server: moto with {len(names)} patches: {', '.join(names) or '-'}", flush=True)
     from moto.server import main as moto_main
