@@ -81,8 +81,10 @@ def publish(staging: Path, out: Path) -> None:
     synthesize (other environments) stay as they were and stay in the manifest: the cdktf CLI deletes stack
     folders missing from the manifest and fails on folders that vanish under it. The manifest is written last."""
     manifest = json.loads((staging / "manifest.json").read_text())
-    previous = out / "manifest.json"
-    kept = json.loads(previous.read_text()).get("stacks", {}) if previous.exists() else {}
+    try:
+        kept = json.loads((out / "manifest.json").read_text()).get("stacks", {})
+    except (OSError, ValueError, AttributeError):      # none yet, or not a manifest: nothing to keep from it
+        kept = {}
     kept = {name: entry for name, entry in kept.items()
             if name not in manifest["stacks"] and (out / "stacks" / name).is_dir()}
     for name in manifest["stacks"]:

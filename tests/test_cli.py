@@ -353,3 +353,14 @@ def test_main_without_a_virtualenv_says_how_to_make_one(monkeypatch, tmp_path, c
     assert capsys.readouterr().err.strip() == (
         f"error: {sys.executable} has no cdktf/jsii and {tmp_path}/.venv/bin/python does not exist; "
         f"fix: run `make install` in {tmp_path}, then run main.py again")
+
+
+def test_publish_over_an_unreadable_manifest_keeps_nothing_from_it(tmp_path):
+    staging, out = tmp_path / ".cdktf.out-x", tmp_path / "cdktf.out"
+    (staging / "stacks" / "a").mkdir(parents=True)
+    (staging / "stacks" / "a" / "cdk.tf.json").write_text("{}")
+    (staging / "manifest.json").write_text(_manifest("a"))
+    out.mkdir()
+    (out / "manifest.json").write_text("not json")
+    main.publish(staging, out)
+    assert list(json.loads((out / "manifest.json").read_text())["stacks"]) == ["a"]

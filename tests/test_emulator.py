@@ -92,3 +92,19 @@ def test_recipe_deploys_and_diffs_the_state_stack_with_the_real_cli_and_refuses_
     assert not (workdir / "state").exists() and not (workdir / "moto.pid").exists()
     with pytest.raises((urllib.error.URLError, ConnectionError)):
         urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+
+
+def test_down_never_signals_a_process_the_pid_file_no_longer_names(tmp_path):
+    import os
+    import signal as signals
+
+    emulator = recipe.Emulator(tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        emulator.pid_file.write_text(str(bystander.pid))       # a stale pid file naming someone else's process
+        emulator.down()
+        assert bystander.poll() is None and not emulator.pid_file.exists()
+    finally:
+        os.killpg(bystander.pid, signals.SIGKILL)
+        bystander.wait(timeout=10)

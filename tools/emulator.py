@@ -103,6 +103,11 @@ class Emulator:
         """Stop the emulator (its process group) and remove what its runs left: state, output, pid."""
         with contextlib.suppress(OSError, ValueError):
             pid = int(self.pid_file.read_text())
+            # Only the emulator this workdir started: a stale pid file may name a process that reused the number.
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            if Path("/proc/self").exists() and (not cmdline.exists()
+                                                or b"tools.emulator_server" not in cmdline.read_bytes()):
+                raise ProcessLookupError(pid)     # (where there is no /proc, the pid file is trusted)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
                 for _ in range(50):
