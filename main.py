@@ -85,6 +85,8 @@ def publish(staging: Path, out: Path) -> None:
         kept = json.loads((out / "manifest.json").read_text()).get("stacks", {})
     except (OSError, ValueError, AttributeError):      # none yet, or not a manifest: nothing to keep from it
         kept = {}
+    if not isinstance(kept, dict):
+        kept = {}
     kept = {name: entry for name, entry in kept.items()
             if name not in manifest["stacks"] and (out / "stacks" / name).is_dir()}
     for name in manifest["stacks"]:
@@ -135,7 +137,8 @@ def use_project_python() -> None:
     venv_python = root / ".venv" / "bin" / "python"
     if venv_python.exists() and Path(sys.prefix).resolve() != venv_python.parent.parent.resolve():
         os.execv(venv_python, [str(venv_python), *["-O"] * sys.flags.optimize, str(root / "main.py"), *sys.argv[1:]])
-    print(f"error: {sys.executable} has no cdktf/jsii and {venv_python} does not exist; fix: run `make install` "
+    state = "lacks them too (an interrupted install?)" if venv_python.exists() else "does not exist"
+    print(f"error: {sys.executable} has no cdktf/jsii and {venv_python} {state}; fix: run `make install` "
           f"in {root}, then run main.py again", file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
 

@@ -108,3 +108,13 @@ def test_down_never_signals_a_process_the_pid_file_no_longer_names(tmp_path):
     finally:
         os.killpg(bystander.pid, signals.SIGKILL)
         bystander.wait(timeout=10)
+
+
+def test_an_unknown_stack_is_one_line_naming_the_stacks(tools_present, tmp_path):
+    try:
+        result = run_recipe(tmp_path / "emulator", "diff", "--stack", "infr")
+    finally:
+        run_recipe(tmp_path / "emulator", "down")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("emulator: error: airflow-dev-infr is not a stack of this app; fix: use "
+                                            "--stack infra or state, or one of airflow-dev-infra, ")

@@ -134,6 +134,10 @@ class Emulator:
                                timeout=SYNTH_TIMEOUT)
         if synth.returncode != 0:    # bad input: main.py's own one line
             raise EmulatorError(synth.stderr.strip() or f"synth exited {synth.returncode}")
+        stacks = json.loads((self.out / "manifest.json").read_text())["stacks"]
+        if stack not in stacks:
+            raise EmulatorError(f"{stack} is not a stack of this app; fix: use --stack infra or state, or one of "
+                                f"{', '.join(sorted(stacks))}")
         doc = json.loads((self.out / "stacks" / stack / "cdk.tf.json").read_text())
         for seeded in rehearse.seed_emulator(endpoint, doc):
             print(f"emulator: created {seeded} (on AWS it exists before the first deploy)", flush=True)
@@ -149,8 +153,11 @@ class Emulator:
     def destroy(self, stack: str, app: list[str]) -> int:
         """Empty the stack's buckets (they keep force_destroy = false on purpose: on AWS you empty them yourself
         before a destroy; the emulator delivers access logs too), then `bin/cdktf destroy`."""
+        endpoint = self.endpoint()
+        if endpoint is None:        # never point boto3 at its default (real AWS) endpoint
+            raise EmulatorError("the emulator stopped; fix: run the command again (it starts a fresh, empty one)")
         doc = json.loads((self.out / "stacks" / stack / "cdk.tf.json").read_text())
-        for emptied in rehearse.empty_buckets(self.endpoint() or "", doc):
+        for emptied in rehearse.empty_buckets(endpoint, doc):
             print(f"emulator: emptied {emptied} before destroy", flush=True)
         return self.cli("destroy", stack, app, "--auto-approve", "--ignore-missing-stack-dependencies")
 
