@@ -36,7 +36,6 @@ from ..core.environment import AwsEnvironment
 PORT = 9098                                    # SASL/IAM over TLS, the only listener this cluster has
 KAFKA_CONNECTION_ID = "kafka_msk"              # Airflow connection id (Vault: <mount>/connections/kafka_msk)
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,57}")
-_BROKER_TYPE = re.compile(r"kafka\.(t3|m5|m7g)\.[a-z0-9]+")
 _SUBNETS = {"provisioned": (2, 3), "serverless": (2, 5)}
 
 
