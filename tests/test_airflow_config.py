@@ -12,6 +12,8 @@ import environments
 from tests.harness import run_in_airflow
 
 CHECK = Path(__file__).resolve().parent / "airflow_checks" / "config_check.py"
+DRIVERS = CHECK.with_name("driver_check.py")
+ROOT = CHECK.parents[2]
 
 
 def airflow_values(stacks, name: str) -> dict:
@@ -72,3 +74,35 @@ def test_checker_fails_on_a_misspelled_option_a_bad_type_and_bad_backend_kwargs(
     assert "[api] dag_cache_size='sixty-four' does not read as integer" in found
     assert "['kubernetes_rol'] are not parameters of VaultBackend or its client" in found
     assert "dag_bundle_config_list does not load" in found
+
+
+def test_metadata_urls_name_the_driver_real_airflow_loads(stacks):
+    """A bare postgresql:// is psycopg 3 under SQLAlchemy 2.1 (named prepared statements through PgBouncer's
+    transaction pooling); the generated sync URL names psycopg2, the async one asyncpg, and both load here."""
+    objects = json.loads(stacks["airflow-dev-platform"]["resource"]["helm_release"]["platform-bootstrap"]["values"][0])
+    (metadata,) = [o for o in objects["objects"] if o["kind"] == "ExternalSecret"
+                   and o["metadata"]["name"] == "airflow-metadata-db"]
+    urls = metadata["spec"]["target"]["template"]["data"]
+    sample = lambda url: url.replace("{{ .username | urlquery }}", "u").replace("{{ .password | urlquery }}", "p")  # noqa: E731
+    result = run_in_airflow(DRIVERS, sample(urls["connection"]), sample(urls["async-connection"]),
+                            "postgresql://u:p@h/db")
+    assert result.stdout.splitlines() == ["postgresql+psycopg2 -> psycopg2 (psycopg2)",
+                                          "postgresql+asyncpg -> asyncpg (asyncpg)",
+                                          "postgresql -> psycopg (psycopg)"], result.stdout + result.stderr
+
+
+def test_the_image_runs_the_airflow_the_tests_install():
+    """Tested = deployed: requirements/airflow.txt pins the Airflow of the default image tag."""
+    from modules.platform.airflow_settings import AIRFLOW_VERSION, PYTHON_VERSION, AirflowSettings
+
+    pins = dict(line.split("==", 1) for line in (ROOT / "requirements" / "airflow.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert (pins["apache-airflow"], pins["apache-airflow-core"]) == (AIRFLOW_VERSION, AIRFLOW_VERSION)
+    assert AirflowSettings().image_tag == f"{AIRFLOW_VERSION}-python{PYTHON_VERSION}"
+    for name in environments.NAMES:
+        assert environments.load(name).airflow.airflow_version == AIRFLOW_VERSION
+    import subprocess
+    from tests.harness import airflow_python
+    version = subprocess.run([str(airflow_python()), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert version == PYTHON_VERSION            # the image's Python minor is the one the tests run on

@@ -199,7 +199,7 @@ ALARMS_BAD_INPUT = [
 # ---- [airflow] environments.<env>.airflow (modules/platform/airflow_settings.py, environments/sections/airflow.py)
 AIRFLOW_BAD_INPUT = [
     (["--env", "dev", "--set", "airflow.image_tag=2.10.5"],
-     "environments.dev.airflow.image_tag='2.10.5' is not an Airflow 3.2.x image tag", "fix: use e.g. '3.2.2'"),
+     "environments.dev.airflow.image_tag='2.10.5' is not the tested Airflow 3.3.2", "fix: use '3.3.2-python3.11'"),
     (["--env", "dev", "--set", "airflow.worker_max_replicas=0"],
      "environments.dev.airflow.worker_max_replicas=0 is outside 1-500", "fix:"),
     (["--env", "staging", "--set", "airflow.worker_memory=4GB"],

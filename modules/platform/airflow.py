@@ -1,4 +1,4 @@
-"""Apache Airflow on EKS: the official Helm chart (1.21.0) with Airflow 3.2, and the secrets and certificates it
+"""Apache Airflow on EKS: the official Helm chart (1.21.0) with Airflow 3.3 (AIRFLOW_VERSION), and the secrets and certificates it
 mounts, which this construct adds to the platform-bootstrap local chart (installed before the release).
 
 How the pieces connect (docs/airflow.md has the long form):
@@ -32,7 +32,7 @@ from constructs import Construct
 from . import kubernetes as k8s
 from ..aws.identity import TASK_LOG_PREFIX, workloads
 from .local_chart import LocalChart
-from .airflow_settings import IMAGE_REPOSITORY, AirflowSettings  # noqa: F401  (re-exported)
+from .airflow_settings import IMAGE_REPOSITORY, PGBOUNCER_MIN_VERSION, AirflowSettings  # noqa: F401  (re-exported)
 from ..core.tokens import is_unresolved
 from ..core.validation import require
 
@@ -46,6 +46,10 @@ DAG_BUNDLE_NAME = "s3-dags"
 
 # Kubernetes Secrets (namespace AIRFLOW_NAMESPACE) rendered by ExternalSecrets in the bootstrap chart.
 METADATA_SECRET = "airflow-metadata-db"         # connection (psycopg2), async-connection (asyncpg), kedaConnection
+# The sync driver, always named: under SQLAlchemy 2.1 (Airflow 3.3) a bare `postgresql://` means psycopg 3, which
+# names server-side prepared statements. psycopg2 prepares none, so the sync path is safe through transaction pooling.
+METADATA_SYNC_SCHEME = "postgresql+psycopg2"
+METADATA_ASYNC_SCHEME = "postgresql+asyncpg"
 BROKER_SECRET = "airflow-broker-url"            # connection
 KEYS_SECRET = "airflow-keys"                    # fernet-key, jwt-secret, api-secret-key, webserver-secret-key
 PGBOUNCER_CONFIG_SECRET = "airflow-pgbouncer-config"   # pgbouncer.ini, users.txt
@@ -195,7 +199,10 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
         "executor": EXECUTOR,
         "defaultAirflowRepository": s.image_repository, "defaultAirflowTag": s.image_tag,
         "airflowVersion": s.airflow_version,
-        "images": {"airflow": {"repository": s.image_repository, "tag": s.image_tag, "pullPolicy": "IfNotPresent"}},
+        "images": {"airflow": {"repository": s.image_repository, "tag": s.image_tag, "pullPolicy": "IfNotPresent"},
+                   # Pinned here, not left to the chart default, so the version floor in the settings is what runs.
+                   "pgbouncer": {"repository": s.pgbouncer_image_repository, "tag": s.pgbouncer_image_tag,
+                                 "pullPolicy": "IfNotPresent"}},
         "data": {"metadataSecretName": METADATA_SECRET, "brokerUrlSecretName": BROKER_SECRET},
         "fernetKeySecretName": KEYS_SECRET, "jwtSecretName": KEYS_SECRET, "apiSecretKeySecretName": KEYS_SECRET,
         "webserverSecretKeySecretName": KEYS_SECRET,
@@ -268,7 +275,9 @@ def pgbouncer_ini(*, database_host: str, database_port: int, database_name: str,
         "stats_users = {{ .username }}",
         "ignore_startup_parameters = extra_float_digits",
         f"max_client_conn = {settings.pgbouncer_max_client_conn}",
-        # asyncpg prepares statements; PgBouncer >= 1.21 (the chart ships 1.23.1) tracks them in transaction mode.
+        # Named prepared statements break transaction pooling unless PgBouncer tracks them: asyncpg (the async URL)
+        # always prepares, and so does psycopg 3 (what a bare postgresql:// URL or a DAG's hook may use). psycopg2,
+        # the sync URL's driver, prepares none. Needs PgBouncer >= 1.21 (AirflowSettings.pgbouncer_image_tag).
         "max_prepared_statements = 200",
         "server_tls_sslmode = verify-full",
         f"server_tls_ca_file = {k8s.AIRFLOW_RDS_CA_FILE}",
@@ -288,12 +297,12 @@ def bootstrap_objects(*, prefix: str, database_host: str, database_port: int, da
     ns = k8s.AIRFLOW_NAMESPACE
     master = [{"secretKey": key, "remoteRef": {"key": database_master_secret_arn, "property": key}}
               for key in ("username", "password")]
-    psycopg = _libpq_url(scheme="postgresql",
+    psycopg = _libpq_url(scheme=METADATA_SYNC_SCHEME,
                          query=f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}")
     metadata = k8s.external_secret(name=METADATA_SECRET, namespace=ns, data=master, template={
         "connection": psycopg,
         # asyncpg rejects sslmode/sslrootcert: ssl=verify-full; the CA comes from PGSSLROOTCERT (docs/design.md §6).
-        "async-connection": _libpq_url(scheme="postgresql+asyncpg", query="ssl=verify-full"),
+        "async-connection": _libpq_url(scheme=METADATA_ASYNC_SCHEME, query="ssl=verify-full"),
         # KEDA's postgresql scaler runs in the KEDA operator, which mounts the platform CA at KEDA_PLATFORM_CA_FILE.
         "kedaConnection": _libpq_url(scheme="postgresql",
                                      query=f"sslmode=verify-full&sslrootcert={k8s.KEDA_PLATFORM_CA_FILE}")})

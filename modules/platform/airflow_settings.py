@@ -14,7 +14,16 @@ from ..core import validation
 from ..core.validation import require
 
 IMAGE_REPOSITORY = "apache/airflow"
-_IMAGE_TAG = re.compile(r"3\.2\.\d+(-python3\.1[0-3])?")
+# Tested = deployed: the Airflow release the image runs is the one requirements/airflow.txt installs for the tests
+# and `make rehearse-airflow` (a test keeps the two equal), on the same Python minor as the test virtualenv.
+AIRFLOW_VERSION = "3.3.2"
+PYTHON_VERSION = "3.11"
+_IMAGE_TAG = re.compile(rf"{re.escape(AIRFLOW_VERSION)}(-python3\.1[0-3])?")
+# The chart's PgBouncer image (chart 1.21.0 default); its tag ends in the PgBouncer version. The generated
+# pgbouncer.ini uses `max_prepared_statements`, which PgBouncer < 1.21 rejects at start ("unknown parameter").
+PGBOUNCER_IMAGE_REPOSITORY = "apache/airflow"
+PGBOUNCER_MIN_VERSION = (1, 21, 0)
+_PGBOUNCER_TAG = re.compile(r"(?:[A-Za-z0-9_.-]*-)?(\d{1,2})\.(\d+)\.(\d+)")
 _CPU = re.compile(r"([1-9]\d*m|\d+(\.\d+)?)")
 _MEMORY = re.compile(r"[1-9]\d*(Mi|Gi)")
 _IMAGE_REPO = re.compile(r"[a-z0-9]+([._/-][a-z0-9]+)*(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*")
@@ -30,7 +39,9 @@ class AirflowSettings:
     """What differs between environments: image, capacity, redundancy and parsing cadence. Defaults are the
     production-safe choice (2 of every long-running component); dev opts down explicitly."""
     image_repository: str = IMAGE_REPOSITORY    # where the Airflow image comes from (e.g. an ECR mirror)
-    image_tag: str = "3.2.2"                    # Airflow 3.2.x; chart 1.21.0 was released with 3.2.0
+    image_tag: str = f"{AIRFLOW_VERSION}-python{PYTHON_VERSION}"   # the tested Airflow (AIRFLOW_VERSION) and Python
+    pgbouncer_image_repository: str = PGBOUNCER_IMAGE_REPOSITORY
+    pgbouncer_image_tag: str = "airflow-pgbouncer-2025.03.05-1.23.1"  # ends in the PgBouncer version (>= 1.21)
     # Replicas of each long-running component: 2+ gets a PodDisruptionBudget and rides out a node drain.
     scheduler_replicas: int = 2
     api_server_replicas: int = 2
@@ -65,8 +76,20 @@ class AirflowSettings:
                 "image_repository", self.image_repository, "is not an image repository",
                 "use e.g. 'apache/airflow' or '<account>.dkr.ecr.<region>.amazonaws.com/airflow'")
         require(isinstance(self.image_tag, str) and _IMAGE_TAG.fullmatch(self.image_tag) is not None,
-                "image_tag", self.image_tag, "is not an Airflow 3.2.x image tag (chart 1.21.0 targets 3.2)",
-                "use e.g. '3.2.2' or '3.2.2-python3.12'")
+                "image_tag", self.image_tag, f"is not the tested Airflow {AIRFLOW_VERSION} (requirements/airflow.txt)",
+                f"use '{AIRFLOW_VERSION}-python{PYTHON_VERSION}', or move AIRFLOW_VERSION and requirements/airflow.txt "
+                "together and run `make rehearse-airflow`")
+        require(isinstance(self.pgbouncer_image_repository, str)
+                and _IMAGE_REPO.fullmatch(self.pgbouncer_image_repository) is not None,
+                "pgbouncer_image_repository", self.pgbouncer_image_repository, "is not an image repository",
+                "use e.g. 'apache/airflow' or an ECR mirror of it")
+        version = pgbouncer_version(self.pgbouncer_image_tag)
+        require(version is not None, "pgbouncer_image_tag", self.pgbouncer_image_tag,
+                "does not end in a PgBouncer version", "use a tag such as 'airflow-pgbouncer-2025.03.05-1.23.1'")
+        require(version >= PGBOUNCER_MIN_VERSION, "pgbouncer_image_tag", self.pgbouncer_image_tag,
+                f"is PgBouncer {'.'.join(map(str, version or ()))}, older than "
+                f"{'.'.join(map(str, PGBOUNCER_MIN_VERSION))}, which the generated pgbouncer.ini needs "
+                "(max_prepared_statements)", "use the chart's 'airflow-pgbouncer-2025.03.05-1.23.1' or newer")
         for name in ("scheduler_replicas", "api_server_replicas", "dag_processor_replicas", "triggerer_replicas",
                      "pgbouncer_replicas"):
             _positive(name, getattr(self, name), 1, 10, "use 1 for dev, 2-3 where the component must survive a "
@@ -100,3 +123,9 @@ class AirflowSettings:
     @property
     def airflow_version(self) -> str:
         return self.image_tag.split("-", 1)[0]
+
+
+def pgbouncer_version(tag: Any) -> tuple[int, int, int] | None:
+    """The PgBouncer version a PgBouncer image tag ends in ('airflow-pgbouncer-2025.03.05-1.23.1' -> (1, 23, 1))."""
+    match = _PGBOUNCER_TAG.fullmatch(tag) if isinstance(tag, str) else None
+    return tuple(int(part) for part in match.groups()) if match else None  # type: ignore[return-value]

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from modules.platform import kubernetes as k8s
+from modules.platform.airflow_settings import AIRFLOW_VERSION
 from modules.platform.airflow import (BROKER_SECRET, KEYS_SECRET, METADATA_SECRET, PGBOUNCER_CONFIG_SECRET, PGBOUNCER_HOST,
                              PGBOUNCER_TLS_SECRET, RDS_CA_BUNDLE_URL, RDS_CA_SECRET, Airflow, AirflowProps,
                              AirflowSettings, airflow_values, bootstrap_objects, service_accounts)
@@ -56,7 +57,8 @@ def test_executor_brokers_and_chart_databases():
     assert v["executor"] == "CeleryExecutor,KubernetesExecutor"
     assert (v["redis"], v["postgresql"]) == ({"enabled": False}, {"enabled": False})
     assert v["data"] == {"metadataSecretName": METADATA_SECRET, "brokerUrlSecretName": BROKER_SECRET}
-    assert (v["images"]["airflow"]["tag"], v["airflowVersion"]) == ("3.2.2", "3.2.2")
+    assert (v["images"]["airflow"]["tag"], v["airflowVersion"]) == (f"{AIRFLOW_VERSION}-python3.11", AIRFLOW_VERSION)
+    assert v["images"]["pgbouncer"]["tag"] == "airflow-pgbouncer-2025.03.05-1.23.1"   # PgBouncer 1.23.1 >= 1.21
 
 
 def test_keys_come_from_one_delivered_secret_and_there_is_no_default_user():
@@ -153,7 +155,8 @@ def test_bootstrap_objects_deliver_secrets_by_reference_with_verified_tls():
     meta = objs[f"ExternalSecret/airflow/{METADATA_SECRET}"]["spec"]
     assert {d["remoteRef"]["key"] for d in meta["data"]} == {INFRA["database_master_secret_arn"]}
     t = meta["target"]["template"]["data"]
-    assert t["connection"].startswith("postgresql://{{ .username | urlquery }}:{{ .password | urlquery }}@"
+    # The driver is named: a bare postgresql:// is psycopg 3 under SQLAlchemy 2.1 (prepared statements, see the ini).
+    assert t["connection"].startswith("postgresql+psycopg2://{{ .username | urlquery }}:{{ .password | urlquery }}@"
                                       f"{PGBOUNCER_HOST}:6543/airflow-metadata?")
     assert t["connection"].endswith(f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}")
     assert t["async-connection"].startswith("postgresql+asyncpg://") and t["async-connection"].endswith(
@@ -193,7 +196,10 @@ def test_construct_adds_objects_to_bootstrap_and_installs_after_it():
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("image_tag", "2.10.5", "is not an Airflow 3.2.x image tag"),
+    ("image_tag", "2.10.5", r"is not the tested Airflow 3\.3\.2"),
+    ("image_tag", "3.2.2", r"is not the tested Airflow 3\.3\.2"),      # tested = deployed
+    ("pgbouncer_image_tag", "airflow-pgbouncer-2023.02.24-1.18.0", r"is PgBouncer 1\.18\.0, older than 1\.21\.0"),
+    ("pgbouncer_image_tag", "latest", "does not end in a PgBouncer version"),
     ("worker_max_replicas", 0, "is outside 1-500"),
     ("scheduler_replicas", 0, "is outside 1-10"),
     ("worker_memory", "4GB", "is not a memory quantity"),
