@@ -72,7 +72,7 @@ checkov: synth  ## Checkov over the synthesized stacks with the justified skips 
 clean:
 	rm -rf cdktf.out .cdktf.out-* .pytest_cache
 
-.PHONY: plan-report rehearse emulator-deploy emulator-diff emulator-destroy emulator-down
+.PHONY: plan-report rehearse rehearse-airflow emulator-deploy emulator-diff emulator-destroy emulator-down
 
 # make turns any failing recipe into exit 2: the report's own 0/3/2 is in STATUS_FILE (plan.yml reads it there),
 # or run `.venv/bin/python -m tools.plan_report PLAN` directly.
@@ -82,6 +82,11 @@ plan-report: $(STAMP)  ## Markdown PR summary of `terraform show -json` plans: P
 
 rehearse: $(STAMP)  ## apply, re-plan (must be unchanged) and destroy the dev infra stack on a local AWS emulator; needs Terraform
 	.venv/bin/python -m tools.rehearse $(if $(ENV),--env $(ENV))
+
+# Builds PgBouncer (Debian trixie's 1.24.1 source) into .tools/ on first use, and apt-installs redis-server and the
+# build's libraries when run as root (otherwise it names the apt-get command).
+rehearse-airflow: $(STAMP) $(AIRFLOW_STAMP)  ## real Airflow (api-server, scheduler, dag-processor, triggerer, Celery) with the dev config on loopback: PostgreSQL+PgBouncer+Redis with TLS, OpenBao, moto; prints PASS/FAIL per step and the event latency
+	.venv/bin/python -m tools.rehearse_airflow
 
 # The real cdktf CLI against a local AWS emulator (tools/emulator.py says what each wraps). STACK=infra|state.
 EMULATOR_ARGS = $(if $(ENV),--env $(ENV)) $(if $(STACK),--stack $(STACK))

@@ -23,7 +23,7 @@ if QUEUE_URL:
         watchers=[AssetWatcher(
             name="landing_object_created",
             trigger=MessageQueueTrigger(scheme="sqs", sqs_queue=QUEUE_URL, region_name=REGION, aws_conn_id=None,
-                                        max_messages=10, wait_time_seconds=20, waiter_delay=30),
+                                        max_messages=10, wait_time_seconds=20, waiter_delay=1),
         )],
     )
 

@@ -1,0 +1,157 @@
+"""`make rehearse-airflow` (tools/rehearse_airflow.py): the Airflow data path run for real, and the derivation of its
+configuration from the synthesized stacks (tools/airflow_local_config.py), whose adaptations must stay the
+allowed ones: loopback endpoints, the rehearsal's CA and files, test AWS keys, Vault token auth, CeleryExecutor."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tools.airflow_local_config import (Credentials, Endpoints, RehearsalConfigError, Stacks, build,
+                                        render_eso_template)
+from tools.rehearse_airflow import LOCK, percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = Path("/rehearsal")
+ENDPOINTS = Endpoints(workdir=WORK, ca_cert=WORK / "certs/ca.crt", server_cert=WORK / "certs/server.crt",
+                      server_key=WORK / "certs/server.key", postgres_port=15432, pgbouncer_port=16543,
+                      redis_port=16379, vault_port=18200, vault_token="s.token", moto_endpoint="http://127.0.0.1:15000",
+                      api_port=18080, statsd_port=19125)
+CREDS = Credentials(db_username="airflow_master", db_password="p%w/d@+x", redis_token="t/k%+n", fernet_key="f",
+                    jwt_secret="j", api_secret_key="a")
+
+
+@pytest.fixture(scope="module")
+def dev_stacks(stacks) -> Stacks:
+    return Stacks(stacks["airflow-dev-infra"], stacks["airflow-dev-platform"], stacks["airflow-dev-vault-config"])
+
+
+@pytest.fixture(scope="module")
+def local(dev_stacks):
+    return build(dev_stacks, ENDPOINTS, CREDS)
+
+
+def test_templates_render_like_external_secrets_urlquery():
+    assert render_eso_template("x://{{ .password | urlquery }}@h", {"password": "p%w/d@+ x"}) == "x://p%25w%2Fd%40%2B+x@h"
+    assert render_eso_template('"{{ .username }}"', {"username": "u"}) == '"u"'
+    with pytest.raises(RehearsalConfigError, match=r"needs \.token"):
+        render_eso_template("{{ .token }}", {})
+    with pytest.raises(RehearsalConfigError, match="'b64enc' is not supported"):
+        render_eso_template("{{ .password | b64enc }}", {"password": "p"})
+
+
+def test_every_synthesized_airflow_option_reaches_airflow_unchanged_but_the_named_adaptations(dev_stacks, local):
+    values = dev_stacks.airflow_values()
+    adapted = {("api", "base_url"), ("secrets", "backend_kwargs")}
+    for section, options in values["config"].items():
+        for key, value in options.items():
+            name = f"AIRFLOW__{section.upper()}__{key.upper()}"
+            if (section, key) in adapted:
+                continue
+            if "${" in str(value):      # the task-logs bucket's name, from the infra stack
+                assert local.env[name] == re.sub(r"\$\{[^}]*\}", "airflow-dev-123456789012-task-logs", str(value))
+                continue
+            assert local.env[name] == str(value), name
+    backend = json.loads(values["config"]["secrets"]["backend_kwargs"])
+    rehearsed = json.loads(local.env["AIRFLOW__SECRETS__BACKEND_KWARGS"])
+    # Only where Vault is and how the pod logs in differ; the mount, paths, KV version and CA verification do not.
+    kept = {k: v for k, v in backend.items() if k not in ("url", "auth_type", "kubernetes_role", "auth_mount_point",
+                                                          "verify")}
+    assert {k: rehearsed[k] for k in kept} == kept
+    assert (rehearsed["auth_type"], rehearsed["url"], rehearsed["verify"]) == (
+        "token", "https://localhost:18200", str(ENDPOINTS.ca_cert))
+    assert local.env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for item in values["env"]:
+        assert local.env[item["name"]] == item["value"].replace("/opt/airflow/certs/platform-ca.crt",
+                                                               str(ENDPOINTS.ca_cert))
+
+
+def test_connections_are_the_generated_templates_with_tls_verified_and_secrets_escaped(local):
+    env = local.env
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        "postgresql+psycopg2://airflow_master:p%25w%2Fd%40%2Bx@localhost:16543/airflow-metadata"
+        f"?sslmode=verify-full&sslrootcert={ENDPOINTS.ca_cert}")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] == (
+        "postgresql+asyncpg://airflow_master:p%25w%2Fd%40%2Bx@localhost:16543/airflow-metadata?ssl=verify-full")
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "rediss://:t%2Fk%25%2Bn@localhost:16379/0?ssl_cert_reqs=required"
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_ENDPOINT_URL"]) == ("testing", "http://127.0.0.1:15000")
+    assert not [name for name, value in env.items() if "${" in value or "{{" in value]
+
+
+def test_pgbouncer_ini_keeps_every_generated_directive_but_endpoints_and_paths(dev_stacks, local):
+    generated = dev_stacks.external_secret("airflow-pgbouncer-config")["pgbouncer.ini"].splitlines()
+    rehearsed = local.files[WORK / "pgbouncer" / "pgbouncer.ini"].splitlines()
+    changed = [line for line in generated if line not in rehearsed]
+    assert sorted(line.split(" = ")[0] for line in changed) == sorted([
+        "airflow-metadata", "auth_file", "client_tls_cert_file", "client_tls_key_file", "listen_addr", "listen_port",
+        "server_tls_ca_file", "stats_users"])
+    assert "max_prepared_statements = 200" in rehearsed and "server_tls_sslmode = verify-full" in rehearsed
+    assert "airflow-metadata = host=localhost port=15432 dbname=airflow pool_size=10" in rehearsed
+    assert local.files[WORK / "pgbouncer" / "users.txt"] == '"airflow_master" "p%w/d@+x"\n'
+
+
+def test_a_reference_the_rehearsal_cannot_place_is_refused(dev_stacks):
+    platform = json.loads(json.dumps(dev_stacks.platform))
+    release = platform["resource"]["helm_release"]["airflow"]
+    values = json.loads(release["values"][0])
+    values["config"]["core"] = {"mystery": "${data.terraform_remote_state.x.outputs.not-an-output}"}
+    release["values"] = [json.dumps(values)]
+    with pytest.raises(RehearsalConfigError, match="unknown reference"):
+        build(Stacks(dev_stacks.infra, platform, dev_stacks.vault_config), ENDPOINTS, CREDS)
+
+
+def test_percentile_is_nearest_rank():
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 95) == 5.0
+    assert percentile([3.0, 1.0, 2.0, 4.0, 5.0], 50) == 3.0
+
+
+def _leftovers(marker: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline:
+                found.append(f"{proc.name}: {cmdline[:120]}")
+    return found
+
+
+def test_the_data_path_runs_end_to_end_and_a_second_run_is_refused():
+    """The whole rehearsal, as `make rehearse-airflow` runs it. A second run started while the first holds the lock
+    is refused (exit 2, one line) and the first still passes; nothing it started is left running."""
+    command = [sys.executable, "-m", "tools.rehearse_airflow"]
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (LOCK.exists() and LOCK.read_text().strip() == str(first.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        output, _ = first.communicate(timeout=900)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert second.stderr.strip() == (f"rehearse-airflow: another rehearsal is running (pid {first.pid}); "
+                                     "wait for it to finish, or stop it")
+    lines = output.splitlines()
+    assert first.returncode == 0, output[-6000:]
+    assert not [line for line in lines if line.startswith("FAIL")], output[-6000:]
+    passed = [line for line in lines if line.startswith("PASS ")]
+    for step in ("airflow db migrate through PgBouncer", "api-server health endpoint the ALB checks",
+                 "DAGs load from the S3 DAG bundle", "the Celery worker ran it over the TLS broker",
+                 "the task log lands in the task-logs bucket and the REST API serves it",
+                 "a task reads a Variable and a Connection from Vault through VaultBackend"):
+        assert any(line.startswith(f"PASS {step}") for line in passed), step
+    assert sum(line.startswith("PASS event ") for line in passed) >= 5
+    assert re.fullmatch(r"event latency over \d+ events: object landed -> DAG run created p50 [\d.]+ s p95 [\d.]+ s; "
+                        r"-> task succeeded p50 [\d.]+ s p95 [\d.]+ s", lines[-1]), lines[-1]
+    assert "  - executor: CeleryExecutor,KubernetesExecutor -> CeleryExecutor (no Kubernetes API here)" in lines
+    assert _leftovers("rehearse-airflow-") == []

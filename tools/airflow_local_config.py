@@ -1,0 +1,281 @@
+"""What `make rehearse-airflow` runs Airflow with: the synthesized dev stacks' own configuration, turned into
+process environments and files on loopback, with every change from what the cluster would get named.
+
+Nothing here writes Airflow configuration by hand. The inputs are the synthesized JSON that `terraform apply` would
+receive: the platform stack's `helm_release.airflow` values and the bootstrap chart's ExternalSecret templates
+(modules/platform/airflow.py `airflow_values()` / `bootstrap_objects()`), the infra stack's buckets, event rule and
+queues, and the vault-config stack's mount and read policy. The rehearsal plays the parts that are not Airflow's:
+External Secrets Operator (renders the templates with the rehearsal's credentials), the chart (its airflow.cfg
+defaults and the env it wires from the named Secrets), Kubernetes (file paths instead of mounts) and AWS (moto).
+
+Pure and stdlib-only: unit-tested in tests/test_rehearse_airflow.py without starting anything."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import quote_plus
+
+from modules.platform import airflow as af
+from modules.platform import kubernetes as k8s
+
+# The chart's airflow.cfg defaults (values.yaml `config:` of chart 1.21.0, tests/data/charts/airflow/values.yaml)
+# that apply to this deployment, as the chart's templates resolve them for these values. Sections for features the
+# values leave off (elasticsearch, opensearch, kerberos, flower ingress) are not rendered into anything that runs.
+CHART_CONFIG_DEFAULTS: dict[str, dict[str, str]] = {
+    "core": {"load_examples": "False",
+             "auth_manager": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"},
+    "logging": {"colored_console_log": "False"},
+    "metrics": {"statsd_on": "True", "statsd_port": "9125", "statsd_prefix": "airflow"},
+    "fab": {"enable_proxy_fix": "True"},
+    "webserver": {"enable_proxy_fix": "True"},
+    "scheduler": {"standalone_dag_processor": "True"},     # semverCompare ">=3.0.0" airflowVersion
+}
+
+_TEMPLATE = re.compile(r"\{\{\s*\.(\w+)\s*(?:\|\s*(\w+)\s*)?\}\}")
+_TOKEN = re.compile(r"\$\{([^}]*)\}")
+_REMOTE = re.compile(r"data\.terraform_remote_state\.[\w-]+\.outputs\.([\w-]+)")
+_RESOURCE = re.compile(r"(aws_[a-z0-9_]+)\.([\w-]+)\.(\w+)")
+
+
+class RehearsalConfigError(Exception):
+    """The synthesized stacks hold something the rehearsal cannot map to loopback: the message names it."""
+
+
+def render_eso_template(template: str, data: Mapping[str, str]) -> str:
+    """External Secrets Operator template v2 as the generated templates use it: `{{ .key }}` and
+    `{{ .key | urlquery }}` (Go's url.QueryEscape == quote_plus with nothing safe). Anything else is refused."""
+    def substitute(match: re.Match[str]) -> str:
+        key, function = match.group(1), match.group(2)
+        if key not in data:
+            raise RehearsalConfigError(f"template needs .{key}, which the rehearsal's secrets do not have")
+        if function not in (None, "urlquery"):
+            raise RehearsalConfigError(f"template function {function!r} is not supported by the rehearsal")
+        return quote_plus(data[key], safe="") if function else data[key]
+    rendered = _TEMPLATE.sub(substitute, template)
+    if "{{" in rendered:
+        raise RehearsalConfigError(f"unrendered template left: {rendered[rendered.index('{{'):][:60]!r}")
+    return rendered
+
+
+@dataclass
+class Adaptations:
+    """Every difference between what runs here and what the cluster would run, printed by the rehearsal."""
+    lines: list[str] = field(default_factory=list)
+
+    def note(self, line: str) -> None:
+        if line not in self.lines:
+            self.lines.append(line)
+
+
+@dataclass(frozen=True)
+class Stacks:
+    """The three synthesized dev stacks the rehearsal reads (parsed cdk.tf.json)."""
+    infra: dict[str, Any]
+    platform: dict[str, Any]
+    vault_config: dict[str, Any]
+
+    @classmethod
+    def load(cls, out: Path, environment: str = "dev") -> "Stacks":
+        def read(kind: str) -> dict[str, Any]:
+            return json.loads((out / "stacks" / f"airflow-{environment}-{kind}" / "cdk.tf.json").read_text())
+        return cls(read("infra"), read("platform"), read("vault-config"))
+
+    def resources(self, rtype: str) -> dict[str, dict[str, Any]]:
+        return self.infra.get("resource", {}).get(rtype, {})
+
+    def airflow_values(self) -> dict[str, Any]:
+        return json.loads(self.platform["resource"]["helm_release"]["airflow"]["values"][0])
+
+    def bootstrap_objects(self) -> list[dict[str, Any]]:
+        return json.loads(self.platform["resource"]["helm_release"]["platform-bootstrap"]["values"][0])["objects"]
+
+    def external_secret(self, name: str) -> dict[str, str]:
+        for obj in self.bootstrap_objects():
+            if obj.get("kind") == "ExternalSecret" and obj["metadata"]["name"] == name:
+                return obj["spec"]["target"]["template"]["data"]
+        raise RehearsalConfigError(f"the platform stack has no ExternalSecret {name}")
+
+    def vault_read_policy(self) -> str:
+        (policy,) = self.vault_config["resource"]["vault_policy"].values()
+        return policy["policy"]
+
+    def resolve(self, text: str, computed: Callable[[str, str], str]) -> str:
+        """Replace cross-stack references by the infra stack's literal attribute (bucket names) or, for attributes
+        only AWS knows (endpoints, ARNs), by `computed(resource type, attribute)`."""
+        outputs = self.infra.get("output", {})
+
+        def substitute(match: re.Match[str]) -> str:
+            remote = _REMOTE.fullmatch(match.group(1))
+            if remote is None or remote.group(1) not in outputs:
+                raise RehearsalConfigError(f"unknown reference {match.group(0)}")
+            inner = _TOKEN.fullmatch(outputs[remote.group(1)]["value"])
+            resource = _RESOURCE.match(inner.group(1)) if inner else None
+            if resource is None:
+                raise RehearsalConfigError(f"output {remote.group(1)} is not a resource attribute")
+            rtype, name, attribute = resource.groups()
+            literal = self.infra["resource"][rtype][name].get(attribute)
+            return literal if isinstance(literal, str) and "${" not in literal else computed(rtype, attribute)
+        return _TOKEN.sub(substitute, text)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """What the rehearsal started, on loopback."""
+    workdir: Path
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    postgres_port: int
+    pgbouncer_port: int
+    redis_port: int
+    vault_port: int
+    vault_token: str
+    moto_endpoint: str
+    api_port: int
+    statsd_port: int
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What Secrets Manager would hold (the RDS master secret, the AUTH token, the Airflow keys)."""
+    db_username: str
+    db_password: str
+    redis_token: str
+    fernet_key: str
+    jwt_secret: str
+    api_secret_key: str
+
+
+@dataclass
+class LocalAirflow:
+    """The result: files to write and the environment every Airflow process gets."""
+    env: dict[str, str]
+    files: dict[Path, str]
+    buckets: dict[str, str]             # dags / task-logs / landing -> name
+    dag_bundle_prefix: str
+    database_name: str
+    adaptations: Adaptations
+
+
+def _paths(e: Endpoints) -> dict[str, str]:
+    # Kubernetes mounts -> files in the work directory. The rehearsal CA stands in for both the platform CA and the
+    # RDS CA bundle, and one server certificate serves PostgreSQL, PgBouncer, Redis and OpenBao.
+    return {k8s.AIRFLOW_PLATFORM_CA_FILE: str(e.ca_cert), k8s.AIRFLOW_RDS_CA_FILE: str(e.ca_cert),
+            f"{af.PGBOUNCER_TLS_DIR}/tls.crt": str(e.server_cert), f"{af.PGBOUNCER_TLS_DIR}/tls.key": str(e.server_key),
+            "/etc/pgbouncer/users.txt": str(e.workdir / "pgbouncer" / "users.txt")}
+
+
+def _replace_all(text: str, replacements: Mapping[str, str]) -> str:
+    for old in sorted(replacements, key=len, reverse=True):
+        text = text.replace(old, replacements[old])
+    return text
+
+
+def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
+    """Airflow's environment and PgBouncer's files from the synthesized stacks, adapted to loopback."""
+    notes = Adaptations()
+    values = stacks.airflow_values()
+
+    def computed(rtype: str, attribute: str) -> str:
+        if attribute in ("address", "primary_endpoint_address"):
+            notes.note(f"endpoint: {rtype}.{attribute} -> localhost (loopback)")
+            return "localhost"
+        if attribute.endswith("arn") or attribute == "name":
+            return f"rehearsal:{rtype}.{attribute}"      # only named, never dereferenced here
+        raise RehearsalConfigError(f"no loopback stand-in for {rtype}.{attribute}")
+
+    paths = _paths(e)
+    notes.note("files: Kubernetes mounts (" + ", ".join(sorted(paths)) + ") -> files under the work directory; "
+               "the rehearsal's CA stands in for the platform CA and the RDS CA bundle")
+    pgbouncer_host = f"{af.PGBOUNCER_HOST}:{af.PGBOUNCER_PORT}"
+    endpoints = {pgbouncer_host: f"localhost:{e.pgbouncer_port}"}
+    notes.note(f"endpoint: PgBouncer {pgbouncer_host} -> localhost:{e.pgbouncer_port}")
+
+    # ---- External Secrets Operator's part: render the generated templates with the rehearsal's secrets.
+    master = {"username": c.db_username, "password": c.db_password}
+    metadata = {key: stacks.resolve(render_eso_template(tpl, master), computed)
+                for key, tpl in stacks.external_secret(af.METADATA_SECRET).items()}
+    pgbouncer_files = {key: stacks.resolve(render_eso_template(tpl, master), computed)
+                       for key, tpl in stacks.external_secret(af.PGBOUNCER_CONFIG_SECRET).items()}
+    broker = stacks.resolve(render_eso_template(stacks.external_secret(af.BROKER_SECRET)["connection"],
+                                                {"token": c.redis_token}), computed)
+
+    ini = pgbouncer_files["pgbouncer.ini"]
+    database = re.search(r"^\S+ = host=(\S+) port=(\d+) dbname=(\S+)", ini, re.MULTILINE)
+    if database is None:
+        raise RehearsalConfigError("pgbouncer.ini has no [databases] entry")
+    ini = _replace_all(ini, {**paths, f"host={database.group(1)} port={database.group(2)} ":
+                             f"host={database.group(1)} port={e.postgres_port} ",
+                             f"listen_port = {af.PGBOUNCER_PORT}": f"listen_port = {e.pgbouncer_port}",
+                             "listen_addr = *": "listen_addr = 127.0.0.1"})
+    notes.note(f"endpoint: PostgreSQL port {database.group(2)} -> {e.postgres_port}; PgBouncer listens on "
+               f"127.0.0.1:{e.pgbouncer_port} (not *)")
+    cache_port = re.search(r"@[^:/]+:(\d+)/", broker)
+    broker = broker.replace(f":{cache_port.group(1)}/", f":{e.redis_port}/") if cache_port else broker
+    notes.note(f"endpoint: Redis port {cache_port.group(1) if cache_port else '?'} -> {e.redis_port}")
+
+    # ---- The chart's part: airflow.cfg = chart defaults + the values' config; env wired from the named Secrets.
+    config: dict[str, dict[str, str]] = {s: dict(o) for s, o in CHART_CONFIG_DEFAULTS.items()}
+    for section, options in values["config"].items():
+        config.setdefault(section, {}).update({k: str(v) for k, v in options.items()})
+    config["core"]["executor"] = "CeleryExecutor"
+    notes.note(f"executor: {values['executor']} -> CeleryExecutor (no Kubernetes API here)")
+    config["core"]["dags_folder"] = str(e.workdir / "dags-folder")
+    config["dag_processor"]["dag_bundle_config_list"] = json.dumps(values["dagProcessor"]["dagBundleConfigList"])
+    config["metrics"]["statsd_host"] = "127.0.0.1"
+    config["metrics"]["statsd_port"] = str(e.statsd_port)
+    notes.note(f"endpoint: StatsD airflow-statsd:9125 -> 127.0.0.1:{e.statsd_port} (UDP, nothing listens)")
+    api = f"http://localhost:{e.api_port}"
+    config["api"]["base_url"] = f"{api}/"
+    config["core"]["execution_api_server_url"] = f"{api}/execution/"
+    notes.note(f"endpoint: [api] base_url {values['config']['api']['base_url']} and the chart's "
+               f"execution_api_server_url -> {api}/ (the API server on loopback, no ALB)")
+    backend = json.loads(config["secrets"]["backend_kwargs"])
+    vault_url = backend["url"]
+    backend.update(url=f"https://localhost:{e.vault_port}", auth_type="token", token=e.vault_token)
+    for key in ("kubernetes_role", "auth_mount_point"):
+        backend.pop(key, None)
+    config["secrets"]["backend_kwargs"] = json.dumps(backend, sort_keys=True)
+    notes.note(f"vault: {vault_url} -> https://localhost:{e.vault_port} (OpenBao); Kubernetes auth -> a token "
+               "holding the vault-config stack's airflow read policy")
+    config["logging"]["base_log_folder"] = str(e.workdir / "logs")
+
+    env: dict[str, str] = {}
+    for section, options in config.items():
+        for key, value in options.items():
+            env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = _replace_all(
+                stacks.resolve(value, computed), {**paths, **endpoints})
+    env.update({
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _replace_all(metadata["connection"], {**paths, **endpoints}),
+        "AIRFLOW__CELERY__BROKER_URL": broker,
+        "AIRFLOW__CORE__FERNET_KEY": c.fernet_key,
+        "AIRFLOW__API__SECRET_KEY": c.api_secret_key, "AIRFLOW__WEBSERVER__SECRET_KEY": c.api_secret_key,
+        "AIRFLOW__API_AUTH__JWT_SECRET": c.jwt_secret,
+    })
+    for item in values.get("secret", []):
+        env[item["envName"]] = _replace_all(metadata[item["secretKey"]], {**paths, **endpoints})
+    for item in values["env"]:
+        env[item["name"]] = _replace_all(stacks.resolve(item["value"], computed), paths)
+    env.update(AWS_ENDPOINT_URL=e.moto_endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_EC2_METADATA_DISABLED="true")
+    notes.note(f"aws: {e.moto_endpoint} (moto) with test keys instead of EKS Pod Identity")
+
+    for name, value in env.items():
+        if "${" in value or "{{" in value:
+            raise RehearsalConfigError(f"{name} still holds an unresolved reference: {value[:80]!r}")
+
+    buckets = {}
+    for key, rtype_name in (("dags", "storage_dags_bucket"), ("task-logs", "storage_task-logs_bucket"),
+                            ("landing", "events_landing_bucket")):
+        (name,) = [r["bucket"] for logical, r in stacks.resources("aws_s3_bucket").items()
+                   if logical.startswith(rtype_name + "_")]
+        buckets[key] = name
+    bundle = values["dagProcessor"]["dagBundleConfigList"][0]["kwargs"]
+    pg_dir = e.workdir / "pgbouncer"
+    return LocalAirflow(env=env, files={pg_dir / "pgbouncer.ini": ini,
+                                        pg_dir / "users.txt": pgbouncer_files["users.txt"]},
+                        buckets=buckets, dag_bundle_prefix=bundle["prefix"], database_name=database.group(3),
+                        adaptations=notes)
