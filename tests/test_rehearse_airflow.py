@@ -22,7 +22,7 @@ WORK = Path("/rehearsal")
 ENDPOINTS = Endpoints(workdir=WORK, ca_cert=WORK / "certs/ca.crt", server_cert=WORK / "certs/server.crt",
                       server_key=WORK / "certs/server.key", postgres_port=15432, pgbouncer_port=16543,
                       redis_port=16379, vault_port=18200, vault_token="s.token", moto_endpoint="http://127.0.0.1:15000",
-                      api_port=18080, statsd_port=19125)
+                      api_port=18080, statsd_port=19125, trust_bundle=WORK / "certs/trust-bundle.pem")
 CREDS = Credentials(db_username="airflow_master", db_password="p%w/d@+x", redis_token="t/k%+n", fernet_key="f",
                     jwt_secret="j", api_secret_key="a")
 
@@ -155,3 +155,49 @@ def test_the_data_path_runs_end_to_end_and_a_second_run_is_refused():
                         r"-> task succeeded p50 [\d.]+ s p95 [\d.]+ s", lines[-1]), lines[-1]
     assert "  - executor: CeleryExecutor,KubernetesExecutor -> CeleryExecutor (no Kubernetes API here)" in lines
     assert _leftovers("rehearse-airflow-") == []
+
+
+def _pgbouncer_ini_with(ini: str, prepared: int | None) -> str:
+    return ini if prepared is None else re.sub(r"(?m)^max_prepared_statements = \d+$",
+                                               f"max_prepared_statements = {prepared}", ini)
+
+
+def test_the_generated_pgbouncer_ini_lets_preparing_drivers_share_the_transaction_pool(local, tmp_path):
+    """Why the ini sets max_prepared_statements: psycopg 3 (a bare postgresql:// URL, or a DAG's hook) names its
+    prepared statements alike on every connection, and in transaction pooling two clients meet on one server
+    connection. With the generated ini psycopg 3 and asyncpg (the async URL) work through real PgBouncer; with the
+    setting at 0 psycopg 3 fails as the dag-processor did."""
+    from tools import local_services as services
+    from tests.harness import airflow_python
+
+    tls = services.make_ca(tmp_path / "certs")
+    endpoints = Endpoints(**{**ENDPOINTS.__dict__, "workdir": tmp_path, "ca_cert": tls.ca_cert,
+                             "server_cert": tls.server_cert, "server_key": tls.server_key,
+                             "pgbouncer_port": services.free_port()})
+    outcomes = {}
+    with services.start_postgres(tmp_path / "pg", tls=tls, superuser=CREDS.db_username,
+                                 password=CREDS.db_password) as pg:
+        services.create_database(pg, tls=tls, superuser=CREDS.db_username, password=CREDS.db_password,
+                                 database=local.database_name)
+        for prepared in (None, 0):
+            directory = tmp_path / f"pgbouncer-{prepared}"
+            directory.mkdir()
+            ini = local.files[WORK / "pgbouncer" / "pgbouncer.ini"]
+            ini = ini.replace(f"port={ENDPOINTS.postgres_port} ", f"port={pg.port} ").replace(
+                f"listen_port = {ENDPOINTS.pgbouncer_port}", f"listen_port = {endpoints.pgbouncer_port}")
+            ini = ini.replace(str(ENDPOINTS.ca_cert), str(tls.ca_cert)).replace(
+                str(ENDPOINTS.server_cert), str(tls.server_cert)).replace(str(ENDPOINTS.server_key), str(tls.server_key))
+            ini = ini.replace(str(WORK / "pgbouncer" / "users.txt"), str(directory / "users.txt"))
+            (directory / "pgbouncer.ini").write_text(_pgbouncer_ini_with(ini, prepared))
+            (directory / "users.txt").write_text(local.files[WORK / "pgbouncer" / "users.txt"])
+            with services.start_pgbouncer(directory, ini=directory / "pgbouncer.ini") as pgb:
+                result = subprocess.run(
+                    [str(airflow_python()), str(ROOT / "tests" / "airflow_checks" / "prepared_statements.py"),
+                     "localhost", str(pgb.port), "airflow-metadata", CREDS.db_username, CREDS.db_password],
+                    capture_output=True, text=True, timeout=120, env={**os.environ, "PGSSLROOTCERT": str(tls.ca_cert)})
+            outcomes[prepared] = result.stdout.splitlines() or [result.stderr[-2000:]]
+    assert outcomes[None] == ["psycopg ok", "asyncpg ok"], outcomes
+    # Without the tracking, psycopg 3's second client meets the first one's _pg3_0 on the shared server connection
+    # (what the dag-processor hit with a bare postgresql:// URL). asyncpg copes on its own in this exchange.
+    assert outcomes[0][0] == 'psycopg ERROR DuplicatePreparedStatement: prepared statement "_pg3_0" already exists', \
+        outcomes

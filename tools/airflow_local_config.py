@@ -136,6 +136,7 @@ class Endpoints:
     moto_endpoint: str
     api_port: int
     statsd_port: int
+    trust_bundle: Path              # the system's CA bundle + the rehearsal CA
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,11 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
     env.update(AWS_ENDPOINT_URL=e.moto_endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_EC2_METADATA_DISABLED="true")
     notes.note(f"aws: {e.moto_endpoint} (moto) with test keys instead of EKS Pod Identity")
+    # Celery verifies the broker against the default trust store (ElastiCache's certificate is publicly trusted):
+    # the rehearsal CA joins that store instead, nothing about the verification changes.
+    env["SSL_CERT_FILE"] = str(e.trust_bundle)
+    notes.note("trust store: the system CA bundle + the rehearsal CA (SSL_CERT_FILE), standing in for the public "
+               "CA that signs ElastiCache's certificate")
 
     for name, value in env.items():
         if "${" in value or "{{" in value:

@@ -240,7 +240,8 @@ class Rehearsal:
                                   server_key=tls.server_key, postgres_port=pg.port,
                                   pgbouncer_port=services.free_port(), redis_port=redis.port, vault_port=bao.port,
                                   vault_token=vault_token, moto_endpoint=moto_endpoint,
-                                  api_port=services.free_port(), statsd_port=services.free_port())
+                                  api_port=services.free_port(), statsd_port=services.free_port(),
+                                  trust_bundle=self.trust_bundle(tls))
             local = build(self.stacks, endpoints, creds)
             for path, text in local.files.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -250,10 +251,17 @@ class Rehearsal:
             binary = services.pgbouncer_binary()
             version = services.pgbouncer_version(binary)
             pgb = services.start_pgbouncer(work / "pgbouncer", ini=work / "pgbouncer" / "pgbouncer.ini")
+            self.pg, self.pgb, self.database = pg, pgb, local.database_name
             self.stack.callback(self._stopped, pgb.stop)
             detail.append(f"PgBouncer {'.'.join(map(str, version))} loaded the generated pgbouncer.ini")
             self.setup_aws(moto_endpoint, local)
         return endpoints, creds, local
+
+    def trust_bundle(self, tls: services.Tls) -> Path:
+        system = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+        bundle = self.work / "certs" / "trust-bundle.pem"
+        bundle.write_text((system.read_text() if system.exists() else "") + "\n" + tls.ca_cert.read_text())
+        return bundle
 
     def _stopped(self, stop: Callable[..., None], *args: Any) -> None:
         stop(*args)
@@ -453,6 +461,8 @@ class Rehearsal:
                     detail.append(f"the task returned {expected}")
             if first:
                 self.check_worker_and_logs(api, run["dag_run_id"])
+        with self.report.step("the metadata path is TLS on both hops: Airflow -> PgBouncer -> PostgreSQL") as detail:
+            detail.extend(self.check_database_tls(creds))
         with self.report.step("a task reads a Variable and a Connection from Vault through VaultBackend") as detail:
             run = api("POST", f"/dags/{VAULT_DAG}/dagRuns", {"logical_date": None})
             run_id = run["dag_run_id"]
@@ -474,6 +484,25 @@ class Rehearsal:
                           "holding only the airflow read policy")
         return latencies
 
+    def check_database_tls(self, creds: Credentials) -> list[str]:
+        """PgBouncer's clients (Airflow) and PostgreSQL's backends (PgBouncer's pool) are all TLS connections; the
+        clients verified the servers' certificates (sslmode=verify-full in the URL, verify-full in the ini)."""
+        pg, pgb = self.pg, self.pgb
+        login = dict(tls=self.tls, user=creds.db_username, password=creds.db_password)
+        rows = services.psql(pg.port, "select a.usename, s.ssl, s.version from pg_stat_activity a join pg_stat_ssl s "
+                             f"using (pid) where a.datname = '{self.database}'", database="postgres", **login)
+        backends = [row.split("|") for row in rows.splitlines() if row]
+        if not backends or not all(ssl_on == "t" for _, ssl_on, _ in backends):
+            raise RuntimeError(f"PostgreSQL backends of {self.database}: {backends}")
+        clients = services.psql(pgb.port, "SHOW CLIENTS", database="pgbouncer", **login).splitlines()
+        # SHOW CLIENTS has a `tls` column: empty for a plaintext client, else protocol/cipher.
+        airflow_clients = [row for row in clients if "|airflow-metadata|" in row]
+        plain = [row for row in airflow_clients if "|TLSv1." not in row]
+        if not airflow_clients or plain:
+            raise RuntimeError(f"PgBouncer clients without TLS: {plain or 'no Airflow clients at all'}")
+        return [f"{len(airflow_clients)} Airflow client(s) on PgBouncer, {len(backends)} PgBouncer backend(s) on "
+                f"PostgreSQL, all TLS ({backends[0][2]})"]
+
     def check_worker_and_logs(self, api: Api, run_id: str) -> None:
         with self.report.step("the Celery worker ran it over the TLS broker (rediss://, ssl_cert_reqs=required)") \
                 as detail:
@@ -493,10 +522,13 @@ class Rehearsal:
                 listing = self.s3.list_objects_v2(Bucket=self.buckets["task-logs"], Prefix=prefix)
                 return [o["Key"] for o in listing.get("Contents", [])]
             keys = self.report.wait(f"s3://{self.buckets['task-logs']}/{prefix}...", uploaded, timeout=60)
-            content = self.report.wait("GET .../logs/1", lambda: "new objects:" in self.task_log(
-                api, EVENT_DAG, run_id, EVENT_TASK) and True, timeout=60, interval=1)
+            def served() -> str | None:
+                text = self.task_log(api, EVENT_DAG, run_id, EVENT_TASK)
+                start = text.find("new objects:")
+                return text[start:start + 60].split("\\n")[0] if start >= 0 else None
+            line = self.report.wait("GET .../logs/1", served, timeout=60, interval=1)
             detail.append(f"{len(keys)} object(s) under s3://{self.buckets['task-logs']}/{prefix}; "
-                          f"the API returned the task's output ({content})")
+                          f"GET .../logs/1 returned the task's output {line!r}")
 
     @staticmethod
     def task_log(api: Api, dag: str, run_id: str, task: str) -> str:
