@@ -151,7 +151,8 @@ def test_the_data_path_runs_end_to_end_and_a_second_run_is_refused():
                  "a task reads a Variable and a Connection from Vault through VaultBackend"):
         assert any(line.startswith(f"PASS {step}") for line in passed), step
     assert sum(line.startswith("PASS event ") for line in passed) >= 5
-    assert re.fullmatch(r"event latency over \d+ events: object landed -> DAG run created p50 [\d.]+ s p95 [\d.]+ s; "
+    assert re.fullmatch(r"event latency over \d+ events \(idle \d+-\d+ s before each\): object landed -> DAG run "
+                        r"created p50 [\d.]+ s p95 [\d.]+ s; "
                         r"-> task succeeded p50 [\d.]+ s p95 [\d.]+ s", lines[-1]), lines[-1]
     assert "  - executor: CeleryExecutor,KubernetesExecutor -> CeleryExecutor (no Kubernetes API here)" in lines
     assert _leftovers("rehearse-airflow-") == []

