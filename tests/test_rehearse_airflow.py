@@ -22,7 +22,8 @@ WORK = Path("/rehearsal")
 ENDPOINTS = Endpoints(workdir=WORK, ca_cert=WORK / "certs/ca.crt", server_cert=WORK / "certs/server.crt",
                       server_key=WORK / "certs/server.key", postgres_port=15432, pgbouncer_port=16543,
                       redis_port=16379, vault_port=18200, vault_token="s.token", moto_endpoint="http://127.0.0.1:15000",
-                      api_port=18080, statsd_port=19125, trust_bundle=WORK / "certs/trust-bundle.pem")
+                      api_port=18080, statsd_port=19125, trust_bundle=WORK / "certs/trust-bundle.pem",
+                      worker_log_port=18793, trigger_log_port=18794)
 CREDS = Credentials(db_username="airflow_master", db_password="p%w/d@+x", redis_token="t/k%+n", fernet_key="f",
                     jwt_secret="j", api_secret_key="a")
 
@@ -72,6 +73,30 @@ def test_every_synthesized_airflow_option_reaches_airflow_unchanged_but_the_name
                                                                str(ENDPOINTS.ca_cert))
 
 
+def test_airflow_gets_nothing_but_the_synthesized_config_the_chart_wiring_and_named_additions(dev_stacks, local):
+    """Every variable Airflow receives is a synthesized option, an env entry of the values, a Secret the chart wires,
+    a chart default, or one of the rehearsal's named additions: nothing tunes Airflow behind the report's back."""
+    from tools.airflow_local_config import CHART_CONFIG_DEFAULTS
+
+    values = dev_stacks.airflow_values()
+    option = lambda section, key: f"AIRFLOW__{section.upper()}__{key.upper()}"  # noqa: E731
+    synthesized = {option(s, k) for s, options in values["config"].items() for k in options}
+    synthesized |= {item["name"] for item in values["env"]} | {item["envName"] for item in values["secret"]}
+    chart = {option(s, k) for s, options in CHART_CONFIG_DEFAULTS.items() for k in options} | {
+        "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY",
+        "AIRFLOW__WEBSERVER__SECRET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__METRICS__STATSD_HOST"}
+    additions = {"AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
+                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT",
+                 "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED",
+                 "SSL_CERT_FILE"}
+    assert set(local.env) - synthesized - chart == additions
+    printed = "\n".join(local.adaptations.lines)
+    for words in ("log servers", "dags_folder", "moto", "SSL_CERT_FILE", "CeleryExecutor", "OpenBao"):
+        assert words in printed, words
+
+
 def test_connections_are_the_generated_templates_with_tls_verified_and_secrets_escaped(local):
     env = local.env
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
@@ -111,16 +136,23 @@ def test_percentile_is_nearest_rank():
     assert percentile([3.0, 1.0, 2.0, 4.0, 5.0], 50) == 3.0
 
 
-def _leftovers(marker: str) -> list[str]:
+def _leftovers(marker: str, pids: list[int]) -> list[str]:
+    """Processes still running that the rehearsal started: the Airflow components it named, or anything whose
+    command line, working directory or AIRFLOW_HOME is under its work directory (services, task processes)."""
     found = []
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) != os.getpid():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if marker in cmdline:
-                found.append(f"{proc.name}: {cmdline[:120]}")
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue                                    # a zombie is stopped, waiting to be reaped
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(proc / "cwd")
+            environ = (proc / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if int(proc.name) in pids or marker in cmdline or marker in cwd or f"AIRFLOW_HOME=/tmp/{marker}" in environ:
+            found.append(f"{proc.name}: {cmdline[:120]}")
     return found
 
 
@@ -137,7 +169,11 @@ def test_the_data_path_runs_end_to_end_and_a_second_run_is_refused():
         output, _ = first.communicate(timeout=900)
     finally:
         if first.poll() is None:
-            first.kill()
+            first.terminate()                  # the rehearsal stops what it started on SIGTERM
+            try:
+                first.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                first.kill()
     assert second.returncode == 2, second.stdout + second.stderr
     assert second.stderr.strip() == (f"rehearse-airflow: another rehearsal is running (pid {first.pid}); "
                                      "wait for it to finish, or stop it")
@@ -155,7 +191,14 @@ def test_the_data_path_runs_end_to_end_and_a_second_run_is_refused():
                         r"created p50 [\d.]+ s p95 [\d.]+ s; "
                         r"-> task succeeded p50 [\d.]+ s p95 [\d.]+ s", lines[-1]), lines[-1]
     assert "  - executor: CeleryExecutor,KubernetesExecutor -> CeleryExecutor (no Kubernetes API here)" in lines
-    assert _leftovers("rehearse-airflow-") == []
+    start = lines.index("adaptations (everything else is the synthesized configuration):") + 1
+    adaptations = [line for line in lines[start:] if line.startswith("  - ")]
+    allowed = ("endpoint:", "files:", "executor:", "vault:", "aws:", "trust store:", "substitute:", "api-server runs")
+    assert adaptations and all(line[4:].startswith(allowed) for line in adaptations), adaptations
+    (stopped,) = [line for line in lines if line.startswith("stopped ")]
+    pids = [int(pid) for pid in re.search(r"Airflow pids ([\d ]+)\)", stopped).group(1).split()]
+    assert len(pids) == 5
+    assert _leftovers("rehearse-airflow-", pids) == []
 
 
 def _pgbouncer_ini_with(ini: str, prepared: int | None) -> str:
@@ -164,10 +207,10 @@ def _pgbouncer_ini_with(ini: str, prepared: int | None) -> str:
 
 
 def test_the_generated_pgbouncer_ini_lets_preparing_drivers_share_the_transaction_pool(local, tmp_path):
-    """Why the ini sets max_prepared_statements: psycopg 3 (a bare postgresql:// URL, or a DAG's hook) names its
-    prepared statements alike on every connection, and in transaction pooling two clients meet on one server
-    connection. With the generated ini psycopg 3 and asyncpg (the async URL) work through real PgBouncer; with the
-    setting at 0 psycopg 3 fails as the dag-processor did."""
+    """Why the ini sets max_prepared_statements: asyncpg (the async URL) names its prepared statements per process
+    (__asyncpg_stmt_1__, ...) and psycopg 3 (a bare postgresql:// URL) per connection (_pg3_0, ...), so in
+    transaction pooling two clients meet on one server connection with the same name. With the generated ini both
+    work through real PgBouncer; with the setting at 0 both fail, psycopg 3 as the dag-processor did."""
     from tools import local_services as services
     from tests.harness import airflow_python
 
@@ -199,6 +242,8 @@ def test_the_generated_pgbouncer_ini_lets_preparing_drivers_share_the_transactio
             outcomes[prepared] = result.stdout.splitlines() or [result.stderr[-2000:]]
     assert outcomes[None] == ["psycopg ok", "asyncpg ok"], outcomes
     # Without the tracking, psycopg 3's second client meets the first one's _pg3_0 on the shared server connection
-    # (what the dag-processor hit with a bare postgresql:// URL). asyncpg copes on its own in this exchange.
+    # (what the dag-processor hit with a bare postgresql:// URL), and asyncpg's client in a second process meets
+    # the first process's __asyncpg_stmt_1__.
     assert outcomes[0][0] == 'psycopg ERROR DuplicatePreparedStatement: prepared statement "_pg3_0" already exists', \
         outcomes
+    assert outcomes[0][1].startswith("asyncpg ERROR") and "__asyncpg_stmt_" in outcomes[0][1], outcomes

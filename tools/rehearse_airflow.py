@@ -40,15 +40,17 @@ sys.path.insert(0, str(ROOT))
 from tools import local_services as services  # noqa: E402
 from tools import rehearse  # noqa: E402
 from modules.platform.airflow_settings import PGBOUNCER_MIN_VERSION  # noqa: E402
+from modules.platform import airflow as af  # noqa: E402
 from tools.airflow_local_config import Credentials, Endpoints, LocalAirflow, Stacks, build  # noqa: E402
 
-LOCK = ROOT / ".rehearse-airflow" / "lock"
+# Machine-wide, not per checkout: two rehearsals from two clones would share the cores and fixed ports.
+LOCK = Path(tempfile.gettempdir()) / "rehearse-airflow.lock"
 AIRFLOW_BIN = ROOT / ".venv-airflow" / "bin"
 DAGS = [ROOT / "dags" / "event_landing_object_created.py", ROOT / "tools" / "rehearsal_dags" / "rehearsal_vault_read.py"]
 EVENT_DAG, EVENT_TASK = "event_landing_object_created", "list_new_objects"
 VAULT_DAG, VAULT_TASK = "rehearsal_vault_read", "read_from_vault"
 REGION = "eu-west-1"
-COMPONENTS = ("scheduler", "dag-processor", "triggerer", "celery worker", "api-server")
+LATENCY_GOAL = 3.0          # seconds, object landed -> DAG run created, p50 (docs/events.md)
 
 
 class StepFailed(Exception):
@@ -103,9 +105,11 @@ class AirflowProcess:
     log: Path
 
     def stop(self, grace: float = 15) -> None:
-        """Airflow components fork (uvicorn, Celery's pool, parsers, task supervisors): stop the whole group."""
+        """Airflow components fork (uvicorn, Celery's pool, parsers, task supervisors): stop the whole group, and
+        any descendant that left it (the task supervisor starts task processes in process groups of their own)."""
         if self.proc.poll() is not None:
             return
+        descendants = services._descendants(self.proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         try:
@@ -114,6 +118,9 @@ class AirflowProcess:
             pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+        for pid in descendants | services._descendants(self.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
 
@@ -122,7 +129,6 @@ class AirflowProcess:
 def single_run() -> Iterator[None]:
     """A second rehearsal while one runs would share nothing but this machine's CPU, yet both would miss their
     deadlines: refuse it."""
-    LOCK.parent.mkdir(exist_ok=True)
     with open(LOCK, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -227,6 +233,10 @@ class Rehearsal:
             self.stack.callback(self._stopped, pg.stop)
             redis = services.start_redis(work / "redis", tls=tls, password=creds.redis_token)
             self.stack.callback(self._stopped, redis.stop)
+            info = services.redis_command(redis.port, "INFO", "server", tls=tls, password=creds.redis_token)
+            info = info.decode() if isinstance(info, bytes) else str(info)
+            self.redis_version = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                                       if line.startswith("redis_version:")), "7")
             bao, root_token = services.start_openbao(work / "openbao", tls=tls)
             self.stack.callback(self._stopped, bao.stop)
             moto_port = services.free_port()
@@ -243,7 +253,8 @@ class Rehearsal:
                                   pgbouncer_port=services.free_port(), redis_port=redis.port, vault_port=bao.port,
                                   vault_token=vault_token, moto_endpoint=moto_endpoint,
                                   api_port=services.free_port(), statsd_port=services.free_port(),
-                                  trust_bundle=self.trust_bundle(tls))
+                                  trust_bundle=self.trust_bundle(tls), worker_log_port=services.free_port(),
+                                  trigger_log_port=services.free_port())
             local = build(self.stacks, endpoints, creds)
             for path, text in local.files.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -256,10 +267,27 @@ class Rehearsal:
                 raise RuntimeError(f"PgBouncer {version} is older than {PGBOUNCER_MIN_VERSION}, which the ini needs")
             pgb = services.start_pgbouncer(work / "pgbouncer", ini=work / "pgbouncer" / "pgbouncer.ini")
             self.pg, self.pgb, self.database = pg, pgb, local.database_name
+            self.redis_port, self.broker_url = redis.port, local.env["AIRFLOW__CELERY__BROKER_URL"]
+            self.note_substitutes(local, version)
             self.stack.callback(self._stopped, pgb.stop)
             detail.append(f"PgBouncer {'.'.join(map(str, version))} loaded the generated pgbouncer.ini")
             self.setup_aws(moto_endpoint, local)
         return endpoints, creds, local
+
+    def note_substitutes(self, local: LocalAirflow, pgbouncer: tuple[int, int, int]) -> None:
+        """Where the rehearsal runs something other than what would be deployed: said, not hidden."""
+        (database,) = self.stacks.resources("aws_db_instance").values()
+        (cache,) = self.stacks.resources("aws_elasticache_replication_group").values()
+        image = self.stacks.airflow_values()["images"]["pgbouncer"]["tag"]
+        notes = local.adaptations
+        notes.note(f"substitute: PostgreSQL {services.POSTGRES_MAJOR} (Debian) for RDS PostgreSQL "
+                   f"{database['engine_version']}; Redis {self.redis_version} for ElastiCache {cache['engine_version']}")
+        notes.note(f"substitute: PgBouncer {'.'.join(map(str, pgbouncer))} (Debian trixie's source) for the image's "
+                   f"{image.rsplit('-', 1)[-1]}; both at or above the ini's floor "
+                   f"{'.'.join(map(str, PGBOUNCER_MIN_VERSION))}")
+        notes.note("substitute: moto for S3, SQS and EventBridge: queues and buckets are created without their KMS "
+                   "keys and resource policies (moto enforces neither); names, event pattern, targets, DLQs and "
+                   "queue settings are the stack's")
 
     def trust_bundle(self, tls: services.Tls) -> Path:
         system = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
@@ -421,6 +449,9 @@ class Rehearsal:
             for dag in (EVENT_DAG, VAULT_DAG):
                 api("PATCH", f"/dags/{dag}", {"is_paused": False})
             bundle = api("GET", f"/dags/{EVENT_DAG}")
+            if bundle.get("bundle_name") != af.DAG_BUNDLE_NAME:
+                raise RuntimeError(f"{EVENT_DAG} came from bundle {bundle.get('bundle_name')!r}, "
+                                   f"not {af.DAG_BUNDLE_NAME!r}")
             detail.append(f"{EVENT_DAG} from bundle {bundle.get('bundle_name')!r}, {VAULT_DAG}; no import errors")
 
         triggerer_log = next(p.log for p in self.processes if p.name == "triggerer")
@@ -520,9 +551,13 @@ class Rehearsal:
             ti = api("GET", f"/dags/{EVENT_DAG}/dagRuns/{run_id}/taskInstances/{EVENT_TASK}")
             if ti["state"] != "success" or not ti.get("hostname"):
                 raise RuntimeError(f"task instance {ti['state']} on {ti.get('hostname')!r}")
-            transport = "rediss://" if "rediss://" in text else "(transport not logged)"
+            # Celery logs its transport at start; Redis here listens on TLS only, and the URL demands verification.
+            if f"rediss://:**@localhost:{self.redis_port}/0" not in text:
+                raise RuntimeError("the worker's log names no rediss:// transport to the rehearsal's Redis")
+            if "ssl_cert_reqs=required" not in self.broker_url:
+                raise RuntimeError(f"the broker URL does not require certificate verification: {self.broker_url}")
             detail.append(f"task instance success on {ti['hostname']}, queue {ti.get('queue')!r}, worker transport "
-                          f"{transport}")
+                          f"rediss:// to TLS-only Redis, ssl_cert_reqs=required")
         with self.report.step("the task log lands in the task-logs bucket and the REST API serves it") as detail:
             prefix = f"task-logs/dag_id={EVENT_DAG}/run_id={run_id}/"
 
@@ -530,13 +565,16 @@ class Rehearsal:
                 listing = self.s3.list_objects_v2(Bucket=self.buckets["task-logs"], Prefix=prefix)
                 return [o["Key"] for o in listing.get("Contents", [])]
             keys = self.report.wait(f"s3://{self.buckets['task-logs']}/{prefix}...", uploaded, timeout=60)
+            source = f"s3://{self.buckets['task-logs']}/{prefix}"
+
             def served() -> str | None:
                 text = self.task_log(api, EVENT_DAG, run_id, EVENT_TASK)
                 start = text.find("new objects:")
-                return text[start:start + 60].split("\\n")[0] if start >= 0 else None
+                # The API names where it read the log: the bucket, not a worker's disk (delete_local_logs).
+                return text[start:start + 60].split("\\n")[0] if start >= 0 and source in text else None
             line = self.report.wait("GET .../logs/1", served, timeout=60, interval=1)
-            detail.append(f"{len(keys)} object(s) under s3://{self.buckets['task-logs']}/{prefix}; "
-                          f"GET .../logs/1 returned the task's output {line!r}")
+            detail.append(f"{len(keys)} object(s) under {source}; GET .../logs/1 read it from there and returned "
+                          f"the task's output {line!r}")
 
     @staticmethod
     def task_log(api: Api, dag: str, run_id: str, task: str) -> str:
@@ -558,6 +596,9 @@ class Rehearsal:
         self.stack.close()
         return stopped + self.stopped
 
+    def pids(self) -> list[int]:
+        return [p.proc.pid for p in self.processes]
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -572,6 +613,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (AIRFLOW_BIN / "airflow").exists():
         print("rehearse-airflow: .venv-airflow is not installed; run `make install`", file=sys.stderr)
         return 2
+    def interrupted(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    # A CI cancel or `timeout` sends SIGTERM: stop everything on the way out as for Ctrl-C.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupted)
     with single_run():
         start = time.monotonic()
         report = Report(deadline=start + args.budget)
@@ -585,12 +631,19 @@ def main(argv: list[str] | None = None) -> int:
             latencies = rehearsal.run()
         except StepFailed:
             failed = True
+        except KeyboardInterrupt as exc:
+            failed = True
+            print(f"FAIL rehearsal: interrupted ({exc or 'SIGINT'}); stopping everything it started", flush=True)
         except Exception as exc:  # noqa: BLE001 - one line, not a traceback
             failed = True
             print(f"FAIL rehearsal: {type(exc).__name__}: {exc}", flush=True)
         finally:
+            for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                signal.signal(signum, signal.SIG_IGN)      # the teardown itself is not interrupted
+            pids = rehearsal.pids()
             stopped = rehearsal.stop_all()
-            print(f"stopped {stopped} processes and services", flush=True)
+            print(f"stopped {stopped} processes and services (Airflow pids {' '.join(map(str, pids)) or 'none'})",
+                  flush=True)
         total = time.monotonic() - start
         passed = sum(ok for _, ok, _ in report.results)
         if failed or total > args.budget:
@@ -602,9 +655,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rehearse-airflow: all {passed} steps passed in {total:.0f} s", flush=True)
         created = [c for c, _ in latencies]
         succeeded = [s for _, s in latencies]
+        p50 = statistics.median(created)
+        print(f"latency goal (object -> run created p50 <= {LATENCY_GOAL:.0f} s): "
+              f"{'met' if p50 <= LATENCY_GOAL else 'MISSED'}", flush=True)
         print(f"event latency over {len(latencies)} events (idle {min(gaps):.0f}-{max(gaps):.0f} s before each): "
               "object landed -> DAG run created p50 "
-              f"{statistics.median(created):.2f} s p95 {percentile(created, 95):.2f} s; -> task succeeded p50 "
+              f"{p50:.2f} s p95 {percentile(created, 95):.2f} s; -> task succeeded p50 "
               f"{statistics.median(succeeded):.2f} s p95 {percentile(succeeded, 95):.2f} s", flush=True)
         return 0
 

@@ -275,10 +275,10 @@ def pgbouncer_ini(*, database_host: str, database_port: int, database_name: str,
         "stats_users = {{ .username }}",
         "ignore_startup_parameters = extra_float_digits",
         f"max_client_conn = {settings.pgbouncer_max_client_conn}",
-        # Prepared statements need PgBouncer to track them in transaction pooling: psycopg 3 (a bare postgresql://
-        # URL, or a DAG's hook) names them _pg3_N on every connection, so two clients sharing a server connection
-        # collide (DuplicatePreparedStatement); asyncpg (the async URL) prepares every query. psycopg2, the sync
-        # URL's driver, prepares none. Needs PgBouncer >= 1.21 (AirflowSettings.pgbouncer_image_tag).
+        # Prepared statements need PgBouncer to track them in transaction pooling: asyncpg (the async URL) names
+        # them __asyncpg_stmt_N__ per process and psycopg 3 (a bare postgresql:// URL) _pg3_N per connection, so two
+        # clients sharing a server connection collide (DuplicatePreparedStatement). psycopg2, the sync URL's driver,
+        # prepares none. Needs PgBouncer >= 1.21 (AirflowSettings.pgbouncer_image_tag).
         "max_prepared_statements = 200",
         "server_tls_sslmode = verify-full",
         f"server_tls_ca_file = {k8s.AIRFLOW_RDS_CA_FILE}",
