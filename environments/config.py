@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, EdgeSettings, NetworkSettings,
-                                  StorageSettings)
+from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, EdgeSettings,
+                                  GuardrailsSettings, NetworkSettings, StorageSettings)
 from modules.core import validation
 from modules.core.environment import partition_of
 from modules.core.validation import ConfigError, require
@@ -67,6 +67,7 @@ class EnvironmentConfig:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
+    guardrails: GuardrailsSettings = field(default_factory=GuardrailsSettings)   # CloudTrail + GuardDuty: on
     project: str = "airflow"
     log_retention_days: int = 30
     deletion_protection: bool = True
@@ -86,7 +87,7 @@ class EnvironmentConfig:
                 "network.availability_zones", list(zones), f"must be {self.network.az_count} distinct zones of {self.region}",
                 f"list zones like '{self.region}a', one per AZ, or leave it empty for the default")
         validation.log_retention("log_retention_days", self.log_retention_days)
-        for purpose in ("dags", "task-logs", "plugins", "access-logs"):
+        for purpose in ("dags", "task-logs", "plugins", "access-logs", "cloudtrail"):
             self.bucket_name(purpose)
         if self.production:
             require(self.network.az_count >= 3, "network.az_count", self.network.az_count,

@@ -1,7 +1,7 @@
 from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
                                   StorageSettings)
 
-from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, STATE, TAGS
+from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, SHARED_ACCOUNT_GUARDRAILS, STATE, TAGS
 from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EnvironmentConfig, EventsConfig, MonitoringConfig,
                      VaultConfig)
 
@@ -36,6 +36,7 @@ CONFIG = EnvironmentConfig(
     alarms=AlarmsConfig(evaluation_periods=3, cluster_min_nodes=1, rds_free_storage_bytes=2 * 1024 ** 3,
                         rds_freeable_memory_bytes=128 * 1024 ** 2, alb_5xx_count=50,
                         sqs_oldest_message_seconds=3600),   # no PagerDuty or Slack in dev: the console is enough
+    guardrails=SHARED_ACCOUNT_GUARDRAILS,
     log_retention_days=30,
     deletion_protection=False,
 )

@@ -1,7 +1,7 @@
 from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
                                   StorageSettings)
 
-from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, STATE, TAGS
+from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, SHARED_ACCOUNT_GUARDRAILS, STATE, TAGS
 from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EnvironmentConfig, EventsConfig, MonitoringConfig,
                      VaultConfig)
 
@@ -29,6 +29,7 @@ CONFIG = EnvironmentConfig(
                         kafka_broker_instance_type="kafka.t3.small", kafka_volume_size_gib=20, max_receive_count=5),
     alarms=AlarmsConfig(rds_connections=700, cluster_min_nodes=2, slack_workspace_id="T0EXAMPLE01",
                         slack_channel_id="C0STAGINGAL"),   # Slack only: staging never pages anyone
+    guardrails=SHARED_ACCOUNT_GUARDRAILS,
     log_retention_days=90,
     deletion_protection=True,
 )

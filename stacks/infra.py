@@ -1,4 +1,5 @@
-"""Per-environment AWS infrastructure (AWS provider only): network, keys, EKS, identities, RDS, Redis, S3."""
+"""Per-environment AWS infrastructure (AWS provider only): network, keys, EKS, identities, RDS, Redis, S3, and the
+account guardrails (CloudTrail, GuardDuty) where the environment's settings turn them on."""
 from __future__ import annotations
 
 from cdktf import TerraformOutput
@@ -15,6 +16,7 @@ from modules.aws.database import log_group_prefix as database_log_prefix
 from modules.aws.edge import BACKENDS, Edge, EdgeProps, alb_log_delivery_statements, waf_log_group_name
 from modules.aws.encryption import EncryptionKey, EncryptionKeyProps, logs_service_use
 from modules.aws.events import Events, EventsProps
+from modules.aws.guardrails import AccountGuardrails, AccountGuardrailsProps
 from modules.aws.identity import PlatformIdentities, PlatformIdentitiesProps
 from modules.aws.kafka import Kafka, KafkaProps, broker_subnet_ids
 from modules.aws.kafka import log_group_prefix as kafka_log_prefix
@@ -115,6 +117,12 @@ class InfraStack(GovernedStack):
             cluster.allow_node_ingress(f"alb-{backend.host}", source_security_group_id=edge.security_group_id,
                                        port=backend.port)
         self._alerting(c)
+        # Account-wide audit trail and threat detection; off (with a reason) where another stack covers the account.
+        self.guardrails = AccountGuardrails(self, "guardrails", props=section_props(
+            f"environments.{c.name}.guardrails", lambda: AccountGuardrailsProps(
+            name=c.prefix, bucket_name=c.bucket_name("cloudtrail"), settings=c.guardrails,
+            log_retention_days=c.log_retention_days, access_log_bucket=storage.access_logs.bucket_id,
+            access_log_policy=storage.access_logs.policy, prevent_destroy=c.deletion_protection)))
         self._outputs()
 
     def _outputs(self) -> None:
@@ -143,6 +151,10 @@ class InfraStack(GovernedStack):
             TerraformOutput(self, f"role-arn-{workload}", value=arn)
         for name, value in self.events.outputs().items():
             TerraformOutput(self, name, value=value)
+        if self.guardrails.trail_arn:
+            TerraformOutput(self, "cloudtrail-trail-arn", value=self.guardrails.trail_arn)
+        if self.guardrails.detector_id:
+            TerraformOutput(self, "guardduty-detector-id", value=self.guardrails.detector_id)
         if self.kafka:
             TerraformOutput(self, "kafka-bootstrap-brokers", value=self.kafka.bootstrap_brokers)
             TerraformOutput(self, "kafka-cluster-arn", value=self.kafka.arn)

@@ -8,6 +8,7 @@ import pytest
 
 import environments
 from modules.aws.settings import plan_subnets
+from modules.core.validation import ConfigError
 
 CONFIGS = {name: environments.load(name) for name in environments.NAMES}
 
@@ -105,3 +106,12 @@ def test_no_literal_secret_in_any_synthesized_stack(stacks):
 def test_secret_scan_catches_a_literal():
     assert list(literal_secrets({"resource": {"x": {"y": {"master_password": "hunter2hunter2"}}}})) == [
         (".resource.x.y.master_password", "hunter2hunter2")]
+
+
+def test_turning_a_guardrail_off_without_a_reason_names_the_field_and_the_fix():
+    with pytest.raises(ConfigError, match=r"^environments\.prod\.guardrails\.guardduty=False turns an account guardrail "
+                                          r"off without a reason; fix: keep it on, or say in off_reason"):
+        environments.load("prod", ["guardrails.guardduty=false"])
+    config = environments.load("prod", ["guardrails.off_reason=organization trail in the management account",
+                                        "guardrails.cloudtrail=false"])
+    assert (config.guardrails.cloudtrail, config.guardrails.guardduty) == (False, True)

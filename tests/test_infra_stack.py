@@ -26,6 +26,11 @@ STATEFUL_ADDRESSES = {
 }
 # Where Kafka is on (events.kafka: staging and prod), the MSK cluster and its key are stateful too.
 KAFKA_ADDRESSES = {"aws_kms_key": {"kafka_key_04EB7037"}, "aws_msk_cluster": {"kafka_cluster_4FCB1297"}}
+# Where the account guardrails are on (guardrails.cloudtrail / guardduty: prod), the trail's bucket and key hold the
+# audit record, and a new detector would start GuardDuty's findings history from nothing.
+TRAIL_ADDRESSES = {"aws_s3_bucket": {"guardrails_trail-bucket_6A18E4BE"}, "aws_kms_key": {"guardrails_trail-key_2D8ADAD2"},
+                   "aws_cloudtrail": {"guardrails_trail_91C67781"}}
+DETECTOR_ADDRESSES = {"aws_guardduty_detector": {"guardrails_detector_6944F04E"}}
 STATE_ADDRESSES = {"aws_s3_bucket": {"state-access-logs_bucket_2091920F", "state-bucket_828F7150"},
                    "aws_kms_key": {"state-key_753BFC90"}}
 
@@ -34,10 +39,28 @@ STATE_ADDRESSES = {"aws_s3_bucket": {"state-access-logs_bucket_2091920F", "state
 def test_stateful_resources_keep_their_terraform_addresses(stacks, stack_name):
     res = stacks[stack_name]["resource"]
     expected = {rtype: set(addresses) for rtype, addresses in STATEFUL_ADDRESSES.items()}
-    if "-dev-" not in stack_name:
-        for rtype, addresses in KAFKA_ADDRESSES.items():
-            expected[rtype] = expected.get(rtype, set()) | addresses
+    guardrails = environments.load(stack_name.split("-")[1]).guardrails
+    for on, extra in (("-dev-" not in stack_name, KAFKA_ADDRESSES), (guardrails.cloudtrail, TRAIL_ADDRESSES),
+                      (guardrails.guardduty, DETECTOR_ADDRESSES)):
+        for rtype, addresses in extra.items():
+            expected[rtype] = expected.get(rtype, set()) | (addresses if on else set())
     assert {rtype: set(res.get(rtype, {})) for rtype in expected} == expected
+
+
+@pytest.mark.parametrize("name,on", [("dev", False), ("staging", False), ("prod", True)])
+def test_only_prod_runs_the_account_guardrails_and_the_others_say_why(stacks, name, on):
+    """All three environments share one account (environments/common.py): prod's trail and detector cover it."""
+    res, settings = stacks[f"airflow-{name}-infra"]["resource"], environments.load(name).guardrails
+    assert (settings.cloudtrail, settings.guardduty) == (on, on)
+    trails, detectors = res.get("aws_cloudtrail", {}), res.get("aws_guardduty_detector", {})
+    assert (len(trails), len(detectors)) == ((1, 1) if on else (0, 0))
+    assert {f["name"] for f in res.get("aws_guardduty_detector_feature", {}).values()} == (
+        {"EKS_AUDIT_LOGS", "RUNTIME_MONITORING", "S3_DATA_EVENTS"} if on else set())
+    for trail in trails.values():
+        assert trail["is_multi_region_trail"] is True and trail["enable_log_file_validation"] is True
+        assert trail["name"] == f"airflow-{name}-trail"
+    if not on:
+        assert "shares prod's AWS account" in settings.off_reason and "issue #16 item 1" in settings.off_reason
 
 
 def test_state_stack_resources_keep_their_terraform_addresses(stacks):

@@ -20,6 +20,8 @@ class ServiceUse:
     """An AWS service principal allowed to use the key, limited by a condition (e.g. an encryption context)."""
     principal: str
     condition: dict | None = None
+    # () = the usual encrypt/decrypt set; narrower when a service documents exactly what it calls (CloudTrail).
+    actions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +47,7 @@ class EncryptionKey(Construct):
         super().__init__(scope, id_)
         root = AwsEnvironment.of(self).arn("iam", "root", region=False)
         statements = [iam.statement("AccountAdministers", ["kms:*"], "*", principal={"AWS": root})]
-        statements += [iam.statement(f"Service{i}Uses", _KEY_USE, "*", principal={"Service": use.principal},
+        statements += [iam.statement(f"Service{i}Uses", list(use.actions) or _KEY_USE, "*", principal={"Service": use.principal},
                                      condition=use.condition) for i, use in enumerate(props.services)]
         self.resource = kms_key.KmsKey(
             self, "key", description=props.description, enable_key_rotation=True, rotation_period_in_days=365,

@@ -340,6 +340,37 @@ class StorageSettings:
                         "is not a number of days S3 lifecycle accepts", "use 1-36500")
 
 
+# ---- account guardrails (CloudTrail, GuardDuty) -------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class GuardrailsSettings:
+    """Account-level audit and threat detection (modules/aws/guardrails.py). On by default; turning one off needs a
+    reason, because what covers the account instead (an organization trail, a delegated GuardDuty administrator,
+    another environment in the same account) lives outside this config."""
+    cloudtrail: bool = True                      # multi-region trail, KMS, log-file validation, its own bucket
+    guardduty: bool = True                       # detector with EKS audit logs, runtime monitoring, S3 protection
+    off_reason: str = ""                         # why a guardrail is off: required when either is False
+    trail_archive_after_days: int = 90           # trail log files move to Glacier Instant Retrieval after this
+    trail_expiration_days: int = 2557            # and are deleted after this (7 years, a common audit retention)
+
+    def __post_init__(self) -> None:
+        with section("guardrails"):
+            for name in ("cloudtrail", "guardduty"):
+                value = getattr(self, name)
+                require(isinstance(value, bool), name, value, "is not true or false", f"set {name}=True or False")
+                require(value or (isinstance(self.off_reason, str) and self.off_reason.strip() != ""), name, value,
+                        "turns an account guardrail off without a reason",
+                        "keep it on, or say in off_reason what covers the account instead (e.g. 'organization "
+                        "trail in the management account')")
+            for name in ("trail_archive_after_days", "trail_expiration_days"):
+                days = getattr(self, name)
+                require(isinstance(days, int) and not isinstance(days, bool) and 1 <= days <= 36500, name, days,
+                        "is not a number of days S3 lifecycle accepts", "use 1-36500")
+            require(self.trail_archive_after_days < self.trail_expiration_days, "trail_archive_after_days",
+                    self.trail_archive_after_days, f"is not before trail_expiration_days={self.trail_expiration_days}",
+                    "archive trail logs before they expire")
+
+
 # ---- front door ---------------------------------------------------------------------------------------------
 
 DEFAULT_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"

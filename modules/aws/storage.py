@@ -33,16 +33,22 @@ class BucketProps:
     access_log_policy: ITerraformDependable | None = None
     noncurrent_version_expiration_days: int = 90
     expiration_days: int | None = None          # expire current objects (logs); None keeps them
+    archive_after_days: int | None = None       # move current objects to Glacier Instant Retrieval; None keeps them
+    bucket_key: bool = True                     # S3 Bucket Key: fewer KMS calls (off where a writer's context matters)
     prevent_destroy: bool = False
     policy_statements: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         validation.bucket_name("name", self.name)
-        for name in ("noncurrent_version_expiration_days", "expiration_days"):
+        for name in ("noncurrent_version_expiration_days", "expiration_days", "archive_after_days"):
             days = getattr(self, name)
             if days is not None and not 1 <= days <= 36500:
                 raise validation.ConfigError(name, days, "is not a number of days S3 lifecycle accepts",
                                              "use 1-36500 days")
+        if self.archive_after_days is not None and self.expiration_days is not None:
+            validation.require(self.archive_after_days < self.expiration_days, "archive_after_days",
+                               self.archive_after_days, f"is not before expiration_days={self.expiration_days}",
+                               "archive before objects expire, or leave archive_after_days=None")
 
 
 class _HardenedBucket(Construct):
@@ -73,6 +79,9 @@ class _HardenedBucket(Construct):
                                                       depends_on=[self._public_access_block])
         expiration = lifecycle.S3BucketLifecycleConfigurationRuleExpiration(days=props.expiration_days) \
             if props.expiration_days else None
+        # Glacier Instant Retrieval: a fraction of Standard's price, and still readable at once (no restore job).
+        archive = lifecycle.S3BucketLifecycleConfigurationRuleTransition(
+            days=props.archive_after_days, storage_class="GLACIER_IR") if props.archive_after_days else None
         lifecycle.S3BucketLifecycleConfiguration(self, "lifecycle", bucket=bucket, rule=[
             lifecycle.S3BucketLifecycleConfigurationRule(
                 id="expire-noncurrent-and-incomplete", status="Enabled",
@@ -82,7 +91,8 @@ class _HardenedBucket(Construct):
                 abort_incomplete_multipart_upload=[
                     lifecycle.S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
                         days_after_initiation=7)],
-                expiration=[expiration] if expiration else None)])
+                expiration=[expiration] if expiration else None,
+                transition=[archive] if archive else None)])
         if props.access_log_bucket:
             s3_bucket_logging.S3BucketLoggingA(self, "access-logging", bucket=bucket,
                                                target_bucket=props.access_log_bucket, target_prefix=f"s3/{props.name}/",
@@ -104,7 +114,7 @@ class SecureBucket(_HardenedBucket):
 
     def __init__(self, scope: Construct, id_: str, *, props: BucketProps) -> None:
         super().__init__(scope, id_, props=props, sse_rule=sse.S3BucketServerSideEncryptionConfigurationRuleA(
-            bucket_key_enabled=True,
+            bucket_key_enabled=props.bucket_key,
             apply_server_side_encryption_by_default=sse.S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
                 sse_algorithm="aws:kms", kms_master_key_id=props.kms_key_arn)))
 

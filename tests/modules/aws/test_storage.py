@@ -74,3 +74,8 @@ def test_server_access_logging_waits_for_the_log_bucket_policy_that_admits_it(st
     (log_policy,) = [name for name, body in res["aws_s3_bucket_policy"].items() if "logging.s3" in body["policy"]]
     # S3 checks the target's policy on PutBucketLogging: without the edge the two race in one apply.
     assert logging["depends_on"] == [f"aws_s3_bucket_policy.{log_policy}"]
+
+
+def test_archive_must_come_before_expiry():
+    with pytest.raises(ConfigError, match=r"^archive_after_days=90 is not before expiration_days=90; fix: archive"):
+        BucketProps(name="af-trail", kms_key_arn=KEY, expiration_days=90, archive_after_days=90)
