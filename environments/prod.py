@@ -23,7 +23,10 @@ CONFIG = EnvironmentConfig(
     addons=AddonsConfig(controller_replicas=3, worker_instance_sizes=("xlarge", "2xlarge", "4xlarge"),
                         worker_cpu_limit=512, worker_memory_limit_gib=2048, worker_root_volume_gib=200,
                         worker_consolidate_after="15m", worker_disruption_budget="10%",
-                        storage_reclaim_policy="Retain"),
+                        storage_reclaim_policy="Retain",
+                        # amazon-eks-ami release v20260714 (AL2023, K8s 1.30-1.36); never ahead of staging's pin.
+                        # Upgrade: docs/platform-addons.md, "Upgrading the worker AMI".
+                        worker_ami_alias="al2023@v20260714"),
     airflow=AirflowConfig(scheduler_replicas=2, api_server_replicas=3, dag_processor_replicas=2, triggerer_replicas=2,
                           pgbouncer_replicas=3, worker_min_replicas=2, worker_max_replicas=30, worker_concurrency=16,
                           worker_cpu="2", worker_memory="8Gi", parsing_processes=4, pgbouncer_pool_size=40,

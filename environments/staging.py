@@ -19,7 +19,10 @@ CONFIG = EnvironmentConfig(
     cache=CacheSettings(node_type="cache.m7g.large", num_nodes=2, multi_az=True),
     storage=StorageSettings(task_log_expiration_days=60, access_log_expiration_days=180),
     addons=AddonsConfig(controller_replicas=2, worker_cpu_limit=64, worker_memory_limit_gib=256,
-                        worker_disruption_budget="20%"),
+                        worker_disruption_budget="20%",
+                        # The AMI release prod moves to next soaks here first (dev tracks al2023@latest).
+                        # docs/platform-addons.md, "Upgrading the worker AMI".
+                        worker_ami_alias="al2023@v20260714"),
     airflow=AirflowConfig(worker_min_replicas=0, worker_max_replicas=8, dag_bundle_refresh_interval=120),
     vault=VaultConfig(replicas=3),
     monitoring=MonitoringConfig(prometheus_retention="15d", prometheus_retention_size="40GB", prometheus_storage_gib=50,

@@ -112,6 +112,9 @@ ADDONS_BAD_INPUT = [
      "environments.prod.addons.controller_replicas=1 is a single point of failure in production", "fix:"),
     (["--env", "prod", "--set", "addons.storage_reclaim_policy=Delete"],
      "environments.prod.addons.storage_reclaim_policy='Delete' lets a deleted claim destroy", "fix: use"),
+    (["--env", "prod", "--set", "addons.worker_ami_alias=al2023@latest"],
+     "environments.prod.addons.worker_ami_alias='al2023@latest' lets AWS's next AMI release replace every production",
+     "fix: pin a release staging has run"),
 ]
 
 

@@ -3,12 +3,15 @@ synthesized JSON: pinned charts, namespaces, install order, worker NodePool, CA 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 import environments
 from tests.conftest import looks_like_secret, strings
 
+from environments.sections.addons import AddonsConfig
+from modules.core.validation import ConfigError
 from modules.platform import kubernetes as k8s
 
 ADDONS = {"cert-manager": ("cert-manager", "v1.20.2", "cert-manager"),
@@ -86,6 +89,38 @@ def test_node_class_takes_the_node_role_from_infra_and_the_cluster_discovery_tag
     assert f'"karpenter.sh/discovery": "airflow-{name}"' in infra     # the tag exists on subnets / the node SG
     assert spec["metadataOptions"]["httpTokens"] == "required"
     assert spec["blockDeviceMappings"][0]["ebs"]["encrypted"] is True
+
+
+def ami_release(alias: str) -> str:
+    """'al2023@v20260714' -> 'v20260714' (an amazon-eks-ami release tag); fails on '@latest'."""
+    match = re.fullmatch(r"al2023@(v\d{8})", alias)
+    assert match, f"{alias!r} is not a pinned AL2023 release"
+    return match[1]
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_worker_nodes_boot_the_environments_ami_alias(stacks, name):
+    spec = bootstrap_objects(stacks, name)[("EC2NodeClass", k8s.WORKER_NODE_POOL)]["spec"]
+    assert spec["amiSelectorTerms"] == [{"alias": environments.load(name).addons.worker_ami_alias}]
+
+
+def test_prod_pins_a_published_al2023_release_that_staging_runs_first_and_dev_tracks_latest():
+    prod, staging = (ami_release(environments.load(n).addons.worker_ami_alias) for n in ("prod", "staging"))
+    # v20260714: a published amazon-eks-ami release (tag and CHANGELOG entry, AL2023 AMIs for K8s 1.30-1.36)
+    assert prod == "v20260714"
+    assert prod <= staging          # same-width dates: prod never gets an AMI release staging has not run
+    assert environments.load("dev").addons.worker_ami_alias == "al2023@latest"   # the canary sees each release first
+
+
+@pytest.mark.parametrize("alias", ["al2023@latest", "bottlerocket@latest"])
+def test_production_refuses_a_floating_ami_alias_in_one_line(alias):
+    AddonsConfig(worker_ami_alias=alias)                    # fine outside production (dev tracks latest)
+    with pytest.raises(ConfigError) as refused:
+        AddonsConfig(worker_ami_alias=alias).check_production()
+    assert str(refused.value).startswith(f"addons.worker_ami_alias={alias!r} lets AWS's next AMI release replace")
+    assert "; fix: pin a release staging has run, e.g. 'al2023@v20260714'" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    AddonsConfig(worker_ami_alias="al2023@v20260714").check_production()
 
 
 @pytest.mark.parametrize("name", environments.NAMES)

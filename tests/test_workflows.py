@@ -1,4 +1,5 @@
-"""The GitHub Actions workflows: valid YAML, only existing make targets, OIDC, approval gates, deploy order."""
+"""The GitHub Actions workflows: valid YAML, only existing make targets, OIDC, approval gates, deploy order, every
+action pinned by commit."""
 from __future__ import annotations
 
 import re
@@ -10,6 +11,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 MAKE_CALL = re.compile(r"(?:^|[;&|(]\s*|\s)make\s+((?:-[-\w=]+\s+)*)([A-Za-z][\w-]*)")
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(.*?)\s*$", flags=re.M)
+# A tag or branch can be moved to other code after review; a commit cannot. The comment names the release the
+# commit is, for the reader and for Dependabot/Renovate, which update both together.
+PINNED = re.compile(r"(?P<action>[\w.-]+/[\w.-]+(?:/[\w./-]+)?)@(?P<sha>[0-9a-f]{40}) # (?P<version>v\d+\.\d+\.\d+)")
+WORKFLOW_FILES = sorted(p.name for p in WORKFLOWS.glob("*.yml"))
 
 
 def load(name: str) -> dict:
@@ -84,3 +90,58 @@ def test_each_environment_applies_stacks_in_order_and_skips_missing_ones():
         (apply,) = [s for s in job["steps"] if "terraform -chdir" in s.get("run", "")]
         assert "for layer in $STACK_ORDER" in apply["run"] and '[ -d "$dir" ] || continue' in apply["run"]
         assert "apply -input=false -auto-approve" in apply["run"]
+
+
+def uses_of(doc: dict) -> list[str]:
+    """Every `uses:` of a workflow: steps' actions and jobs' reusable workflows."""
+    return [item["uses"] for job in doc["jobs"].values() for item in (job, *job.get("steps", ())) if "uses" in item]
+
+
+def unpinned(text: str) -> list[str]:
+    """The `uses:` lines of a workflow's text that are not `owner/repo(/path)@<40-hex commit> # v<x.y.z>`, plus a
+    note if YAML sees a `uses` the line scan missed (flow style, quoting), so nothing escapes the check."""
+    lines = USES_LINE.findall(text)
+    bad = [line for line in lines if PINNED.fullmatch(line) is None]
+    found = uses_of(yaml.safe_load(text))
+    if len(found) != len(lines):
+        bad.append(f"{len(found)} uses in the YAML, {len(lines)} found as `uses:` lines")
+    return bad
+
+
+def test_there_are_workflows_to_check():
+    assert WORKFLOW_FILES == ["deploy.yml", "plan.yml"]
+
+
+@pytest.mark.parametrize("name", WORKFLOW_FILES)
+def test_every_action_is_pinned_by_full_commit_sha_with_its_version_in_a_comment(name):
+    assert unpinned((WORKFLOWS / name).read_text()) == []
+
+
+def test_each_action_is_pinned_to_one_commit_and_version_across_workflows():
+    pins: dict[str, set[tuple[str, str]]] = {}
+    for name in WORKFLOW_FILES:
+        for line in USES_LINE.findall((WORKFLOWS / name).read_text()):
+            m = PINNED.fullmatch(line)
+            pins.setdefault(m["action"], set()).add((m["sha"], m["version"]))
+    assert {action: len(shas) for action, shas in pins.items()} == dict.fromkeys(pins, 1)
+
+
+@pytest.mark.parametrize("replacement", [
+    "actions/checkout@v4",                                                           # the tag can move
+    "actions/checkout@v4.4.0",
+    "actions/checkout@11d5960a326750d5838078e36cf38b85af677262",                     # no version comment
+    "actions/checkout@11d5960a # v4.4.0",                                            # short SHA
+    "actions/checkout@11d5960a326750d5838078e36cf38b85af677262 # v4",                # not the exact release
+    "actions/checkout@main",
+])
+def test_a_tag_or_loosely_pinned_action_fails_the_check(replacement):
+    text = (WORKFLOWS / "plan.yml").read_text()
+    (pinned,) = {line for line in USES_LINE.findall(text) if line.startswith("actions/checkout@")}
+    assert unpinned(text.replace(pinned, replacement)) == [replacement]
+
+
+def test_a_uses_the_line_scan_cannot_see_fails_the_check():
+    text = (WORKFLOWS / "plan.yml").read_text()
+    n = len(USES_LINE.findall(text))
+    text += "  extra:\n    runs-on: ubuntu-latest\n    steps: [{uses: actions/checkout@v4}]\n"   # flow style
+    assert unpinned(text) == [f"{n + 1} uses in the YAML, {n} found as `uses:` lines"]

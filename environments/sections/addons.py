@@ -21,3 +21,7 @@ class AddonsConfig(AddonsSettings):
             require(self.storage_reclaim_policy == "Retain", "storage_reclaim_policy", self.storage_reclaim_policy,
                     "lets a deleted claim destroy Vault or Prometheus data in production",
                     "use storage_reclaim_policy='Retain' in production")
+            require(not self.worker_ami_alias.endswith("@latest"), "worker_ami_alias", self.worker_ami_alias,
+                    "lets AWS's next AMI release replace every production worker node (Karpenter drift) untested",
+                    "pin a release staging has run, e.g. 'al2023@v20260714' (docs/platform-addons.md, "
+                    "\"Upgrading the worker AMI\")")

@@ -43,7 +43,8 @@ class AddonsSettings:
     worker_consolidate_after: str = "5m"             # how long a node stays empty/underused before removal
     worker_expire_after: str = "720h"                # nodes are replaced after this age (patching)
     worker_disruption_budget: str = "10%"            # nodes Karpenter may disrupt at once ('N' or 'N%')
-    worker_ami_alias: str = "al2023@latest"          # EC2NodeClass amiSelectorTerms alias; pin 'al2023@vYYYYMMDD'
+    # EC2NodeClass amiSelectorTerms alias; production pins a release, 'al2023@vYYYYMMDD' (an amazon-eks-ami tag)
+    worker_ami_alias: str = "al2023@latest"
     # Persistent volumes (Vault raft, Prometheus): Retain keeps the EBS volume when its claim is deleted.
     storage_reclaim_policy: Literal["Retain", "Delete"] = "Retain"
 

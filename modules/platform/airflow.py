@@ -164,7 +164,7 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
     extra_env = dict(extra_env or {})
     _check_extra_env(extra_env)
     s = settings
-    image = f"{s.image_repository}:{s.image_tag}"
+    image = s.image_reference
     sa = service_accounts()
     sync = _plugin_sync(image=image, plugins_bucket=plugins_bucket, region=region)
     account = lambda name: {"create": True, "name": name}  # noqa: E731
@@ -197,12 +197,15 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
             {"key": "global-bundle.pem", "path": k8s.AIRFLOW_RDS_CA_FILE.rsplit("/", 1)[1]}]}}]}}
     return {
         "executor": EXECUTOR,
-        "defaultAirflowRepository": s.image_repository, "defaultAirflowTag": s.image_tag,
-        "airflowVersion": s.airflow_version,
-        "images": {"airflow": {"repository": s.image_repository, "tag": s.image_tag, "pullPolicy": "IfNotPresent"},
+        "defaultAirflowRepository": s.image_repository, "defaultAirflowTag": s.image_version_tag,
+        "airflowVersion": s.airflow_version,     # plain version: the chart's semverCompare reads it
+        "images": {"airflow": {"repository": s.image_repository, "tag": s.image_version_tag,
+                               "pullPolicy": "IfNotPresent", **_digest(s)},
                    # Pinned here, not left to the chart default, so the version floor in the settings is what runs.
                    "pgbouncer": {"repository": s.pgbouncer_image_repository, "tag": s.pgbouncer_image_tag,
-                                 "pullPolicy": "IfNotPresent"}},
+                                 "pullPolicy": "IfNotPresent"},
+                   **_pod_template_image(s)},
+        **({"defaultAirflowDigest": s.image_digest} if s.image_digest else {}),
         "data": {"metadataSecretName": METADATA_SECRET, "brokerUrlSecretName": BROKER_SECRET},
         "fernetKeySecretName": KEYS_SECRET, "jwtSecretName": KEYS_SECRET, "apiSecretKeySecretName": KEYS_SECRET,
         "webserverSecretKeySecretName": KEYS_SECRET,
@@ -247,8 +250,35 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
             "dag_processor": {"refresh_interval": s.dag_bundle_refresh_interval,
                               "min_file_process_interval": s.min_file_process_interval,
                               "parsing_processes": s.parsing_processes},
+            **_kubernetes_executor_image(s),
         },
     }
+
+
+# ---- pinning the Airflow image by digest ----------------------------------------------------------------
+# Chart 1.21.0 honours a digest only where its `airflow_image` / `default_airflow_image` helpers render the image
+# (`images.airflow.digest`, `defaultAirflowDigest`: '<repo>@<digest>'): scheduler, API server, dag-processor,
+# triggerer, Celery workers, migrations. Two places build '<repo>:<tag>' from tags alone: the KubernetesExecutor pod
+# template (`images.pod_template`) and the executor's own image setting (`[kubernetes_executor]
+# worker_container_tag`, which defaults to `images.airflow.tag`). For those the tag is given as '<tag>@<digest>',
+# a reference the kubelet resolves by the digest. Without a digest none of this is set and the chart's defaults
+# (the plain tag) apply.
+
+def _digest(s: AirflowSettings) -> dict[str, str]:
+    return {"digest": s.image_digest} if s.image_digest else {}
+
+
+def _pod_template_image(s: AirflowSettings) -> dict[str, Any]:
+    if not s.image_digest:
+        return {}
+    return {"pod_template": {"repository": s.image_repository, "tag": s.image_tag, "pullPolicy": "IfNotPresent"}}
+
+
+def _kubernetes_executor_image(s: AirflowSettings) -> dict[str, Any]:
+    if not s.image_digest:
+        return {}
+    return {"kubernetes_executor": {"worker_container_repository": s.image_repository,
+                                    "worker_container_tag": s.image_tag}}
 
 
 # ---- the secrets and certificates (bootstrap chart objects, pure) -------------------------------------

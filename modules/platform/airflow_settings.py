@@ -19,6 +19,10 @@ IMAGE_REPOSITORY = "apache/airflow"
 AIRFLOW_VERSION = "3.3.2"
 PYTHON_VERSION = "3.11"
 _IMAGE_TAG = re.compile(rf"{re.escape(AIRFLOW_VERSION)}(-python3\.1[0-3])?")
+# An image may be pinned by content as well: `<tag>@sha256:<64 hex>` (the tag stays, for people and for the version
+# rule above; the digest is what the cluster pulls). Only sha256 digests: that is what registries (Docker Hub, ECR)
+# serve and what `docker buildx imagetools inspect` / `crane digest` print.
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # The chart's PgBouncer image (chart 1.21.0 default); its tag ends in the PgBouncer version. The generated
 # pgbouncer.ini uses `max_prepared_statements`, which PgBouncer < 1.21 rejects at start ("unknown parameter").
 PGBOUNCER_IMAGE_REPOSITORY = "apache/airflow"
@@ -39,7 +43,8 @@ class AirflowSettings:
     """What differs between environments: image, capacity, redundancy and parsing cadence. Defaults are the
     production-safe choice (2 of every long-running component); dev opts down explicitly."""
     image_repository: str = IMAGE_REPOSITORY    # where the Airflow image comes from (e.g. an ECR mirror)
-    image_tag: str = f"{AIRFLOW_VERSION}-python{PYTHON_VERSION}"   # the tested Airflow (AIRFLOW_VERSION) and Python
+    image_tag: str = f"{AIRFLOW_VERSION}-python{PYTHON_VERSION}"   # the tested Airflow (AIRFLOW_VERSION) and Python;
+    # may end in '@sha256:<64 hex>' to pin the image by content (a tag can be pushed again, a digest cannot)
     pgbouncer_image_repository: str = PGBOUNCER_IMAGE_REPOSITORY
     pgbouncer_image_tag: str = "airflow-pgbouncer-2025.03.05-1.23.1"  # ends in the PgBouncer version (>= 1.21)
     # Replicas of each long-running component: 2+ gets a PodDisruptionBudget and rides out a node drain.
@@ -75,7 +80,14 @@ class AirflowSettings:
         require(isinstance(self.image_repository, str) and _IMAGE_REPO.fullmatch(self.image_repository) is not None,
                 "image_repository", self.image_repository, "is not an image repository",
                 "use e.g. 'apache/airflow' or '<account>.dkr.ecr.<region>.amazonaws.com/airflow'")
-        require(isinstance(self.image_tag, str) and _IMAGE_TAG.fullmatch(self.image_tag) is not None,
+        require(isinstance(self.image_tag, str), "image_tag", self.image_tag, "is not a string",
+                f"use '{AIRFLOW_VERSION}-python{PYTHON_VERSION}', optionally followed by '@sha256:<digest>'")
+        tag, at, digest = self.image_tag.partition("@")
+        require(not at or _DIGEST.fullmatch(digest) is not None, "image_tag", self.image_tag,
+                "has a malformed digest after '@' (a sha256 digest is 'sha256:' and 64 lowercase hex characters)",
+                f"use '{AIRFLOW_VERSION}-python{PYTHON_VERSION}@sha256:<64 hex>' with the digest your registry "
+                f"reports for that tag (e.g. `crane digest {self.image_repository}:{tag}`), or drop '@...'")
+        require(_IMAGE_TAG.fullmatch(tag) is not None,
                 "image_tag", self.image_tag, f"is not the tested Airflow {AIRFLOW_VERSION} (requirements/airflow.txt)",
                 f"use '{AIRFLOW_VERSION}-python{PYTHON_VERSION}', or move AIRFLOW_VERSION and requirements/airflow.txt "
                 "together and run `make rehearse-airflow`")
@@ -121,8 +133,24 @@ class AirflowSettings:
         _positive("pgbouncer_max_client_conn", self.pgbouncer_max_client_conn, 10, 100000, "use e.g. 500")
 
     @property
+    def image_version_tag(self) -> str:
+        """The tag without a digest ('3.3.2-python3.11')."""
+        return self.image_tag.partition("@")[0]
+
+    @property
+    def image_digest(self) -> str | None:
+        """The digest the image is pinned to ('sha256:…'), or None when it is pulled by tag."""
+        return self.image_tag.partition("@")[2] or None
+
+    @property
+    def image_reference(self) -> str:
+        """What a container's `image:` names: 'repo:tag', or 'repo:tag@sha256:…' (the digest decides the pull)."""
+        return f"{self.image_repository}:{self.image_tag}"
+
+    @property
     def airflow_version(self) -> str:
-        return self.image_tag.split("-", 1)[0]
+        """The plain Airflow version ('3.3.2'), whatever suffix or digest the tag has."""
+        return self.image_version_tag.split("-", 1)[0]
 
 
 def pgbouncer_version(tag: Any) -> tuple[int, int, int] | None:

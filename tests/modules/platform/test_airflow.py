@@ -61,6 +61,52 @@ def test_executor_brokers_and_chart_databases():
     assert v["images"]["pgbouncer"]["tag"] == "airflow-pgbouncer-2025.03.05-1.23.1"   # PgBouncer 1.23.1 >= 1.21
 
 
+DIGEST = "sha256:" + "0123456789abcdef" * 4        # a well-formed digest (a fixture, not a real image's)
+PINNED_TAG = f"{AIRFLOW_VERSION}-python3.11@{DIGEST}"
+
+
+def test_an_image_pinned_by_digest_reaches_every_image_the_chart_renders_and_validates():
+    v = values(AirflowSettings(image_tag=PINNED_TAG))
+    assert schema_errors(v) == []
+    # airflow_image / default_airflow_image render '<repo>@<digest>' (scheduler, API server, workers, migrations)
+    assert v["images"]["airflow"] == {"repository": "apache/airflow", "tag": f"{AIRFLOW_VERSION}-python3.11",
+                                      "digest": DIGEST, "pullPolicy": "IfNotPresent"}
+    assert (v["defaultAirflowTag"], v["defaultAirflowDigest"]) == (f"{AIRFLOW_VERSION}-python3.11", DIGEST)
+    assert v["airflowVersion"] == AIRFLOW_VERSION                     # plain: the chart's semverCompare reads it
+    # the places the chart builds '<repo>:<tag>' from tags alone get '<tag>@<digest>'
+    assert v["images"]["pod_template"]["tag"] == PINNED_TAG
+    assert v["config"]["kubernetes_executor"] == {"worker_container_repository": "apache/airflow",
+                                                  "worker_container_tag": PINNED_TAG}
+    assert {pod["extraInitContainers"][0]["image"] for pod in (v["scheduler"], v["workers"]["kubernetes"])} == {
+        f"apache/airflow:{PINNED_TAG}"}
+
+
+def test_without_a_digest_the_image_is_pulled_by_tag_and_nothing_else_changes():
+    v = values()
+    assert "digest" not in v["images"]["airflow"] and "defaultAirflowDigest" not in v
+    assert "pod_template" not in v["images"] and "kubernetes_executor" not in v["config"]
+    assert (AirflowSettings().image_digest, AirflowSettings(image_tag=PINNED_TAG).airflow_version) == (
+        None, AIRFLOW_VERSION)
+
+
+@pytest.mark.parametrize("tag", [
+    f"{AIRFLOW_VERSION}-python3.11@sha256:abc",                       # too short
+    f"{AIRFLOW_VERSION}-python3.11@{DIGEST.upper()}",                 # digests are lowercase hex
+    f"{AIRFLOW_VERSION}-python3.11@sha512:" + "0" * 128,              # not what registries serve here
+    f"{AIRFLOW_VERSION}-python3.11@",
+    f"{AIRFLOW_VERSION}-python3.11@{DIGEST}@{DIGEST}",
+])
+def test_a_malformed_digest_is_refused_naming_the_field_and_the_form(tag):
+    with pytest.raises(ConfigError, match=r"airflow\.image_tag=.* has a malformed digest after '@'.*; fix: use "
+                                          rf"'{AIRFLOW_VERSION}-python3\.11@sha256:<64 hex>'"):
+        AirflowSettings(image_tag=tag)
+
+
+def test_a_digest_does_not_lift_the_tested_version_rule():
+    with pytest.raises(ConfigError, match=r"airflow\.image_tag='3\.2\.2@sha256:.* is not the tested Airflow"):
+        AirflowSettings(image_tag=f"3.2.2@{DIGEST}")
+
+
 def test_keys_come_from_one_delivered_secret_and_there_is_no_default_user():
     v = values()
     assert {v[k] for k in ("fernetKeySecretName", "jwtSecretName", "apiSecretKeySecretName",
