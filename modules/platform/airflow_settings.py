@@ -18,7 +18,8 @@ IMAGE_REPOSITORY = "apache/airflow"
 # and `make rehearse-airflow` (a test keeps the two equal), on the same Python minor as the test virtualenv.
 AIRFLOW_VERSION = "3.3.2"
 PYTHON_VERSION = "3.11"
-_IMAGE_TAG = re.compile(rf"{re.escape(AIRFLOW_VERSION)}(-python3\.1[0-3])?")
+# Exactly the tested pair: a bare '3.3.2' tag is the image's default Python, which the tests never ran.
+_IMAGE_TAG = re.compile(rf"{re.escape(AIRFLOW_VERSION)}-python{re.escape(PYTHON_VERSION)}")
 # An image may be pinned by content as well: `<tag>@sha256:<64 hex>` (the tag stays, for people and for the version
 # rule above; the digest is what the cluster pulls). Only sha256 digests: that is what registries (Docker Hub, ECR)
 # serve and what `docker buildx imagetools inspect` / `crane digest` print.
@@ -88,7 +89,8 @@ class AirflowSettings:
                 f"use '{AIRFLOW_VERSION}-python{PYTHON_VERSION}@sha256:<64 hex>' with the digest your registry "
                 f"reports for that tag (e.g. `crane digest {self.image_repository}:{tag}`), or drop '@...'")
         require(_IMAGE_TAG.fullmatch(tag) is not None,
-                "image_tag", self.image_tag, f"is not the tested Airflow {AIRFLOW_VERSION} (requirements/airflow.txt)",
+                "image_tag", self.image_tag, f"is not the tested Airflow {AIRFLOW_VERSION} on Python {PYTHON_VERSION} "
+                "(requirements/airflow.txt, .venv-airflow)",
                 f"use '{AIRFLOW_VERSION}-python{PYTHON_VERSION}', or move AIRFLOW_VERSION and requirements/airflow.txt "
                 "together and run `make rehearse-airflow`")
         require(isinstance(self.pgbouncer_image_repository, str)

@@ -244,6 +244,8 @@ def test_construct_adds_objects_to_bootstrap_and_installs_after_it():
 @pytest.mark.parametrize("field,value,message", [
     ("image_tag", "2.10.5", r"is not the tested Airflow 3\.3\.2"),
     ("image_tag", "3.2.2", r"is not the tested Airflow 3\.3\.2"),      # tested = deployed
+    ("image_tag", "3.3.2", r"is not the tested Airflow 3\.3\.2 on Python 3\.11"),   # the image's default Python
+    ("image_tag", "3.3.2-python3.12", r"is not the tested Airflow 3\.3\.2 on Python 3\.11"),
     ("pgbouncer_image_tag", "airflow-pgbouncer-2023.02.24-1.18.0", r"is PgBouncer 1\.18\.0, older than 1\.21\.0"),
     ("pgbouncer_image_tag", "latest", "does not end in a PgBouncer version"),
     ("worker_max_replicas", 0, "is outside 1-500"),
