@@ -202,16 +202,26 @@ def test_airflow_kms_use_is_the_storage_key_through_s3_only(platform):
             expected, [STORAGE_KEY], {"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}}), wid
 
 
-def test_every_role_trusts_only_pod_identity_with_tag_session_for_this_account(platform):
+def test_every_role_trusts_only_pod_identity_for_its_own_cluster_namespace_and_service_accounts(platform):
     _, doc, _ = platform
     roles = doc["resource"]["aws_iam_role"].values()
     assert len(roles) == len(WORKLOADS)
+    trusted = {}
     for role in roles:
         (trust,) = json.loads(role["assume_role_policy"])["Statement"]
+        condition = trust.pop("Condition")
         assert trust == {"Sid": "AssumeByEksPodIdentity", "Effect": "Allow",
                          "Principal": {"Service": "pods.eks.amazonaws.com"},
-                         "Action": ["sts:AssumeRole", "sts:TagSession"],
-                         "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}}}
+                         "Action": ["sts:AssumeRole", "sts:TagSession"]}
+        (equals,) = condition.values()
+        assert list(condition) == ["StringEquals"]
+        assert (equals.pop("aws:SourceAccount"), equals.pop("aws:RequestTag/eks-cluster-arn")) == (
+            ACCOUNT, f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/af-test"), role["name"]
+        trusted[role["name"]] = equals
+    # Each role: exactly its workload's namespace and service accounts, nothing else in the condition.
+    assert trusted == {f"af-test-{wid}": {"aws:RequestTag/kubernetes-namespace": ns,
+                                          "aws:RequestTag/kubernetes-service-account": list(sas)}
+                       for wid, (ns, sas) in WORKLOADS.items()}
 
 
 def test_one_association_per_service_account_in_the_workloads_namespace(platform):
