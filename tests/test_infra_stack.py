@@ -148,6 +148,16 @@ def test_each_pod_identity_role_trusts_only_its_clusters_associations(stacks, st
 
 
 @pytest.mark.parametrize("stack_name", INFRA)
+def test_no_workload_may_change_security_group_rules(stacks, stack_name):
+    """The ALB reaches pods through a Terraform-managed rule on the node group; no controller opens ports."""
+    res = stacks[stack_name]["resource"]
+    actions = {a for p in res["aws_iam_role_policy"].values() for s in json.loads(p["policy"])["Statement"]
+               for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert not actions & {"ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress",
+                          "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress"}
+
+
+@pytest.mark.parametrize("stack_name", INFRA)
 def test_every_vpc_endpoint_admits_only_this_accounts_principals(stacks, stack_name):
     res, config = stacks[stack_name]["resource"], environments.load(stack_name.split("-")[1])
     only_this_account = {"Sid": "OnlyThisAccountsPrincipals", "Effect": "Allow", "Principal": "*", "Action": "*",
