@@ -29,9 +29,10 @@ from ..core.environment import AwsEnvironment
 from .settings import TIERS, NetworkSettings  # noqa: F401 (TIERS: public name)
 
 
-# Interface endpoints whose service accepts no endpoint policy (AWS PrivateLink, "AWS services that integrate with
-# AWS PrivateLink"): EKS Auth, which the Pod Identity agent calls with the node role. AWS refuses a policy on them,
-# so they keep the default (full access through the endpoint); IAM still decides who may call.
+# Interface endpoints left without an endpoint policy: EKS Auth (called only by the Pod Identity agent, with the
+# node role) is not listed as supporting endpoint policies in AWS PrivateLink's "AWS services that integrate with
+# AWS PrivateLink", and EC2 rejects a policy for a service that does not support one. It keeps the default (full
+# access through the endpoint); IAM still decides who may call. Not in any environment's list today.
 NO_ENDPOINT_POLICY = frozenset({"eks-auth"})
 
 
