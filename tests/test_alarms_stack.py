@@ -60,8 +60,11 @@ def test_alert_topics_are_encrypted_with_the_alerting_key(stacks, name):
     assert set(alert_topics) == {f"airflow-{name}-alerts-critical", f"airflow-{name}-alerts-warning"}
     assert {t["kms_master_key_id"] for t in alert_topics.values()} == {key}
     (address,) = [a for a in res["aws_kms_key"] if "alerting" in a]
-    principals = [s.get("Principal") for s in json.loads(res["aws_kms_key"][address]["policy"])["Statement"]]
-    assert {"Service": "cloudwatch.amazonaws.com"} in principals
+    (cloudwatch,) = [s for s in json.loads(res["aws_kms_key"][address]["policy"])["Statement"]
+                     if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    c = CONFIGS[name]
+    assert cloudwatch["Condition"] == {"ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:{c.region}:{c.account_id}:alarm:*"},
+                                       "StringEquals": {"aws:SourceAccount": c.account_id}}
 
 
 @pytest.mark.parametrize("name", environments.NAMES)
@@ -103,6 +106,10 @@ def test_slack_chatbot_follows_the_config(stacks, name):
     assert sorted(config["sns_topic_arns"]) == sorted(topics(res)[s] for s in a.slack_severities)
     assert config["guardrail_policy_arns"] == ["arn:aws:iam::aws:policy/CloudWatchReadOnlyAccess"]
     assert config["iam_role_arn"] == ref(res, "aws_iam_role", "chatbot", "arn")
+    (role,) = [r for address, r in res["aws_iam_role"].items() if "chatbot" in address]
+    (trust,) = json.loads(role["assume_role_policy"])["Statement"]
+    assert (trust["Principal"], trust["Condition"]) == (
+        {"Service": "chatbot.amazonaws.com"}, {"StringEquals": {"aws:SourceAccount": CONFIGS[name].account_id}})
 
 
 def test_environments_differ_in_where_alerts_go():

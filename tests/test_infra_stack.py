@@ -120,6 +120,58 @@ def test_every_workload_has_a_role_and_the_addons_use_theirs(stacks, stack_name)
 
 
 @pytest.mark.parametrize("stack_name", INFRA)
+def test_each_pod_identity_role_trusts_only_its_clusters_associations(stacks, stack_name):
+    """Three clusters share one account: a role trusts the session tags of its own cluster, namespace and service
+    accounts, and every association (ours or an add-on's) names a service account its role trusts."""
+    res, config = stacks[stack_name]["resource"], environments.load(stack_name.split("-")[1])
+    cluster_arn = (f"arn:aws:eks:{config.region}:{config.account_id}:cluster/"
+                   f"${{aws_eks_cluster.cluster_A4C38409.name}}")
+    trusted = {}
+    for address, role in res["aws_iam_role"].items():
+        (stmt,) = json.loads(role["assume_role_policy"])["Statement"]
+        if stmt["Principal"] != {"Service": "pods.eks.amazonaws.com"}:
+            continue
+        equals = stmt["Condition"]["StringEquals"]
+        assert (equals["aws:SourceAccount"], equals["aws:RequestTag/eks-cluster-arn"]) == (
+            config.account_id, cluster_arn), address
+        trusted[f"${{aws_iam_role.{address}.arn}}"] = (equals["aws:RequestTag/kubernetes-namespace"],
+                                                      equals["aws:RequestTag/kubernetes-service-account"])
+    assert len(trusted) == 12
+    associations = [(a["role_arn"], a["namespace"], a["service_account"])
+                    for a in res["aws_eks_pod_identity_association"].values()]
+    addon_namespaces = {"aws-ebs-csi-driver": "kube-system", "amazon-cloudwatch-observability": "amazon-cloudwatch"}
+    associations += [(a["role_arn"], addon_namespaces[addon["addon_name"]], a["service_account"])
+                     for addon in res["aws_eks_addon"].values() for a in addon.get("pod_identity_association", [])]
+    assert len(associations) == 12
+    for role_arn, namespace, service_account in associations:
+        assert namespace == trusted[role_arn][0] and service_account in trusted[role_arn][1], role_arn
+
+
+@pytest.mark.parametrize("stack_name", INFRA)
+def test_no_workload_may_change_security_group_rules(stacks, stack_name):
+    """The ALB reaches pods through a Terraform-managed rule on the node group; no controller opens ports."""
+    res = stacks[stack_name]["resource"]
+    actions = {a for p in res["aws_iam_role_policy"].values() for s in json.loads(p["policy"])["Statement"]
+               for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert not actions & {"ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress",
+                          "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress"}
+
+
+@pytest.mark.parametrize("stack_name", INFRA)
+def test_every_vpc_endpoint_admits_only_this_accounts_principals(stacks, stack_name):
+    res, config = stacks[stack_name]["resource"], environments.load(stack_name.split("-")[1])
+    only_this_account = {"Sid": "OnlyThisAccountsPrincipals", "Effect": "Allow", "Principal": "*", "Action": "*",
+                         "Resource": "*", "Condition": {"StringEquals": {"aws:PrincipalAccount": config.account_id}}}
+    endpoints = res["aws_vpc_endpoint"].values()
+    assert len(endpoints) == 1 + len(config.network.interface_endpoints)
+    for endpoint in endpoints:
+        first, *others = json.loads(endpoint["policy"])["Statement"]
+        assert first == only_this_account, endpoint["service_name"]
+        # Only the S3 gateway adds a second statement: reads of AWS-owned buckets (ECR layers, AL2023 repos, ...).
+        assert [s["Action"] for s in others] == ([["s3:GetObject"]] if endpoint["vpc_endpoint_type"] == "Gateway" else [])
+
+
+@pytest.mark.parametrize("stack_name", INFRA)
 def test_outputs_later_stacks_need(stacks, stack_name):
     assert {"cluster-name", "cluster-endpoint", "cluster-certificate-authority-data", "cluster-oidc-issuer-url",
             "database-endpoint", "database-master-secret-arn", "cache-primary-endpoint", "cache-auth-token-secret-arn",

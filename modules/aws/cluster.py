@@ -244,7 +244,7 @@ class Cluster(Construct):
                                   workload_id: str = "aws-load-balancer-controller") -> None:
         """The AWS Load Balancer Controller registers this cluster's pods in its target groups."""
         identities.add_statements(workload_id, *load_balancer_controller_statements(
-            AwsEnvironment.of(self), cluster_name=self.name, node_security_group_id=self.node_security_group_id))
+            AwsEnvironment.of(self), cluster_name=self.name))
 
     def grant_container_insights(self, identities: PlatformIdentities, workload_id: str = "cloudwatch-agent") -> None:
         """The CloudWatch agent and Fluent Bit ship this cluster's Container Insights."""
@@ -339,11 +339,14 @@ def _eks_trust_policy() -> str:
 
 # ---- controller permissions (pure: the Cluster's grant_* methods apply them with its own attributes) ------------
 
-def load_balancer_controller_statements(env: AwsEnvironment, *, cluster_name: str,
-                                        node_security_group_id: str) -> list[dict[str, Any]]:
+def load_balancer_controller_statements(env: AwsEnvironment, *, cluster_name: str) -> list[dict[str, Any]]:
     """TargetGroupBinding only: the controller registers pod IPs in this cluster's target groups (named
-    '<cluster>-*') and opens the node security group to the load balancer; it creates no load balancer, listener
-    or group."""
+    '<cluster>-*'); it creates no load balancer, listener or security group, and changes no security group rule.
+    The upstream policy lets it Authorize/RevokeSecurityGroupIngress on any group for a binding's `spec.networking`;
+    ours carry none (helm/platform-glue), and Terraform admits the ALB on the node group itself
+    (`Cluster.allow_node_ingress`), so the set of groups the controller must change is empty and it gets no EC2 write.
+    Without `networking` its security-group reconciler only reads (DescribeSecurityGroups) and never finds a rule of
+    its own to revoke."""
     reads = ["ec2:DescribeAvailabilityZones", "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces",
              "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeTags", "ec2:DescribeVpcs",
              "ec2:GetSecurityGroupsForVpc", "elasticloadbalancing:DescribeListeners",
@@ -356,9 +359,6 @@ def load_balancer_controller_statements(env: AwsEnvironment, *, cluster_name: st
         iam.statement("RegisterClusterTargets",
                       ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
                       [env.arn("elasticloadbalancing", f"targetgroup/{target_group_name_pattern(cluster_name)}/*")]),
-        iam.statement("ManageNodeSecurityGroupIngress",
-                      ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
-                      [env.arn("ec2", f"security-group/{node_security_group_id}")]),
     ]
 
 

@@ -2,7 +2,9 @@
 
 Every workload gets its own role, one inline policy naming exact ARNs, and one
 `aws_eks_pod_identity_association` per Kubernetes service account. The role trusts only the EKS Pod
-Identity service (`pods.eks.amazonaws.com`, `sts:AssumeRole` + `sts:TagSession`) acting for this account.
+Identity service (`pods.eks.amazonaws.com`, `sts:AssumeRole` + `sts:TagSession`) acting for this account, and only
+for its own cluster, namespace and service accounts (the session tags EKS Pod Identity sets: three clusters share
+the account). Associations must keep session tags on (the provider's default; `disable_session_tags` would break it).
 
 Policies are checked when a statement is added (at construction or through `grant()`): no `*` or
 `<service>:*` actions, and no `Resource: "*"` on a write action unless the statement carries a
@@ -104,12 +106,21 @@ def _check_sids_unique(statements: list[dict[str, Any]], field: str) -> None:
         seen.add(stmt["Sid"])
 
 
-def pod_identity_trust_policy(account_id: str) -> str:
-    """Only the EKS Pod Identity service, acting for this account, may assume (and tag the session of) the role."""
+def pod_identity_trust_policy(account_id: str, *, cluster_arn: str, namespace: str,
+                              service_accounts: tuple[str, ...]) -> str:
+    """Only the EKS Pod Identity service may assume (and tag the session of) the role, and only for this workload's
+    cluster, namespace and service accounts: the session tags EKS Pod Identity sets on every AssumeRole (EKS User
+    Guide, "Create IAM role with trust policy required by EKS Pod Identity" and "List of session tags added by EKS
+    Pod Identity"). Without them any association in the account, on any of its clusters, could use the role.
+    No aws:SourceArn: AWS documents none for pods.eks.amazonaws.com, and a key absent from the request fails the
+    match; the eks-cluster-arn tag is what names the cluster."""
     return iam.policy_document({
         "Sid": "AssumeByEksPodIdentity", "Effect": "Allow", "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
         "Action": ["sts:AssumeRole", "sts:TagSession"],
-        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}})
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id,
+                                       "aws:RequestTag/eks-cluster-arn": cluster_arn,
+                                       "aws:RequestTag/kubernetes-namespace": namespace,
+                                       "aws:RequestTag/kubernetes-service-account": list(service_accounts)}}})
 
 
 # ---- one workload ---------------------------------------------------------------------------------
@@ -152,7 +163,10 @@ class WorkloadIdentity(Construct):
         self._statements: list[dict[str, Any]] = [json.loads(json.dumps(s)) for s in props.statements]
         self.role = iam_role.IamRole(
             self, "role", name=props.name, description=props.description,
-            assume_role_policy=pod_identity_trust_policy(env.account_id), force_detach_policies=True)
+            assume_role_policy=pod_identity_trust_policy(
+                env.account_id, cluster_arn=env.arn("eks", f"cluster/{props.cluster_name}"),
+                namespace=props.namespace, service_accounts=props.service_accounts),
+            force_detach_policies=True)
         self.role_arn: str = self.role.arn
         self.role_name: str = self.role.name
         # Rendered now and re-rendered by grant(): cheaper at synth than a Lazy (two Node->Python callbacks each).

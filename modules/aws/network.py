@@ -29,6 +29,48 @@ from ..core.environment import AwsEnvironment
 from .settings import TIERS, NetworkSettings  # noqa: F401 (TIERS: public name)
 
 
+# Interface endpoints left without an endpoint policy: EKS Auth (called only by the Pod Identity agent, with the
+# node role) is not listed as supporting endpoint policies in AWS PrivateLink's "AWS services that integrate with
+# AWS PrivateLink", and EC2 rejects a policy for a service that does not support one. It keeps the default (full
+# access through the endpoint); IAM still decides who may call. Not in any environment's list today.
+NO_ENDPOINT_POLICY = frozenset({"eks-auth"})
+
+
+def _this_accounts_principals(account_id: str) -> dict:
+    # "Principal": "*" + aws:PrincipalAccount: any role or user of this account, nobody else's credentials
+    # (AWS PrivateLink Guide, "Control access to VPC endpoints using endpoint policies").
+    return {"Sid": "OnlyThisAccountsPrincipals", "Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*",
+            "Condition": {"StringEquals": {"aws:PrincipalAccount": account_id}}}
+
+
+def interface_endpoint_policy(env: AwsEnvironment) -> str:
+    """Interface endpoints carry only requests signed by this account's principals (nodes, pods, controllers)."""
+    return iam.policy_document(_this_accounts_principals(env.account_id))
+
+
+def aws_owned_buckets(env: AwsEnvironment) -> list[str]:
+    """Objects outside this account the nodes read through the S3 gateway endpoint, unsigned or signed by AWS."""
+    return [f"arn:{env.partition}:s3:::{bucket}/*" for bucket in (
+        # ECR image layers: pre-signed by ECR, so the principal is not ours (ECR User Guide, "Minimum Amazon S3
+        # bucket permissions for Amazon ECR"); EKS add-on and node images all come from ECR.
+        f"prod-{env.region}-starport-layer-bucket",
+        # Amazon Linux 2023 package repositories, read anonymously by dnf (AL2023 User Guide, S3 gateway endpoints).
+        f"al2023-repos-{env.region}-de612dc2",
+        # registry.k8s.io serves image layers to clients in AWS from a public bucket in their region (e.g.
+        # kube-state-metrics of kube-prometheus-stack); anonymous reads, so no principal condition can hold.
+        f"prod-registry-k8s-io-{env.region}",
+    )]
+
+
+def s3_gateway_endpoint_policy(env: AwsEnvironment) -> str:
+    """Every S3 request from the private and database subnets passes the gateway endpoint (its route covers all of
+    the region's S3): this account's principals, plus reads of the AWS-owned buckets nodes need. Nodes run no SSM
+    agent (cluster.py), so the SSM agent's buckets are not listed."""
+    return iam.policy_document(
+        _this_accounts_principals(env.account_id),
+        {"Sid": "ReadAwsOwnedBuckets", "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
+         "Resource": aws_owned_buckets(env)})
+
 
 @dataclass(frozen=True, kw_only=True)
 class NetworkProps:
@@ -114,7 +156,7 @@ class Network(Construct):
         vpc_endpoint.VpcEndpoint(self, "s3-gateway-endpoint", vpc_id=self.vpc.id, vpc_endpoint_type="Gateway",
                                  service_name=f"com.amazonaws.{env.region}.s3",
                                  route_table_ids=[*self.private_route_table_ids, database_rt.id],
-                                 tags={"Name": f"{name}-s3"})
+                                 policy=s3_gateway_endpoint_policy(env), tags={"Name": f"{name}-s3"})
         self.endpoint_security_group_id: str | None = None
         if props.settings.interface_endpoints:
             self._interface_endpoints(props)
@@ -138,7 +180,9 @@ class Network(Construct):
             vpc_endpoint.VpcEndpoint(
                 self, f"{service.replace('.', '-')}-endpoint", vpc_id=self.vpc.id, vpc_endpoint_type="Interface",
                 service_name=f"com.amazonaws.{env.region}.{service}", private_dns_enabled=True,
-                subnet_ids=self.private_subnet_ids, security_group_ids=[sg.id], tags={"Name": f"{props.name}-{service}"})
+                subnet_ids=self.private_subnet_ids, security_group_ids=[sg.id],
+                policy=None if service in NO_ENDPOINT_POLICY else interface_endpoint_policy(env),
+                tags={"Name": f"{props.name}-{service}"})
 
     def _flow_logs(self, props: NetworkProps) -> None:
         env = AwsEnvironment.of(self)

@@ -2,13 +2,14 @@
 
 - Topics: '<name>-alerts-critical' and '<name>-alerts-warning', encrypted with a customer key whose policy lets
   CloudWatch use it (alarms publish through SNS, which needs the key on their behalf). The topic policy lets
-  only this account's CloudWatch alarms publish (aws:SourceArn + aws:SourceAccount) and only over TLS.
+  only this account's CloudWatch alarms publish (aws:SourceArn + aws:SourceAccount) and only over TLS; the key
+  policy lets CloudWatch use the key under the same two conditions.
 - PagerDuty (optional): an HTTPS subscription whose endpoint, the integration URL with its key, is read at
   apply time from a Secrets Manager secret named in config. The secret's value is sensitive in Terraform, so
   the endpoint never appears in code, the synthesized JSON or plan output (it does live in the encrypted state).
-- Slack (optional): an AWS Chatbot channel configuration for workspace/channel ids from config. Its role and
-  guardrail allow reading CloudWatch only; Chatbot logging is off, because Chatbot would create an unencrypted,
-  never-expiring log group in us-east-1 outside this stack.
+- Slack (optional): an AWS Chatbot channel configuration for workspace/channel ids from config. Its role (trusting
+  Chatbot only for this account, aws:SourceAccount) and guardrail allow reading CloudWatch only; Chatbot logging is
+  off, because Chatbot would create an unencrypted, never-expiring log group in us-east-1 outside this stack.
 - Alarms: relationship methods add the alarms of one watched thing each (`watch_database`, `watch_cache`,
   `watch_load_balancer`, `watch_cluster`, `watch_queue`); thresholds come from AlarmThresholds, the severity of
   each alarm is fixed in ALARMS below, and alarm and OK actions go to that severity's topic.
@@ -126,9 +127,15 @@ class Alerting(Construct):
         super().__init__(scope, id_)
         env = AwsEnvironment.of(self)
         p = self._props = props
-        self.key = EncryptionKey(self, "key", props=EncryptionKeyProps(
-            alias=f"{p.name}-alerts", description=f"{p.name} alert topics (SNS)", services=(ServiceUse(principal="cloudwatch.amazonaws.com"),)))
         alarms_arn = f"arn:{env.partition}:cloudwatch:{env.region}:{env.account_id}:alarm:*"
+        # CloudWatch calls KMS for the alarm that publishes, so the same confused-deputy conditions as the topic
+        # policy hold here (SNS Developer Guide, key management: "Enable compatibility between event sources from
+        # AWS services and encrypted topics"): only this account's alarms.
+        this_accounts_alarms = {"ArnLike": {"aws:SourceArn": alarms_arn},
+                                "StringEquals": {"aws:SourceAccount": env.account_id}}
+        self.key = EncryptionKey(self, "key", props=EncryptionKeyProps(
+            alias=f"{p.name}-alerts", description=f"{p.name} alert topics (SNS)",
+            services=(ServiceUse(principal="cloudwatch.amazonaws.com", condition=this_accounts_alarms),)))
         self.topics: dict[str, sns_topic.SnsTopic] = {}
         for severity in SEVERITIES:
             topic = sns_topic.SnsTopic(self, f"topic-{severity}", name=f"{p.name}-alerts-{severity}",
@@ -136,8 +143,7 @@ class Alerting(Construct):
             sns_topic_policy.SnsTopicPolicy(self, f"topic-policy-{severity}", arn=topic.arn, policy=iam.policy_document(
                 iam.statement("CloudWatchAlarmsOfThisAccountPublish", ["sns:Publish"], topic.arn,
                               principal={"Service": "cloudwatch.amazonaws.com"},
-                              condition={"ArnLike": {"aws:SourceArn": alarms_arn},
-                                         "StringEquals": {"aws:SourceAccount": env.account_id}}),
+                              condition=this_accounts_alarms),
                 iam.statement("DenyPublishWithoutTls", ["sns:Publish"], topic.arn, effect="Deny", principal="*",
                               condition={"Bool": {"aws:SecureTransport": "false"}})))
             self.topics[severity] = topic
@@ -164,7 +170,9 @@ class Alerting(Construct):
         env = AwsEnvironment.of(self)
         role = iam_role.IamRole(self, "chatbot-role", name=f"{p.name}-chatbot",
                                 description="AWS Chatbot: renders CloudWatch alarm notifications in Slack",
-                                assume_role_policy=iam.service_assume_role_policy("chatbot.amazonaws.com"))
+                                # Chatbot assumes it on behalf of a channel configuration in this account only.
+                                assume_role_policy=iam.service_assume_role_policy(
+                                    "chatbot.amazonaws.com", source_account=env.account_id))
         # What Chatbot's "notification permissions" template grants: read CloudWatch to render alarm charts.
         iam_role_policy.IamRolePolicy(self, "chatbot-role-policy", role=role.id, name="read-cloudwatch",
                                       policy=iam.policy_document(iam.statement(

@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -44,7 +45,7 @@ def grant_all(identities: PlatformIdentities, *, ebs_kms_key_arn: str | None = N
     identities.add_statements("karpenter", *karpenter.controller_statements(env, cluster_name="af-test",
                                                                             node_role_arn=NODE_ROLE))
     identities.add_statements("aws-load-balancer-controller", *load_balancer_controller_statements(
-        env, cluster_name="af-test", node_security_group_id="sg-0nodes"))
+        env, cluster_name="af-test"))
     identities.add_statements("cloudwatch-agent", *container_insights_statements(env, cluster_name="af-test"))
     identities.add_statements("ebs-csi-driver", *ebs_csi_statements(env, cluster_name="af-test",
                                                                     ebs_kms_key_arn=ebs_kms_key_arn))
@@ -63,9 +64,9 @@ EXPECTED_ACTIONS = {
     "airflow-task": sorted({"kms:Decrypt", "kms:GenerateDataKey", *S3_READ, *LOG_WRITE}),
     "vault": ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt"],
     "aws-load-balancer-controller": sorted([
-        "ec2:AuthorizeSecurityGroupIngress", "ec2:DescribeAvailabilityZones", "ec2:DescribeInstances",
+        "ec2:DescribeAvailabilityZones", "ec2:DescribeInstances",
         "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeTags",
-        "ec2:DescribeVpcs", "ec2:GetSecurityGroupsForVpc", "ec2:RevokeSecurityGroupIngress",
+        "ec2:DescribeVpcs", "ec2:GetSecurityGroupsForVpc",
         "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeListeners",
         "elasticloadbalancing:DescribeLoadBalancerAttributes", "elasticloadbalancing:DescribeLoadBalancers",
         "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTags",
@@ -202,16 +203,26 @@ def test_airflow_kms_use_is_the_storage_key_through_s3_only(platform):
             expected, [STORAGE_KEY], {"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}}), wid
 
 
-def test_every_role_trusts_only_pod_identity_with_tag_session_for_this_account(platform):
+def test_every_role_trusts_only_pod_identity_for_its_own_cluster_namespace_and_service_accounts(platform):
     _, doc, _ = platform
     roles = doc["resource"]["aws_iam_role"].values()
     assert len(roles) == len(WORKLOADS)
+    trusted = {}
     for role in roles:
         (trust,) = json.loads(role["assume_role_policy"])["Statement"]
+        condition = trust.pop("Condition")
         assert trust == {"Sid": "AssumeByEksPodIdentity", "Effect": "Allow",
                          "Principal": {"Service": "pods.eks.amazonaws.com"},
-                         "Action": ["sts:AssumeRole", "sts:TagSession"],
-                         "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}}}
+                         "Action": ["sts:AssumeRole", "sts:TagSession"]}
+        (equals,) = condition.values()
+        assert list(condition) == ["StringEquals"]
+        assert (equals.pop("aws:SourceAccount"), equals.pop("aws:RequestTag/eks-cluster-arn")) == (
+            ACCOUNT, f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/af-test"), role["name"]
+        trusted[role["name"]] = equals
+    # Each role: exactly its workload's namespace and service accounts, nothing else in the condition.
+    assert trusted == {f"af-test-{wid}": {"aws:RequestTag/kubernetes-namespace": ns,
+                                          "aws:RequestTag/kubernetes-service-account": list(sas)}
+                       for wid, (ns, sas) in WORKLOADS.items()}
 
 
 def test_one_association_per_service_account_in_the_workloads_namespace(platform):
@@ -270,12 +281,21 @@ def test_vault_uses_only_the_unseal_key(platform):
     assert unseal["Resource"] == [UNSEAL_KEY]
 
 
-def test_load_balancer_controller_touches_only_cluster_target_groups_and_the_node_group(platform):
+def test_load_balancer_controller_registers_only_in_cluster_target_groups_and_changes_no_security_group(platform):
     _, _, policies = platform
-    (register,) = _with_action(policies["aws-load-balancer-controller"], "elasticloadbalancing:RegisterTargets")
-    (ingress,) = _with_action(policies["aws-load-balancer-controller"], "ec2:AuthorizeSecurityGroupIngress")
+    lb = policies["aws-load-balancer-controller"]
+    (register,) = _with_action(lb, "elasticloadbalancing:RegisterTargets")
     assert register["Resource"] == [f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/af-test-*/*"]
-    assert ingress["Resource"] == [f"arn:aws:ec2:{REGION}:{ACCOUNT}:security-group/sg-0nodes"]
+    # Terraform admits the ALB on the node group (Cluster.allow_node_ingress); the controller may open nothing.
+    writes = {a for s in lb for a in s["Action"] if not is_read_action(a)}
+    assert writes == {"elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}
+
+
+def test_target_group_bindings_ask_the_controller_for_no_security_group_rules():
+    """A binding's spec.networking makes the controller Authorize/Revoke ingress on node groups, which its role
+    may not do: render bindings without it (or grant it first, scoped to those groups)."""
+    template = (Path(__file__).parents[3] / "helm/platform-glue/templates/targetgroupbindings.yaml").read_text()
+    assert "kind: TargetGroupBinding" in template and "networking" not in template
 
 
 def test_karpenter_passes_only_the_node_role_and_launches_only_into_discovered_networks(platform):

@@ -94,6 +94,38 @@ def test_endpoints_s3_gateway_and_interface_endpoints_admit_only_the_vpc(stack):
     assert (rule["cidr_ipv4"], rule["from_port"], rule["to_port"]) == ("10.0.0.0/16", 443, 443)
 
 
+THIS_ACCOUNT_ONLY = {"Sid": "OnlyThisAccountsPrincipals", "Effect": "Allow", "Principal": "*", "Action": "*",
+                     "Resource": "*", "Condition": {"StringEquals": {"aws:PrincipalAccount": "123456789012"}}}
+
+
+def test_every_interface_endpoint_admits_only_this_accounts_principals(stack):
+    _, res = build(stack, interface_endpoints=("ecr.api", "ecr.dkr", "sts", "logs", "sqs", "kms", "secretsmanager",
+                                               "ec2", "elasticloadbalancing", "autoscaling", "eks", "ssm", "monitoring"))
+    interface = [e for e in res["aws_vpc_endpoint"].values() if e["vpc_endpoint_type"] == "Interface"]
+    assert len(interface) == 13
+    for endpoint in interface:
+        assert json.loads(endpoint["policy"])["Statement"] == [THIS_ACCOUNT_ONLY], endpoint["service_name"]
+
+
+def test_eks_auth_endpoint_has_no_policy_because_the_service_accepts_none(stack):
+    _, res = build(stack, interface_endpoints=("eks-auth", "sts"))
+    policies = {e["service_name"]: e.get("policy") for e in res["aws_vpc_endpoint"].values()
+                if e["vpc_endpoint_type"] == "Interface"}
+    assert policies["com.amazonaws.eu-west-1.eks-auth"] is None
+    assert json.loads(policies["com.amazonaws.eu-west-1.sts"])["Statement"] == [THIS_ACCOUNT_ONLY]
+
+
+def test_s3_gateway_endpoint_admits_this_account_and_reads_of_the_aws_owned_buckets_nodes_need(stack):
+    _, res = build(stack)
+    (gateway,) = [e for e in res["aws_vpc_endpoint"].values() if e["vpc_endpoint_type"] == "Gateway"]
+    account, aws_owned = json.loads(gateway["policy"])["Statement"]
+    assert account == THIS_ACCOUNT_ONLY
+    assert aws_owned == {"Sid": "ReadAwsOwnedBuckets", "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
+                         "Resource": ["arn:aws:s3:::prod-eu-west-1-starport-layer-bucket/*",
+                                      "arn:aws:s3:::al2023-repos-eu-west-1-de612dc2/*",
+                                      "arn:aws:s3:::prod-registry-k8s-io-eu-west-1/*"]}
+
+
 def test_no_interface_endpoints_means_no_endpoint_security_group(stack):
     network, res = build(stack, interface_endpoints=())
     assert "aws_security_group" not in res and network.endpoint_security_group_id is None

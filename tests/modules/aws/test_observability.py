@@ -34,6 +34,10 @@ def test_one_topic_per_severity_encrypted_with_a_rotating_key_cloudwatch_may_use
     statements = {s["Sid"]: s for s in json.loads(key["policy"])["Statement"]}
     cloudwatch = [s for s in statements.values() if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
     assert len(cloudwatch) == 1 and {"kms:Decrypt*", "kms:GenerateDataKey*"} <= set(cloudwatch[0]["Action"])
+    # Only on behalf of this account's alarms (confused deputy): the same conditions as the topic policy.
+    assert cloudwatch[0]["Condition"] == {
+        "ArnLike": {"aws:SourceArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:*"},
+        "StringEquals": {"aws:SourceAccount": "123456789012"}}
 
 
 def test_only_this_accounts_alarms_may_publish_and_only_over_tls(stack):
@@ -92,7 +96,8 @@ def test_slack_through_chatbot_with_a_read_only_role_and_guardrail(stack):
     assert config["guardrail_policy_arns"] == ["arn:aws:iam::aws:policy/CloudWatchReadOnlyAccess"]
     assert (config["user_authorization_required"], config["logging_level"]) == (True, "NONE")
     (trust,) = json.loads(role["assume_role_policy"])["Statement"]
-    assert trust["Principal"] == {"Service": "chatbot.amazonaws.com"}
+    assert trust == {"Sid": "AssumeByService", "Effect": "Allow", "Principal": {"Service": "chatbot.amazonaws.com"},
+                     "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}}}
     (stmt,) = json.loads(policy["policy"])["Statement"]
     assert all(a.startswith(("cloudwatch:Describe", "cloudwatch:Get", "cloudwatch:List")) for a in stmt["Action"])
 
