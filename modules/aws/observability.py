@@ -7,9 +7,10 @@
 - PagerDuty (optional): an HTTPS subscription whose endpoint, the integration URL with its key, is read at
   apply time from a Secrets Manager secret named in config. The secret's value is sensitive in Terraform, so
   the endpoint never appears in code, the synthesized JSON or plan output (it does live in the encrypted state).
-- Slack (optional): an AWS Chatbot channel configuration for workspace/channel ids from config. Its role (trusting
-  Chatbot only for this account, aws:SourceAccount) and guardrail allow reading CloudWatch only; Chatbot logging is
-  off, because Chatbot would create an unencrypted, never-expiring log group in us-east-1 outside this stack.
+- Slack (optional): an AWS Chatbot channel configuration for workspace/channel ids from config. Its role and
+  guardrail allow reading CloudWatch only (its trust carries no confused-deputy condition: AWS documents none for
+  Chatbot); Chatbot logging is off, because Chatbot would create an unencrypted, never-expiring log group in
+  us-east-1 outside this stack.
 - Alarms: relationship methods add the alarms of one watched thing each (`watch_database`, `watch_cache`,
   `watch_load_balancer`, `watch_cluster`, `watch_queue`); thresholds come from AlarmThresholds, the severity of
   each alarm is fixed in ALARMS below, and alarm and OK actions go to that severity's topic.
@@ -170,9 +171,10 @@ class Alerting(Construct):
         env = AwsEnvironment.of(self)
         role = iam_role.IamRole(self, "chatbot-role", name=f"{p.name}-chatbot",
                                 description="AWS Chatbot: renders CloudWatch alarm notifications in Slack",
-                                # Chatbot assumes it on behalf of a channel configuration in this account only.
-                                assume_role_policy=iam.service_assume_role_policy(
-                                    "chatbot.amazonaws.com", source_account=env.account_id))
+                                # No aws:SourceAccount/SourceArn condition: AWS documents none that Chatbot sends,
+                                # and a condition key missing from the request denies it, which would drop every
+                                # Slack alert silently. The role can only read CloudWatch (policy + guardrail).
+                                assume_role_policy=iam.service_assume_role_policy("chatbot.amazonaws.com"))
         # What Chatbot's "notification permissions" template grants: read CloudWatch to render alarm charts.
         iam_role_policy.IamRolePolicy(self, "chatbot-role-policy", role=role.id, name="read-cloudwatch",
                                       policy=iam.policy_document(iam.statement(
