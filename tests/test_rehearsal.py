@@ -209,6 +209,27 @@ def test_failure_of_a_type_outside_the_known_gaps_is_unexpected():
     assert (failure.address, failure.type, failure.reason) == (vpc, "aws_vpc", "creating EC2 VPC: InvalidParameterValue")
 
 
+def test_a_duplicate_rule_error_is_the_emulators_only_when_the_stack_defines_the_rule_once():
+    rule = {"security_group_id": "${aws_security_group.edge.id}", "ip_protocol": "tcp", "from_port": 3000,
+            "to_port": 3000, "referenced_security_group_id": "${aws_security_group.nodes.id}"}
+    duplicate = "creating VPC Security Group Rule: api error InvalidPermission.Duplicate: The specified rule already exists"
+    failure = rehearse.Failure(address="aws_vpc_security_group_egress_rule.grafana",
+                               type="aws_vpc_security_group_egress_rule", reason=duplicate)
+    once = {"resource": {"aws_vpc_security_group_egress_rule": {
+        "grafana": rule, "airflow": {**rule, "from_port": 8080, "to_port": 8080}}}}
+    marked = rehearse.spurious_duplicate(failure, once)
+    assert marked.emulator_race and marked.known_gap
+    result = rehearse.ApplyResult(planned={failure.address: failure.type}, failures=[marked])
+    assert result.unexpected_failures == [] and rehearse.blocked_by_gaps(result) == {
+        failure.address: "the emulator answered InvalidPermission.Duplicate for a rule the stack defines once"}
+    # The same rule defined twice is the stack's mistake: AWS refuses it as well.
+    twice = {"resource": {"aws_vpc_security_group_egress_rule": {"grafana": rule, "grafana-again": dict(rule)}}}
+    assert not rehearse.spurious_duplicate(failure, twice).known_gap
+    # Any other error, or another type, stays unexpected.
+    other = rehearse.Failure(address=failure.address, type=failure.type, reason="InvalidGroup.NotFound")
+    assert not rehearse.spurious_duplicate(other, once).known_gap
+
+
 def test_resource_still_in_flight_at_the_interrupt_without_an_error_is_reported_stalled(access_entry_gap):
     lines = [_event("planned_change", STALLED), _event("apply_start", STALLED)]
     (failure,) = rehearse.parse_apply_events(lines, stalled={STALLED}).failures
