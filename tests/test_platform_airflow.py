@@ -75,3 +75,17 @@ def test_base_url_logs_and_bundle_point_at_this_environment(stacks, name):
     assert v["config"]["logging"]["remote_base_log_folder"].endswith("/task-logs")
     (bundle,) = v["dagProcessor"]["dagBundleConfigList"]
     assert "dags" in bundle["kwargs"]["bucket_name"] and bundle["kwargs"]["aws_conn_id"] is None
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_pod_admission_policy_is_in_the_bootstrap_chart_before_airflow_and_matches_the_system_taint(stacks, name):
+    from modules.platform.admission import pod_policy, pod_policy_binding
+    doc = stacks[f"airflow-{name}-platform"]
+    objects = json.loads(doc["resource"]["helm_release"]["platform-bootstrap"]["values"][0])["objects"]
+    (policy,) = [o for o in objects if o["kind"] == "ValidatingAdmissionPolicy"]
+    (binding,) = [o for o in objects if o["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert (policy, binding) == (pod_policy(), pod_policy_binding(k8s.AIRFLOW_NAMESPACE))
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    # The taint the policy refuses to tolerate is the one infra puts on the system node group.
+    (group,) = stacks[f"airflow-{name}-infra"]["resource"]["aws_eks_node_group"].values()
+    assert [t["key"] for t in group["taint"]] == [k8s.SYSTEM_NODE_TAINT_KEY]

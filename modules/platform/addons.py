@@ -56,7 +56,7 @@ CHARTS = {"cert-manager": CERT_MANAGER, "external-secrets": EXTERNAL_SECRETS, "k
 BOOTSTRAP_CHART = "platform-bootstrap"
 BOOTSTRAP_NAMESPACE = "kube-system"              # where the bootstrap release's own record lives
 SYSTEM_NODE_SELECTOR = {"role": "system"}        # label of the managed system node group (modules/aws/cluster.py)
-_CRITICAL_ADDONS = [{"key": "CriticalAddonsOnly", "operator": "Exists"}]   # the system nodes' soft taint
+_CRITICAL_ADDONS = [{"key": k8s.SYSTEM_NODE_TAINT_KEY, "operator": "Exists"}]   # the system nodes' soft taint
 _ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 
 

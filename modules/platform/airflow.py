@@ -1,5 +1,6 @@
 """Apache Airflow on EKS: the official Helm chart (1.21.0) with Airflow 3.3 (AIRFLOW_VERSION), and the secrets and certificates it
-mounts, which this construct adds to the platform-bootstrap local chart (installed before the release).
+mounts and the admission policy its pods must pass, which this construct adds to the platform-bootstrap local chart
+(installed before the release).
 
 How the pieces connect (docs/airflow.md has the long form):
 - Secrets reach pods as Kubernetes Secrets that External Secrets Operator renders from Secrets Manager (the
@@ -29,7 +30,7 @@ from cdktf import ITerraformDependable
 from cdktf_cdktf_provider_helm.release import Release
 from constructs import Construct
 
-from . import kubernetes as k8s
+from . import admission, kubernetes as k8s
 from ..aws.identity import TASK_LOG_PREFIX, workloads
 from .local_chart import LocalChart
 from .airflow_settings import IMAGE_REPOSITORY, AirflowSettings  # noqa: F401  (re-exported)
@@ -421,6 +422,9 @@ class Airflow(Construct):
                 database_name=p.database_name, database_master_secret_arn=p.database_master_secret_arn,
                 cache_endpoint=p.cache_endpoint, cache_port=p.cache_port,
                 cache_auth_token_secret_arn=p.cache_auth_token_secret_arn, settings=p.settings):
+            p.bootstrap.add_object(obj)
+        # What the pods this release and its DAGs launch may ask of their node (modules/platform/admission.py).
+        for obj in admission.pod_admission_objects(k8s.AIRFLOW_NAMESPACE):
             p.bootstrap.add_object(obj)
         self.values: dict[str, Any] = airflow_values(
             settings=p.settings, domain=p.domain, region=p.region, dags_bucket=p.dags_bucket,

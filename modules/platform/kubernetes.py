@@ -109,6 +109,10 @@ def alert_receivers_secret_name(prefix: str) -> str:
     return f"{prefix}/alertmanager/receivers"
 
 
+# The system node group's taint (modules/aws/cluster.py: CriticalAddonsOnly=true, PreferNoSchedule): cluster add-ons
+# tolerate it (modules/platform/addons.py); pods in the Airflow namespace may not (modules/platform/admission.py).
+SYSTEM_NODE_TAINT_KEY = "CriticalAddonsOnly"
+
 # Karpenter NodePool for Airflow workers (platform-bootstrap chart): its nodes carry WORKER_NODE_LABELS and the
 # WORKER_TOLERATIONS' taint, so only pods that select and tolerate them (Celery workers, KubernetesExecutor task
 # pods) land there. Spot and on-demand mixed: worker pods should also carry the `karpenter.sh/do-not-disrupt:

@@ -42,7 +42,7 @@ def schema_errors(generated: dict) -> list[str]:
 
 
 def by_name(objects: list[dict]) -> dict[str, dict]:
-    return {f"{o['kind']}/{o['metadata']['namespace']}/{o['metadata']['name']}": o for o in objects}
+    return {f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}": o for o in objects}
 
 
 def test_values_validate_against_the_chart_schema_and_a_broken_value_does_not():
@@ -239,6 +239,9 @@ def test_construct_adds_objects_to_bootstrap_and_installs_after_it():
     assert json.loads(rel["values"][0]) == airflow.values
     objects = json.loads(res["platform-bootstrap"]["values"][0])["objects"]
     assert f"ExternalSecret/airflow/{METADATA_SECRET}" in by_name(objects)
+    # The pod admission policy (modules/platform/admission.py) is there before the release's first pod.
+    assert {"ValidatingAdmissionPolicy//airflow-pod-restrictions",
+            "ValidatingAdmissionPolicyBinding//airflow-pod-restrictions"} <= set(by_name(objects))
 
 
 @pytest.mark.parametrize("field,value,message", [
