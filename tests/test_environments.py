@@ -82,7 +82,7 @@ def test_construct_ids_never_contain_the_environment_name(stacks):
                 assert not any(env in logical_id for env in environments.NAMES), (stack_name, logical_id)
 
 
-SECRET_KEYS = re.compile(r"(password|auth_token|secret_string|secret_key|access_key|token|private_key)$")
+SECRET_KEYS = re.compile(r"(password|auth_token|secret_string|secret_key|access_key|token|private_key)(_wo)?$")
 
 
 def literal_secrets(value, path=""):
@@ -106,6 +106,8 @@ def test_no_literal_secret_in_any_synthesized_stack(stacks):
 def test_secret_scan_catches_a_literal():
     assert list(literal_secrets({"resource": {"x": {"y": {"master_password": "hunter2hunter2"}}}})) == [
         (".resource.x.y.master_password", "hunter2hunter2")]
+    assert list(literal_secrets({"resource": {"x": {"y": {"secret_string_wo": "hunter2hunter2"}}}})) == [
+        (".resource.x.y.secret_string_wo", "hunter2hunter2")]
 
 
 def test_turning_a_guardrail_off_without_a_reason_names_the_field_and_the_fix():

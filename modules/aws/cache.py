@@ -92,7 +92,9 @@ class Cache(Construct):
         # creation stays in the secret and in the replication group, and plans stay clean. Rotation is a
         # documented manual step (modify-replication-group --auth-token-update-strategy ROTATE, update the
         # secret, restart Celery, then SET). No token literal appears in code or in the synthesized JSON; the
-        # value does live in Terraform state, which is why state is KMS-encrypted and access-controlled.
+        # value does live in Terraform state (KMS-encrypted, access-controlled), and unlike the platform secrets
+        # it cannot leave it: `auth_token` has no write-only variant in hashicorp/aws 5.100.0, so an ephemeral
+        # value may not feed it and any other is stored (docs/design.md §9).
         # ElastiCache AUTH takes 16-128 printable characters except space, '"', '/' and '@': letters and digits only.
         token = random_password.DataAwsSecretsmanagerRandomPassword(
             self, "auth-token", password_length=64, exclude_punctuation=True, include_space=False,

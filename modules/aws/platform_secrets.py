@@ -2,11 +2,14 @@
 Airflow's Fernet / JWT / API secret keys, Grafana's admin login and the Alertmanager receivers. External Secrets
 (platform stack) copies them into Kubernetes Secrets; their names come from modules/platform/kubernetes.py.
 
-Values are generated with the AWS provider only (data.aws_secretsmanager_random_password, as modules/aws/cache.py
-does): no literal in code or synthesized JSON. The data source answers a fresh value on every read, so each
-secret version ignores later changes of `secret_string`: the first value stays, plans stay clean, and values the
-operator sets later (the Alertmanager receivers) are never overwritten. The values do live in Terraform state,
-which is why state is KMS-encrypted and access-controlled.
+Generated values never reach Terraform state (docs/design.md §9): each comes from the *ephemeral* resource
+aws_secretsmanager_random_password (Secrets Manager's GetRandomPassword, asked at plan and again at apply, stored
+nowhere) and is written through the write-only argument `secret_string_wo` of the secret version; state keeps
+only `secret_string_wo_version`. No literal is in code or synthesized JSON. A write-only value is sent only when
+its version number changes, so plans stay clean and the value written first stays; bumping
+`VALUE_VERSIONS[<secret>]` writes a freshly generated value on the next apply (rotation; docs/design.md §9 says
+what that means for Airflow's Fernet key). The Alertmanager receivers hold no generated value: their placeholders
+go through `secret_string`, which ignores later changes, so the values the operator sets are never overwritten.
 """
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ from typing import Any
 
 from cdktf import Fn, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws import (
-    data_aws_secretsmanager_random_password as random_password,
     secretsmanager_secret,
     secretsmanager_secret_version,
 )
@@ -28,9 +30,12 @@ from .encryption import EncryptionKey, EncryptionKeyProps
 from .identity import PlatformIdentities
 from ..core.validation import require
 from ..core.environment import AwsEnvironment
+from ..core.ephemeral import ephemeral_attribute
 
 _PREFIX = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
 GRAFANA_ADMIN_USER = "admin"                     # the login name is not a secret; its password is
+# `secret_string_wo_version` of each generated secret: bump one to write a new generated value on the next apply.
+VALUE_VERSIONS = {"airflow-keys": 1, "grafana-admin": 1}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,10 +69,10 @@ class PlatformSecrets(Construct):
 
         self.airflow_keys = self._secret(
             "airflow-keys", k8s.airflow_keys_secret_name(props.prefix), "Airflow Fernet, JWT and API secret keys",
-            {"fernet-key": Fn.base64encode(fernet_raw), "jwt-secret": jwt, "api-secret-key": api})
+            {"fernet-key": Fn.base64encode(fernet_raw), "jwt-secret": jwt, "api-secret-key": api}, generated=True)
         self.grafana_admin = self._secret(
             "grafana-admin", k8s.grafana_admin_secret_name(props.prefix), "Grafana admin login",
-            {"admin-user": GRAFANA_ADMIN_USER, "admin-password": grafana})
+            {"admin-user": GRAFANA_ADMIN_USER, "admin-password": grafana}, generated=True)
         # Placeholders: the operator writes the real webhook URL / routing key (docs/platform-addons.md).
         self.alert_receivers = self._secret(
             "alert-receivers", k8s.alert_receivers_secret_name(props.prefix),
@@ -82,18 +87,24 @@ class PlatformSecrets(Construct):
             "alert-receivers": k8s.alert_receivers_secret_name(props.prefix)}
 
     def _random(self, id_: str, *, length: int, exclude_punctuation: bool = True) -> str:
-        return random_password.DataAwsSecretsmanagerRandomPassword(
-            self, id_, password_length=length, exclude_punctuation=exclude_punctuation, include_space=False,
-            require_each_included_type=True).random_password
+        """An ephemeral value: it may only reach `secret_string_wo` (Terraform refuses it anywhere else)."""
+        return ephemeral_attribute(self, id_, type_="aws_secretsmanager_random_password", attribute="random_password",
+                                   config={"password_length": length, "exclude_punctuation": exclude_punctuation,
+                                           "include_space": False, "require_each_included_type": True})
 
-    def _secret(self, id_: str, name: str, description: str,
-                value: dict[str, Any]) -> secretsmanager_secret.SecretsmanagerSecret:
+    def _secret(self, id_: str, name: str, description: str, value: dict[str, Any],
+                *, generated: bool = False) -> secretsmanager_secret.SecretsmanagerSecret:
         secret = secretsmanager_secret.SecretsmanagerSecret(
             self, id_, name=name, description=description, kms_key_id=self.key.arn,
             recovery_window_in_days=self._props.recovery_window_days)
-        secretsmanager_secret_version.SecretsmanagerSecretVersion(
-            self, f"{id_}-version", secret_id=secret.id, secret_string=Fn.jsonencode(value),
-            lifecycle=TerraformResourceLifecycle(ignore_changes=["secret_string"]))
+        if generated:
+            secretsmanager_secret_version.SecretsmanagerSecretVersion(
+                self, f"{id_}-version", secret_id=secret.id, secret_string_wo=Fn.jsonencode(value),
+                secret_string_wo_version=VALUE_VERSIONS[id_])
+        else:
+            secretsmanager_secret_version.SecretsmanagerSecretVersion(
+                self, f"{id_}-version", secret_id=secret.id, secret_string=Fn.jsonencode(value),
+                lifecycle=TerraformResourceLifecycle(ignore_changes=["secret_string"]))
         return secret
 
     def grant_read(self, identities: PlatformIdentities, workload_id: str = "external-secrets") -> None:

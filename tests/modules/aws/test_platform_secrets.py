@@ -17,7 +17,7 @@ from tests.modules.aws.test_identity import grant_all
 
 from modules.platform import kubernetes as k8s
 from modules.aws.identity import PlatformIdentities, PlatformIdentitiesProps
-from modules.aws.platform_secrets import PlatformSecrets, PlatformSecretsProps
+from modules.aws.platform_secrets import VALUE_VERSIONS, PlatformSecrets, PlatformSecretsProps
 from modules.core.validation import ConfigError
 
 PROPS = dict(prefix="af-test")
@@ -54,37 +54,43 @@ def test_three_contract_secrets_encrypted_with_their_own_rotating_key():
     assert {s["recovery_window_in_days"] for _, s in secrets_.values()} == {7}
 
 
-def test_values_are_generated_json_with_the_documented_keys_and_later_changes_ignored():
+EPHEMERAL_PASSWORD = r"ephemeral\.aws_secretsmanager_random_password\.([^.]+)\.random_password"
+
+
+def test_generated_values_are_ephemeral_and_written_only_through_write_only_arguments():
     doc = build()
     secrets_ = by_name(doc)
     expected_keys = {"af-test/airflow/keys": ["fernet-key", "jwt-secret", "api-secret-key"],
-                     "af-test/grafana/admin": ["admin-user", "admin-password"],
-                     "af-test/alertmanager/receivers": ["slack-webhook-url", "pagerduty-routing-key"]}
-    for name, (address, _) in secrets_.items():
-        version = version_of(doc, address)
-        assert version["lifecycle"] == {"ignore_changes": ["secret_string"]}
-        body = version["secret_string"]
-        assert body.startswith("${jsonencode({") and re.findall(r'"([a-z-]+)" =', body) == expected_keys[name]
-    keys = version_of(doc, secrets_["af-test/airflow/keys"][0])["secret_string"]
+                     "af-test/grafana/admin": ["admin-user", "admin-password"]}
+    for name, keys in expected_keys.items():
+        version = version_of(doc, secrets_[name][0])
+        # No secret_string and no data source: nothing generated is stored in plan or state (docs/design.md §9).
+        assert set(version) == {"secret_id", "secret_string_wo", "secret_string_wo_version"}
+        assert version["secret_string_wo_version"] == VALUE_VERSIONS[secrets_[name][0].split("_")[1]] == 1
+        body = version["secret_string_wo"]
+        assert body.startswith("${jsonencode({") and re.findall(r'"([a-z-]+)" =', body) == keys
+    keys = version_of(doc, secrets_["af-test/airflow/keys"][0])["secret_string_wo"]
     for field in ("jwt-secret", "api-secret-key"):
-        assert re.search(rf'"{field}" = data\.aws_secretsmanager_random_password\.\S+\.random_password', keys)
-    grafana = version_of(doc, secrets_["af-test/grafana/admin"][0])["secret_string"]
-    assert re.search(r'"admin-password" = data\.aws_secretsmanager_random_password\.\S+\.random_password', grafana)
+        assert re.search(rf'"{field}" = {EPHEMERAL_PASSWORD}', keys)
+    grafana = version_of(doc, secrets_["af-test/grafana/admin"][0])["secret_string_wo"]
+    assert re.search(rf'"admin-password" = {EPHEMERAL_PASSWORD}', grafana)
+    assert "data" not in doc
+    assert len(doc["ephemeral"]["aws_secretsmanager_random_password"]) == 4
     assert [s for s in strings(doc) if looks_like_secret(s)] == []
 
 
-def test_receiver_placeholders_are_empty_for_the_operator_to_fill():
+def test_receiver_placeholders_are_empty_for_the_operator_to_fill_and_later_changes_ignored():
     doc = build()
-    body = version_of(doc, by_name(doc)["af-test/alertmanager/receivers"][0])["secret_string"]
-    assert body == '${jsonencode({"slack-webhook-url" = "", "pagerduty-routing-key" = ""})}'
+    version = version_of(doc, by_name(doc)["af-test/alertmanager/receivers"][0])
+    assert version["lifecycle"] == {"ignore_changes": ["secret_string"]}
+    assert version["secret_string"] == '${jsonencode({"slack-webhook-url" = "", "pagerduty-routing-key" = ""})}'
 
 
 def test_fernet_key_is_base64_of_32_random_printable_characters():
     doc = build()
-    body = version_of(doc, by_name(doc)["af-test/airflow/keys"][0])["secret_string"]
-    (source,) = re.findall(r'"fernet-key" = base64encode\(data\.aws_secretsmanager_random_password\.([^.]+)'
-                           r'\.random_password\)', body)
-    password = doc["data"]["aws_secretsmanager_random_password"][source]
+    body = version_of(doc, by_name(doc)["af-test/airflow/keys"][0])["secret_string_wo"]
+    (source,) = re.findall(rf'"fernet-key" = base64encode\({EPHEMERAL_PASSWORD}\)', body)
+    password = doc["ephemeral"]["aws_secretsmanager_random_password"][source]
     assert (password["password_length"], password["exclude_punctuation"], password["include_space"]) == (32, False, False)
     # What Terraform's base64encode makes of such a value is a key Airflow's cryptography accepts.
     printable = string.ascii_letters + string.digits + string.punctuation
