@@ -355,6 +355,17 @@ class Service:
         self.stop()
 
 
+@contextlib.contextmanager
+def _cleanup_on_error(cleanup: Callable[[], None] | None) -> Iterator[None]:
+    """Preparing a service's files: on any failure, remove the private state dir made for it, then re-raise."""
+    try:
+        yield
+    except BaseException:
+        if cleanup:
+            cleanup()
+        raise
+
+
 @atexit.register
 def _stop_leftovers() -> None:
     for service in list(_LIVE):
@@ -517,7 +528,7 @@ def start_postgres(workdir: Path, *, tls: Tls, superuser: str, password: str, ti
     log = workdir / "postgres.log"
     log.write_text("")
     data, sockets = state / "data", state / "socket"
-    try:
+    with _cleanup_on_error(cleanup):
         sockets.mkdir()
         _give(sockets, 0o700)
         pwfile = state / "initdb.pw"
@@ -557,10 +568,6 @@ synchronous_commit = off
 full_page_writes = off
 logging_collector = off
 """)
-    except BaseException:
-        if cleanup:
-            cleanup()
-        raise
     service = _spawn("postgres", [str(bindir / "postgres"), "-D", str(data)], workdir=workdir, state=state,
                      port=port, stop_signal=signal.SIGINT, cleanup=cleanup)
     with _stop_on_error(service):
@@ -737,13 +744,9 @@ def start_pgbouncer(workdir: Path, *, ini: Path, timeout: float = 30) -> Service
     except (KeyError, ValueError):
         raise ServiceError(f"{ini}: listen_port must be set to a port number") from None
     state, cleanup = _state_dir(workdir, "pgbouncer")
-    try:
+    with _cleanup_on_error(cleanup):
         config = _stage_pgbouncer_ini(ini, state) if _run_user() else ini
         binary = _executable_for_run_user(binary, state)
-    except BaseException:
-        if cleanup:
-            cleanup()
-        raise
     (workdir / "pgbouncer.log").write_text("")
     # relative paths in the ini (auth_file = userlist.txt) mean the ini's own directory, as when staged
     service = _spawn("pgbouncer", [str(binary), str(config)], workdir=workdir, state=state, port=port,
@@ -831,7 +834,7 @@ def start_redis(workdir: Path, *, tls: Tls, password: str, timeout: float = 30) 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     state, cleanup = _state_dir(workdir, "redis")
-    try:
+    with _cleanup_on_error(cleanup):
         cert = _stage(tls.server_cert, state / "server.crt")
         key = _stage(tls.server_key, state / "server.key")
         ca = _stage(tls.ca_cert, state / "ca.crt")
@@ -856,10 +859,6 @@ supervised no
 logfile ""
 """)
         _give(conf, 0o600)
-    except BaseException:
-        if cleanup:
-            cleanup()
-        raise
     (workdir / "redis.log").write_text("")
     service = _spawn("redis", [str(binary), str(conf)], workdir=workdir, state=state, port=port,
                      stop_signal=signal.SIGTERM, cleanup=cleanup)
@@ -959,7 +958,7 @@ def start_openbao(workdir: Path, *, tls: Tls, timeout: float = 60,
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     state, cleanup = _state_dir(workdir, "openbao")
-    try:
+    with _cleanup_on_error(cleanup):
         cert = _stage(tls.server_cert, state / "server.crt")
         key = _stage(tls.server_key, state / "server.key")
         binary = _executable_for_run_user(binary, state)
@@ -977,10 +976,6 @@ def start_openbao(workdir: Path, *, tls: Tls, timeout: float = 60,
             "log_level": "info",
         }, indent=2))
         _give(config, 0o600)
-    except BaseException:
-        if cleanup:
-            cleanup()
-        raise
     (workdir / "openbao.log").write_text("")
     env = _base_env(state)
     env["BAO_DISABLE_MLOCK"] = "true"

@@ -237,7 +237,7 @@ class Rehearsal:
             info = info.decode() if isinstance(info, bytes) else str(info)
             self.redis_version = next((line.split(":", 1)[1].strip() for line in info.splitlines()
                                        if line.startswith("redis_version:")), "7")
-            bao, root_token = services.start_openbao(work / "openbao", tls=tls)
+            bao, root_token = services.start_openbao(work / "openbao", tls=tls, kv_mount=None)   # the stack's mount
             self.stack.callback(self._stopped, bao.stop)
             moto_port = services.free_port()
             moto_log = work / "moto.log"
@@ -245,9 +245,8 @@ class Rehearsal:
             self.stack.callback(self._stopped, rehearse.stop, moto)
             moto_endpoint = f"http://127.0.0.1:{moto_port}"
             rehearse.wait_until_serving(moto_endpoint, moto, timeout=60, log_path=moto_log)
-            self.vault_root = (f"https://localhost:{bao.port}", root_token)
             self.tls = tls
-            vault_token = self.setup_vault(tls, bao.port, root_token)
+            vault_token = self.setup_vault(tls, bao, root_token)
             endpoints = Endpoints(workdir=work, ca_cert=tls.ca_cert, server_cert=tls.server_cert,
                                   server_key=tls.server_key, postgres_port=pg.port,
                                   pgbouncer_port=services.free_port(), redis_port=redis.port, vault_port=bao.port,
@@ -299,14 +298,11 @@ class Rehearsal:
         stop(*args)
         self.stopped += 1
 
-    def setup_vault(self, tls: services.Tls, port: int, root: str) -> str:
+    def setup_vault(self, tls: services.Tls, bao: services.Service, root: str) -> str:
         """The vault-config stack's KV v2 mount and airflow read policy, a token holding only that policy (the
         rehearsal's stand-in for Kubernetes auth), and one Variable and one Connection for the Vault DAG."""
-        ctx = ssl.create_default_context(cafile=str(tls.ca_cert))
-        base, headers = f"https://localhost:{port}/v1", {"X-Vault-Token": root}
-
         def call(method: str, path: str, body: Any = None) -> Any:
-            status, answer = http(method, f"{base}/{path}", body=body, headers=headers, context=ctx)
+            status, answer = services.openbao_request(bao, method, f"/v1/{path}", tls=tls, token=root, body=body)
             if status >= 300:
                 raise RuntimeError(f"OpenBao {method} {path} -> {status} {answer}")
             return answer
