@@ -630,7 +630,9 @@ def test_whole_rehearsal_applies_plans_no_changes_and_destroys(tools_present, tm
     out = capsys.readouterr().out
     assert status == rehearse.EXIT_OK, out[-4000:]
     assert len(result.planned) > 250 and not result.unexpected_failures and not result.errors
-    assert {f.type for f in result.failures} <= set(rehearse.KNOWN_EMULATOR_GAPS)
+    # Each failure is a known gap, or the emulator's duplicate-rule race on a rule the stack defines once.
+    assert {f.type for f in result.failures if not f.emulator_race} <= set(rehearse.KNOWN_EMULATOR_GAPS)
+    assert all(f.type in rehearse.SECURITY_GROUP_RULE_TYPES for f in result.failures if f.emulator_race)
     assert len(result.applied) == len(result.planned) - len(result.failures) - len(result.not_attempted)
     (head,) = [line for line in out.splitlines() if line.startswith("second plan (with refresh")]
     assert re.search(r": (no changes|\d+ changes, (\d+) explained by known emulator gaps, 0 UNEXPECTED)", head)
