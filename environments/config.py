@@ -126,6 +126,23 @@ class EnvironmentConfig:
     def cluster_name(self) -> str:
         return self.prefix
 
+    # Names shared by the stacks and .github/workflows (issue #16): the state stack creates the deploy role, the
+    # infra stack gives it an EKS access entry, the workflows assume it and run on the runner.
+    @property
+    def deploy_role_name(self) -> str:
+        """IAM role deploy.yml assumes for this environment (in this environment's account)."""
+        return f"github-actions-{self.name}-deploy"
+
+    @property
+    def deploy_role_arn(self) -> str:
+        return f"arn:{self.partition}:iam::{self.account_id}:role/{self.deploy_role_name}"
+
+    @property
+    def ci_runner_project_name(self) -> str:
+        """CodeBuild project hosting this environment's in-VPC GitHub Actions runner; workflows select it with
+        `runs-on: codebuild-<this name>-${{ github.run_id }}-${{ github.run_attempt }}`."""
+        return f"{self.prefix}-ci-runner"
+
     @property
     def partition(self) -> str:
         return partition_of(self.region)
