@@ -6,11 +6,12 @@ from .config import StateConfig, TagsConfig
 
 ACCOUNT_ID = "123456789012"
 REGION = "eu-west-1"
-STATE = StateConfig(bucket="example-airflow-terraform-state", region=REGION,
-                    github_repository="example-org/airflow-platform")
-TAGS = TagsConfig(owner="data-platform", cost_centre="cc-1234")
-# Roles given cluster-admin on every EKS cluster (access entries; the creator gets no implicit admin).
+# Roles given cluster-admin on every EKS cluster (access entries; the creator gets no implicit admin). They also
+# administer the KMS keys (manage, never use them; docs/design.md §10), with each environment's deploy role.
 ADMIN_ROLE_ARNS = (f"arn:aws:iam::{ACCOUNT_ID}:role/platform-admin",)
+STATE = StateConfig(bucket="example-airflow-terraform-state", region=REGION,
+                    github_repository="example-org/airflow-platform", key_admin_arns=ADMIN_ROLE_ARNS)
+TAGS = TagsConfig(owner="data-platform", cost_centre="cc-1234")
 # dev and staging share prod's account (ACCOUNT_ID above): prod's multi-region trail and GuardDuty detector already
 # record and watch it, AWS allows one detector per account and region, and more trails would record the same events
 # again at a cost. When each environment gets an account of its own (issue #16 item 1), drop this from dev and staging.

@@ -5,7 +5,8 @@ import re
 from dataclasses import dataclass, field
 
 from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, EdgeSettings,
-                                  GuardrailsSettings, NetworkSettings, StorageSettings)
+                                  EncryptionSettings, GuardrailsSettings, NetworkSettings, StorageSettings,
+                                  key_admin_arns)
 from modules.core import validation
 from modules.core.environment import partition_of
 from modules.core.validation import ConfigError, require
@@ -23,9 +24,13 @@ class StateConfig:
     migrated: bool = False   # False: the state stack keeps a local backend until it has created its own bucket
     github_repository: str = ""   # "owner/name" whose GitHub Actions plan/deploy (modules/aws/ci_roles.py); "" = no CI roles
     github_deploy_environments: tuple[str, ...] = ("dev", "staging", "prod")
+    # Who administers the state key (key management, no use of it): required, because the state of every environment
+    # in the bucket is under this key and no one environment's admins or CI role speak for all (docs/design.md §10).
+    key_admin_arns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validation.bucket_name("state.bucket", self.bucket)
+        key_admin_arns("state.key_admin_arns", self.key_admin_arns, required=True)
         require(not self.github_repository or re.fullmatch(r"[A-Za-z0-9-]+/[A-Za-z0-9._-]+", self.github_repository)
                 is not None, "state.github_repository", self.github_repository, "is not a GitHub 'owner/name'",
                 "use the repository whose Actions plan and deploy, e.g. 'example-org/airflow-platform', or '' for none")
@@ -68,6 +73,7 @@ class EnvironmentConfig:
     events: EventsConfig = field(default_factory=EventsConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     guardrails: GuardrailsSettings = field(default_factory=GuardrailsSettings)   # CloudTrail + GuardDuty: on
+    encryption: EncryptionSettings = field(default_factory=EncryptionSettings)   # KMS key administrators
     project: str = "airflow"
     log_retention_days: int = 30
     deletion_protection: bool = True
@@ -87,6 +93,10 @@ class EnvironmentConfig:
                 "network.availability_zones", list(zones), f"must be {self.network.az_count} distinct zones of {self.region}",
                 f"list zones like '{self.region}a', one per AZ, or leave it empty for the default")
         validation.log_retention("log_retention_days", self.log_retention_days)
+        for arn in self.key_admin_arns:
+            require(not arn.startswith("arn:") or arn.split(":")[1] == self.partition, "encryption.key_admin_arns", arn,
+                    f"is not in partition {self.partition} of region {self.region}",
+                    f"use arn:{self.partition}:iam::<account>:role/<name>")
         for purpose in ("dags", "task-logs", "plugins", "access-logs", "cloudtrail"):
             self.bucket_name(purpose)
         if self.production:
@@ -136,6 +146,16 @@ class EnvironmentConfig:
     @property
     def deploy_role_arn(self) -> str:
         return f"arn:{self.partition}:iam::{self.account_id}:role/{self.deploy_role_name}"
+
+    @property
+    def key_admin_arns(self) -> tuple[str, ...]:
+        """Who administers this environment's KMS keys: `encryption.key_admin_arns`, else the cluster's admin roles plus,
+        when CI deploys (state.github_repository set), the deploy role, which changes key policies, rotation, tags and
+        deletion on every apply. Each must exist before the infra stack is applied (the state stack makes the deploy role)."""
+        if self.encryption.key_admin_arns:
+            return self.encryption.key_admin_arns
+        deploy = (self.deploy_role_arn,) if self.state.github_repository else ()
+        return tuple(dict.fromkeys((*self.cluster.admin_role_arns, *deploy)))
 
     @property
     def ci_runner_project_name(self) -> str:

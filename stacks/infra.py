@@ -14,7 +14,7 @@ from modules.aws.cluster import Cluster, ClusterProps, container_insights_log_gr
 from modules.aws.database import Database, DatabaseProps
 from modules.aws.database import log_group_prefix as database_log_prefix
 from modules.aws.edge import BACKENDS, Edge, EdgeProps, alb_log_delivery_statements, waf_log_group_name
-from modules.aws.encryption import EncryptionKey, EncryptionKeyProps, logs_service_use
+from modules.aws.encryption import EncryptionKey, EncryptionKeyProps, KeyAdministrators, logs_service_use
 from modules.aws.events import Events, EventsProps
 from modules.aws.guardrails import AccountGuardrails, AccountGuardrailsProps
 from modules.aws.identity import PlatformIdentities, PlatformIdentitiesProps
@@ -37,6 +37,7 @@ class InfraStack(GovernedStack):
         c = config
         environment = AwsEnvironment(account_id=c.account_id, region=c.region)
         environment.bind(self)
+        KeyAdministrators(c.key_admin_arns).bind(self)     # every KMS key's administrators (manage, never use)
         aws_provider(self, region=c.region, account_id=c.account_id, emulator=emulator)
         use_environment_backend(self, config=c, layer="infra", emulator=emulator)
 

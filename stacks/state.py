@@ -12,7 +12,7 @@ from environments.config import StateConfig
 from modules.core.aspects import GovernedStack
 from modules.core.environment import AwsEnvironment
 from modules.aws.ci_roles import CiRoles, CiRolesProps
-from modules.aws.encryption import EncryptionKey, EncryptionKeyProps
+from modules.aws.encryption import EncryptionKey, EncryptionKeyProps, KeyAdministrators
 from modules.aws.storage import AccessLogBucket, BucketProps, SecureBucket
 
 from .backend import emulator_backend, use_s3_backend
@@ -28,6 +28,7 @@ class StateStack(GovernedStack):
         super().__init__(scope, id_)
         environment = AwsEnvironment(account_id=account_id, region=state.region)
         environment.bind(self)
+        KeyAdministrators(state.key_admin_arns).bind(self)
         aws_provider(self, region=state.region, account_id=account_id, emulator=emulator)
         if emulator:
             emulator_backend(self, emulator)

@@ -2,6 +2,7 @@
 construct module is imported by a test."""
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import sys
@@ -20,16 +21,19 @@ import pytest  # noqa: E402
 
 
 TEST_ACCOUNT, TEST_REGION = "123456789012", "eu-west-1"   # the environment of every construct test's stack
+TEST_KEY_ADMIN = f"arn:aws:iam::{TEST_ACCOUNT}:role/key-admin"   # administers every KMS key of a construct test's stack
 
 
 def new_stack(name: str = "test") -> cdktf.TerraformStack:
     """The smallest stack a construct test needs (an AWS provider, so `terraform validate` could run it)."""
     from cdktf_cdktf_provider_aws.provider import AwsProvider
 
+    from modules.aws.encryption import KeyAdministrators
     from modules.core.environment import AwsEnvironment
 
     stack = cdktf.TerraformStack(cdktf.Testing.app(), name)
     AwsEnvironment(account_id=TEST_ACCOUNT, region=TEST_REGION).bind(stack)
+    KeyAdministrators((TEST_KEY_ADMIN,)).bind(stack)
     AwsProvider(stack, "aws", region=TEST_REGION)
     return stack
 
@@ -64,6 +68,39 @@ def only(res: dict, rtype: str) -> tuple[str, dict]:
     """The one resource of a type, as (logical id, body); fails if there are zero or several."""
     ((address, body),) = res[rtype].items()
     return address, body
+
+
+def key_policy_denies(policy: dict, *, action: str, context: dict) -> bool:
+    """Whether an explicit Deny of a KMS key policy applies to a request: `context` holds the request's condition keys
+    (`aws:PrincipalArn` for an IAM principal, none for a service principal; `kms:ViaService` when a service calls for
+    the principal). Evaluates exactly the operators the key policies use and refuses any other, so a new one cannot
+    pass unexamined."""
+    def holds(operator: str, key: str, expected) -> bool:
+        expected = expected if isinstance(expected, list) else [expected]
+        if operator == "Null":                                   # "true": the key is absent
+            (value,) = expected
+            return (key not in context) == (value == "true")
+        if operator.endswith("IfExists") and key not in context:
+            return True
+        if key not in context:
+            return False
+        actual, base = str(context[key]), operator.removesuffix("IfExists")
+        if base in ("ArnEquals", "StringEquals"):
+            return actual in expected
+        if base in ("ArnLike", "StringLike"):
+            return any(fnmatch.fnmatchcase(actual, e) for e in expected)
+        if base == "Bool":
+            return actual.lower() in [e.lower() for e in expected]
+        raise AssertionError(f"condition operator {operator} is not evaluated here")
+
+    for stmt in policy["Statement"]:
+        actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
+        if stmt["Effect"] != "Deny" or not any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions):
+            continue
+        assert stmt["Principal"] in ({"AWS": "*"}, "*"), f"deny {stmt['Sid']} names principals: evaluate them too"
+        if all(holds(op, key, value) for op, keys in stmt.get("Condition", {}).items() for key, value in keys.items()):
+            return True
+    return False
 
 
 def strings(value):

@@ -65,7 +65,7 @@ def small_stack(endpoint: str, bucket_name: str, state_dir: Path) -> str:
     """A KMS key and a bucket in an emulator stack: the smallest state in which a replace is data at risk."""
     from cdktf_cdktf_provider_aws import s3_bucket
 
-    from modules.aws.encryption import EncryptionKey, EncryptionKeyProps
+    from modules.aws.encryption import EncryptionKey, EncryptionKeyProps, KeyAdministrators
     from modules.core.environment import AwsEnvironment
     from stacks.backend import emulator_backend
     from stacks.provider import Emulator, aws_provider
@@ -73,6 +73,7 @@ def small_stack(endpoint: str, bucket_name: str, state_dir: Path) -> str:
     stack = cdktf.TerraformStack(cdktf.Testing.app(), "emulator-small")
     emulator = Emulator(endpoint=endpoint, state_dir=str(state_dir))
     AwsEnvironment(account_id=ACCOUNT, region=REGION).bind(stack)
+    KeyAdministrators((f"arn:aws:iam::{ACCOUNT}:role/key-admin",)).bind(stack)
     aws_provider(stack, region=REGION, account_id=ACCOUNT, emulator=emulator)
     emulator_backend(stack, emulator)
     EncryptionKey(stack, "key", props=EncryptionKeyProps(alias="plan-report-test", description="plan report test",

@@ -41,7 +41,7 @@ def secrets_stack(endpoint: str, state_dir: Path) -> str:
     from cdktf_cdktf_provider_aws import subnet, vpc
 
     from modules.aws.cache import Cache, CacheProps
-    from modules.aws.encryption import EncryptionKey, EncryptionKeyProps
+    from modules.aws.encryption import EncryptionKey, EncryptionKeyProps, KeyAdministrators
     from modules.aws.platform_secrets import PlatformSecrets, PlatformSecretsProps
     from modules.aws.settings import CacheSettings
     from modules.core.environment import AwsEnvironment
@@ -51,6 +51,7 @@ def secrets_stack(endpoint: str, state_dir: Path) -> str:
     stack = cdktf.TerraformStack(cdktf.Testing.app(), STACK)
     emulator = Emulator(endpoint=endpoint, state_dir=str(state_dir))
     AwsEnvironment(account_id=ACCOUNT, region=REGION).bind(stack)
+    KeyAdministrators((f"arn:aws:iam::{ACCOUNT}:role/key-admin",)).bind(stack)
     aws_provider(stack, region=REGION, account_id=ACCOUNT, emulator=emulator)
     emulator_backend(stack, emulator)
     network = vpc.Vpc(stack, "vpc", cidr_block="10.0.0.0/16")

@@ -31,6 +31,7 @@ from cdktf_cdktf_provider_aws import (
 from constructs import Construct
 
 from ..core import iam
+from .encryption import key_policy
 from .event_patterns import APPLICATION_RULE, LANDING_RULE, EventRule
 from .identity import PlatformIdentities
 from .kafka import KAFKA_CONNECTION_ID
@@ -154,9 +155,8 @@ class Events(Construct):
         self.key = kms_key.KmsKey(
             self, "queue-key", description=f"{name} EventBridge -> SQS queues", enable_key_rotation=True,
             rotation_period_in_days=365, deletion_window_in_days=30,
-            policy=iam.policy_document(
-                iam.statement("AccountAdministers", ["kms:*"], "*",
-                              principal={"AWS": f"arn:{env.partition}:iam::{env.account_id}:root"}),
+            policy=key_policy(
+                self,
                 # EventBridge encrypts what it sends to the queues (and their DLQs), for these rules only.
                 iam.statement("EventBridgeWritesRuleQueues", ["kms:GenerateDataKey", "kms:Decrypt"], "*",
                               principal={"Service": EVENTS_PRINCIPAL},

@@ -371,6 +371,33 @@ class GuardrailsSettings:
                     "archive trail logs before they expire")
 
 
+# ---- KMS key administration ----------------------------------------------------------------------------------
+
+def key_admin_arns(field_: str, arns: tuple[str, ...], *, required: bool) -> None:
+    """Key administrators (modules/aws/encryption.py): IAM roles or users named as principals of every key policy, so
+    each must exist when a key policy is written (KMS refuses a policy naming an unknown principal)."""
+    require(isinstance(arns, tuple), field_, arns, "is not a tuple of ARNs", "write ('arn:aws:iam::<account>:role/<name>',)")
+    require(not required or len(arns) >= 1, field_, arns, "is empty, so nobody is named to administer the keys",
+            "name at least one IAM role ARN (e.g. the platform's admin role)")
+    for arn in arns:
+        require(is_unresolved(arn) or (isinstance(arn, str) and _PRINCIPAL_ARN.fullmatch(arn) is not None), field_, arn,
+                "is not an IAM role or user ARN",
+                "use arn:<partition>:iam::<12-digit account>:role/<name> (or user/<name>); no wildcards, and not the "
+                "account root, which the key policy's IAM statement already covers")
+    require(len(set(arns)) == len(arns), field_, list(arns), "names an administrator twice", "list each ARN once")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncryptionSettings:
+    """Who administers the environment's KMS keys: key management only, never encrypt or decrypt (the key policy
+    denies them that; docs/design.md §10)."""
+    key_admin_arns: tuple[str, ...] = ()         # () = the cluster's admin_role_arns plus the deploy role (CI on)
+
+    def __post_init__(self) -> None:
+        with section("encryption"):
+            key_admin_arns("key_admin_arns", self.key_admin_arns, required=False)
+
+
 # ---- front door ---------------------------------------------------------------------------------------------
 
 DEFAULT_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"

@@ -130,9 +130,11 @@ def test_queue_key_lets_eventbridge_encrypt_only_for_these_rules_in_this_account
     res = synth(stack)["resource"]
     _, key = only(res, "aws_kms_key")
     _, alias = only(res, "aws_kms_alias")
-    admin, service = json.loads(key["policy"])["Statement"]
+    *administration, service = json.loads(key["policy"])["Statement"]
     assert (key["enable_key_rotation"], alias["name"]) == (True, "alias/af-dev-events")
-    assert admin["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    assert [s["Sid"] for s in administration] == ["EnableIamPolicies", "KeyAdministrators", "AdministratorsNoDirectUse",
+                                                  "AdministratorsGrantOnlyForAwsResources"]   # encryption.key_policy
+    assert administration[0]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
     assert (service["Principal"], service["Action"]) == ({"Service": "events.amazonaws.com"},
                                                          ["kms:GenerateDataKey", "kms:Decrypt"])
     rule_arns = sorted(f"${{aws_cloudwatch_event_rule.{k}.arn}}" for k in res["aws_cloudwatch_event_rule"])

@@ -68,7 +68,9 @@ def test_key_policy_lets_cloudtrail_use_the_key_only_for_this_trail(stack):
     (logs,) = [s for s in statements if s["Principal"] == {"Service": "logs.eu-west-1.amazonaws.com"}]
     assert logs["Condition"] == {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": [
         "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/cloudtrail/af-prod*"]}}
-    assert len(statements) == 4          # nobody else is named: IAM policies grant reading (the root defers to IAM)
+    # Nobody else is named: beyond the administration statements (encryption.key_policy), IAM policies grant reading.
+    assert [s["Sid"] for s in statements if "Service" not in s["Principal"]] == [
+        "EnableIamPolicies", "KeyAdministrators", "AdministratorsNoDirectUse", "AdministratorsGrantOnlyForAwsResources"]
 
 
 def test_trail_bucket_is_tls_only_and_only_this_trail_writes_to_it(stack):
