@@ -6,7 +6,7 @@ configure-aws-credentials). Every trust policy requires the audience `sts.amazon
 configured repository in GitHub's customized format `repo:<owner>/<name>:<context>:job_workflow_ref:<workflow>@<ref>`.
 AWS STS evaluates only some GitHub claims (`aud`, `sub`; GitHub: "Support for custom claims for OIDC is unavailable
 in AWS"), so the workflow file and branch are put into `sub` by the repository's OIDC subject template
-(`include_claim_keys: [repo, context, job_workflow_ref]`, set once with `gh api`, docs/design.md "CI identities"):
+(`include_claim_keys: [repo, context, job_workflow_ref]`, set once with `gh api`, docs/design.md §10):
 
 - deploy role `<name>-<env>-deploy`: exactly `repo:R:environment:<env>:job_workflow_ref:R/.github/workflows/
   deploy.yml@refs/heads/main`: that environment's jobs of deploy.yml on main, nothing else. AdministratorAccess,
