@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def synthesize(names: list[str], overrides: list[str], out: Path, *,
                emulator_endpoint: str | None = None, emulator_state_dir: Path | None = None) -> dict[str, int]:
     """Synthesize into a sibling temp dir and publish it into `out` on success; returns resource counts per stack."""
-    configs = [environments.load(name, overrides) for name in names]
+    configs = environments.load_all(names, overrides)
     # Only now, with the config known good, does jsii start: Node loads the providers while Python imports stacks.
     fastsynth.preload_assemblies()
     from cdktf import App

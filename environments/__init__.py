@@ -1,4 +1,5 @@
-"""Environment registry: `load("dev")` returns the validated config, with optional `--set` overrides."""
+"""Environment registry: `load("dev")` returns the validated config, with optional `--set` overrides;
+`load_all(names)` loads several and checks them against each other (account isolation)."""
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,59 @@ def load(name: str, overrides: Iterable[str] = ()) -> EnvironmentConfig:
             config = apply_override(config, override)
     except ConfigError as err:
         raise (err if err.field.startswith("--") else err.within(f"environments.{name}")) from None
+    # Also against the other configured environments as written: synthesizing prod alone (or with an override)
+    # must still refuse an account or state bucket that a non-production environment uses.
+    check_isolation(config, [_configured(other) for other in NAMES if other != name])
     return config
+
+
+def load_all(names: Iterable[str], overrides: Iterable[str] = ()) -> list[EnvironmentConfig]:
+    """`load` each environment, then check the loaded ones against each other (an override applied to all of them,
+    e.g. `--set account_id=...`, can put production and non-production in one account)."""
+    overrides = list(overrides)
+    configs = [load(name, overrides) for name in names]
+    for i, config in enumerate(configs):
+        check_isolation(config, configs[:i] + configs[i + 1:])
+    return configs
+
+
+def _configured(name: str) -> EnvironmentConfig:
+    return importlib.import_module(f"{__name__}.{name}").CONFIG
+
+
+def check_isolation(config: EnvironmentConfig, others: Iterable[EnvironmentConfig]) -> None:
+    """Refuse, naming `config`'s field: production and non-production in one AWS account or one state bucket; two
+    environments of one account with different state (one state stack per account); a state bucket in two
+    accounts; and two GuardDuty detectors in one account (AWS allows one per account and region)."""
+    where = f"environments.{config.name}"
+    others = [other for other in others if other.name != config.name]
+    for other in others:     # production isolation first: it is the error that matters when several apply
+        if config.production != other.production:
+            prod, nonprod = (config, other) if config.production else (other, config)
+            if config.account_id == other.account_id:
+                raise ConfigError(f"{where}.account_id", config.account_id,
+                                  f"is shared by production environment {prod.name} and non-production environment "
+                                  f"{nonprod.name}", f"give {prod.name} an AWS account of its own (one account per "
+                                  "environment, README 'Adding or changing an environment')")
+            if config.state.bucket == other.state.bucket:
+                raise ConfigError(f"{where}.state.bucket", config.state.bucket,
+                                  f"holds the state of production environment {prod.name} and of non-production "
+                                  f"environment {nonprod.name}", f"give {prod.name} the state bucket of its own account")
+    for other in others:
+        if config.account_id == other.account_id and config.state != other.state:
+            raise ConfigError(f"{where}.state", config.state.bucket,
+                              f"differs from the state of {other.name} ({other.state.bucket}), in the same account "
+                              f"{config.account_id}", "environments in one account share one StateConfig (one state "
+                              "bucket, key and CI roles per account: environments/common.py state_in)")
+        if config.account_id != other.account_id and config.state.bucket == other.state.bucket:
+            raise ConfigError(f"{where}.state.bucket", config.state.bucket,
+                              f"is also the state bucket of {other.name} in account {other.account_id}",
+                              "each account keeps its state in a bucket of its own (environments/common.py state_in)")
+        if config.account_id == other.account_id and config.guardrails.guardduty and other.guardrails.guardduty:
+            raise ConfigError(f"{where}.guardrails.guardduty", True,
+                              f"is also on in {other.name}, in the same account {config.account_id}, and AWS allows "
+                              "one GuardDuty detector per account and region", f"keep it on in one of them; turn it "
+                              f"(and cloudtrail) off in the other with off_reason='shares the account of {other.name}'")
 
 
 def apply_override(config: Any, override: str) -> Any:

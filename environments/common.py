@@ -1,21 +1,28 @@
-"""Values shared by every environment of this deployment. Replace the account id, bucket and domains
-with your own before deploying (README: "Adding or changing an environment")."""
-from modules.aws.settings import GuardrailsSettings
+"""Values shared by every environment of this deployment. Replace the account ids, bucket names and domains
+with your own before deploying (README: "Adding or changing an environment").
 
+One AWS account per environment is the default layout (docs/design.md, "Environments and accounts"): each
+account holds its own Terraform state bucket and key, CI roles and guardrails, so nothing one environment's
+identity can reach belongs to another. Non-production environments may share an account (list the same id and
+the same `state_in(...)`); production never shares one with a non-production environment (refused at synth).
+"""
 from .config import StateConfig, TagsConfig
 
-ACCOUNT_ID = "123456789012"
 REGION = "eu-west-1"
-# Roles given cluster-admin on every EKS cluster (access entries; the creator gets no implicit admin). They also
-# administer the KMS keys (manage, never use them; docs/design.md §10), with each environment's deploy role.
-ADMIN_ROLE_ARNS = (f"arn:aws:iam::{ACCOUNT_ID}:role/platform-admin",)
-STATE = StateConfig(bucket="example-airflow-terraform-state", region=REGION,
-                    github_repository="example-org/airflow-platform", key_admin_arns=ADMIN_ROLE_ARNS)
+GITHUB_REPOSITORY = "example-org/airflow-platform"
+# Example ids (AWS documentation style): one account per environment.
+ACCOUNT_IDS = {"dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}
 TAGS = TagsConfig(owner="data-platform", cost_centre="cc-1234")
-# dev and staging share prod's account (ACCOUNT_ID above): prod's multi-region trail and GuardDuty detector already
-# record and watch it, AWS allows one detector per account and region, and more trails would record the same events
-# again at a cost. When each environment gets an account of its own (issue #16 item 1), drop this from dev and staging.
-SHARED_ACCOUNT_GUARDRAILS = GuardrailsSettings(
-    cloudtrail=False, guardduty=False,
-    off_reason="shares prod's AWS account, whose multi-region CloudTrail trail and GuardDuty detector (prod's infra "
-               "stack) cover it; on again once this environment has its own account (issue #16 item 1)")
+
+
+def state_in(account_id: str) -> StateConfig:
+    """The state bucket of one account (its state stack creates it, with that account's CI roles)."""
+    return StateConfig(bucket=f"example-airflow-terraform-state-{account_id}", region=REGION,
+                       github_repository=GITHUB_REPOSITORY,
+                       key_admin_arns=admin_role_arns(account_id))
+
+
+def admin_role_arns(account_id: str) -> tuple[str, ...]:
+    """Roles given cluster-admin on the account's EKS clusters (access entries; the creator gets no implicit admin).
+    They also administer the account's KMS keys (manage, never use them; docs/design.md), with the deploy role."""
+    return (f"arn:aws:iam::{account_id}:role/platform-admin",)

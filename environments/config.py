@@ -15,17 +15,21 @@ from .sections import (AddonsConfig, AirflowConfig, AlarmsConfig, EventsConfig, 
                        VaultConfig)
 
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,15}")
+_GITHUB_ENVIRONMENT = re.compile(r"[A-Za-z0-9_-]{1,255}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class StateConfig:
-    """Where Terraform state lives: one bucket per account, created by the `state` stack."""
+    """Where Terraform state lives: one bucket and key per AWS account, created by that account's state stack
+    (`<project>-state-<account id>`), which also holds the account's CI roles. Environments in one account share it
+    (each under its own `<env>/` keys); production shares it with no non-production environment."""
     bucket: str
     region: str
     kms_key_alias: str = "alias/terraform-state"
     migrated: bool = False   # False: the state stack keeps a local backend until it has created its own bucket
     github_repository: str = ""   # "owner/name" whose GitHub Actions plan/deploy (modules/aws/ci_roles.py); "" = no CI roles
-    github_deploy_environments: tuple[str, ...] = ("dev", "staging", "prod")
     # Who administers the state key (key management, no use of it): required, because the state of every environment
-    # in the bucket is under this key and no one environment's admins or CI role speak for all (docs/design.md §10).
+    # in the account's bucket is under this key and no one environment's admins or CI role speak for all (docs/design.md §10).
     key_admin_arns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -74,6 +78,9 @@ class EnvironmentConfig:
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     guardrails: GuardrailsSettings = field(default_factory=GuardrailsSettings)   # CloudTrail + GuardDuty: on
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)   # KMS key administrators
+    # GitHub environment whose jobs alone may plan this environment ("" = pull requests plan it with its plan role).
+    # Production names a protected one (required reviewers): no pull-request identity reads production state.
+    plan_environment: str = ""
     project: str = "airflow"
     log_retention_days: int = 30
     deletion_protection: bool = True
@@ -97,6 +104,9 @@ class EnvironmentConfig:
             require(not arn.startswith("arn:") or arn.split(":")[1] == self.partition, "encryption.key_admin_arns", arn,
                     f"is not in partition {self.partition} of region {self.region}",
                     f"use arn:{self.partition}:iam::<account>:role/<name>")
+        require(self.plan_environment == "" or _GITHUB_ENVIRONMENT.fullmatch(self.plan_environment) is not None,
+                "plan_environment", self.plan_environment, "is not a GitHub environment name usable in an OIDC subject",
+                "use letters, digits, '-' and '_' (e.g. 'prod-plan'), or '' to let pull requests plan")
         for purpose in ("dags", "task-logs", "plugins", "access-logs", "cloudtrail"):
             self.bucket_name(purpose)
         if self.production:
@@ -110,6 +120,9 @@ class EnvironmentConfig:
                     "is off for a production environment", "set cache.multi_az=True (and num_nodes >= 2) in production")
             require(self.network.nat_gateways == "per_az", "network.nat_gateways", self.network.nat_gateways,
                     "is a single point of failure in production", "use nat_gateways='per_az' in production")
+            require(self.plan_environment != "", "plan_environment", self.plan_environment,
+                    "is empty for a production environment: pull requests would read its state",
+                    f"set plan_environment='{self.name}-plan', a GitHub environment with required reviewers")
             for section in (self.addons, self.airflow, self.vault, self.monitoring, self.events, self.alarms):
                 section.check_production()
 
@@ -156,6 +169,20 @@ class EnvironmentConfig:
             return self.encryption.key_admin_arns
         deploy = (self.deploy_role_arn,) if self.state.github_repository else ()
         return tuple(dict.fromkeys((*self.cluster.admin_role_arns, *deploy)))
+    def plan_role_name(self) -> str:
+        """IAM role plan.yml assumes to plan this environment (in this environment's account): trusted by pull
+        requests, or only by jobs in `plan_environment` when that is set."""
+        return f"github-actions-{self.name}-plan"
+
+    @property
+    def plan_role_arn(self) -> str:
+        return f"arn:{self.partition}:iam::{self.account_id}:role/{self.plan_role_name}"
+
+    @property
+    def workload_boundary_arn(self) -> str:
+        """Permissions boundary every IAM role of this environment's stacks carries (created by the state stack of
+        its account, modules/aws/ci_roles.py): the deploy role may create roles only with it."""
+        return f"arn:{self.partition}:iam::{self.account_id}:policy/{self.prefix}-workload-boundary"
 
     @property
     def ci_runner_project_name(self) -> str:

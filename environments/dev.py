@@ -1,9 +1,11 @@
 from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
                                   StorageSettings)
 
-from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, SHARED_ACCOUNT_GUARDRAILS, STATE, TAGS
+from .common import ACCOUNT_IDS, REGION, TAGS, admin_role_arns, state_in
 from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EnvironmentConfig, EventsConfig, MonitoringConfig,
                      VaultConfig)
+
+ACCOUNT_ID = ACCOUNT_IDS["dev"]
 
 CONFIG = EnvironmentConfig(
     name="dev",
@@ -12,10 +14,11 @@ CONFIG = EnvironmentConfig(
     region=REGION,
     domain="dev.data.example.com",
     network=NetworkSettings(vpc_cidr="10.10.0.0/16", az_count=2, nat_gateways="single"),
-    state=STATE,
+    state=state_in(ACCOUNT_ID),
     tags=TAGS,
-    cluster=ClusterSettings(admin_role_arns=ADMIN_ROLE_ARNS, system_instance_types=("t3.large",), system_min_size=1,
-                          system_desired_size=2, system_max_size=3),
+    cluster=ClusterSettings(admin_role_arns=admin_role_arns(ACCOUNT_ID),
+                            system_instance_types=("t3.large",), system_min_size=1,
+                            system_desired_size=2, system_max_size=3),
     database=DatabaseSettings(instance_class="db.t4g.medium", multi_az=False, backup_retention_days=7,
                             allocated_storage_gib=20, max_allocated_storage_gib=100),
     cache=CacheSettings(node_type="cache.t4g.micro", num_nodes=1, multi_az=False, snapshot_retention_days=1),
@@ -36,7 +39,6 @@ CONFIG = EnvironmentConfig(
     alarms=AlarmsConfig(evaluation_periods=3, cluster_min_nodes=1, rds_free_storage_bytes=2 * 1024 ** 3,
                         rds_freeable_memory_bytes=128 * 1024 ** 2, alb_5xx_count=50,
                         sqs_oldest_message_seconds=3600),   # no PagerDuty or Slack in dev: the console is enough
-    guardrails=SHARED_ACCOUNT_GUARDRAILS,
     log_retention_days=30,
     deletion_protection=False,
 )

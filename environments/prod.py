@@ -1,9 +1,11 @@
 from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
                                   StorageSettings)
 
-from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, STATE, TAGS
+from .common import ACCOUNT_IDS, REGION, TAGS, admin_role_arns, state_in
 from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EnvironmentConfig, EventsConfig, MonitoringConfig,
                      VaultConfig)
+
+ACCOUNT_ID = ACCOUNT_IDS["prod"]
 
 CONFIG = EnvironmentConfig(
     name="prod",
@@ -12,10 +14,11 @@ CONFIG = EnvironmentConfig(
     region=REGION,
     domain="data.example.com",
     network=NetworkSettings(vpc_cidr="10.30.0.0/16", az_count=3, nat_gateways="per_az"),
-    state=STATE,
+    state=state_in(ACCOUNT_ID),
     tags=TAGS,
-    cluster=ClusterSettings(admin_role_arns=ADMIN_ROLE_ARNS, system_instance_types=("m7i.xlarge",), system_min_size=3,
-                          system_desired_size=3, system_max_size=6, system_disk_size_gib=100),
+    cluster=ClusterSettings(admin_role_arns=admin_role_arns(ACCOUNT_ID),
+                            system_instance_types=("m7i.xlarge",), system_min_size=3,
+                            system_desired_size=3, system_max_size=6, system_disk_size_gib=100),
     database=DatabaseSettings(instance_class="db.r7g.large", multi_az=True, backup_retention_days=30,
                             allocated_storage_gib=100, max_allocated_storage_gib=1000),
     cache=CacheSettings(node_type="cache.r7g.large", num_nodes=3, multi_az=True, snapshot_retention_days=14),
@@ -43,6 +46,7 @@ CONFIG = EnvironmentConfig(
                         rds_freeable_memory_bytes=1024 ** 3, redis_connections=5000, cluster_min_nodes=3,
                         alb_target_response_seconds=1.5, pagerduty_secret_name="airflow-prod/alerting/pagerduty",
                         slack_workspace_id="T0EXAMPLE01", slack_channel_id="C0PRODALERT"),
+    plan_environment="prod-plan",   # protected: required reviewers approve each prod plan (README, plan.yml)
     log_retention_days=365,
     deletion_protection=True,
 )

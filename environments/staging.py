@@ -1,9 +1,11 @@
 from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
                                   StorageSettings)
 
-from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, SHARED_ACCOUNT_GUARDRAILS, STATE, TAGS
+from .common import ACCOUNT_IDS, REGION, TAGS, admin_role_arns, state_in
 from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EnvironmentConfig, EventsConfig, MonitoringConfig,
                      VaultConfig)
+
+ACCOUNT_ID = ACCOUNT_IDS["staging"]
 
 CONFIG = EnvironmentConfig(
     name="staging",
@@ -12,9 +14,10 @@ CONFIG = EnvironmentConfig(
     region=REGION,
     domain="staging.data.example.com",
     network=NetworkSettings(vpc_cidr="10.20.0.0/16", az_count=3, nat_gateways="single"),
-    state=STATE,
+    state=state_in(ACCOUNT_ID),
     tags=TAGS,
-    cluster=ClusterSettings(admin_role_arns=ADMIN_ROLE_ARNS, system_instance_types=("m7i.large",)),
+    cluster=ClusterSettings(admin_role_arns=admin_role_arns(ACCOUNT_ID),
+                            system_instance_types=("m7i.large",)),
     database=DatabaseSettings(instance_class="db.m7g.large", multi_az=True, backup_retention_days=14),
     cache=CacheSettings(node_type="cache.m7g.large", num_nodes=2, multi_az=True),
     storage=StorageSettings(task_log_expiration_days=60, access_log_expiration_days=180),
@@ -32,7 +35,6 @@ CONFIG = EnvironmentConfig(
                         kafka_broker_instance_type="kafka.t3.small", kafka_volume_size_gib=20, max_receive_count=5),
     alarms=AlarmsConfig(rds_connections=700, cluster_min_nodes=2, slack_workspace_id="T0EXAMPLE01",
                         slack_channel_id="C0STAGINGAL"),   # Slack only: staging never pages anyone
-    guardrails=SHARED_ACCOUNT_GUARDRAILS,
     log_retention_days=90,
     deletion_protection=True,
 )

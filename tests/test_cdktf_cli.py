@@ -17,8 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CLI = ROOT / "bin" / "cdktf"
 SYSTEM_PATH = ["/usr/local/bin", "/usr/bin", "/bin"]
-ALL_STACKS = {"airflow-state", *(f"airflow-{env}-{layer}" for env in ("dev", "staging", "prod")
-                                 for layer in ("infra", "platform", "vault-config"))}
+ALL_STACKS = {*(f"airflow-state-{account}" for account in ("111111111111", "222222222222", "333333333333")),
+              *(f"airflow-{env}-{layer}" for env in ("dev", "staging", "prod")
+                for layer in ("infra", "platform", "vault-config"))}
 
 
 @pytest.fixture(scope="module")

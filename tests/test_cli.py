@@ -85,10 +85,11 @@ def test_one_environment_synthesizes_only_its_stacks_and_prints_the_table(tmp_pa
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""                # no Node end-of-life or deprecation banner
     rows = dict(line.split() for line in result.stdout.strip().splitlines()[1:])
-    assert set(rows) == {"airflow-state", "airflow-dev-infra", "airflow-dev-platform", "airflow-dev-vault-config"}
+    assert set(rows) == {"airflow-state-111111111111", "airflow-dev-infra", "airflow-dev-platform",
+                         "airflow-dev-vault-config"}
     assert int(rows["airflow-dev-infra"]) > 30
     assert sorted(p.name for p in (previous_output / "stacks").iterdir()) == [
-        "airflow-dev-infra", "airflow-dev-platform", "airflow-dev-vault-config", "airflow-state"]
+        "airflow-dev-infra", "airflow-dev-platform", "airflow-dev-vault-config", "airflow-state-111111111111"]
     assert '"previous"' not in (previous_output / "stacks" / "airflow-dev-infra" / "cdk.tf.json").read_text()
 
 
@@ -215,8 +216,25 @@ AIRFLOW_BAD_INPUT = [
 ]
 
 
+# ---- accounts and CI identities (environments/__init__.py check_isolation, environments/config.py)
+ACCOUNTS_BAD_INPUT = [
+    (["--env", "prod", "--set", "account_id=111111111111"],      # dev's account, though only prod is synthesized
+     "environments.prod.account_id='111111111111' is shared by production environment prod and non-production "
+     "environment dev", "fix: give prod an AWS account of its own"),
+    (["--env", "dev", "--set", "account_id=333333333333"],
+     "environments.dev.account_id='333333333333' is shared by production environment prod", "fix: give prod"),
+    (["--set", "account_id=444444444444"],                        # every environment into one new account
+     "environments.dev.account_id='444444444444' is shared by production environment prod", "fix: give prod"),
+    (["--env", "prod", "--set", "state.bucket=example-airflow-terraform-state-222222222222"],
+     "environments.prod.state.bucket='example-airflow-terraform-state-222222222222' holds the state of production "
+     "environment prod and of non-production environment staging", "fix: give prod the state bucket of its own account"),
+    (["--env", "prod", "--set", "plan_environment="],
+     "environments.prod.plan_environment='' is empty for a production environment", "fix: set plan_environment="),
+]
+
+
 # Every section's bad input goes through the same CLI path: one line, exit 2, previous output untouched.
-ALL_BAD_INPUT = [*BAD_INPUT, *ADDONS_BAD_INPUT, *MONITORING_BAD_INPUT, *VAULT_BAD_INPUT, *EVENTS_BAD_INPUT,
+ALL_BAD_INPUT = [*BAD_INPUT, *ACCOUNTS_BAD_INPUT, *ADDONS_BAD_INPUT, *MONITORING_BAD_INPUT, *VAULT_BAD_INPUT, *EVENTS_BAD_INPUT,
                  *ALARMS_BAD_INPUT, *AIRFLOW_BAD_INPUT]
 
 
@@ -255,6 +273,7 @@ REAL_PROCESS_BAD_INPUT = {
     "--env dev --set nosuchfield=1": "--set",
     "--env dev --set edge.extra_sans=api.example.org": "construct",
     "--env dev --set network.az_count=three": "--set",
+    "--env prod --set account_id=111111111111": "config",      # checked against the other configured environments
 }
 REAL_PROCESS_CASES = [(*case, REAL_PROCESS_BAD_INPUT[" ".join(case[0])]) for case in ALL_BAD_INPUT
                       if " ".join(case[0]) in REAL_PROCESS_BAD_INPUT]

@@ -71,11 +71,11 @@ def test_recipe_deploys_and_diffs_the_state_stack_with_the_real_cli_and_refuses_
     try:
         deployed = run_recipe(workdir, "deploy", "--stack", "state")
         assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-2000:]
-        assert "Apply complete! Resources: 23 added, 0 changed, 0 destroyed." in deployed.stdout
+        assert "Apply complete! Resources: 25 added, 0 changed, 0 destroyed." in deployed.stdout
         endpoint = (workdir / "endpoint").read_text()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", endpoint)
         # local state lives in the recipe's state folder, outside its cdktf.out
-        assert recipe.resources_in_state(workdir / "state" / "terraform.airflow-state.tfstate") == 23
+        assert recipe.resources_in_state(workdir / "state" / "terraform.airflow-state-111111111111.tfstate") == 25
 
         diffed = run_recipe(workdir, "diff", "--stack", "state")
         assert diffed.returncode == 0, diffed.stdout[-3000:]
@@ -84,8 +84,8 @@ def test_recipe_deploys_and_diffs_the_state_stack_with_the_real_cli_and_refuses_
         refused = run_recipe(workdir, "destroy", "--stack", "state")
         assert refused.returncode == 2
         assert refused.stderr.strip().startswith(
-            "emulator: error: airflow-state protects 2 resources with lifecycle.prevent_destroy (aws_s3_bucket.")
-        assert recipe.resources_in_state(workdir / "state" / "terraform.airflow-state.tfstate") == 23
+            "emulator: error: airflow-state-111111111111 protects 2 resources with lifecycle.prevent_destroy (aws_s3_bucket.")
+        assert recipe.resources_in_state(workdir / "state" / "terraform.airflow-state-111111111111.tfstate") == 25
     finally:
         stopped = run_recipe(workdir, "down")
     assert stopped.returncode == 0

@@ -26,23 +26,39 @@ def taggable(doc: dict):
             yield from ((f"{rtype}.{name}", body) for name, body in items.items())
 
 
-def test_synthesizes_state_and_an_infra_stack_per_environment(stacks):
-    assert set(stacks) == {"airflow-state", *(f"airflow-{name}-{layer}" for name in environments.NAMES
-                                              for layer in ("infra", "platform", "vault-config"))}
+ACCOUNTS = {"dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}
+
+
+def test_synthesizes_a_state_stack_per_account_and_the_stacks_of_each_environment(stacks):
+    assert set(stacks) == {*(f"airflow-state-{account}" for account in ACCOUNTS.values()),
+                           *(f"airflow-{name}-{layer}" for name in environments.NAMES
+                             for layer in ("infra", "platform", "vault-config"))}
+
+
+def test_each_environment_has_an_account_and_a_state_bucket_of_its_own_by_default():
+    assert {name: config.account_id for name, config in CONFIGS.items()} == ACCOUNTS
+    assert len({config.state.bucket for config in CONFIGS.values()}) == len(CONFIGS)
 
 
 @pytest.mark.parametrize("name", environments.NAMES)
-def test_infra_backend_is_encrypted_s3_with_native_locking(stacks, name):
-    backend = stacks[f"airflow-{name}-infra"]["terraform"]["backend"]
+@pytest.mark.parametrize("layer", ["infra", "platform"])
+def test_backend_is_the_encrypted_s3_state_of_the_environments_own_account(stacks, name, layer):
+    account = ACCOUNTS[name]
+    backend = stacks[f"airflow-{name}-{layer}"]["terraform"]["backend"]
     assert backend == {"s3": {
-        "bucket": "example-airflow-terraform-state", "key": f"{name}/infra.tfstate", "region": "eu-west-1",
+        "bucket": f"example-airflow-terraform-state-{account}", "key": f"{name}/{layer}.tfstate", "region": "eu-west-1",
         "encrypt": True, "use_lockfile": True,
-        "kms_key_id": "arn:aws:kms:eu-west-1:123456789012:alias/terraform-state"}}
+        "kms_key_id": f"arn:aws:kms:eu-west-1:{account}:alias/terraform-state"}}
+    (provider,) = stacks[f"airflow-{name}-{layer}"]["provider"]["aws"]
+    assert provider["allowed_account_ids"] == [account]
 
 
-def test_state_stack_keeps_a_relative_local_backend_until_migrated(stacks):
-    assert stacks["airflow-state"]["terraform"]["backend"] == {
-        "local": {"path": "../../../terraform.airflow-state.tfstate"}}
+@pytest.mark.parametrize("account", ACCOUNTS.values())
+def test_state_stack_keeps_a_relative_local_backend_until_migrated(stacks, account):
+    assert stacks[f"airflow-state-{account}"]["terraform"]["backend"] == {
+        "local": {"path": f"../../../terraform.airflow-state-{account}.tfstate"}}
+    (provider,) = stacks[f"airflow-state-{account}"]["provider"]["aws"]
+    assert provider["allowed_account_ids"] == [account]
 
 
 @pytest.mark.parametrize("name", environments.NAMES)
@@ -75,10 +91,17 @@ def test_flow_log_retention_follows_the_environment(stacks, name):
     assert flow_logs["retention_in_days"] == CONFIGS[name].log_retention_days
 
 
+# An account's state stack holds one set of CI identities per environment in the account, keyed by it
+# (modules/aws/ci_roles.py): the only place an environment name is part of an address.
+CI_IDENTITY_SET = re.compile(r"^ci-roles_environment-(?:%s)_" % "|".join(environments.NAMES))
+
+
 def test_construct_ids_never_contain_the_environment_name(stacks):
     for stack_name, doc in stacks.items():
         for rtype, items in doc.get("resource", {}).items():
             for logical_id in items:
+                if stack_name.startswith("airflow-state-"):
+                    logical_id = CI_IDENTITY_SET.sub("ci-roles_", logical_id)
                 assert not any(env in logical_id for env in environments.NAMES), (stack_name, logical_id)
 
 
@@ -117,3 +140,57 @@ def test_turning_a_guardrail_off_without_a_reason_names_the_field_and_the_fix():
     config = environments.load("prod", ["guardrails.off_reason=organization trail in the management account",
                                         "guardrails.cloudtrail=false"])
     assert (config.guardrails.cloudtrail, config.guardrails.guardduty) == (False, True)
+
+
+# ---- accounts: production shares neither account nor state with a non-production environment ------------------
+
+@pytest.mark.parametrize("name,override,message", [
+    ("prod", "account_id=111111111111", r"^environments\.prod\.account_id='111111111111' is shared by production "
+     r"environment prod and non-production environment dev; fix: give prod an AWS account of its own"),
+    ("staging", "account_id=333333333333", r"^environments\.staging\.account_id='333333333333' is shared by "
+     r"production environment prod and non-production environment staging; fix: give prod"),
+    ("prod", "state.bucket=example-airflow-terraform-state-111111111111",
+     r"^environments\.prod\.state\.bucket='example-airflow-terraform-state-111111111111' holds the state of "
+     r"production environment prod and of non-production environment dev; fix:"),
+    ("prod", "plan_environment=", r"^environments\.prod\.plan_environment='' is empty for a production environment: "
+     r"pull requests would read its state; fix: set plan_environment='prod-plan'"),
+])
+def test_production_alone_still_refuses_what_it_would_share_with_a_configured_non_production_one(name, override,
+                                                                                               message):
+    with pytest.raises(ConfigError, match=message):
+        environments.load(name, [override])
+
+
+def test_an_override_applied_to_every_environment_is_checked_across_them():
+    environments.load("dev", ["account_id=444444444444"])             # alone: no other environment is there
+    with pytest.raises(ConfigError, match=r"^environments\.dev\.account_id='444444444444' is shared by production "
+                                          r"environment prod and non-production environment dev; fix:"):
+        environments.load_all(environments.NAMES, ["account_id=444444444444"])
+
+
+def test_non_production_environments_may_share_an_account_and_its_state():
+    staging = environments.load("staging", ["account_id=111111111111",
+                                            "state.bucket=example-airflow-terraform-state-111111111111",
+                                            "guardrails.off_reason=shares the account of dev",
+                                            "guardrails.cloudtrail=false", "guardrails.guardduty=false"])
+    environments.check_isolation(staging, [CONFIGS["dev"], CONFIGS["prod"]])   # no error
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["account_id=111111111111"], r"^environments\.staging\.state='example-airflow-terraform-state-222222222222' "
+     r"differs from the state of dev \(example-airflow-terraform-state-111111111111\), in the same account"),
+    (["account_id=111111111111", "state.bucket=example-airflow-terraform-state-111111111111"],
+     r"^environments\.staging\.guardrails\.guardduty=True is also on in dev, in the same account 111111111111, and AWS "
+     r"allows one GuardDuty detector per account and region; fix:"),
+    (["state.bucket=example-airflow-terraform-state-111111111111"],
+     r"^environments\.staging\.state\.bucket='example-airflow-terraform-state-111111111111' is also the state bucket "
+     r"of dev in account 111111111111; fix:"),
+])
+def test_environments_sharing_an_account_or_bucket_must_share_state_and_one_detector(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        environments.load("staging", overrides)
+
+
+def test_no_environment_turns_its_guardrails_off_for_a_shared_account():
+    assert all((c.guardrails.cloudtrail, c.guardrails.guardduty) == (True, True) for c in CONFIGS.values())
+    assert not hasattr(importlib.import_module("environments.common"), "SHARED_ACCOUNT_GUARDRAILS")

@@ -1,7 +1,7 @@
 """The exit path off CDKTF: the synthesized cdk.tf.json is plain Terraform JSON configuration.
 
 A team leaving CDKTF commits `cdktf.out/stacks/<stack>/cdk.tf.json` and runs Terraform on it directly. This proves
-it against the local AWS emulator: the `airflow-state` stack's JSON, copied out of the output as a user would commit
+it against the local AWS emulator: the state stack's JSON, copied out of the output as a user would commit
 it, applies with plain `terraform init` + `apply` (no cdktf involved), and a fresh synth copied over the committed
 file plans no changes (`terraform plan -detailed-exitcode` exits 0). Skips locally without terraform, the provider
 mirror or moto; fails on CI (CI=true), like test_rehearsal.py.
@@ -19,7 +19,7 @@ import pytest
 from tests.test_rehearsal import emulator, terraform, tf_env, tools_present  # noqa: F401  (shared fixtures)
 from tools import rehearse
 
-STACK = "airflow-state"
+STACK = "airflow-state-111111111111"   # the state stack of dev's account
 
 
 def synthesize_state_stack(endpoint: str, out: Path, state_dir: Path) -> Path:

@@ -47,25 +47,38 @@ def test_stateful_resources_keep_their_terraform_addresses(stacks, stack_name):
     assert {rtype: set(res.get(rtype, {})) for rtype in expected} == expected
 
 
-@pytest.mark.parametrize("name,on", [("dev", False), ("staging", False), ("prod", True)])
-def test_only_prod_runs_the_account_guardrails_and_the_others_say_why(stacks, name, on):
-    """All three environments share one account (environments/common.py): prod's trail and detector cover it."""
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_every_environment_runs_the_guardrails_of_its_own_account(stacks, name):
+    """One account per environment (environments/common.py): each records and watches its own account."""
     res, settings = stacks[f"airflow-{name}-infra"]["resource"], environments.load(name).guardrails
-    assert (settings.cloudtrail, settings.guardduty) == (on, on)
-    trails, detectors = res.get("aws_cloudtrail", {}), res.get("aws_guardduty_detector", {})
-    assert (len(trails), len(detectors)) == ((1, 1) if on else (0, 0))
-    assert {f["name"] for f in res.get("aws_guardduty_detector_feature", {}).values()} == (
-        {"EKS_AUDIT_LOGS", "RUNTIME_MONITORING", "S3_DATA_EVENTS"} if on else set())
-    for trail in trails.values():
-        assert trail["is_multi_region_trail"] is True and trail["enable_log_file_validation"] is True
-        assert trail["name"] == f"airflow-{name}-trail"
-    if not on:
-        assert "shares prod's AWS account" in settings.off_reason and "issue #16 item 1" in settings.off_reason
+    assert (settings.cloudtrail, settings.guardduty, settings.off_reason) == (True, True, "")
+    (trail,) = res["aws_cloudtrail"].values()
+    assert trail["is_multi_region_trail"] is True and trail["enable_log_file_validation"] is True
+    assert trail["name"] == f"airflow-{name}-trail"
+    (detector,) = res["aws_guardduty_detector"].values()
+    assert detector["enable"] is True
+    assert {f["name"] for f in res["aws_guardduty_detector_feature"].values()} == {
+        "EKS_AUDIT_LOGS", "RUNTIME_MONITORING", "S3_DATA_EVENTS"}
 
 
-def test_state_stack_resources_keep_their_terraform_addresses(stacks):
-    res = stacks["airflow-state"]["resource"]
-    assert {rtype: set(res[rtype]) for rtype in STATE_ADDRESSES} == STATE_ADDRESSES
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_every_role_of_the_environment_carries_its_workload_boundary(stacks, name):
+    config = environments.load(name)
+    for layer in ("infra", "platform"):
+        roles = stacks[config.stack_name(layer)]["resource"].get("aws_iam_role", {})
+        assert {role["permissions_boundary"] for role in roles.values()} <= {config.workload_boundary_arn}
+        assert all("permissions_boundary" in role for role in roles.values())
+    assert len(stacks[config.stack_name("infra")]["resource"]["aws_iam_role"]) > 10
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_every_role_of_the_environment_is_named_under_its_prefix(stacks, name):
+    """The boundaries let a deploy or workload pass or re-trust only `<prefix>-*` roles (modules/aws/ci_roles.py)."""
+    config = environments.load(name)
+    roles = stacks[config.stack_name("infra")]["resource"]["aws_iam_role"].values()
+    cluster = "${aws_eks_cluster.cluster_A4C38409.name}-"      # the cluster is named config.prefix
+    assert [r["name"] for r in roles if not r["name"].replace(cluster, f"{config.prefix}-").startswith(
+        f"{config.prefix}-")] == []
 
 
 @pytest.mark.parametrize("name,multi_az,protected,backups,cache_nodes", [

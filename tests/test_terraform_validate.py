@@ -9,7 +9,9 @@ import pytest
 
 from tests.harness import find_provider_mirror, terraform_cli_config, terraform_validate
 
-AWS_ONLY_STACKS = ["airflow-state", "airflow-dev-infra", "airflow-staging-infra", "airflow-prod-infra"]
+# A state stack per account (dev 111111111111, staging 222222222222, prod 333333333333) and each environment's infra.
+AWS_ONLY_STACKS = ["airflow-state-111111111111", "airflow-state-222222222222", "airflow-state-333333333333",
+                   "airflow-dev-infra", "airflow-staging-infra", "airflow-prod-infra"]
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import environments
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 MAKE_CALL = re.compile(r"(?:^|[;&|(]\s*|\s)make\s+((?:-[-\w=]+\s+)*)([A-Za-z][\w-]*)")
@@ -43,14 +45,42 @@ def test_every_make_target_a_workflow_calls_exists(name):
     assert calls <= makefile_targets(), f"{name} calls missing targets {sorted(calls - makefile_targets())}"
 
 
+CONFIGS = {name: environments.load(name) for name in environments.NAMES}
+LAYERS = ("infra", "platform", "vault-config")
+
+
+def logins(job: dict) -> list[dict]:
+    return [s for s in job["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
+
+
+def assumed_roles(job: dict) -> list[str]:
+    """The roles a job assumes, `${{ env.X }}` resolved from the job's env."""
+    roles = [login["with"]["role-to-assume"] for login in logins(job)]
+    return [job["env"][m.group(1)] if (m := re.fullmatch(r"\$\{\{ env\.(\w+) \}\}", r)) else r for r in roles]
+
+
+def assumed_role(job: dict) -> str:
+    (role,) = assumed_roles(job)
+    return role
+
+
+def applied_stacks(job: dict) -> list[str]:
+    return [m for step in job["steps"] for m in re.findall(r'dir="cdktf\.out/stacks/([\w-]+)"', step.get("run", ""))
+            if "apply -input=false -auto-approve" in step["run"]]
+
+
 @pytest.mark.parametrize("name", ["plan.yml", "deploy.yml"])
-def test_workflows_get_aws_credentials_only_through_oidc(name):
+def test_workflows_get_aws_credentials_only_through_oidc_in_the_jobs_that_need_them(name):
     doc = load(name)
-    assert doc["permissions"]["id-token"] == "write" and doc["permissions"]["contents"] == "read"
-    logins = [s for s in steps(doc) if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
-    assert logins and all(set(s["with"]) == {"role-to-assume", "role-session-name", "aws-region"} for s in logins)
-    assert all(s["with"]["role-to-assume"].startswith("${{ vars.AWS_") for s in logins)   # no stored keys
-    assert "aws-access-key-id" not in (WORKFLOWS / name).read_text()
+    assert doc["permissions"] == {"contents": "read"}          # nothing beyond reading unless a job says so
+    text = (WORKFLOWS / name).read_text()
+    assert "aws-access-key-id" not in text and "secrets." not in text
+    assert re.search(r"^\s*VAULT_TOKEN:", text, flags=re.M) is None        # no stored Vault token either
+    for job in doc["jobs"].values():
+        assert job["permissions"]["id-token"] == "write" and job["permissions"]["contents"] == "read"
+        assert all(set(s["with"]) == {"role-to-assume", "role-session-name", "aws-region"} for s in logins(job))
+        assert all(re.fullmatch(r"arn:aws:iam::\d{12}:role/github-actions-[a-z-]+", r) for r in assumed_roles(job))
+        assert assumed_roles(job)
 
 
 def test_plan_runs_on_pull_requests_and_reruns_when_labels_change():
@@ -58,38 +88,85 @@ def test_plan_runs_on_pull_requests_and_reruns_when_labels_change():
     assert {"labeled", "unlabeled", "synchronize"} <= set(triggers(load("plan.yml"))["pull_request"]["types"])
 
 
-def test_plan_reports_per_stack_as_sticky_comment_and_gates_data_at_risk_on_the_label():
-    doc = load("plan.yml")
-    (plan_step,) = [s for s in steps(doc) if "terraform -chdir" in s.get("run", "")]
-    assert all(f"terraform -chdir=\"$dir\" {cmd}" in plan_step["run"] for cmd in ("init", "plan", "show -json"))
-    (report,) = [s for s in steps(doc) if "make -s --no-print-directory plan-report" in s.get("run", "")]   # stdout = report
+@pytest.mark.parametrize("job_name", ["plan", "plan-prod"])
+def test_plan_reports_per_stack_as_sticky_comment_and_gates_data_at_risk_on_the_label(job_name):
+    job = load("plan.yml")["jobs"][job_name]
+    plan_steps = [s for s in job["steps"] if "terraform -chdir" in s.get("run", "")]
+    assert plan_steps and all(f'terraform -chdir="cdktf.out/stacks/$stack" {cmd}' in s["run"]
+                              for s in plan_steps for cmd in ("init", "plan", "show -json"))
+    (report,) = [s for s in job["steps"] if "make -s --no-print-directory plan-report" in s.get("run", "")]
     assert "PLAN=plans" in report["run"] and "STATUS_FILE=" in report["run"]
-    (comment,) = [s for s in steps(doc) if s.get("uses", "").startswith("marocchino/sticky-pull-request-comment@")]
+    (comment,) = [s for s in job["steps"] if s.get("uses", "").startswith("marocchino/sticky-pull-request-comment@")]
     assert comment["with"]["path"] == "plan-report.md"
-    (gate,) = [s for s in steps(doc) if "approved-data-risk" in s.get("if", "")]
+    (gate,) = [s for s in job["steps"] if "approved-data-risk" in s.get("if", "")]
     assert "steps.report.outputs.status == '3'" in gate["if"] and "exit 1" in gate["run"]
-    assert doc["permissions"]["pull-requests"] == "write"
+    assert job["permissions"]["pull-requests"] == "write"
+    assert len({s["with"]["header"] for j in load("plan.yml")["jobs"].values() for s in j["steps"]
+                if s.get("uses", "").startswith("marocchino/")}) == 2          # one comment per job
 
 
-def test_deploy_runs_on_main_through_dev_staging_then_protected_prod():
+def test_pull_requests_plan_only_non_production_with_their_plan_roles_and_prod_only_in_prod_plan():
+    jobs = load("plan.yml")["jobs"]
+    pr = jobs["plan"]
+    assert "environment" not in pr
+    assert [s["with"]["role-to-assume"] for s in logins(pr)] == [CONFIGS[n].plan_role_arn for n in ("dev", "staging")]
+    assert CONFIGS["prod"].account_id not in str(pr)              # not its roles, buckets, keys: nothing of prod
+    prod = jobs["plan-prod"]
+    assert (prod["environment"], prod["needs"], assumed_role(prod)) == (
+        CONFIGS["prod"].plan_environment, "plan", CONFIGS["prod"].plan_role_arn)
+    assert [job for name, job in jobs.items() if CONFIGS["prod"].account_id in str(job)] == [prod]
+    plan_layers = load("plan.yml")["env"]["PLAN_LAYERS"].split()
+    assert plan_layers == ["infra"]                               # the others need the private cluster and Vault
+
+
+def test_deploy_runs_on_main_through_dev_staging_then_protected_prod_one_stack_per_job():
     doc = load("deploy.yml")
     assert triggers(doc)["push"]["branches"] == ["main"]
+    assert set(triggers(doc)) == {"push", "workflow_dispatch"}
     jobs = doc["jobs"]
-    assert {name: (job["environment"], job.get("needs")) for name, job in jobs.items()} == {
-        "dev": ("dev", None), "staging": ("staging", "dev"), "prod": ("prod", "staging")}
+    order = [f"{env}-{layer}" for env in environments.NAMES for layer in LAYERS]
+    assert list(jobs) == order
+    assert {name: job.get("needs") for name, job in jobs.items()} == dict(zip(order, [None, *order[:-1]]))
+    for name, job in jobs.items():
+        env, layer = name.split("-", 1)
+        assert job["environment"] == env and job["if"] == "github.ref == 'refs/heads/main'"   # dispatch: main only
+        assert assumed_role(job) == CONFIGS[env].deploy_role_arn
+        assert applied_stacks(job) == [CONFIGS[env].stack_name(layer)]
+        (synth,) = [s for s in job["steps"] if "make synth" in s.get("run", "")]
+        assert synth["run"].strip() == f"make synth ENV={env}"
     assert doc["concurrency"]["cancel-in-progress"] is False
 
 
-def test_each_environment_applies_stacks_in_order_and_skips_missing_ones():
-    doc = load("deploy.yml")
-    assert doc["env"]["STACK_ORDER"].split() == ["state", "infra", "platform", "vault-config"]
-    for name, job in doc["jobs"].items():
-        assert job["env"]["DEPLOY_ENV"] == name
-        (synth,) = [s for s in job["steps"] if "make synth" in s.get("run", "")]
-        assert synth["run"].strip() == f"make synth ENV={name}"
-        (apply,) = [s for s in job["steps"] if "terraform -chdir" in s.get("run", "")]
-        assert "for layer in $STACK_ORDER" in apply["run"] and '[ -d "$dir" ] || continue' in apply["run"]
-        assert "apply -input=false -auto-approve" in apply["run"]
+def test_no_workflow_applies_or_plans_a_state_stack():
+    for name in WORKFLOW_FILES:
+        assert "-state" not in (WORKFLOWS / name).read_text().replace("-state-dir", "")
+        assert not any(stack.startswith("airflow-state") for job in load(name)["jobs"].values()
+                       for stack in applied_stacks(job))
+
+
+def test_platform_and_vault_config_jobs_run_on_the_environments_in_vpc_runner():
+    for name, job in load("deploy.yml")["jobs"].items():
+        env, layer = name.split("-", 1)
+        runner = (f"codebuild-{CONFIGS[env].ci_runner_project_name}-${{{{ github.run_id }}}}-"
+                  f"${{{{ github.run_attempt }}}}")
+        assert job["runs-on"] == ("ubuntu-latest" if layer == "infra" else runner), name
+
+
+@pytest.mark.parametrize("env", environments.NAMES)
+def test_vault_config_logs_in_to_vault_with_the_jobs_oidc_token_through_a_port_forward(env):
+    config = CONFIGS[env]
+    job = load("deploy.yml")["jobs"][f"{env}-vault-config"]
+    script = "\n".join(s.get("run", "") for s in job["steps"])
+    ca = f"~/.vault/{config.prefix}-ca.crt"                            # where the vault-config stack's provider looks
+    assert f"aws eks update-kubeconfig --name {config.cluster_name} --region {config.region}" in script
+    assert "kubectl -n vault port-forward svc/vault-active 8200:8200" in script
+    assert f"kubectl -n vault get secret vault-server-tls -o jsonpath='{{.data.ca\\.crt}}' | base64 -d > {ca}" in script
+    assert '"$ACTIONS_ID_TOKEN_REQUEST_URL&audience=vault"' in script and "$ACTIONS_ID_TOKEN_REQUEST_TOKEN" in script
+    assert "auth/github-actions/login" in script and '"role": "vault-config-deploy"' in script
+    assert 'echo "::add-mask::$VAULT_TOKEN"' in script and "export VAULT_TOKEN" in script
+    assert script.index("::add-mask::$VAULT_TOKEN") < script.index("terraform -chdir")
+    assert "--cacert" in script and "-k " not in script and "--insecure" not in script
+    assert ca in (ROOT / "docs" / "vault.md").read_text().replace("airflow-dev", config.prefix)
 
 
 def uses_of(doc: dict) -> list[str]:
@@ -137,7 +214,7 @@ def test_each_action_is_pinned_to_one_commit_and_version_across_workflows():
 def test_a_tag_or_loosely_pinned_action_fails_the_check(replacement):
     text = (WORKFLOWS / "plan.yml").read_text()
     (pinned,) = {line for line in USES_LINE.findall(text) if line.startswith("actions/checkout@")}
-    assert unpinned(text.replace(pinned, replacement)) == [replacement]
+    assert unpinned(text.replace(pinned, replacement)) == [replacement] * text.count(pinned)   # one per job
 
 
 def test_a_uses_the_line_scan_cannot_see_fails_the_check():

@@ -192,7 +192,8 @@ def resources_in_state(path: Path) -> int:
 
 
 def stack_name(environment: str, stack: str) -> str:
-    """`infra` -> `airflow-<env>-infra`; `state` -> the shared state stack; a full stack name passes through."""
+    """`infra` -> `airflow-<env>-infra`; `state` -> the state stack of the environment's account; a full stack name
+    passes through."""
     import environments
     from modules.core.validation import ConfigError
 
@@ -202,7 +203,7 @@ def stack_name(environment: str, stack: str) -> str:
         raise EmulatorError(str(err)) from None
     if stack.startswith(f"{config.project}-"):
         return stack
-    return f"{config.project}-state" if stack == "state" else config.stack_name(stack)
+    return f"{config.project}-state-{config.account_id}" if stack == "state" else config.stack_name(stack)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,9 @@
 Every workload gets its own role, one inline policy naming exact ARNs, and one
 `aws_eks_pod_identity_association` per Kubernetes service account. The role trusts only the EKS Pod
 Identity service (`pods.eks.amazonaws.com`, `sts:AssumeRole` + `sts:TagSession`) acting for this account, and only
-for its own cluster, namespace and service accounts (the session tags EKS Pod Identity sets: three clusters share
-the account). Associations must keep session tags on (the provider's default; `disable_session_tags` would break it).
+for its own cluster, namespace and service accounts (the session tags EKS Pod Identity sets: clusters of
+environments that share an account stay apart). Associations must keep session tags on (the provider's default;
+`disable_session_tags` would break it).
 
 Policies are checked when a statement is added (at construction or through `grant()`): no `*` or
 `<service>:*` actions, and no `Resource: "*"` on a write action unless the statement carries a

@@ -55,6 +55,29 @@ class Tagging:
             doc["//"]["metadata"]["overrides"] = overridden
 
 
+@jsii.implements(IAspect)
+class PermissionsBoundary:
+    """Set one permissions boundary on every IAM role (`aws_iam_role`) of a stack: the workload boundary the
+    environment's deploy role may create roles only with (modules/aws/ci_roles.py). Done once here, so no construct
+    can forget it and a role without it fails at apply (the deploy is denied), not silently."""
+
+    def __init__(self, policy_arn: str) -> None:
+        self.policy_arn = policy_arn
+
+    def visit(self, node: IConstruct) -> None:
+        if isinstance(node, TerraformResource) and node.terraform_resource_type == "aws_iam_role":
+            node.add_override("permissions_boundary", self.policy_arn)
+
+    def apply_document(self, doc: Document) -> None:
+        """The same on a synthesized document (what `GovernedStack` does at synth)."""
+        roles = (doc.get("resource") or {}).get("aws_iam_role") or {}
+        if roles:
+            overridden = doc.setdefault("//", {}).setdefault("metadata", {}).setdefault("overrides", {})
+            for body in roles.values():
+                body["permissions_boundary"] = self.policy_arn
+                overridden.setdefault("aws_iam_role", []).append("permissions_boundary")   # as add_override records
+
+
 @lru_cache(maxsize=None)
 def _takes_tags(rtype: str) -> bool:
     """Whether the binding class of a Terraform resource type has a `tags` argument (`tags_input`), looked up
@@ -76,15 +99,21 @@ class GovernedStack(TerraformStack):
         self._stack_name = id_
         self._tagging: list[Tagging] = []
         self._policies: list[PolicyPack] = []
+        self._boundaries: list[PermissionsBoundary] = []
 
-    def govern(self, *, tagging: Tagging | None = None, policy: PolicyPack | None = None) -> None:
+    def govern(self, *, tagging: Tagging | None = None, policy: PolicyPack | None = None,
+               boundary: PermissionsBoundary | None = None) -> None:
         if tagging is not None:
             self._tagging.append(tagging)
         if policy is not None:
             self._policies.append(policy)
+        if boundary is not None:
+            self._boundaries.append(boundary)
 
     def to_terraform(self) -> Any:
         doc = super().to_terraform()
+        for boundary in self._boundaries:
+            boundary.apply_document(doc)
         for tagging in self._tagging:
             tagging.tag_document(doc)
         for policy in self._policies:
@@ -92,12 +121,13 @@ class GovernedStack(TerraformStack):
         return doc
 
 
-def govern(stack: TerraformStack, *, tagging: Tagging, policy: PolicyPack) -> None:
-    """Tag and check a finished stack: at synth for a GovernedStack, else now through the Aspects."""
+def govern(stack: TerraformStack, *, tagging: Tagging, policy: PolicyPack,
+           boundary: PermissionsBoundary | None = None) -> None:
+    """Tag, bound and check a finished stack: at synth for a GovernedStack, else now through the Aspects."""
     if isinstance(stack, GovernedStack):
-        stack.govern(tagging=tagging, policy=policy)
+        stack.govern(tagging=tagging, policy=policy, boundary=boundary)
     else:
-        apply_now(stack, tagging, policy)
+        apply_now(stack, *([boundary] if boundary else []), tagging, policy)
 
 
 def apply_now(scope: IConstruct, *aspects: IAspect) -> None:

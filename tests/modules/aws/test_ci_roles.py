@@ -1,78 +1,237 @@
 import json
+from fnmatch import fnmatchcase
 
 import pytest
 
-from modules.aws.ci_roles import CiRoles, CiRolesProps
-from tests.conftest import synth
+from modules.aws.ci_roles import BOUNDED_IAM_CHANGES, CiEnvironment, CiRoles, CiRolesProps, subject
+from tests.conftest import TEST_ACCOUNT, synth
 
-ACCOUNT = "123456789012"
-KEY = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/state"
-BASE = dict(repository="example-org/airflow-platform", state_bucket="example-airflow-terraform-state",
-            state_kms_key_arn=KEY)
+KEY = f"arn:aws:kms:eu-west-1:{TEST_ACCOUNT}:key/state"
+BUCKET = "example-airflow-terraform-state"
+REPO = "example-org/airflow-platform"
+DEV = CiEnvironment(name="dev", prefix="airflow-dev", state_prefix="dev", trail_bucket="airflow-dev-trail")
+STAGING = CiEnvironment(name="staging", prefix="airflow-staging", state_prefix="staging")
+PROD = CiEnvironment(name="prod", prefix="airflow-prod", state_prefix="prod", plan_environment="prod-plan",
+                     plan_secret_names=("airflow-prod/alerting/pagerduty",))
+BASE = dict(repository=REPO, state_bucket=BUCKET, state_kms_key_arn=KEY, state_access_log_bucket=f"{BUCKET}-logs",
+            environments=(DEV,))
+SUB = "token.actions.githubusercontent.com:sub"
 
 
 def roles_by_name(res: dict) -> dict[str, dict]:
     return {role["name"]: role for role in res["aws_iam_role"].values()}
 
 
-def test_plan_role_trusts_only_pull_requests_and_main_of_the_configured_repository(stack):
-    CiRoles(stack, "ci", props=CiRolesProps(**BASE))
+def trust(role: dict) -> dict:
+    (statement,) = json.loads(role["assume_role_policy"])["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+    return statement
+
+
+def subjects(role: dict) -> list[str]:
+    condition = trust(role)["Condition"]
+    return condition.get("StringLike", condition["StringEquals"])[SUB]
+
+
+def policies_by_name(res: dict) -> dict[str, dict]:
+    return {p["name"]: json.loads(p["policy"]) for p in res["aws_iam_policy"].values()}
+
+
+def by_sid(policy: dict) -> dict[str, dict]:
+    return {s["Sid"]: s for s in policy["Statement"]}
+
+
+def covers(patterns: list[str], *actions: str) -> bool:
+    """Whether IAM action patterns (with `*` wildcards) match every one of `actions`."""
+    return all(any(fnmatchcase(action, pattern) for pattern in patterns) for action in actions)
+
+
+def inline_policy(res: dict, role_name: str) -> dict:
+    role_ids = {address: role["name"] for address, role in res["aws_iam_role"].items()}
+    (policy,) = [json.loads(p["policy"]) for p in res["aws_iam_role_policy"].values()
+                 if role_ids[p["role"].split(".")[1]] == role_name]
+    return policy
+
+
+def test_deploy_role_trusts_only_its_environment_in_the_deploy_workflow_on_main(stack):
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (DEV, STAGING)}))
     res = synth(stack)["resource"]
     (provider,) = res["aws_iam_openid_connect_provider"].values()
     assert (provider["url"], provider["client_id_list"]) == ("https://token.actions.githubusercontent.com",
                                                              ["sts.amazonaws.com"])
-    (statement,) = json.loads(roles_by_name(res)["github-actions-plan"]["assume_role_policy"])["Statement"]
-    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert statement["Principal"]["Federated"].startswith("${aws_iam_openid_connect_provider.")
-    assert statement["Condition"] == {"StringEquals": {
-        "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-        "token.actions.githubusercontent.com:sub": ["repo:example-org/airflow-platform:pull_request",
-                                                    "repo:example-org/airflow-platform:ref:refs/heads/main"]}}
-    assert "StringLike" not in statement["Condition"]            # no wildcard subjects
+    roles = roles_by_name(res)
+    for env in ("dev", "staging"):
+        role = roles[f"github-actions-{env}-deploy"]
+        statement = trust(role)
+        assert statement["Principal"]["Federated"].startswith("${aws_iam_openid_connect_provider.")
+        assert "StringLike" not in statement["Condition"]            # exact subject, no wildcard
+        assert statement["Condition"]["StringEquals"][SUB] == [
+            f"repo:{REPO}:environment:{env}:job_workflow_ref:{REPO}/.github/workflows/deploy.yml@refs/heads/main"]
+        assert role["max_session_duration"] == 3600
 
 
-def test_deploy_role_trusts_only_the_configured_environments(stack):
-    CiRoles(stack, "ci", props=CiRolesProps(**BASE, deploy_environments=("dev", "prod")))
-    role = roles_by_name(synth(stack)["resource"])["github-actions-deploy"]
-    (statement,) = json.loads(role["assume_role_policy"])["Statement"]
-    assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == [
-        "repo:example-org/airflow-platform:environment:dev", "repo:example-org/airflow-platform:environment:prod"]
-    assert role["max_session_duration"] == 3600
+def test_plan_role_of_a_non_production_environment_trusts_only_pull_requests_of_the_plan_workflow(stack):
+    CiRoles(stack, "ci", props=CiRolesProps(**BASE))
+    role = roles_by_name(synth(stack)["resource"])["github-actions-dev-plan"]
+    assert trust(role)["Condition"]["StringLike"] == {
+        SUB: [f"repo:{REPO}:pull_request:job_workflow_ref:{REPO}/.github/workflows/plan.yml@refs/pull/*/merge"]}
 
 
-def test_plan_role_is_read_only_plus_state_read_and_lock_object_write(stack):
+def test_plan_role_of_production_trusts_only_its_protected_plan_environment(stack):
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (PROD,)}))
+    role = roles_by_name(synth(stack)["resource"])["github-actions-prod-plan"]
+    (only,) = subjects(role)
+    assert only == f"repo:{REPO}:environment:prod-plan:job_workflow_ref:{REPO}/.github/workflows/plan.yml@refs/pull/*/merge"
+    assert ":pull_request:" not in only
+
+
+def test_no_role_is_trusted_by_two_environments_subjects(stack):
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (DEV, STAGING)}))
+    trusted = {name: subjects(role) for name, role in roles_by_name(synth(stack)["resource"]).items()}
+    assert all(len(subs) == 1 for subs in trusted.values())
+    deploy = {name: subs for name, subs in trusted.items() if name.endswith("-deploy")}
+    assert len({s for subs in deploy.values() for s in subs}) == len(deploy) == 2
+
+
+def test_deploy_role_is_administrator_only_within_its_deploy_boundary(stack):
     CiRoles(stack, "ci", props=CiRolesProps(**BASE))
     res = synth(stack)["resource"]
-    attachments = {a["policy_arn"] for a in res["aws_iam_role_policy_attachment"].values()}
-    assert attachments == {"arn:aws:iam::aws:policy/ReadOnlyAccess", "arn:aws:iam::aws:policy/AdministratorAccess"}
-    (read_only,) = [a for a in res["aws_iam_role_policy_attachment"].values() if a["policy_arn"].endswith("ReadOnlyAccess")]
-    assert read_only["role"].startswith("${aws_iam_role.ci_plan-role_")
-    (inline,) = res["aws_iam_role_policy"].values()
-    statements = {s["Sid"]: (s["Action"], s["Resource"]) for s in json.loads(inline["policy"])["Statement"]}
-    bucket = "arn:aws:s3:::example-airflow-terraform-state"
-    assert statements == {
-        "ListState": (["s3:ListBucket"], bucket), "ReadState": (["s3:GetObject"], f"{bucket}/*"),
-        "WriteLockObjects": (["s3:PutObject", "s3:DeleteObject"], f"{bucket}/*.tflock"),
-        "UseStateKey": (["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], KEY)}
+    deploy = roles_by_name(res)["github-actions-dev-deploy"]
+    (boundary_address,) = [a for a, p in res["aws_iam_policy"].items() if p["name"] == "airflow-dev-deploy-boundary"]
+    assert deploy["permissions_boundary"] == f"${{aws_iam_policy.{boundary_address}.arn}}"
+    admin = [a for a in res["aws_iam_role_policy_attachment"].values() if a["policy_arn"].endswith("/AdministratorAccess")]
+    (attachment,) = admin
+    assert attachment["role"].startswith("${aws_iam_role.ci_environment-dev_deploy-role_")
+    bounded = {role["name"] for role in res["aws_iam_role"].values() if role.get("permissions_boundary")}
+    assert bounded == {"github-actions-dev-deploy"}       # the plan role is read-only, with no admin to bound
+
+
+@pytest.mark.parametrize("boundary", ["airflow-dev-deploy-boundary", "airflow-dev-workload-boundary"])
+def test_both_boundaries_deny_every_escalation_the_delegation_pattern_names(stack, boundary):
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (DEV, STAGING)}))
+    s = by_sid(policies_by_name(synth(stack)["resource"])[boundary])
+    iam = f"arn:aws:iam::{TEST_ACCOUNT}"
+    denied = {sid: st for sid, st in s.items() if st["Effect"] == "Deny"}
+    # Everything the role's own policy allows but the account and organization, minus the denies (which no identity
+    # policy can override).
+    assert [(st["NotAction"], st["Resource"]) for st in s.values() if st["Effect"] == "Allow"] == [
+        (["organizations:*", "account:*", "billing:*", "payments:*"], "*")]
+    assert denied["DenyChangingCiRoles"]["Resource"] == f"{iam}:role/github-actions-*"
+    assert covers(denied["DenyChangingCiRoles"]["Action"], "iam:AttachRolePolicy", "iam:PutRolePolicy",
+                  "iam:UpdateAssumeRolePolicy", "iam:DeleteRole", "iam:PutRolePermissionsBoundary", "iam:PassRole")
+    assert denied["DenyChangingGitHubOidcProvider"]["Resource"] == (
+        f"{iam}:oidc-provider/token.actions.githubusercontent.com")
+    assert covers(denied["DenyChangingGitHubOidcProvider"]["Action"], "iam:UpdateOpenIDConnectProviderThumbprint",
+                  "iam:AddClientIDToOpenIDConnectProvider", "iam:DeleteOpenIDConnectProvider")
+    assert set(denied["DenyChangingBoundaries"]["Resource"]) == {
+        f"{iam}:policy/airflow-{env}-{kind}-boundary" for env in ("dev", "staging") for kind in ("deploy", "workload")}
+    assert covers(denied["DenyChangingBoundaries"]["Action"], "iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion",
+                  "iam:DeletePolicy", "iam:DeletePolicyVersion")
+    unbounded = denied["DenyRolesAndUsersWithoutWorkloadBoundary"]
+    assert set(unbounded["Action"]) == set(BOUNDED_IAM_CHANGES) >= {"iam:CreateRole", "iam:CreateUser",
+                                                                    "iam:PutRolePolicy", "iam:AttachRolePolicy"}
+    assert unbounded["Resource"] == "*" and unbounded["Condition"] == {
+        "StringNotEquals": {"iam:PermissionsBoundary": f"{iam}:policy/airflow-dev-workload-boundary"}}
+    assert set(denied["DenyRemovingBoundaries"]["Action"]) == {"iam:DeleteRolePermissionsBoundary",
+                                                               "iam:DeleteUserPermissionsBoundary"}
+    other_roles = denied["DenyPassingOrRetrustingOtherRoles"]
+    assert (other_roles["Action"], other_roles["NotResource"]) == (["iam:PassRole", "iam:UpdateAssumeRolePolicy"],
+                                                                   [f"{iam}:role/airflow-dev-*"])
+    storage = denied["DenyChangingStateStorage"]
+    assert covers(storage["Action"], "s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:DeleteBucket",
+                  "s3:PutBucketVersioning", "s3:PutEncryptionConfiguration", "s3:PutLifecycleConfiguration",
+                  "s3:DeleteObjectVersion", "s3:PutBucketPublicAccessBlock")
+    assert set(storage["Resource"]) == {f"arn:aws:s3:::{b}{suffix}" for b in (BUCKET, f"{BUCKET}-logs")
+                                        for suffix in ("", "/*")}
+    key = denied["DenyChangingStateKey"]
+    assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:CreateGrant"} <= set(key["Action"])
+    assert key["Resource"] == [KEY, f"arn:aws:kms:eu-west-1:{TEST_ACCOUNT}:alias/terraform-state"]
+    assert set(denied["DenyStoppingGuardrails"]["Action"]) >= {
+        "cloudtrail:StopLogging", "cloudtrail:DeleteTrail", "guardduty:DeleteDetector",
+        "guardduty:DisassociateFromAdministratorAccount"}
+    assert denied["DenyDeletingAuditLogs"]["Resource"] == ["arn:aws:s3:::airflow-dev-trail/*"]
+
+
+def test_deploy_boundary_keeps_the_deploy_off_other_state_and_other_roles(stack):
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (DEV, STAGING)}))
+    s = by_sid(policies_by_name(synth(stack)["resource"])["airflow-dev-deploy-boundary"])
+    assert set(s["DenyOtherEnvironmentsState"]["Resource"]) == {f"arn:aws:s3:::{BUCKET}/global/*",
+                                                               f"arn:aws:s3:::{BUCKET}/staging/*"}
+    assert {"s3:GetObject*", "s3:PutObject*", "s3:DeleteObject*"} <= set(s["DenyOtherEnvironmentsState"]["Action"])
+    assert s["DenyAssumingOtherRoles"] == {"Sid": "DenyAssumingOtherRoles", "Effect": "Deny",
+                                           "Action": ["sts:AssumeRole"],
+                                           "NotResource": [f"arn:aws:iam::{TEST_ACCOUNT}:role/airflow-dev-*"]}
+
+
+def test_workload_boundary_keeps_workloads_off_terraform_state(stack):
+    CiRoles(stack, "ci", props=CiRolesProps(**BASE))
+    s = by_sid(policies_by_name(synth(stack)["resource"])["airflow-dev-workload-boundary"])
+    assert (s["DenyTerraformState"]["Effect"], s["DenyTerraformState"]["Resource"]) == (
+        "Deny", f"arn:aws:s3:::{BUCKET}/*")
+
+
+def test_plan_role_reads_its_own_state_and_locks_and_no_other_object_or_secret(stack):
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (DEV, STAGING)}))
+    res = synth(stack)["resource"]
+    assert {n for n in roles_by_name(res) if n.endswith("-plan")} == {"github-actions-dev-plan",
+                                                                     "github-actions-staging-plan"}
+    s = by_sid(inline_policy(res, "github-actions-dev-plan"))
+    bucket = f"arn:aws:s3:::{BUCKET}"
+    assert {sid: (st["Effect"], st["Action"], st.get("Resource", st.get("NotResource"))) for sid, st in s.items()
+            if sid != "DenyDataReads"} == {
+        "ListState": ("Allow", ["s3:ListBucket"], bucket),
+        "ReadState": ("Allow", ["s3:GetObject"], f"{bucket}/dev/*"),
+        "WriteLockObjects": ("Allow", ["s3:PutObject", "s3:DeleteObject"], f"{bucket}/dev/*.tflock"),
+        "UseStateKey": ("Allow", ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], KEY),
+        "GenerateRandomPasswords": ("Allow", ["secretsmanager:GetRandomPassword"], "*"),
+        # ReadOnlyAccess reads every object: NotResource takes all but this environment's state away again.
+        "DenyOtherObjects": ("Deny", ["s3:GetObject", "s3:GetObjectVersion"], [f"{bucket}/dev/*"]),
+        "DenyWritesButLocks": ("Deny", ["s3:PutObject", "s3:DeleteObject"], [f"{bucket}/dev/*.tflock"]),
+        "DenySecretValues": ("Deny", ["secretsmanager:GetSecretValue"], "*")}
+    assert {"ssm:GetParameter", "logs:GetLogEvents", "sqs:ReceiveMessage"} <= set(s["DenyDataReads"]["Action"])
+    attached = {a["policy_arn"] for a in res["aws_iam_role_policy_attachment"].values() if "_plan-role_" in a["role"]}
+    assert attached == {"arn:aws:iam::aws:policy/ReadOnlyAccess"}
+
+
+def test_production_plan_reads_the_secrets_its_data_sources_need_and_no_others(stack):
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (PROD,)}))
+    s = by_sid(inline_policy(synth(stack)["resource"], "github-actions-prod-plan"))
+    secret = f"arn:aws:secretsmanager:eu-west-1:{TEST_ACCOUNT}:secret:airflow-prod/alerting/pagerduty-??????"
+    assert (s["ReadDataSourceSecrets"]["Action"], s["ReadDataSourceSecrets"]["Resource"]) == (
+        ["secretsmanager:GetSecretValue"], [secret])
+    assert s["DenySecretValues"]["NotResource"] == [secret]
 
 
 def test_existing_oidc_provider_is_reused_not_created(stack):
-    arn = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+    arn = f"arn:aws:iam::{TEST_ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
     roles = CiRoles(stack, "ci", props=CiRolesProps(**BASE, existing_oidc_provider_arn=arn))
     res = synth(stack)["resource"]
     assert "aws_iam_openid_connect_provider" not in res and roles.oidc_provider_arn == arn
-    trusted = {json.loads(r["assume_role_policy"])["Statement"][0]["Principal"]["Federated"] for r in res["aws_iam_role"].values()}
-    assert trusted == {arn}
+    assert {trust(r)["Principal"]["Federated"] for r in res["aws_iam_role"].values()} == {arn}
+
+
+def test_subject_is_githubs_customized_format():
+    assert subject("o/r", "environment:prod", ".github/workflows/deploy.yml", "refs/heads/main") == (
+        "repo:o/r:environment:prod:job_workflow_ref:o/r/.github/workflows/deploy.yml@refs/heads/main")
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("repository", "https://github.com/example-org/airflow-platform", r"repository.*is not a GitHub 'owner/name'"),
     ("repository", "example-org/*", r"repository.*is not a GitHub 'owner/name'"),
-    ("plan_branch", "release/*", r"plan_branch.*wildcards are not allowed"),
-    ("deploy_environments", (), r"deploy_environments.*is empty"),
-    ("deploy_environments", ("prod*",), r"deploy_environments.*not a GitHub environment name"),
+    ("deploy_branch", "release/*", r"deploy_branch.*wildcards are not allowed"),
+    ("deploy_workflow", "deploy.yml", r"deploy_workflow='deploy.yml' is not a workflow file path"),
+    ("environments", (), r"environments.*is empty"),
+    ("environments", (DEV, DEV), r"environments.*lists an environment \(or prefix\) twice"),
     ("max_session_hours", 24, r"max_session_hours.*is not 1-12 hours"),
 ])
 def test_fails_fast_on_props_that_would_widen_or_break_the_trust(field, value, message):
     with pytest.raises(ValueError, match=message):
         CiRolesProps(**{**BASE, field: value})
+
+
+@pytest.mark.parametrize(("field", "value"), [("name", "prod*"), ("plan_environment", "prod plan"),
+                                               ("prefix", "Airflow"), ("state_prefix", "../prod")])
+def test_fails_fast_on_an_environment_that_would_widen_a_subject_or_a_resource(field, value):
+    with pytest.raises(ValueError, match=rf"^{field}="):
+        CiEnvironment(**{"name": "dev", "prefix": "airflow-dev", "state_prefix": "dev", field: value})

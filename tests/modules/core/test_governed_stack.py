@@ -50,3 +50,39 @@ def test_govern_applies_the_aspects_now_to_a_plain_stack(tmp_path):
     fallback = _build(cdktf.TerraformStack, tmp_path, "plain", use_govern=True)
     assert fallback == _build(cdktf.TerraformStack, tmp_path, "aspects")
     assert '"owner": "team"' in fallback[0] and [rule for rule, _ in fallback[1]] == ["AF-ENC-1", "AF-S3-1"]
+
+
+BOUNDARY = "arn:aws:iam::123456789012:policy/af-test-workload-boundary"
+
+
+def _roles(stack_class, tmp_path, name, *, use_govern):
+    from cdktf_cdktf_provider_aws import iam_role
+
+    from modules.core.aspects import PermissionsBoundary
+
+    app = cdktf.App(outdir=str(tmp_path / name), stack_traces=False)
+    stack = stack_class(app, "demo")
+    AwsProvider(stack, "aws", region="eu-west-1")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+    iam_role.IamRole(stack, "bare", name="af-test-bare", assume_role_policy=trust)
+    iam_role.IamRole(stack, "own", name="af-test-own", assume_role_policy=trust,
+                     permissions_boundary="arn:aws:iam::123456789012:policy/other")      # replaced, not kept
+    boundary, tagging, policy = PermissionsBoundary(BOUNDARY), Tagging({"owner": "team"}), PolicyPack(rules=[])
+    if use_govern:
+        govern(stack, tagging=tagging, policy=policy, boundary=boundary)
+    else:
+        for aspect in (boundary, tagging, policy):
+            cdktf.Aspects.of(stack).add(aspect)
+    app.synth()
+    doc = json.loads((tmp_path / name / "stacks" / "demo" / "cdk.tf.json").read_text())
+    # Aspects record overrides per resource, the document pass per aspect: the same entries, in another order.
+    overrides = doc["//"]["metadata"]["overrides"]
+    doc["//"]["metadata"]["overrides"] = {rtype: sorted(fields) for rtype, fields in overrides.items()}
+    return doc
+
+
+def test_permissions_boundary_lands_on_every_role_the_same_way_through_either_path(tmp_path):
+    governed = _roles(GovernedStack, tmp_path, "governed", use_govern=True)
+    assert governed == _roles(cdktf.TerraformStack, tmp_path, "aspects", use_govern=False)
+    roles = governed["resource"]["aws_iam_role"]
+    assert {name: role["permissions_boundary"] for name, role in roles.items()} == {"bare": BOUNDARY, "own": BOUNDARY}
