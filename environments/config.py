@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, EdgeSettings,
-                                  GuardrailsSettings, NetworkSettings, StorageSettings)
+from modules.aws.settings import (CacheSettings, CiRunnerSettings, ClusterSettings, DatabaseSettings, EdgeSettings,
+                                  GuardrailsSettings, NetworkSettings, StorageSettings, connection_account)
 from modules.core import validation
 from modules.core.environment import partition_of
 from modules.core.validation import ConfigError, require
@@ -68,6 +68,7 @@ class EnvironmentConfig:
     events: EventsConfig = field(default_factory=EventsConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     guardrails: GuardrailsSettings = field(default_factory=GuardrailsSettings)   # CloudTrail + GuardDuty: on
+    ci_runner: CiRunnerSettings = field(default_factory=CiRunnerSettings)        # in-VPC deploy runner: on
     project: str = "airflow"
     log_retention_days: int = 30
     deletion_protection: bool = True
@@ -89,6 +90,14 @@ class EnvironmentConfig:
         validation.log_retention("log_retention_days", self.log_retention_days)
         for purpose in ("dags", "task-logs", "plugins", "access-logs", "cloudtrail"):
             self.bucket_name(purpose)
+        if self.has_ci_runner:
+            arn = self.ci_runner.connection_arn
+            require(arn != "", "ci_runner.connection_arn", arn, "is empty while the in-VPC deploy runner is on",
+                    "create the account's GitHub connection once (docs/design.md §10) and give its ARN, or set "
+                    "ci_runner.enabled=False with an off_reason")
+            require(connection_account(arn) == self.account_id, "ci_runner.connection_arn", arn,
+                    f"belongs to another account than account_id={self.account_id}",
+                    "use the GitHub connection created in this environment's own account")
         if self.production:
             require(self.network.az_count >= 3, "network.az_count", self.network.az_count,
                     "is below 3 for a production environment", "use 3 or more AZs in production")
@@ -142,6 +151,11 @@ class EnvironmentConfig:
         """CodeBuild project hosting this environment's in-VPC GitHub Actions runner; workflows select it with
         `runs-on: codebuild-<this name>-${{ github.run_id }}-${{ github.run_attempt }}`."""
         return f"{self.prefix}-ci-runner"
+
+    @property
+    def has_ci_runner(self) -> bool:
+        """The runner exists where a repository deploys (state.github_repository) and it is not switched off."""
+        return bool(self.state.github_repository) and self.ci_runner.enabled
 
     @property
     def partition(self) -> str:

@@ -1,7 +1,7 @@
 from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
                                   StorageSettings)
 
-from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, SHARED_ACCOUNT_GUARDRAILS, STATE, TAGS
+from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, CI_RUNNER, REGION, SHARED_ACCOUNT_GUARDRAILS, STATE, TAGS
 from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EnvironmentConfig, EventsConfig, MonitoringConfig,
                      VaultConfig)
 
@@ -13,6 +13,7 @@ CONFIG = EnvironmentConfig(
     domain="dev.data.example.com",
     network=NetworkSettings(vpc_cidr="10.10.0.0/16", az_count=2, nat_gateways="single"),
     state=STATE,
+    ci_runner=CI_RUNNER,
     tags=TAGS,
     cluster=ClusterSettings(admin_role_arns=ADMIN_ROLE_ARNS, system_instance_types=("t3.large",), system_min_size=1,
                           system_desired_size=2, system_max_size=3),

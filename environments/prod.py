@@ -1,7 +1,7 @@
 from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
                                   StorageSettings)
 
-from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, STATE, TAGS
+from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, CI_RUNNER, REGION, STATE, TAGS
 from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EnvironmentConfig, EventsConfig, MonitoringConfig,
                      VaultConfig)
 
@@ -13,6 +13,7 @@ CONFIG = EnvironmentConfig(
     domain="data.example.com",
     network=NetworkSettings(vpc_cidr="10.30.0.0/16", az_count=3, nat_gateways="per_az"),
     state=STATE,
+    ci_runner=CI_RUNNER,
     tags=TAGS,
     cluster=ClusterSettings(admin_role_arns=ADMIN_ROLE_ARNS, system_instance_types=("m7i.xlarge",), system_min_size=3,
                           system_desired_size=3, system_max_size=6, system_disk_size_gib=100),

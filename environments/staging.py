@@ -1,7 +1,7 @@
 from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
                                   StorageSettings)
 
-from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, REGION, SHARED_ACCOUNT_GUARDRAILS, STATE, TAGS
+from .common import ACCOUNT_ID, ADMIN_ROLE_ARNS, CI_RUNNER, REGION, SHARED_ACCOUNT_GUARDRAILS, STATE, TAGS
 from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EnvironmentConfig, EventsConfig, MonitoringConfig,
                      VaultConfig)
 
@@ -13,6 +13,7 @@ CONFIG = EnvironmentConfig(
     domain="staging.data.example.com",
     network=NetworkSettings(vpc_cidr="10.20.0.0/16", az_count=3, nat_gateways="single"),
     state=STATE,
+    ci_runner=CI_RUNNER,
     tags=TAGS,
     cluster=ClusterSettings(admin_role_arns=ADMIN_ROLE_ARNS, system_instance_types=("m7i.large",)),
     database=DatabaseSettings(instance_class="db.m7g.large", multi_az=True, backup_retention_days=14),
