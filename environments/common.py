@@ -6,6 +6,8 @@ account holds its own Terraform state bucket and key, CI roles and guardrails, s
 identity can reach belongs to another. Non-production environments may share an account (list the same id and
 the same `state_in(...)`); production never shares one with a non-production environment (refused at synth).
 """
+from modules.aws.settings import CiRunnerSettings
+
 from .config import StateConfig, TagsConfig
 
 REGION = "eu-west-1"
@@ -26,3 +28,10 @@ def admin_role_arns(account_id: str) -> tuple[str, ...]:
     """Roles given cluster-admin on the account's EKS clusters (access entries; the creator gets no implicit admin).
     They also administer the account's KMS keys (manage, never use them; docs/design.md), with the deploy role."""
     return (f"arn:aws:iam::{account_id}:role/platform-admin",)
+
+
+def ci_runner_in(account_id: str) -> CiRunnerSettings:
+    """The account's AWS CodeConnections connection to GitHub, created and approved once in the console (docs/design.md
+    §12); each environment's in-VPC deploy runner uses the connection of its own account. Replace with your own ARNs."""
+    return CiRunnerSettings(
+        connection_arn=f"arn:aws:codeconnections:{REGION}:{account_id}:connection/4f2b1c9e-7d3a-4e51-9b8c-0a6d2e5f7c13")

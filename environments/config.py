@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, EdgeSettings,
+from modules.aws.settings import (CacheSettings, CiRunnerSettings, ClusterSettings, DatabaseSettings, EdgeSettings,
                                   EncryptionSettings, GuardrailsSettings, NetworkSettings, StorageSettings,
-                                  key_admin_arns)
+                                  connection_account, key_admin_arns)
 from modules.core import validation
 from modules.core.environment import partition_of
 from modules.core.validation import ConfigError, require
@@ -81,6 +81,7 @@ class EnvironmentConfig:
     # GitHub environment whose jobs alone may plan this environment ("" = pull requests plan it with its plan role).
     # Production names a protected one (required reviewers): no pull-request identity reads production state.
     plan_environment: str = ""
+    ci_runner: CiRunnerSettings = field(default_factory=CiRunnerSettings)        # in-VPC deploy runner: on
     project: str = "airflow"
     log_retention_days: int = 30
     deletion_protection: bool = True
@@ -109,6 +110,14 @@ class EnvironmentConfig:
                 "use letters, digits, '-' and '_' (e.g. 'prod-plan'), or '' to let pull requests plan")
         for purpose in ("dags", "task-logs", "plugins", "access-logs", "cloudtrail"):
             self.bucket_name(purpose)
+        if self.has_ci_runner:
+            arn = self.ci_runner.connection_arn
+            require(arn != "", "ci_runner.connection_arn", arn, "is empty while the in-VPC deploy runner is on",
+                    "create the account's GitHub connection once (docs/design.md §12) and give its ARN, or set "
+                    "ci_runner.enabled=False with an off_reason")
+            require(connection_account(arn) == self.account_id, "ci_runner.connection_arn", arn,
+                    f"belongs to another account than account_id={self.account_id}",
+                    "use the GitHub connection created in this environment's own account")
         if self.production:
             require(self.network.az_count >= 3, "network.az_count", self.network.az_count,
                     "is below 3 for a production environment", "use 3 or more AZs in production")
@@ -189,6 +198,11 @@ class EnvironmentConfig:
         """CodeBuild project hosting this environment's in-VPC GitHub Actions runner; workflows select it with
         `runs-on: codebuild-<this name>-${{ github.run_id }}-${{ github.run_attempt }}`."""
         return f"{self.prefix}-ci-runner"
+
+    @property
+    def has_ci_runner(self) -> bool:
+        """The runner exists where a repository deploys (state.github_repository) and it is not switched off."""
+        return bool(self.state.github_repository) and self.ci_runner.enabled
 
     @property
     def partition(self) -> str:

@@ -1,7 +1,7 @@
 from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
                                   StorageSettings)
 
-from .common import ACCOUNT_IDS, REGION, TAGS, admin_role_arns, state_in
+from .common import ACCOUNT_IDS, REGION, TAGS, admin_role_arns, ci_runner_in, state_in
 from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EnvironmentConfig, EventsConfig, MonitoringConfig,
                      VaultConfig)
 
@@ -15,6 +15,7 @@ CONFIG = EnvironmentConfig(
     domain="staging.data.example.com",
     network=NetworkSettings(vpc_cidr="10.20.0.0/16", az_count=3, nat_gateways="single"),
     state=state_in(ACCOUNT_ID),
+    ci_runner=ci_runner_in(ACCOUNT_ID),
     tags=TAGS,
     cluster=ClusterSettings(admin_role_arns=admin_role_arns(ACCOUNT_ID),
                             system_instance_types=("m7i.large",)),

@@ -10,6 +10,7 @@ from modules.core.aspects import GovernedStack
 from modules.core.environment import AwsEnvironment
 from modules.aws.cache import Cache, CacheProps
 from modules.aws.cache import log_group_prefix as cache_log_prefix
+from modules.aws.ci_runner import CiRunner, CiRunnerProps
 from modules.aws.cluster import Cluster, ClusterProps, container_insights_log_group_prefix
 from modules.aws.database import Database, DatabaseProps
 from modules.aws.database import log_group_prefix as database_log_prefix
@@ -118,6 +119,7 @@ class InfraStack(GovernedStack):
             cluster.allow_node_ingress(f"alb-{backend.host}", source_security_group_id=edge.security_group_id,
                                        port=backend.port)
         self._alerting(c)
+        self._deploy_path(c)
         # Account-wide audit trail and threat detection; off (with a reason) where another stack covers the account.
         self.guardrails = AccountGuardrails(self, "guardrails", props=section_props(
             f"environments.{c.name}.guardrails", lambda: AccountGuardrailsProps(
@@ -125,6 +127,22 @@ class InfraStack(GovernedStack):
             log_retention_days=c.log_retention_days, access_log_bucket=storage.access_logs.bucket_id,
             access_log_policy=storage.access_logs.policy, prevent_destroy=c.deletion_protection)))
         self._outputs()
+
+    def _deploy_path(self, c: EnvironmentConfig) -> None:
+        """How CI deploys the platform into the private cluster (docs/design.md §12): the environment's deploy role
+        (created by the state stack, named by EnvironmentConfig) gets an access entry, and the deploy workflow's
+        platform and vault-config jobs run on an in-VPC runner that may reach the API endpoint."""
+        self.ci_runner: CiRunner | None = None
+        if not c.state.github_repository:
+            return
+        self.cluster.grant_deployer(c.deploy_role_arn)
+        if c.ci_runner.enabled:
+            self.ci_runner = runner = CiRunner(self, "ci-runner", props=section_props(
+                f"environments.{c.name}.ci_runner", lambda: CiRunnerProps(
+                    name=c.ci_runner_project_name, repository=c.state.github_repository, vpc_id=self.network.vpc_id,
+                    subnet_ids=tuple(self.network.private_subnet_ids), settings=c.ci_runner,
+                    log_retention_days=c.log_retention_days)))
+            self.cluster.allow_api_from("ci-runner", source_security_group_id=runner.security_group_id)
 
     def _outputs(self) -> None:
         """What the platform and vault-config stacks read through cross-stack references / remote state."""
@@ -156,6 +174,8 @@ class InfraStack(GovernedStack):
             TerraformOutput(self, "cloudtrail-trail-arn", value=self.guardrails.trail_arn)
         if self.guardrails.detector_id:
             TerraformOutput(self, "guardduty-detector-id", value=self.guardrails.detector_id)
+        if self.ci_runner:
+            TerraformOutput(self, "ci-runner-project-name", value=self.ci_runner.project_name)
         if self.kafka:
             TerraformOutput(self, "kafka-bootstrap-brokers", value=self.kafka.bootstrap_brokers)
             TerraformOutput(self, "kafka-cluster-arn", value=self.kafka.arn)

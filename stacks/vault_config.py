@@ -11,12 +11,14 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from cdktf import Fn
+from cdktf_cdktf_provider_vault import audit, auth_backend, mount, policy
 from cdktf_cdktf_provider_vault.provider import VaultProvider
 from constructs import Construct
 
 from environments.config import EnvironmentConfig
 from modules.platform import kubernetes as k8s
 from modules.core.aspects import GovernedStack
+from modules.platform.vault_ci_auth import ManagedVault, VaultCiAuth, VaultCiAuthProps
 from modules.platform.vault_config import VaultAirflowConfig, VaultAirflowConfigProps
 
 from .backend import use_environment_backend
@@ -43,3 +45,21 @@ class VaultConfigStack(GovernedStack):
             max_lease_ttl_seconds=1200)
         use_environment_backend(self, config=c, layer="vault-config", emulator=emulator)
         self.airflow = VaultAirflowConfig(self, "airflow", props=VaultAirflowConfigProps(settings=c.vault))
+        # The deploy workflow logs in with its GitHub OIDC token (docs/vault.md); its policy covers what is above.
+        self.ci_auth: VaultCiAuth | None = None
+        if c.state.github_repository:
+            self.ci_auth = VaultCiAuth(self, "ci-auth", props=VaultCiAuthProps(
+                repository=c.state.github_repository, environment=c.name, settings=c.vault.ci_auth,
+                managed=managed_vault(self.airflow)))
+
+
+def managed_vault(scope: Construct) -> ManagedVault:
+    """The mounts, auth methods, audit devices and policies created under `scope`, by the paths and names they were
+    given (tests/test_vault_stacks.py checks no other Vault resource type is in the stack)."""
+    found = scope.node.find_all()
+    return ManagedVault(
+        kv_mounts=tuple(r.path_input for r in found if isinstance(r, mount.Mount)),
+        kubernetes_auth=tuple(r.path_input for r in found if isinstance(r, auth_backend.AuthBackend)
+                              and r.type_input == "kubernetes"),
+        audit_devices=tuple(r.path_input for r in found if isinstance(r, audit.Audit)),
+        policies=tuple(r.name_input for r in found if isinstance(r, policy.Policy)))

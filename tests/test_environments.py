@@ -194,3 +194,17 @@ def test_environments_sharing_an_account_or_bucket_must_share_state_and_one_dete
 def test_no_environment_turns_its_guardrails_off_for_a_shared_account():
     assert all((c.guardrails.cloudtrail, c.guardrails.guardduty) == (True, True) for c in CONFIGS.values())
     assert not hasattr(importlib.import_module("environments.common"), "SHARED_ACCOUNT_GUARDRAILS")
+
+
+def test_in_vpc_runner_needs_a_connection_of_the_environments_own_account():
+    with pytest.raises(ConfigError, match=r"^environments\.dev\.ci_runner\.connection_arn='' is empty while the in-VPC "
+                                          r"deploy runner is on; fix: create the account's GitHub connection"):
+        environments.load("dev", ["ci_runner.connection_arn="])
+    other = "arn:aws:codeconnections:eu-west-1:999999999999:connection/4f2b1c9e-7d3a-4e51-9b8c-0a6d2e5f7c13"
+    with pytest.raises(ConfigError, match=r"^environments\.dev\.ci_runner\.connection_arn=.* belongs to another "
+                                          r"account than account_id="):
+        environments.load("dev", [f"ci_runner.connection_arn={other}"])
+    off = environments.load("dev", ["ci_runner.off_reason=deploys run from the operators' VPN",
+                                    "ci_runner.enabled=false", "ci_runner.connection_arn="])
+    assert off.has_ci_runner is False
+    assert all(environments.load(name).has_ci_runner for name in environments.NAMES)

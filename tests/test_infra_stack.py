@@ -31,6 +31,8 @@ KAFKA_ADDRESSES = {"aws_kms_key": {"kafka_key_04EB7037"}, "aws_msk_cluster": {"k
 TRAIL_ADDRESSES = {"aws_s3_bucket": {"guardrails_trail-bucket_6A18E4BE"}, "aws_kms_key": {"guardrails_trail-key_2D8ADAD2"},
                    "aws_cloudtrail": {"guardrails_trail_91C67781"}}
 DETECTOR_ADDRESSES = {"aws_guardduty_detector": {"guardrails_detector_6944F04E"}}
+# Where the in-VPC CI runner exists (state.github_repository set, ci_runner.enabled): its key encrypts its build logs.
+RUNNER_ADDRESSES = {"aws_kms_key": {"ci-runner_key_1B17F46C"}}
 STATE_ADDRESSES = {"aws_s3_bucket": {"state-access-logs_bucket_2091920F", "state-bucket_828F7150"},
                    "aws_kms_key": {"state-key_753BFC90"}}
 
@@ -39,9 +41,10 @@ STATE_ADDRESSES = {"aws_s3_bucket": {"state-access-logs_bucket_2091920F", "state
 def test_stateful_resources_keep_their_terraform_addresses(stacks, stack_name):
     res = stacks[stack_name]["resource"]
     expected = {rtype: set(addresses) for rtype, addresses in STATEFUL_ADDRESSES.items()}
-    guardrails = environments.load(stack_name.split("-")[1]).guardrails
+    config = environments.load(stack_name.split("-")[1])
+    guardrails = config.guardrails
     for on, extra in (("-dev-" not in stack_name, KAFKA_ADDRESSES), (guardrails.cloudtrail, TRAIL_ADDRESSES),
-                      (guardrails.guardduty, DETECTOR_ADDRESSES)):
+                      (guardrails.guardduty, DETECTOR_ADDRESSES), (config.has_ci_runner, RUNNER_ADDRESSES)):
         for rtype, addresses in extra.items():
             expected[rtype] = expected.get(rtype, set()) | (addresses if on else set())
     assert {rtype: set(res.get(rtype, {})) for rtype in expected} == expected
@@ -199,3 +202,23 @@ def test_alb_is_dual_stack_with_a_and_aaaa_aliases_for_both_hosts(stacks, stack_
     assert alb["ip_address_type"] == "dualstack"
     aliases = sorted((r["name"].split(".")[0], r["type"]) for r in res["aws_route53_record"].values() if "alias" in r)
     assert aliases == [("airflow", "A"), ("airflow", "AAAA"), ("grafana", "A"), ("grafana", "AAAA")]
+
+
+@pytest.mark.parametrize("stack_name", INFRA)
+def test_deploy_role_reaches_the_private_cluster_only_through_the_in_vpc_runner(stacks, stack_name):
+    """issue #16 item 4: the deploy role has an access entry (its literal ARN, no cross-stack reference), the runner
+    sits in the private subnets, and the API endpoint's group admits the runner's group, which admits nothing."""
+    config = environments.load(stack_name.split("-")[1])
+    res = stacks[stack_name]["resource"]
+    (deployer,) = [e for k, e in res["aws_eks_access_entry"].items() if "deployer" in k]
+    assert deployer["principal_arn"] == config.deploy_role_arn
+    (project,) = res["aws_codebuild_project"].values()
+    assert project["name"] == config.ci_runner_project_name
+    private = {f"${{aws_subnet.{k}.id}}" for k, s in res["aws_subnet"].items() if s["tags"]["tier"] == "private"}
+    assert set(project["vpc_config"]["subnets"]) == private and len(private) == config.network.az_count
+    (runner_sg,) = project["vpc_config"]["security_group_ids"]
+    assert not [r for r in res["aws_vpc_security_group_ingress_rule"].values() if r["security_group_id"] == runner_sg]
+    (api_rule,) = [r for r in res["aws_vpc_security_group_ingress_rule"].values()
+                   if r.get("referenced_security_group_id") == runner_sg]
+    assert (api_rule["security_group_id"], api_rule["from_port"], api_rule["to_port"]) == (
+        "${aws_security_group.cluster_cluster-security-group_75C7CD04.id}", 443, 443)

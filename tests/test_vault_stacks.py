@@ -13,6 +13,7 @@ import environments
 from modules.platform import kubernetes as k8s
 from modules.aws.identity import workloads
 from modules.platform.vault import TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE
+from modules.platform.vault_config import READ_POLICY
 from tests.conftest import looks_like_secret, strings
 from tests.harness import run_in_airflow
 from tests.modules.platform.test_vault import schema_errors, unknown_keys
@@ -118,7 +119,7 @@ def test_vault_config_stack_provider_backend_and_resources(stacks, name):
     assert set(role["bound_service_account_names"]) == AIRFLOW_SERVICE_ACCOUNTS
     assert role["bound_service_account_namespaces"] == [k8s.AIRFLOW_NAMESPACE]
     assert role["token_ttl"] <= 900
-    (policy,) = res["vault_policy"].values()
+    (policy,) = [p for p in res["vault_policy"].values() if p["name"] == READ_POLICY]
     for rule in json.loads(policy["policy"])["path"].values():
         assert not WRITE_CAPABILITIES & set(rule["capabilities"])
     (audit,) = res["vault_audit"].values()
@@ -150,7 +151,8 @@ def test_policy_allows_exactly_the_requests_real_airflow_vault_backend_makes(sta
                                           "/v1/airflow/data/config/sql_alchemy_conn"]
     assert report["results"]["connection"] == "kafka://broker.example:9098"
     for name in environments.NAMES:
-        (policy,) = vault_config_doc(stacks, name)["resource"]["vault_policy"].values()
+        (policy,) = [p for p in vault_config_doc(stacks, name)["resource"]["vault_policy"].values()
+                     if p["name"] == READ_POLICY]
         document = json.loads(policy["policy"])
         for request in reads:
             assert request["method"] == "GET" and allows(document, request["path"].removeprefix("/v1/"), "read")

@@ -20,6 +20,7 @@ from urllib.parse import quote_plus
 
 from modules.platform import airflow as af
 from modules.platform import kubernetes as k8s
+from modules.platform import vault_ci_auth
 
 # The chart's airflow.cfg defaults (values.yaml `config:` of chart 1.21.0, tests/data/charts/airflow/values.yaml)
 # that apply to this deployment, as the chart's templates resolve them for these values. Sections for features the
@@ -99,7 +100,9 @@ class Stacks:
         raise RehearsalConfigError(f"the platform stack has no ExternalSecret {name}")
 
     def vault_read_policy(self) -> str:
-        (policy,) = self.vault_config["resource"]["vault_policy"].values()
+        # Not the deploy workflow's policy (vault_ci_auth): Airflow's own.
+        (policy,) = [p for p in self.vault_config["resource"]["vault_policy"].values()
+                     if p["name"] != vault_ci_auth.POLICY]
         return policy["policy"]
 
     def resolve(self, text: str, computed: Callable[[str, str], str]) -> str:

@@ -50,6 +50,7 @@ def container_insights_log_group_prefix(cluster_name: str) -> str:
     return f"/aws/containerinsights/{cluster_name}/"
 
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")
+_ROLE_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 
 # Control plane -> node ports. EKS only needs 10250 itself; the others are the ports the platform's
 # webhooks and aggregated APIs listen on. The API server calls them on the pod IP + container port
@@ -166,6 +167,7 @@ class Cluster(Construct):
         self.secrets_key_arn: str = self._secrets_key.arn
         self.log_group_name: str = log_group.name
 
+        self._admin_role_arns = tuple(props.settings.admin_role_arns)
         for i, principal in enumerate(props.settings.admin_role_arns):
             entry = eks_access_entry.EksAccessEntry(self, f"admin-access-entry-{i}", cluster_name=self.resource.name,
                                                     principal_arn=principal, type="STANDARD")
@@ -175,6 +177,26 @@ class Cluster(Construct):
                 access_scope=access_policy.EksAccessPolicyAssociationAccessScope(type="cluster"))
 
         self._node_group(props, aws_policy)
+
+    def grant_deployer(self, principal_arn: str) -> None:
+        """Cluster access for the role CI deploys the platform with (EnvironmentConfig.deploy_role_arn, a literal ARN:
+        the role lives in the state stack, so no cross-stack reference). AmazonEKSClusterAdminPolicy, cluster scope:
+        the platform stack's Helm releases create CRDs, namespaces, ClusterRoles and bindings and webhook
+        configurations, and granting a ClusterRole needs its permissions (RBAC escalation check), so any narrower
+        policy (AmazonEKSAdminPolicy, namespace scope) fails the first install (docs/design.md §12)."""
+        env = AwsEnvironment.of(self)
+        if not is_unresolved(principal_arn):
+            validation.require(_ROLE_ARN.fullmatch(principal_arn) is not None, "deploy_role_arn", principal_arn,
+                               "is not an IAM role ARN", "use arn:<partition>:iam::<account>:role/<name>")
+        validation.require(principal_arn not in self._admin_role_arns, "deploy_role_arn", principal_arn,
+                           "is already one of cluster.admin_role_arns (EKS refuses a second access entry)",
+                           "remove it from cluster.admin_role_arns")
+        entry = eks_access_entry.EksAccessEntry(self, "deployer-access-entry", cluster_name=self.resource.name,
+                                                principal_arn=principal_arn, type="STANDARD")
+        access_policy.EksAccessPolicyAssociation(
+            self, "deployer-access-policy", cluster_name=self.resource.name, principal_arn=entry.principal_arn,
+            policy_arn=f"arn:{env.partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+            access_scope=access_policy.EksAccessPolicyAssociationAccessScope(type="cluster"))
 
     # ---- security groups ------------------------------------------------------------------------
 
@@ -224,6 +246,17 @@ class Cluster(Construct):
         e.g. the ALB forwarding to pod IPs registered by TargetGroupBinding."""
         admit_tcp_from(self, f"node-ingress-{id_}", security_group_id=self._node_sg.id, port=port,
                        source_security_group_id=source_security_group_id, description=f"{id_} to pods on {port}")
+
+    def allow_api_from(self, id_: str, *, source_security_group_id: str) -> None:
+        """Open the private API endpoint (443 on the control plane's security group) to exactly one security group,
+        and that group's egress to it: both sides of the connection (cf. aws-cdk connections.allowTo), e.g. the
+        in-VPC CI runner that runs helm and kubectl."""
+        admit_tcp_from(self, f"cluster-ingress-{id_}-https", security_group_id=self._cluster_sg.id, port=443,
+                       source_security_group_id=source_security_group_id, description=f"Kubernetes API from {id_}")
+        egress.VpcSecurityGroupEgressRule(
+            self, f"{id_}-egress-cluster-https", security_group_id=source_security_group_id,
+            referenced_security_group_id=self._cluster_sg.id, ip_protocol="tcp", from_port=443, to_port=443,
+            description="To the Kubernetes API endpoint")
 
     def allow_node_egress(self, id_: str, *, destination_security_group_id: str, port: int) -> None:
         """Let nodes and pods open one TCP port on exactly one security group (a database, cache or broker

@@ -519,3 +519,76 @@ class EventsSettings:
     def rule_names(self) -> tuple[str, ...]:
         """Every rule (the two defaults first), in the order queues and Airflow environment variables are made."""
         return (*DEFAULT_RULE_NAMES, *(r.name for r in self.rules))
+
+
+# ---- in-VPC CI runner (CodeBuild-hosted GitHub Actions runner) ----------------------------------------------
+
+# A GitHub connection of AWS CodeConnections (or its former name, CodeStar Connections: older connections keep that
+# ARN, and IAM actions must use the same prefix as the ARN).
+_CONNECTION_ARN = re.compile(
+    r"arn:aws(-cn|-us-gov)?:(codeconnections|codestar-connections):[a-z]{2}(-gov)?-[a-z]+-\d:(\d{12}):connection/"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# CodeBuild's curated images only: they come from CodeBuild itself (image_pull_credentials_type CODEBUILD), so the
+# service role needs no ECR pull rights; a custom image would add a registry to trust and grant.
+_CURATED_IMAGE = re.compile(r"aws/codebuild/[a-z0-9][a-z0-9._-]*:[0-9][0-9a-z._-]*")
+CI_RUNNER_COMPUTE_TYPES = ("BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE",
+                           "BUILD_GENERAL1_XLARGE", "BUILD_GENERAL1_2XLARGE")
+_WORKFLOW_NAME = re.compile(r"[^\x00-\x1f]{1,100}")
+
+
+def connection_account(connection_arn: str) -> str:
+    """The account a CodeConnections ARN belongs to ('' if it is not one)."""
+    match = _CONNECTION_ARN.fullmatch(connection_arn or "")
+    return match.group(4) if match else ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CiRunnerSettings:
+    """The environment's CodeBuild-hosted GitHub Actions runner in the private subnets (modules/aws/ci_runner.py):
+    the deploy workflow's platform and vault-config jobs run there, because the EKS API endpoint is private. Created
+    wherever `state.github_repository` is set; off only with a reason."""
+    enabled: bool = True
+    off_reason: str = ""                         # why there is no runner: required when enabled=False
+    # The account's CodeConnections GitHub connection, completed once in the console (docs/design.md §12). No token
+    # or secret is configured anywhere: CodeBuild gets short-lived GitHub App tokens from the connection.
+    connection_arn: str = ""
+    image: str = "aws/codebuild/standard:7.0"    # CodeBuild's Ubuntu image: the runner tools GitHub's jobs expect
+    compute_type: str = "BUILD_GENERAL1_MEDIUM"  # 4 vCPU, 7 GB: a full synth (jsii) plus terraform and helm
+    build_timeout_minutes: int = 60              # a job running longer is stopped (CodeBuild: 5-2160)
+    queued_timeout_minutes: int = 30             # a job waiting longer for capacity is dropped (CodeBuild: 5-480)
+    max_concurrent_builds: int = 2               # more queued jobs with the runner's label wait (or fail to start)
+    # Only jobs of these workflows start a build (webhook WORKFLOW_NAME filter, the workflow's `name:`). Hygiene,
+    # not a trust boundary: credentials come from the deploy role's OIDC trust, not from the runner.
+    workflow_names: tuple[str, ...] = ("deploy",)
+
+    def __post_init__(self) -> None:
+        with section("ci_runner"):
+            require(isinstance(self.enabled, bool), "enabled", self.enabled, "is not true or false",
+                    "set enabled=True or False")
+            require(self.enabled or (isinstance(self.off_reason, str) and self.off_reason.strip() != ""), "enabled",
+                    self.enabled, "turns the in-VPC runner off without a reason",
+                    "keep it on, or say in off_reason how the deploy jobs reach the private EKS API instead")
+            require(self.connection_arn == "" or _CONNECTION_ARN.fullmatch(self.connection_arn or "") is not None,
+                    "connection_arn", self.connection_arn, "is not a CodeConnections connection ARN",
+                    "use arn:aws:codeconnections:<region>:<account>:connection/<uuid> of the account's GitHub "
+                    "connection (docs/design.md §12)")
+            require(isinstance(self.image, str) and _CURATED_IMAGE.fullmatch(self.image) is not None, "image",
+                    self.image, "is not a CodeBuild curated image",
+                    "use aws/codebuild/<name>:<version>, e.g. 'aws/codebuild/standard:7.0'")
+            require(self.compute_type in CI_RUNNER_COMPUTE_TYPES, "compute_type", self.compute_type,
+                    "is not a CodeBuild EC2 compute type", f"use one of {', '.join(CI_RUNNER_COMPUTE_TYPES)}")
+            for name, low, high in (("build_timeout_minutes", 5, 2160), ("queued_timeout_minutes", 5, 480),
+                                    ("max_concurrent_builds", 1, 100)):
+                value = getattr(self, name)
+                require(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+                        name, value, f"is outside {low}-{high}", f"use {low}-{high}")
+            require(len(self.workflow_names) >= 1 and all(
+                isinstance(n, str) and n.strip() == n and _WORKFLOW_NAME.fullmatch(n) is not None
+                for n in self.workflow_names), "workflow_names", list(self.workflow_names),
+                "is empty or holds a name that is blank, padded or has control characters",
+                "list the `name:` of each workflow whose jobs run on this runner, e.g. ('deploy',)")
+
+    @property
+    def environment_type(self) -> str:
+        """CodeBuild environment type matching the image's architecture."""
+        return "ARM_CONTAINER" if "aarch64" in self.image else "LINUX_CONTAINER"

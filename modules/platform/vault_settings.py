@@ -9,7 +9,7 @@ the jsii runtime is set up (main.py validates the config first), so it must stay
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..core import validation
@@ -20,6 +20,32 @@ _STORAGE = re.compile(r"[1-9]\d*(Mi|Gi|Ti)")
 _CPU = re.compile(r"([1-9]\d*m|\d+(\.\d+)?)")
 _MEMORY = re.compile(r"[1-9]\d*(Mi|Gi)")
 MAX_REPLICAS = 7          # raft: more voters only slow every write down
+_WORKFLOW_FILE = re.compile(r"\.github/workflows/[A-Za-z0-9._-]+\.ya?ml")
+_GIT_REF = re.compile(r"refs/(heads|tags)/[A-Za-z0-9._/-]+")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VaultCiAuthSettings:
+    """How the deploy workflow logs in to Vault with its GitHub OIDC token (modules/platform/vault_ci_auth.py)."""
+    workflow_file: str = ".github/workflows/deploy.yml"  # the only workflow whose jobs may log in (job_workflow_ref)
+    ref: str = "refs/heads/main"                        # ... and only from this ref (ref and job_workflow_ref)
+    token_ttl: int = 900                                # seconds: one vault-config apply takes about a minute
+    token_max_ttl: int = 1800                           # seconds, renewals included
+
+    def __post_init__(self) -> None:
+        with validation.section("vault.ci_auth"):
+            require(isinstance(self.workflow_file, str) and _WORKFLOW_FILE.fullmatch(self.workflow_file) is not None,
+                    "workflow_file", self.workflow_file, "is not a workflow file of the repository",
+                    "use '.github/workflows/<name>.yml', e.g. '.github/workflows/deploy.yml'")
+            require(isinstance(self.ref, str) and _GIT_REF.fullmatch(self.ref) is not None and ".." not in self.ref,
+                    "ref", self.ref, "is not a full Git ref", "use e.g. 'refs/heads/main'")
+            for name in ("token_ttl", "token_max_ttl"):
+                value = getattr(self, name)
+                require(isinstance(value, int) and not isinstance(value, bool) and 60 <= value <= 3600, name, value,
+                        "is not a token lifetime between 60 and 3600 seconds",
+                        "keep CI tokens short, e.g. 900; the provider's child token lives within it")
+            require(self.token_ttl <= self.token_max_ttl, "token_ttl", self.token_ttl,
+                    f"exceeds token_max_ttl={self.token_max_ttl}", "keep the TTL at or below the max TTL")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +62,7 @@ class VaultSettings:
     airflow_token_ttl: int = 900            # seconds a token from the Airflow role lives (renewable up to max)
     airflow_token_max_ttl: int = 3600       # seconds a renewed Airflow token may live in total
     kv_max_versions: int = 10               # versions kept per Airflow secret (rollback of a bad rotation)
+    ci_auth: VaultCiAuthSettings = field(default_factory=VaultCiAuthSettings)   # the deploy workflow's JWT login
 
     def __post_init__(self) -> None:
         with validation.section("vault"):

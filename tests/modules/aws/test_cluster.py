@@ -219,3 +219,41 @@ def test_container_insights_log_groups_are_encrypted_and_created_before_the_addo
     assert {(g["retention_in_days"], g["kms_key_id"]) for g in groups.values()} == {(90, BASE["logs_kms_key_arn"])}
     (addon,) = [a for a in res["aws_eks_addon"].values() if a["addon_name"] == "amazon-cloudwatch-observability"]
     assert {address(res, "aws_cloudwatch_log_group", g) for g in groups.values()} <= set(addon["depends_on"])
+
+
+DEPLOYER = "arn:aws:iam::123456789012:role/github-actions-dev-deploy"
+
+
+def test_deploy_role_gets_a_cluster_admin_access_entry_by_its_literal_arn(stack):
+    build(stack).grant_deployer(DEPLOYER)
+    res = synth(stack)["resource"]
+    (entry,) = [e for k, e in res["aws_eks_access_entry"].items() if "deployer" in k]
+    (assoc,) = [a for k, a in res["aws_eks_access_policy_association"].items() if "deployer" in k]
+    assert (entry["principal_arn"], entry["type"]) == (DEPLOYER, "STANDARD")
+    # Helm installs CRDs, namespaces and ClusterRoles: nothing below cluster admin at cluster scope can.
+    assert (assoc["policy_arn"], assoc["access_scope"]) == (
+        "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy", {"type": "cluster"})
+    assert assoc["principal_arn"].startswith("${aws_eks_access_entry.cluster_deployer-access-entry")
+
+
+@pytest.mark.parametrize("arn,match", [
+    ("arn:aws:iam::123456789012:user/someone", "is not an IAM role ARN"),
+    (ADMIN, "already one of cluster.admin_role_arns"),
+])
+def test_deploy_role_must_be_a_role_that_is_not_already_an_admin(stack, arn, match):
+    cluster = build(stack)
+    with pytest.raises(ValueError, match=match):
+        cluster.grant_deployer(arn)
+
+
+def test_api_access_opens_443_on_the_control_plane_and_on_the_clients_egress(stack):
+    build(stack).allow_api_from("ci-runner", source_security_group_id="sg-runner")
+    res = synth(stack)["resource"]
+    (cluster_sg,) = [n for n in res["aws_security_group"] if "_cluster-security-group_" in n]
+    (ingress,) = [r for r in res["aws_vpc_security_group_ingress_rule"].values()
+                  if r.get("referenced_security_group_id") == "sg-runner"]
+    (egress,) = [r for r in res["aws_vpc_security_group_egress_rule"].values() if r["security_group_id"] == "sg-runner"]
+    assert (ingress["security_group_id"], ingress["ip_protocol"], ingress["from_port"], ingress["to_port"]) == (
+        "${aws_security_group." + cluster_sg + ".id}", "tcp", 443, 443)
+    assert (egress["referenced_security_group_id"], egress["from_port"], egress["to_port"]) == (
+        "${aws_security_group." + cluster_sg + ".id}", 443, 443)
