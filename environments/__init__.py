@@ -14,6 +14,15 @@ NAMES = ("dev", "staging", "prod")
 
 
 def load(name: str, overrides: Iterable[str] = ()) -> EnvironmentConfig:
+    config = _load(name, overrides)
+    # Also against the other configured environments as written: synthesizing prod alone (or with an override)
+    # must still refuse an account or state bucket that a non-production environment uses.
+    check_isolation(config, [_configured(other) for other in NAMES if other != name])
+    _check_own_account(config)
+    return config
+
+
+def _load(name: str, overrides: Iterable[str]) -> EnvironmentConfig:
     if name not in NAMES:
         raise ConfigError("env", name, "is not a known environment",
                           f"use one of {', '.join(NAMES)}, or add environments/{name}.py and list it in NAMES")
@@ -23,19 +32,26 @@ def load(name: str, overrides: Iterable[str] = ()) -> EnvironmentConfig:
             config = apply_override(config, override)
     except ConfigError as err:
         raise (err if err.field.startswith("--") else err.within(f"environments.{name}")) from None
-    # Also against the other configured environments as written: synthesizing prod alone (or with an override)
-    # must still refuse an account or state bucket that a non-production environment uses.
-    check_isolation(config, [_configured(other) for other in NAMES if other != name])
     return config
+
+
+def _check_own_account(config: EnvironmentConfig) -> None:
+    try:
+        config.check_own_account()
+    except ConfigError as err:
+        raise err.within(f"environments.{config.name}") from None
 
 
 def load_all(names: Iterable[str], overrides: Iterable[str] = ()) -> list[EnvironmentConfig]:
     """`load` each environment, then check the loaded ones against each other (an override applied to all of them,
     e.g. `--set account_id=...`, can put production and non-production in one account)."""
     overrides = list(overrides)
-    configs = [load(name, overrides) for name in names]
+    configs = [_load(name, overrides) for name in names]
     for i, config in enumerate(configs):
-        check_isolation(config, configs[:i] + configs[i + 1:])
+        loaded = {c.name for c in configs}
+        check_isolation(config, configs[:i] + configs[i + 1:] + [_configured(o) for o in NAMES if o not in loaded])
+    for config in configs:
+        _check_own_account(config)
     return configs
 
 

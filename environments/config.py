@@ -115,9 +115,6 @@ class EnvironmentConfig:
             require(arn != "", "ci_runner.connection_arn", arn, "is empty while the in-VPC deploy runner is on",
                     "create the account's GitHub connection once (docs/design.md §12) and give its ARN, or set "
                     "ci_runner.enabled=False with an off_reason")
-            require(connection_account(arn) == self.account_id, "ci_runner.connection_arn", arn,
-                    f"belongs to another account than account_id={self.account_id}",
-                    "use the GitHub connection created in this environment's own account")
         if self.production:
             require(self.network.az_count >= 3, "network.az_count", self.network.az_count,
                     "is below 3 for a production environment", "use 3 or more AZs in production")
@@ -134,6 +131,15 @@ class EnvironmentConfig:
                     f"set plan_environment='{self.name}-plan', a GitHub environment with required reviewers")
             for section in (self.addons, self.airflow, self.vault, self.monitoring, self.events, self.alarms):
                 section.check_production()
+
+    def check_own_account(self) -> None:
+        """Account-bound references must be in `account_id`. Checked after the environments are checked against each
+        other (environments.load), so moving an environment into another's account reports the isolation error first."""
+        if self.has_ci_runner:
+            arn = self.ci_runner.connection_arn
+            require(connection_account(arn) == self.account_id, "ci_runner.connection_arn", arn,
+                    f"belongs to another account than account_id={self.account_id}",
+                    "use the GitHub connection created in this environment's own account")
 
     @property
     def prefix(self) -> str:
@@ -178,6 +184,8 @@ class EnvironmentConfig:
             return self.encryption.key_admin_arns
         deploy = (self.deploy_role_arn,) if self.state.github_repository else ()
         return tuple(dict.fromkeys((*self.cluster.admin_role_arns, *deploy)))
+
+    @property
     def plan_role_name(self) -> str:
         """IAM role plan.yml assumes to plan this environment (in this environment's account): trusted by pull
         requests, or only by jobs in `plan_environment` when that is set."""

@@ -161,8 +161,12 @@ def test_production_alone_still_refuses_what_it_would_share_with_a_configured_no
         environments.load(name, [override])
 
 
+CONNECTION_IN_444 = ("ci_runner.connection_arn=arn:aws:codeconnections:eu-west-1:444444444444:"
+                     "connection/4f2b1c9e-7d3a-4e51-9b8c-0a6d2e5f7c13")
+
+
 def test_an_override_applied_to_every_environment_is_checked_across_them():
-    environments.load("dev", ["account_id=444444444444"])             # alone: no other environment is there
+    environments.load("dev", ["account_id=444444444444", CONNECTION_IN_444])   # alone: no other environment is there
     with pytest.raises(ConfigError, match=r"^environments\.dev\.account_id='444444444444' is shared by production "
                                           r"environment prod and non-production environment dev; fix:"):
         environments.load_all(environments.NAMES, ["account_id=444444444444"])
@@ -171,6 +175,8 @@ def test_an_override_applied_to_every_environment_is_checked_across_them():
 def test_non_production_environments_may_share_an_account_and_its_state():
     staging = environments.load("staging", ["account_id=111111111111",
                                             "state.bucket=example-airflow-terraform-state-111111111111",
+                                            "state.key_admin_arns=arn:aws:iam::111111111111:role/platform-admin",
+                                            "ci_runner.connection_arn=" + CONFIGS["dev"].ci_runner.connection_arn,
                                             "guardrails.off_reason=shares the account of dev",
                                             "guardrails.cloudtrail=false", "guardrails.guardduty=false"])
     environments.check_isolation(staging, [CONFIGS["dev"], CONFIGS["prod"]])   # no error
@@ -179,7 +185,8 @@ def test_non_production_environments_may_share_an_account_and_its_state():
 @pytest.mark.parametrize("overrides,message", [
     (["account_id=111111111111"], r"^environments\.staging\.state='example-airflow-terraform-state-222222222222' "
      r"differs from the state of dev \(example-airflow-terraform-state-111111111111\), in the same account"),
-    (["account_id=111111111111", "state.bucket=example-airflow-terraform-state-111111111111"],
+    (["account_id=111111111111", "state.bucket=example-airflow-terraform-state-111111111111",
+      "state.key_admin_arns=arn:aws:iam::111111111111:role/platform-admin"],
      r"^environments\.staging\.guardrails\.guardduty=True is also on in dev, in the same account 111111111111, and AWS "
      r"allows one GuardDuty detector per account and region; fix:"),
     (["state.bucket=example-airflow-terraform-state-111111111111"],

@@ -24,9 +24,8 @@ SCOPING_KEYS = re.compile(r"kms:EncryptionContext:.*|aws:SourceArn|aws:SourceAcc
 
 def key_stacks():
     """(stack name, account id, the key administrators that stack's keys must name) for every stack with keys."""
-    state = CONFIGS["prod"].state
-    yield "airflow-state", CONFIGS["prod"].account_id, state.key_admin_arns
-    for config in CONFIGS.values():
+    for config in CONFIGS.values():     # one state stack per account (each environment its own by default)
+        yield f"{config.project}-state-{config.account_id}", config.account_id, config.state.key_admin_arns
         yield config.stack_name("infra"), config.account_id, config.key_admin_arns
 
 
@@ -42,7 +41,8 @@ def key_users(doc: dict) -> dict[str, list[tuple[str, dict]]]:
     for policy in res.get("aws_iam_role_policy", {}).values():
         role = names[re.fullmatch(r"\$\{aws_iam_role\.(.+)\.(id|name)\}", policy["role"]).group(1)]
         for stmt in json.loads(policy["policy"])["Statement"]:
-            for resource in stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]]:
+            resources = stmt.get("Resource", [])      # NotResource statements (the CI roles' denies) name no key
+            for resource in resources if isinstance(resources, list) else [resources]:
                 if match := re.fullmatch(r"\$\{aws_kms_key\.(.+)\.arn\}", resource):
                     users.setdefault(match.group(1), []).append((f"arn:aws:iam::{doc['_account']}:role/{role}", stmt))
     return users
@@ -60,7 +60,7 @@ def keyed(stacks):
 
 def test_every_environment_has_its_keys_checked(keyed):
     counts = {name: len(policies(doc)) for name, _, doc in keyed}
-    assert counts["airflow-state"] == 1 and counts["airflow-prod-infra"] == 12
+    assert counts["airflow-state-333333333333"] == 1 and counts["airflow-prod-infra"] == 13
     assert all(count >= 10 for name, count in counts.items() if name.endswith("-infra"))
 
 
@@ -132,8 +132,8 @@ def test_no_key_policy_refers_to_a_resource_so_none_can_form_a_cycle(keyed):
 def test_the_default_administrators_are_the_cluster_admins_and_the_environments_own_deploy_role():
     for config in CONFIGS.values():
         assert config.key_admin_arns == (*config.cluster.admin_role_arns, config.deploy_role_arn)
-    assert CONFIGS["prod"].key_admin_arns == ("arn:aws:iam::123456789012:role/platform-admin",
-                                              "arn:aws:iam::123456789012:role/github-actions-prod-deploy")
+    assert CONFIGS["prod"].key_admin_arns == ("arn:aws:iam::333333333333:role/platform-admin",
+                                              "arn:aws:iam::333333333333:role/github-actions-prod-deploy")
     deploy_roles = {config.deploy_role_arn for config in CONFIGS.values()}
     for config in CONFIGS.values():                 # no environment's CI identity administers another's keys
         assert deploy_roles & set(config.key_admin_arns) == {config.deploy_role_arn}
@@ -141,15 +141,15 @@ def test_the_default_administrators_are_the_cluster_admins_and_the_environments_
 
 
 def test_configured_administrators_replace_the_default_and_a_bad_one_is_one_line():
-    config = environments.load("prod", ["encryption.key_admin_arns=arn:aws:iam::123456789012:role/kms-admin"])
-    assert config.key_admin_arns == ("arn:aws:iam::123456789012:role/kms-admin",)
+    config = environments.load("prod", ["encryption.key_admin_arns=arn:aws:iam::333333333333:role/kms-admin"])
+    assert config.key_admin_arns == ("arn:aws:iam::333333333333:role/kms-admin",)
     with pytest.raises(ConfigError) as raised:
-        environments.load("prod", ["encryption.key_admin_arns=arn:aws:iam::123456789012:root"])
-    assert str(raised.value).startswith("environments.prod.encryption.key_admin_arns='arn:aws:iam::123456789012:root' "
+        environments.load("prod", ["encryption.key_admin_arns=arn:aws:iam::333333333333:root"])
+    assert str(raised.value).startswith("environments.prod.encryption.key_admin_arns='arn:aws:iam::333333333333:root' "
                                         "is not an IAM role or user ARN; fix: ")
     with pytest.raises(ConfigError, match=r"^environments\.prod\.encryption\.key_admin_arns='arn:aws-cn:"
-                                                       r"iam::123456789012:role/x' is not in partition aws"):
-        environments.load("prod", ["encryption.key_admin_arns=arn:aws-cn:iam::123456789012:role/x"])
+                                                       r"iam::333333333333:role/x' is not in partition aws"):
+        environments.load("prod", ["encryption.key_admin_arns=arn:aws-cn:iam::333333333333:role/x"])
     with pytest.raises(ConfigError, match=r"^environments\.prod\.state\.key_admin_arns=\(\) is empty"):
         environments.load("prod", ["state.key_admin_arns=[]"])
 
@@ -165,7 +165,7 @@ def test_the_emulator_accepts_every_key_policy_and_still_lets_terraform_describe
         for name, _, doc in keyed:
             for address, key in doc["resource"]["aws_kms_key"].items():
                 policy = re.sub(r"\$\{aws_cloudwatch_event_rule\.([^.]+)\.arn\}",
-                                r"arn:aws:events:eu-west-1:123456789012:rule/\1", key["policy"])
+                                r"arn:aws:events:eu-west-1:333333333333:rule/\1", key["policy"])
                 key_id = kms.create_key(Policy=policy, Description=address)["KeyMetadata"]["KeyId"]
                 kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=policy)
                 assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["Enabled"] is True, (name, address)
