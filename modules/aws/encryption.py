@@ -57,9 +57,11 @@ class EncryptionKey(Construct):
         self.key_id: str = self.resource.key_id
         self.alias_name = f"alias/{props.alias}"
 
-    def grant(self, identities: PlatformIdentities, workload_id: str, sid: str, actions: list[str]) -> None:
-        """Let one workload call `actions` with this key (its IAM role; the key policy defers to IAM)."""
-        identities.grant(workload_id, sid, actions, [self.arn])
+    def grant(self, identities: PlatformIdentities, workload_id: str, sid: str, actions: list[str],
+              condition: dict | None = None) -> None:
+        """Let one workload call `actions` with this key (its IAM role; the key policy defers to IAM), optionally
+        only under `condition` (e.g. kms:ViaService: through one AWS service)."""
+        identities.grant(workload_id, sid, actions, [self.arn], condition)
 
 
 def logs_service_use(environment: AwsEnvironment, *, log_group_prefixes: tuple[str, ...]) -> ServiceUse:
