@@ -1,5 +1,6 @@
 """Per-environment Vault configuration (Vault provider only), applied after the platform stack once Vault is
-initialised (docs/vault.md): the Airflow KV mount, Kubernetes auth, policy, role and audit device.
+initialised (docs/vault.md): the Airflow KV mount, Kubernetes auth, a policy and role per Airflow component, and the audit
+devices.
 
 The provider reaches Vault from the operator's machine (default: `kubectl port-forward svc/vault-active
 8200:8200` -> https://127.0.0.1:8200), verifies it with the platform CA file and the active Service's name, and
