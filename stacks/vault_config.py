@@ -1,6 +1,6 @@
 """Per-environment Vault configuration (Vault provider only), applied after the platform stack once Vault is
-initialised (docs/vault.md): the Airflow KV mount, Kubernetes auth, a policy and role per Airflow component, and the audit
-devices.
+initialised (docs/vault.md): the Airflow KV mount, Kubernetes auth, a policy and role per Airflow component and
+for the raft snapshot job, and the audit devices.
 
 The provider reaches Vault from the operator's machine (default: `kubectl port-forward svc/vault-active
 8200:8200` -> https://127.0.0.1:8200), verifies it with the platform CA file and the active Service's name, and
@@ -18,7 +18,9 @@ from constructs import Construct
 from environments.config import EnvironmentConfig
 from modules.platform import kubernetes as k8s
 from modules.core.aspects import GovernedStack
+from modules.aws.identity import WORKLOADS
 from modules.platform.vault_config import VaultAirflowConfig, VaultAirflowConfigProps
+from modules.platform.vault_snapshots import SNAPSHOT_TOKEN_TTL, snapshot_policy
 
 from .backend import use_environment_backend
 from .provider import Emulator
@@ -44,3 +46,8 @@ class VaultConfigStack(GovernedStack):
             max_lease_ttl_seconds=1200)
         use_environment_backend(self, config=c, layer="vault-config", emulator=emulator)
         self.airflow = VaultAirflowConfig(self, "airflow", props=VaultAirflowConfigProps(settings=c.vault))
+        # The raft snapshot CronJob's login (modules/platform/vault_snapshots.py).
+        namespace, (service_account,) = WORKLOADS["vault-snapshot"]
+        self.airflow.kubernetes_role("snapshot", role_name=k8s.VAULT_SNAPSHOT_ROLE, namespace=namespace,
+                                     service_account=service_account, policy_document=snapshot_policy(),
+                                     token_ttl=SNAPSHOT_TOKEN_TTL, token_max_ttl=SNAPSHOT_TOKEN_TTL)
