@@ -214,3 +214,61 @@ def test_vault_volumes_and_snapshots_use_the_infra_stacks_vault_data_key_and_buc
     (bucket_address,) = [a for a, b in infra["resource"]["aws_s3_bucket"].items() if b["bucket"].endswith("-vault-snapshots")]
     assert infra_value(bucket) == f"${{aws_s3_bucket.{bucket_address}.bucket}}"
     assert cronjob["spec"]["schedule"] == environments.load(name).vault.snapshot_schedule
+
+
+@pytest.fixture(scope="module")
+def openbao(tmp_path_factory):
+    from tools import local_services as ls
+
+    workdir = tmp_path_factory.mktemp("vault-policies")
+    tls = ls.make_ca(workdir / "tls")
+    service, root = ls.start_openbao(workdir, tls=tls, kv_mount=None)
+    try:
+        yield service, tls, root
+    finally:
+        service.stop()
+
+
+def test_synthesized_policies_hold_on_a_real_server(stacks, openbao):
+    """OpenBao (Vault's API) with the dev vault-config stack's mount and policies, one token per policy (nothing
+    else, no default policy): the task pods' token reads connections and variables but not a component's config;
+    the scheduler's reads config only; the snapshot token reads no secret and cannot restore a snapshot."""
+    from tools import local_services as ls
+
+    service, tls, root = openbao
+    res = vault_config_doc(stacks, "dev")["resource"]
+
+    def call(method: str, path: str, token: str = root, body=None) -> tuple[int, dict]:
+        return ls.openbao_request(service, method, f"/v1/{path}", tls=tls, token=token, body=body)
+
+    (mount,) = res["vault_mount"].values()
+    assert call("POST", f"sys/mounts/{mount['path']}", body={"type": mount["type"], "options": mount["options"]})[0] < 300
+    paths = {"connections": "airflow/data/connections/kafka_default", "variables": "airflow/data/variables/greeting",
+             "config": "airflow/data/config/sql_alchemy_conn"}
+    for path in paths.values():
+        assert call("POST", path, body={"data": {"value": "x"}})[0] < 300
+    tokens = {}
+    for policy in res["vault_policy"].values():
+        assert call("PUT", f"sys/policies/acl/{policy['name']}", body={"policy": policy["policy"]})[0] < 300
+        status, created = call("POST", "auth/token/create", body={"policies": [policy["name"]],
+                                                                  "no_default_policy": True, "ttl": "10m"})
+        assert status < 300
+        tokens[policy["name"]] = created["auth"]["client_token"]
+
+    def readable(role: str) -> set[str]:
+        return {kind for kind, path in paths.items() if call("GET", path, tokens[role])[0] == 200}
+
+    assert readable("airflow-task") == readable("airflow-worker") == readable("airflow-dag-processor") == \
+        readable("airflow-triggerer") == {"connections", "variables"}
+    assert call("GET", paths["config"], tokens["airflow-task"])[0] == 403
+    assert readable("airflow-scheduler") == {"config"}
+    assert readable("airflow-api-server") == {"connections", "variables", "config"}
+    assert readable(k8s.VAULT_SNAPSHOT_ROLE) == set()
+    for role, token in tokens.items():     # nothing writes, nothing lists
+        assert call("POST", paths["connections"], token, body={"data": {"value": "y"}})[0] == 403, role
+        assert call("LIST", "airflow/metadata/connections", token)[0] == 403, role
+    # the snapshot token may take a snapshot (the ACL lets it through; in-memory storage then has no raft to
+    # snapshot) but not restore one
+    assert call("GET", "sys/storage/raft/snapshot", tokens[k8s.VAULT_SNAPSHOT_ROLE])[0] != 403
+    assert call("GET", "sys/storage/raft/snapshot", tokens["airflow-task"])[0] == 403
+    assert call("POST", "sys/storage/raft/snapshot", tokens[k8s.VAULT_SNAPSHOT_ROLE], body={})[0] == 403
