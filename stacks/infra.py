@@ -26,6 +26,7 @@ from modules.aws.node_interruption import NodeInterruptionQueue, NodeInterruptio
 from modules.aws.observability import Alerting, AlertingProps
 from modules.aws.platform_secrets import PlatformSecrets, PlatformSecretsProps, grant_secret_delivery
 from modules.aws.storage import AirflowBuckets, AirflowBucketsProps
+from modules.aws.vault_storage import VaultStorage, VaultStorageProps
 
 from .backend import use_environment_backend
 from .errors import section_props
@@ -77,11 +78,20 @@ class InfraStack(GovernedStack):
 
         vault_key = EncryptionKey(self, "vault-unseal-key", props=EncryptionKeyProps(
             alias=f"{c.prefix}-vault-unseal", description=f"{c.prefix} Vault auto-unseal"))
+        # Vault's volumes and raft snapshots on a key of their own; the snapshot bucket (docs/vault.md).
+        self.vault_storage = vault_storage = VaultStorage(self, "vault-storage", props=section_props(
+            f"environments.{c.name}.vault", lambda: VaultStorageProps(
+                name=c.prefix, snapshot_bucket_name=c.bucket_name("vault-snapshots"),
+                snapshot_retention_days=c.vault.snapshot_retention_days,
+                access_log_bucket=storage.access_logs.bucket_id, access_log_policy=storage.access_logs.policy,
+                prevent_destroy=c.deletion_protection)))
         # One role per workload; each resource grants what a workload needs of it (modules/aws/identity.py).
         self.identities = identities = PlatformIdentities(self, "identities", props=PlatformIdentitiesProps(
             cluster_name=cluster.name, addon_managed=("ebs-csi-driver", "cloudwatch-agent")))
         storage.grant_airflow(identities)
         vault_key.grant(identities, "vault", "AutoUnsealWithKms", ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"])
+        vault_storage.grant_snapshot_upload(identities)
+        vault_storage.grant_volume_encryption(identities)
         cluster.grant_node_provisioning(identities)
         cluster.grant_target_registration(identities)
         cluster.grant_container_insights(identities)
@@ -160,6 +170,8 @@ class InfraStack(GovernedStack):
             "dags-bucket-name": s.dags.name, "task-logs-bucket-name": s.task_logs.name,
             "plugins-bucket-name": s.plugins.name, "access-logs-bucket-name": s.access_logs.name,
             "vault-unseal-key-arn": self.vault_unseal_key_arn,
+            "vault-data-key-arn": self.vault_storage.kms_key_arn,
+            "vault-snapshot-bucket-name": self.vault_storage.snapshot_bucket_name,
             "karpenter-interruption-queue-name": self.node_interruption.queue_name,
             "alb-dns-name": self.edge.dns_name, "web-acl-arn": self.edge.web_acl_arn,
             **{f"target-group-arn-{host}": arn for host, arn in self.edge.target_group_arns.items()},

@@ -25,6 +25,7 @@ from modules.aws.identity import WORKLOADS
 from modules.platform.local_chart import LocalChart, LocalChartProps
 from modules.platform.monitoring import Monitoring, MonitoringProps, dashboard_values
 from modules.platform.vault import Vault, VaultProps
+from modules.platform.vault_snapshots import VaultSnapshots, VaultSnapshotsProps
 
 from .backend import use_environment_backend
 from .errors import section_props
@@ -101,7 +102,12 @@ class PlatformStack(GovernedStack):
         # ---- [vault] Vault release (adds its TLS Certificate to self.bootstrap)
         self.vault = Vault(self, "vault", bootstrap=self.bootstrap, props=section_props(
             f"environments.{c.name}", lambda: VaultProps(
-                settings=c.vault, region=c.region, unseal_key_arn=infra.vault_unseal_key_arn)))
+                settings=c.vault, region=c.region, cluster_name=c.cluster_name,
+                unseal_key_arn=infra.vault_unseal_key_arn, volume_kms_key_arn=infra.vault_storage.kms_key_arn,
+                storage_reclaim_policy=c.addons.storage_reclaim_policy)))
+        self.vault_snapshots = VaultSnapshots(self, "vault-snapshots", bootstrap=self.bootstrap, props=section_props(
+            f"environments.{c.name}", lambda: VaultSnapshotsProps(
+                settings=c.vault, bucket=infra.vault_storage.snapshot_bucket_name, region=c.region)))
 
         # ---- [monitoring] kube-prometheus-stack release (adds its ExternalSecrets to self.bootstrap, its
         #      ServiceMonitor / PrometheusRules to self.glue)

@@ -1,5 +1,6 @@
 """Per-environment Vault configuration (Vault provider only), applied after the platform stack once Vault is
-initialised (docs/vault.md): the Airflow KV mount, Kubernetes auth, policy, role and audit device.
+initialised (docs/vault.md): the Airflow KV mount, Kubernetes auth, a policy and role per Airflow component and
+for the raft snapshot job, and the audit devices.
 
 The provider reaches Vault from the operator's machine (default: `kubectl port-forward svc/vault-active
 8200:8200` -> https://127.0.0.1:8200), verifies it with the platform CA file and the active Service's name, and
@@ -18,8 +19,10 @@ from constructs import Construct
 from environments.config import EnvironmentConfig
 from modules.platform import kubernetes as k8s
 from modules.core.aspects import GovernedStack
+from modules.aws.identity import WORKLOADS
 from modules.platform.vault_ci_auth import ManagedVault, VaultCiAuth, VaultCiAuthProps
 from modules.platform.vault_config import VaultAirflowConfig, VaultAirflowConfigProps
+from modules.platform.vault_snapshots import SNAPSHOT_TOKEN_TTL, snapshot_policy
 
 from .backend import use_environment_backend
 from .provider import Emulator
@@ -45,6 +48,11 @@ class VaultConfigStack(GovernedStack):
             max_lease_ttl_seconds=1200)
         use_environment_backend(self, config=c, layer="vault-config", emulator=emulator)
         self.airflow = VaultAirflowConfig(self, "airflow", props=VaultAirflowConfigProps(settings=c.vault))
+        # The raft snapshot CronJob's login (modules/platform/vault_snapshots.py).
+        namespace, (service_account,) = WORKLOADS["vault-snapshot"]
+        self.airflow.kubernetes_role("snapshot", role_name=k8s.VAULT_SNAPSHOT_ROLE, namespace=namespace,
+                                     service_account=service_account, policy_document=snapshot_policy(),
+                                     token_ttl=SNAPSHOT_TOKEN_TTL, token_max_ttl=SNAPSHOT_TOKEN_TTL)
         # The deploy workflow logs in with its GitHub OIDC token (docs/vault.md); its policy covers what is above.
         self.ci_auth: VaultCiAuth | None = None
         if c.state.github_repository:

@@ -16,10 +16,11 @@ STATEFUL_ADDRESSES = {
     "aws_elasticache_replication_group": {"cache_replication-group_FA5C54CF"},
     "aws_s3_bucket": {"storage_access-logs_bucket_1F0A0A1E", "storage_dags_bucket_82E0F595",
                       "storage_plugins_bucket_5965B0E8", "storage_task-logs_bucket_9964E3BD",
-                      "events_landing_bucket_CE50F6D9"},
+                      "events_landing_bucket_CE50F6D9", "vault-storage_snapshots_bucket_0423A693"},
     "aws_kms_key": {"cache_key_85736327", "cluster_secrets-key_6F9AD049", "database_key_CA7EEF20", "logs-key_44F95A88",
                     "storage_storage-key_6FCD5129", "vault-unseal-key_CB0C113C", "platform-secrets_key_AC596A9B",
-                    "alerting_key_4C41E48A", "events_queue-key_B9EC59FB", "node-interruption_key_3193E706"},
+                    "alerting_key_4C41E48A", "events_queue-key_B9EC59FB", "node-interruption_key_3193E706",
+                    "vault-storage_data-key_35E4479C"},
     "aws_eks_cluster": {"cluster_A4C38409"},
     "aws_secretsmanager_secret": {"cache_auth-token-secret_9CFFAD65", "platform-secrets_airflow-keys_FB8EC2EE",
                                   "platform-secrets_grafana-admin_C4BD28F8", "platform-secrets_alert-receivers_74B6DDAD"},
@@ -128,7 +129,7 @@ def test_every_workload_has_a_role_and_the_addons_use_theirs(stacks, stack_name)
     doc = stacks[stack_name]
     outputs = {k.removeprefix("role-arn-") for k in doc["output"] if k.startswith("role-arn-")}
     assert outputs == {"airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-api-server",
-                       "airflow-worker", "airflow-task", "vault", "aws-load-balancer-controller", "karpenter",
+                       "airflow-worker", "airflow-task", "vault", "vault-snapshot", "aws-load-balancer-controller", "karpenter",
                        "external-secrets", "cloudwatch-agent", "ebs-csi-driver"}
     addons = {a["addon_name"]: a for a in doc["resource"]["aws_eks_addon"].values()}
     (ebs,) = addons["aws-ebs-csi-driver"]["pod_identity_association"]
@@ -152,13 +153,13 @@ def test_each_pod_identity_role_trusts_only_its_clusters_associations(stacks, st
             config.account_id, cluster_arn), address
         trusted[f"${{aws_iam_role.{address}.arn}}"] = (equals["aws:RequestTag/kubernetes-namespace"],
                                                       equals["aws:RequestTag/kubernetes-service-account"])
-    assert len(trusted) == 12
+    assert len(trusted) == 13
     associations = [(a["role_arn"], a["namespace"], a["service_account"])
                     for a in res["aws_eks_pod_identity_association"].values()]
     addon_namespaces = {"aws-ebs-csi-driver": "kube-system", "amazon-cloudwatch-observability": "amazon-cloudwatch"}
     associations += [(a["role_arn"], addon_namespaces[addon["addon_name"]], a["service_account"])
                      for addon in res["aws_eks_addon"].values() for a in addon.get("pod_identity_association", [])]
-    assert len(associations) == 12
+    assert len(associations) == 13
     for role_arn, namespace, service_account in associations:
         assert namespace == trusted[role_arn][0] and service_account in trusted[role_arn][1], role_arn
 

@@ -4,8 +4,8 @@ process environments and files on loopback, with every change from what the clus
 Nothing here writes Airflow configuration by hand. The inputs are the synthesized JSON that `terraform apply` would
 receive: the platform stack's `helm_release.airflow` values and the bootstrap chart's ExternalSecret templates
 (modules/platform/airflow.py `airflow_values()` / `bootstrap_objects()`), the infra stack's buckets, event rule and
-queues, and the vault-config stack's mount and read policy. The rehearsal plays the parts that are not Airflow's:
-External Secrets Operator (renders the templates with the rehearsal's credentials), the chart (its airflow.cfg
+queues, and the vault-config stack's mount and task-pod read policy. The rehearsal plays the parts that are not
+Airflow's: External Secrets Operator (renders the templates with the rehearsal's credentials), the chart (its airflow.cfg
 defaults and the env it wires from the named Secrets), Kubernetes (file paths instead of mounts) and AWS (moto).
 
 Pure and stdlib-only: unit-tested in tests/test_rehearse_airflow.py without starting anything."""
@@ -20,7 +20,6 @@ from urllib.parse import quote_plus
 
 from modules.platform import airflow as af
 from modules.platform import kubernetes as k8s
-from modules.platform import vault_ci_auth
 
 # The chart's airflow.cfg defaults (values.yaml `config:` of chart 1.21.0, tests/data/charts/airflow/values.yaml)
 # that apply to this deployment, as the chart's templates resolve them for these values. Sections for features the
@@ -100,9 +99,9 @@ class Stacks:
         raise RehearsalConfigError(f"the platform stack has no ExternalSecret {name}")
 
     def vault_read_policy(self) -> str:
-        # Not the deploy workflow's policy (vault_ci_auth): Airflow's own.
-        (policy,) = [p for p in self.vault_config["resource"]["vault_policy"].values()
-                     if p["name"] != vault_ci_auth.POLICY]
+        """The task pods' policy (the narrowest Airflow role, the backend's default): the rehearsal's one token
+        holds it, so the DAG's Variable and Connection reads prove what task pods may read."""
+        (policy,) = [p for p in self.vault_config["resource"]["vault_policy"].values() if p["name"] == k8s.VAULT_TASK_ROLE]
         return policy["policy"]
 
     def resolve(self, text: str, computed: Callable[[str, str], str]) -> str:
@@ -246,7 +245,7 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
         backend.pop(key, None)
     config["secrets"]["backend_kwargs"] = json.dumps(backend, sort_keys=True)
     notes.note(f"vault: {vault_url} -> https://localhost:{e.vault_port} (OpenBao); Kubernetes auth -> a token "
-               "holding the vault-config stack's airflow read policy")
+               "holding the vault-config stack's task-pod policy (the backend's default role, the narrowest)")
     config["logging"]["base_log_folder"] = str(e.workdir / "logs")
     # The chart's log servers (ports.workerLogs 8793, ports.triggererLogs 8794) on free loopback ports instead.
     config["logging"]["worker_log_server_port"] = str(e.worker_log_port)

@@ -128,11 +128,13 @@ class EncryptionKey(Construct):
         self.key_id: str = self.resource.key_id
         self.alias_name = f"alias/{props.alias}"
 
-    def grant(self, identities: PlatformIdentities, workload_id: str, sid: str, actions: list[str]) -> None:
-        """Let one workload call `actions` with this key: its role's IAM policy names the key's ARN, which the key
-        policy's IAM statement honours. Not a key policy principal: the role may not exist yet when the key is created,
-        and some roles' trust names the cluster, which needs this key first (a cycle)."""
-        identities.grant(workload_id, sid, actions, [self.arn])
+    def grant(self, identities: PlatformIdentities, workload_id: str, sid: str, actions: list[str],
+              condition: dict | None = None) -> None:
+        """Let one workload call `actions` with this key, optionally only under `condition` (e.g. kms:ViaService:
+        through one AWS service): its role's IAM policy names the key's ARN, which the key policy's IAM statement
+        honours. Not a key policy principal: the role may not exist yet when the key is created, and some roles' trust
+        names the cluster, which needs this key first (a cycle)."""
+        identities.grant(workload_id, sid, actions, [self.arn], condition)
 
 
 def logs_service_use(environment: AwsEnvironment, *, log_group_prefixes: tuple[str, ...]) -> ServiceUse:

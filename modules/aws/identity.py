@@ -212,6 +212,8 @@ _AIRFLOW_SERVICE_ACCOUNT_SUFFIX = {
 }
 _PLATFORM_WORKLOADS: dict[str, tuple[str, tuple[str, ...]]] = {
     "vault": ("vault", ("vault",)),
+    # The raft snapshot CronJob's uploader (modules/platform/vault_snapshots.py): PutObject on its bucket prefix only.
+    "vault-snapshot": ("vault", ("vault-snapshot",)),
     "aws-load-balancer-controller": ("kube-system", ("aws-load-balancer-controller",)),
     "karpenter": ("kube-system", ("karpenter",)),
     "external-secrets": ("external-secrets", ("external-secrets",)),

@@ -175,14 +175,16 @@ def secrets_manager_store(*, region: str) -> dict[str, Any]:
                      "conditions": [{"namespaces": list(k8s.APP_NAMESPACES)}]}}
 
 
-def storage_class(*, cluster_name: str, reclaim_policy: str, kms_key_arn: str | None = None) -> dict[str, Any]:
+def storage_class(*, cluster_name: str, reclaim_policy: str, kms_key_arn: str | None = None,
+                  name: str = k8s.STORAGE_CLASS) -> dict[str, Any]:
     """Encrypted gp3 through the EBS CSI driver. Volumes are tagged as this cluster's, which the driver's IAM
-    policy requires to create and manage them (modules/aws/identity.py)."""
+    policy requires to create and manage them (modules/aws/identity.py). Vault's volumes use their own class on
+    a customer-managed key (modules/platform/vault.py)."""
     parameters = {"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4",
                   "tagSpecification_1": f"kubernetes.io/cluster/{cluster_name}=owned"}
     if kms_key_arn:
         parameters["kmsKeyId"] = kms_key_arn
-    return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": k8s.STORAGE_CLASS},
+    return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
             "provisioner": "ebs.csi.aws.com", "parameters": parameters, "reclaimPolicy": reclaim_policy,
             "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": True}
 

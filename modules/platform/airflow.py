@@ -98,23 +98,47 @@ print(f"synced {count} plugin files from s3://{bucket}/ to {dest}")
 
 # ---- pure builders -------------------------------------------------------------------------------
 
+# Chart component (service_accounts() keys) -> workload id (modules/aws/identity.py, k8s.VAULT_AIRFLOW_ROLES).
+_WORKLOAD = {"scheduler": "airflow-scheduler", "dagProcessor": "airflow-dag-processor", "triggerer": "airflow-triggerer",
+             "apiServer": "airflow-api-server", "celery": "airflow-worker", "kubernetes": "airflow-task"}
+
+
 def service_accounts(release: str = k8s.AIRFLOW_RELEASE,
                      namespace: str = k8s.AIRFLOW_NAMESPACE) -> dict[str, str]:
     """Chart component -> service account name, exactly as modules/aws/identity.py associates them."""
     w = workloads(airflow_namespace=namespace, airflow_release=release)
-    one = lambda wid: w[wid][1][0]  # noqa: E731
-    return {"scheduler": one("airflow-scheduler"), "dagProcessor": one("airflow-dag-processor"),
-            "triggerer": one("airflow-triggerer"), "apiServer": one("airflow-api-server"),
-            "celery": one("airflow-worker"), "kubernetes": one("airflow-task")}
+    return {component: w[wid][1][0] for component, wid in _WORKLOAD.items()}
 
 
 def vault_backend_kwargs() -> dict[str, Any]:
-    """[secrets] backend_kwargs: Kubernetes auth with the pod's service account token, TLS verified against the
-    platform CA, KV v2 mount and paths shared with the vault-config stack (modules/platform/kubernetes.py)."""
+    """[secrets] backend_kwargs: Kubernetes auth with the pod's projected Vault token (audience
+    k8s.VAULT_TOKEN_AUDIENCE, not the Kubernetes API token), TLS verified against the platform CA, KV v2 mount and
+    paths shared with the vault-config stack (modules/platform/kubernetes.py). The role here is the narrowest one
+    (task pods'); every other component names its own through VAULT_ROLE_ENV (vault_identity)."""
     return {"auth_type": "kubernetes", "auth_mount_point": k8s.VAULT_KUBERNETES_AUTH_PATH,
-            "kubernetes_role": k8s.VAULT_AIRFLOW_ROLE, "mount_point": k8s.VAULT_AIRFLOW_MOUNT,
-            "kv_engine_version": 2, **k8s.VAULT_AIRFLOW_PATHS, "url": k8s.VAULT_ADDRESS,
-            "verify": k8s.AIRFLOW_PLATFORM_CA_FILE}
+            "kubernetes_role": k8s.VAULT_TASK_ROLE, "kubernetes_jwt_path": k8s.VAULT_TOKEN_FILE,
+            "mount_point": k8s.VAULT_AIRFLOW_MOUNT, "kv_engine_version": 2, **k8s.VAULT_AIRFLOW_PATHS,
+            "url": k8s.VAULT_ADDRESS, "verify": k8s.AIRFLOW_PLATFORM_CA_FILE}
+
+
+# Airflow 3.3 (AIRFLOW_VERSION) merges AIRFLOW__SECRETS__BACKEND_KWARG__<KEY> over [secrets] backend_kwargs, in server processes
+# and in task/DAG-parsing/trigger processes alike ([workers] secrets_backend is unset, so they fall back to
+# [secrets] and its per-key variables): one variable per pod names that pod's Vault role.
+VAULT_ROLE_ENV = "AIRFLOW__SECRETS__BACKEND_KWARG__KUBERNETES_ROLE"
+VAULT_TOKEN_VOLUME = "vault-token"
+
+
+def vault_identity(component: dict[str, Any], *, role: str) -> dict[str, Any]:
+    """A component's values plus its Vault login: the projected service account token for Vault's audience at
+    k8s.VAULT_TOKEN_FILE (the kubelet rotates it) and the role it logs in with."""
+    # No defaultMode: the kubelet then gives the token file to the pod's runAsUser (0600) when its containers share one.
+    token = {"name": VAULT_TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": {
+        "audience": k8s.VAULT_TOKEN_AUDIENCE, "expirationSeconds": k8s.VAULT_TOKEN_EXPIRATION_SECONDS,
+        "path": k8s.VAULT_TOKEN_FILE.rsplit("/", 1)[1]}}]}}
+    return {**component, "env": [*component.get("env", []), {"name": VAULT_ROLE_ENV, "value": role}],
+            "extraVolumes": [*component.get("extraVolumes", []), token],
+            "extraVolumeMounts": [*component.get("extraVolumeMounts", []),
+                                  {"name": VAULT_TOKEN_VOLUME, "mountPath": k8s.VAULT_TOKEN_DIR, "readOnly": True}]}
 
 
 def dag_bundle_config(*, dags_bucket: str, settings: AirflowSettings) -> list[dict[str, Any]]:
@@ -180,13 +204,16 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
             "pollingInterval": s.keda_polling_interval, "cooldownPeriod": s.keda_cooldown_period,
             # KEDA reads KEDA_DB_CONN (the `kedaConnection` key of the metadata secret): a libpq URL it can verify.
             "usePgbouncer": False}
-    celery = _with_plugins({**worker_pod, "serviceAccount": account(sa["celery"]), "keda": keda,
-                            "persistence": {"enabled": False}}, sync=sync)
-    kubernetes = _with_plugins({**worker_pod, "serviceAccount": account(sa["kubernetes"])}, sync=sync)
+    roles = k8s.VAULT_AIRFLOW_ROLES
+    celery = vault_identity(_with_plugins({**worker_pod, "serviceAccount": account(sa["celery"]), "keda": keda,
+                                           "persistence": {"enabled": False}}, sync=sync), role=roles["airflow-worker"])
+    kubernetes = vault_identity(_with_plugins({**worker_pod, "serviceAccount": account(sa["kubernetes"])}, sync=sync),
+                                role=roles["airflow-task"])
 
     def component(name: str, replicas: int, **extra: Any) -> dict[str, Any]:
-        return _with_plugins({"replicas": replicas, "podDisruptionBudget": _pdb(replicas),
-                              "serviceAccount": account(sa[name]), **extra}, sync=sync)
+        return vault_identity(_with_plugins({"replicas": replicas, "podDisruptionBudget": _pdb(replicas),
+                                             "serviceAccount": account(sa[name]), **extra}, sync=sync),
+                              role=roles[_WORKLOAD[name]])
 
     env = [{"name": "PGSSLROOTCERT", "value": k8s.AIRFLOW_PLATFORM_CA_FILE},
            {"name": "AWS_DEFAULT_REGION", "value": region}, {"name": "AWS_REGION", "value": region},

@@ -81,9 +81,26 @@ VAULT_PORT = 8200
 VAULT_ADDRESS = f"https://{VAULT_RELEASE}-active.{VAULT_NAMESPACE}.svc:{VAULT_PORT}"
 VAULT_TLS_SECRET = "vault-server-tls"             # Certificate/Secret in VAULT_NAMESPACE: tls.crt, tls.key, ca.crt
 VAULT_KUBERNETES_AUTH_PATH = "kubernetes"         # auth/kubernetes
-VAULT_AIRFLOW_ROLE = "airflow"                    # Kubernetes auth role bound to every Airflow service account
 VAULT_AIRFLOW_MOUNT = "airflow"                   # KV v2 mount; Airflow reads <mount>/{connections,variables,config}
 VAULT_AIRFLOW_PATHS = {"connections_path": "connections", "variables_path": "variables", "config_path": "config"}
+# One Kubernetes auth role (and policy) per Airflow component, named like its workload in modules/aws/identity.py
+# (`airflow-task` = KubernetesExecutor task pods): the Airflow release tells each component its role, the vault-config
+# stack binds each role to that component's service account only.
+VAULT_AIRFLOW_ROLES = {wid: wid for wid in ("airflow-scheduler", "airflow-api-server", "airflow-dag-processor",
+                                            "airflow-triggerer", "airflow-worker", "airflow-task")}
+VAULT_TASK_ROLE = "airflow-task"                  # the narrowest role: DAG paths only; the backend's default
+# Every Kubernetes auth role requires this `aud` claim. Pods log in with a projected service account token minted
+# for it (VAULT_TOKEN_FILE, rotated by the kubelet), never with their Kubernetes API token: a token Vault accepts
+# is refused by the API server and the other way round.
+VAULT_TOKEN_AUDIENCE = "vault"
+VAULT_TOKEN_DIR = "/var/run/secrets/vault"
+VAULT_TOKEN_FILE = f"{VAULT_TOKEN_DIR}/token"
+VAULT_TOKEN_EXPIRATION_SECONDS = 600              # the API server's minimum; the kubelet refreshes at 80%
+# Raft snapshots: a CronJob in VAULT_NAMESPACE logs in with this role (read on sys/storage/raft/snapshot only).
+VAULT_SNAPSHOT_ROLE = "vault-snapshot"
+# Vault's data and audit volumes: a StorageClass of their own on the customer-managed Vault data key (the shared
+# STORAGE_CLASS stays on the account's EBS key; StorageClass parameters cannot change in place).
+VAULT_STORAGE_CLASS = "gp3-vault-cmk"
 
 # Where Airflow pods find the platform root CA (to verify Vault and in-cluster TLS) and the RDS CA bundle.
 AIRFLOW_CERTS_DIR = "/opt/airflow/certs"

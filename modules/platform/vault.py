@@ -6,8 +6,10 @@ listener whose certificate cert-manager issues from the platform CA.
 - Unseal: `seal "awskms"` with the infra stack's key. Credentials come from the EKS Pod Identity association of
   service account WORKLOADS["vault"] (modules/aws/identity.py: kms:Encrypt/Decrypt/DescribeKey on that key only):
   no static keys, no IRSA annotation.
-- Storage: integrated raft on `STORAGE_CLASS` (gp3, KMS-encrypted) plus a second volume for the file audit
-  device (enabled by the vault-config stack, modules/platform/vault_config.py, at AUDIT_LOG_FILE).
+- Storage: integrated raft on `VAULT_STORAGE_CLASS` (gp3 encrypted with the infra stack's customer-managed Vault data
+  key, a StorageClass this construct adds to the bootstrap chart) plus a second volume for the file audit device
+  (enabled by the vault-config stack, modules/platform/vault_config.py, at AUDIT_LOG_FILE, next to a stdout device
+  that the node's log agent ships off the pod).
 - Reachable only inside the cluster: ClusterIP Services, no ingress/route, NetworkPolicy limiting 8200 to the
   namespaces that call Vault. Operators use `kubectl port-forward` (docs/vault.md).
 - The server config is Python data serialized as JSON (the chart accepts a JSON string: `vault.config` in
@@ -27,6 +29,7 @@ from constructs import Construct
 
 from . import kubernetes as k8s
 from ..aws.identity import WORKLOADS
+from .addons import storage_class
 from .local_chart import LocalChart
 from ..core import validation
 from ..core.validation import require
@@ -35,6 +38,7 @@ from .vault_settings import VaultSettings
 CHART = "vault"
 CHART_VERSION = "0.34.1"          # https://github.com/hashicorp/vault-helm/releases/tag/v0.34.1
 REPOSITORY = "https://helm.releases.hashicorp.com"
+VAULT_IMAGE = "hashicorp/vault:2.0.4"   # the chart's server.image default: other pods running the CLI use the same
 
 CLUSTER_PORT = 8201
 TLS_DIR = f"/vault/userconfig/{k8s.VAULT_TLS_SECRET}"   # the Certificate's Secret, mounted read-only
@@ -55,14 +59,21 @@ class VaultProps:
     """What the release needs: the environment's settings, whole, and other constructs' attributes."""
     settings: VaultSettings = VaultSettings()
     region: str
+    cluster_name: str                         # tags the volumes as this cluster's (the EBS CSI driver's IAM condition)
     unseal_key_arn: str                       # the infra stack's Vault unseal key (usually a cross-stack token)
+    volume_kms_key_arn: str                   # the infra stack's Vault data key: encrypts the data and audit volumes
+    storage_reclaim_policy: str = "Retain"    # the environment's AddonsSettings.storage_reclaim_policy
     depends_on: Sequence[ITerraformDependable] = field(default=())
 
     def __post_init__(self) -> None:
         require(isinstance(self.settings, VaultSettings), "settings", type(self.settings).__name__,
                 "is not VaultSettings", "pass VaultSettings (or the environment's VaultConfig)")
         validation.aws_region("region", self.region)
+        validation.eks_cluster_name("cluster_name", self.cluster_name)
         validation.kms_key_arn("unseal_key_arn", self.unseal_key_arn)
+        validation.kms_key_arn("volume_kms_key_arn", self.volume_kms_key_arn)
+        require(self.storage_reclaim_policy in ("Retain", "Delete"), "storage_reclaim_policy",
+                self.storage_reclaim_policy, "is not a reclaim policy", "use 'Retain' or 'Delete'")
 
 
 # ---- pure builders ------------------------------------------------------------------------------------
@@ -107,13 +118,20 @@ def server_config(*, region: str, unseal_key_arn: str, replicas: int) -> dict[st
     }
 
 
+def volume_storage_class(*, cluster_name: str, kms_key_arn: str, reclaim_policy: str) -> dict[str, Any]:
+    """VAULT_STORAGE_CLASS: the platform's gp3 class, but on the customer-managed Vault data key (a class of its
+    own because a StorageClass's parameters cannot change in place, and only Vault's volumes need this key)."""
+    return storage_class(cluster_name=cluster_name, reclaim_policy=reclaim_policy, kms_key_arn=kms_key_arn,
+                         name=k8s.VAULT_STORAGE_CLASS)
+
+
 def vault_values(*, region: str, unseal_key_arn: str, settings: VaultSettings = VaultSettings()) -> dict[str, Any]:
     """Helm values for hashicorp/vault 0.34.1."""
     replicas, cpu, memory = settings.replicas, settings.cpu, settings.memory
     namespace, (service_account,) = WORKLOADS["vault"]
     assert namespace == k8s.VAULT_NAMESPACE, "the Pod Identity association must be in the release's namespace"
     release, ns, port = k8s.VAULT_RELEASE, k8s.VAULT_NAMESPACE, k8s.VAULT_PORT
-    storage = {"enabled": True, "storageClass": k8s.STORAGE_CLASS, "accessMode": "ReadWriteOnce"}
+    storage = {"enabled": True, "storageClass": k8s.VAULT_STORAGE_CLASS, "accessMode": "ReadWriteOnce"}
     return {
         "global": {"enabled": True, "tlsDisable": False},
         # No agent injector: Airflow reads Vault itself (VaultBackend with Kubernetes auth), so a cluster-wide
@@ -176,13 +194,16 @@ def vault_values(*, region: str, unseal_key_arn: str, settings: VaultSettings = 
 # ---- the construct ------------------------------------------------------------------------------------
 
 class Vault(Construct):
-    """The Vault Helm release. Adds its TLS Certificate to `bootstrap` (the chart that also creates the CA
-    issuer and the StorageClass) and installs after it."""
+    """The Vault Helm release. Adds its TLS Certificate and its volumes' StorageClass to `bootstrap` (the chart
+    that also creates the CA issuer) and installs after it."""
 
     def __init__(self, scope: Construct, id_: str, *, props: VaultProps, bootstrap: LocalChart) -> None:
         super().__init__(scope, id_)
         self.certificate = certificate_manifest()
         bootstrap.add_object(self.certificate)
+        self.storage_class = volume_storage_class(cluster_name=props.cluster_name, kms_key_arn=props.volume_kms_key_arn,
+                                                  reclaim_policy=props.storage_reclaim_policy)
+        bootstrap.add_object(self.storage_class)
         values = vault_values(region=props.region, unseal_key_arn=props.unseal_key_arn, settings=props.settings)
         self.release = Release(
             self, "release", name=k8s.VAULT_RELEASE, namespace=k8s.VAULT_NAMESPACE, create_namespace=False,

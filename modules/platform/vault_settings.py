@@ -19,6 +19,7 @@ from ..core.validation import require
 _STORAGE = re.compile(r"[1-9]\d*(Mi|Gi|Ti)")
 _CPU = re.compile(r"([1-9]\d*m|\d+(\.\d+)?)")
 _MEMORY = re.compile(r"[1-9]\d*(Mi|Gi)")
+_CRON = re.compile(r"[0-9*/,-]+( [0-9*/,-]+){4}")
 MAX_REPLICAS = 7          # raft: more voters only slow every write down
 _WORKFLOW_FILE = re.compile(r"\.github/workflows/[A-Za-z0-9._-]+\.ya?ml")
 _GIT_REF = re.compile(r"refs/(heads|tags)/[A-Za-z0-9._/-]+")
@@ -63,6 +64,9 @@ class VaultSettings:
     airflow_token_max_ttl: int = 3600       # seconds a renewed Airflow token may live in total
     kv_max_versions: int = 10               # versions kept per Airflow secret (rollback of a bad rotation)
     ci_auth: VaultCiAuthSettings = field(default_factory=VaultCiAuthSettings)   # the deploy workflow's JWT login
+    # ---- raft snapshots (modules/platform/vault_snapshots.py, bucket in modules/aws/vault_storage.py)
+    snapshot_schedule: str = "0 */6 * * *"  # CronJob schedule (UTC): how much raft state a restore can lose
+    snapshot_retention_days: int = 30       # snapshots older than this expire from the bucket
 
     def __post_init__(self) -> None:
         with validation.section("vault"):
@@ -99,6 +103,13 @@ class VaultSettings:
         require(self.airflow_token_ttl <= self.airflow_token_max_ttl, "airflow_token_ttl",
                 self.airflow_token_ttl, f"exceeds airflow_token_max_ttl={self.airflow_token_max_ttl}",
                 "keep the TTL at or below the max TTL")
+        require(isinstance(self.snapshot_schedule, str) and _CRON.fullmatch(self.snapshot_schedule) is not None,
+                "snapshot_schedule", self.snapshot_schedule, "is not a five-field cron schedule",
+                "use e.g. '0 */6 * * *' (every six hours, UTC)")
+        require(isinstance(self.snapshot_retention_days, int) and not isinstance(self.snapshot_retention_days, bool)
+                and 1 <= self.snapshot_retention_days <= 3650, "snapshot_retention_days",
+                self.snapshot_retention_days, "is not between 1 and 3650 days",
+                "keep snapshots long enough to restore from before a bad change is noticed, e.g. 30")
         require(isinstance(self.kv_max_versions, int) and not isinstance(self.kv_max_versions, bool)
                 and 1 <= self.kv_max_versions <= 100, "kv_max_versions", self.kv_max_versions,
                 "is not between 1 and 100", "keep a few versions for rollback, e.g. 10")

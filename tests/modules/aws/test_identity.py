@@ -19,6 +19,7 @@ from modules.aws.identity import (
 )
 from modules.aws.platform_secrets import secret_delivery_statements
 from modules.aws.storage import airflow_access_statements
+from modules.aws.vault_storage import snapshot_upload_statements
 from modules.core import iam
 from modules.core.environment import AwsEnvironment
 
@@ -28,12 +29,14 @@ STORAGE_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/storage"
 NODE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/af-test-eks-node"
 BASE = dict(cluster_name="af-test")
 UNSEAL_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/unseal"
+SNAPSHOTS, VAULT_DATA_KEY = "arn:aws:s3:::af-test-vault-snapshots", f"arn:aws:kms:{REGION}:{ACCOUNT}:key/vault-data"
 DELIVERED_SECRETS = (f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:db-master-AbCdEf",
                      f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:redis-token-GhIjKl")
 SECRETS_KEYS = (f"arn:aws:kms:{REGION}:{ACCOUNT}:key/secrets",)
 
 
-def grant_all(identities: PlatformIdentities, *, ebs_kms_key_arn: str | None = None) -> PlatformIdentities:
+def grant_all(identities: PlatformIdentities, *, ebs_kms_key_arn: str | None = None,
+              vault_snapshot: bool = True) -> PlatformIdentities:
     """Every grant the infra stack makes, through the same statement builders its resources' grant methods use,
     here with literal ARNs so the tests can assert exact policies (tests/test_infra_stack.py checks the wiring)."""
     env = AwsEnvironment(account_id=ACCOUNT, region=REGION)
@@ -42,6 +45,9 @@ def grant_all(identities: PlatformIdentities, *, ebs_kms_key_arn: str | None = N
                                                           region=REGION).items():
         identities.add_statements(workload, *statements)
     identities.grant("vault", "AutoUnsealWithKms", ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], [UNSEAL_KEY])
+    if vault_snapshot:      # False: the test grants it through VaultStorage itself
+        identities.add_statements("vault-snapshot", *snapshot_upload_statements(env, bucket_arn=SNAPSHOTS,
+                                                                                 kms_key_arn=VAULT_DATA_KEY))
     identities.add_statements("karpenter", *karpenter.controller_statements(env, cluster_name="af-test",
                                                                             node_role_arn=NODE_ROLE))
     identities.add_statements("aws-load-balancer-controller", *load_balancer_controller_statements(
@@ -63,6 +69,7 @@ EXPECTED_ACTIONS = {
     "airflow-worker": sorted({"kms:Decrypt", "kms:GenerateDataKey", *S3_READ, *LOG_WRITE}),
     "airflow-task": sorted({"kms:Decrypt", "kms:GenerateDataKey", *S3_READ, *LOG_WRITE}),
     "vault": ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt"],
+    "vault-snapshot": ["kms:Decrypt", "kms:GenerateDataKey", "s3:PutObject"],
     "aws-load-balancer-controller": sorted([
         "ec2:DescribeAvailabilityZones", "ec2:DescribeInstances",
         "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeTags",
@@ -173,7 +180,9 @@ def test_api_server_only_reads_task_logs(platform):
 def test_log_writers_put_only_under_the_task_logs_prefix(platform):
     _, _, policies = platform
     writers = {wid for wid, statements in policies.items() if _with_action(statements, "s3:PutObject")}
-    assert writers == LOG_WRITERS
+    assert writers == LOG_WRITERS | {"vault-snapshot"}
+    (put,) = _with_action(policies["vault-snapshot"], "s3:PutObject")   # its own bucket's prefix only
+    assert put["Resource"] == [f"{SNAPSHOTS}/raft-snapshots/*"]
     for wid in LOG_WRITERS:
         (put,) = _with_action(policies[wid], "s3:PutObject")
         assert put["Resource"] == [f"{LOGS}/task-logs/*"], wid
@@ -232,7 +241,7 @@ def test_one_association_per_service_account_in_the_workloads_namespace(platform
     associations = sorted((a["namespace"], a["service_account"], role_name[a["role_arn"]], a["cluster_name"])
                           for a in res["aws_eks_pod_identity_association"].values())
     expected = sorted((ns, sa, f"af-test-{wid}", "af-test") for wid, (ns, sas) in WORKLOADS.items() for sa in sas)
-    assert associations == expected and len(associations) == 12
+    assert associations == expected and len(associations) == 13
 
 
 def test_service_account_names_follow_the_airflow_chart_and_release():
@@ -244,6 +253,7 @@ def test_service_account_names_follow_the_airflow_chart_and_release():
         "airflow-worker": ("data", ("af-worker",)),
         "airflow-task": ("data", ("af-worker-kubernetes",)),
         "vault": ("vault", ("vault",)),
+        "vault-snapshot": ("vault", ("vault-snapshot",)),
         "aws-load-balancer-controller": ("kube-system", ("aws-load-balancer-controller",)),
         "karpenter": ("kube-system", ("karpenter",)),
         "external-secrets": ("external-secrets", ("external-secrets",)),
@@ -343,7 +353,7 @@ def test_addon_managed_workloads_get_a_role_but_no_separate_association():
         **BASE, addon_managed=("ebs-csi-driver", "cloudwatch-agent"))))
     res = synth(stack)["resource"]
     service_accounts = {a["service_account"] for a in res["aws_eks_pod_identity_association"].values()}
-    assert len(res["aws_iam_role"]) == 12 and len(service_accounts) == 10
+    assert len(res["aws_iam_role"]) == 13 and len(service_accounts) == 11
     assert not {"ebs-csi-controller-sa", "cloudwatch-agent"} & service_accounts
 
 

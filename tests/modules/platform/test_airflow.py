@@ -159,10 +159,34 @@ def test_remote_logs_bundle_vault_and_base_url():
     assert bundle["kwargs"] == {"bucket_name": "dags-b", "prefix": "", "aws_conn_id": None, "refresh_interval": 300}
     kwargs = json.loads(c["secrets"]["backend_kwargs"])
     assert c["secrets"]["backend"] == "airflow.providers.hashicorp.secrets.vault.VaultBackend"
-    assert kwargs == {"auth_type": "kubernetes", "auth_mount_point": "kubernetes", "kubernetes_role": "airflow",
+    # The default role is the narrowest (task pods'); the token is the projected one for Vault's audience.
+    assert kwargs == {"auth_type": "kubernetes", "auth_mount_point": "kubernetes", "kubernetes_role": "airflow-task",
+                      "kubernetes_jwt_path": "/var/run/secrets/vault/token",
                       "mount_point": "airflow", "kv_engine_version": 2, "connections_path": "connections",
                       "variables_path": "variables", "config_path": "config", "url": k8s.VAULT_ADDRESS,
                       "verify": k8s.AIRFLOW_PLATFORM_CA_FILE}
+
+
+COMPONENT_VALUES = {"airflow-scheduler": ("scheduler",), "airflow-api-server": ("apiServer",),
+                    "airflow-dag-processor": ("dagProcessor",), "airflow-triggerer": ("triggerer",),
+                    "airflow-worker": ("workers", "celery"), "airflow-task": ("workers", "kubernetes")}
+
+
+def test_each_component_logs_in_to_vault_with_its_own_role_and_a_token_for_vaults_audience():
+    v = values()
+    for wid, keys in COMPONENT_VALUES.items():
+        component = v
+        for key in keys:
+            component = component[key]
+        (role,) = [e["value"] for e in component["env"] if e["name"] == "AIRFLOW__SECRETS__BACKEND_KWARG__KUBERNETES_ROLE"]
+        assert role == k8s.VAULT_AIRFLOW_ROLES[wid] == wid
+        (volume,) = [vol for vol in component["extraVolumes"] if vol["name"] == "vault-token"]
+        assert volume == {"name": "vault-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": "vault", "expirationSeconds": 600, "path": "token"}}]}}, wid
+        assert {"name": "vault-token", "mountPath": "/var/run/secrets/vault", "readOnly": True} in \
+            component["extraVolumeMounts"], wid
+    # the Vault token is not in the pods' global volumes (PgBouncer and the jobs do not log in to Vault)
+    assert not [vol for vol in v["volumes"] if vol["name"] == "vault-token"]
 
 
 def test_ca_files_are_mounted_and_async_url_comes_from_the_secret():

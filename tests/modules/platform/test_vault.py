@@ -15,13 +15,15 @@ from modules.platform import kubernetes as k8s
 from modules.aws.identity import WORKLOADS
 from modules.platform.local_chart import LocalChart, LocalChartProps
 from modules.core.validation import ConfigError
-from modules.platform.vault import (AUDIT_LOG_FILE, TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, Vault, VaultProps,
+from modules.platform.vault import (AUDIT_LOG_FILE, TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, VAULT_IMAGE, Vault, VaultProps,
                            VaultSettings, server_config, vault_values)
 from tests.conftest import new_stack, synth
 from tests.harness import helm_merge
 
 CHART_DIR = Path(__file__).resolve().parents[2] / "data" / "charts" / "vault"
 KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/0b6f0a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+DATA_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+PROPS = dict(region="eu-west-1", cluster_name="af-test", unseal_key_arn=KEY_ARN, volume_kms_key_arn=DATA_KEY_ARN)
 # Keys the chart reads that its values.yaml documents only in a comment (`#type: ClusterIP`).
 COMMENTED_KEYS = {"server.service.type"}
 
@@ -68,8 +70,7 @@ def platform_stack():
 @pytest.fixture(scope="module")
 def synthesized() -> dict:
     stack, bootstrap = platform_stack()
-    Vault(stack, "vault", bootstrap=bootstrap, props=VaultProps(region="eu-west-1", unseal_key_arn=KEY_ARN,
-                                                                settings=VaultSettings(replicas=3)))
+    Vault(stack, "vault", bootstrap=bootstrap, props=VaultProps(**PROPS, settings=VaultSettings(replicas=3)))
     return synth(stack)["resource"]["helm_release"]
 
 
@@ -81,6 +82,19 @@ def test_release_is_the_pinned_chart_installed_after_the_bootstrap_chart_without
     # Sealed pods are unready until `vault operator init`: an atomic/waiting install would roll itself back.
     assert (rel["atomic"], rel["wait"]) == (False, False)
     assert yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["version"] == rel["version"]
+
+
+def test_volumes_storage_class_encrypts_with_the_customer_managed_vault_key(synthesized):
+    (raw,) = synthesized["platform-bootstrap"]["values"]
+    (storage_class,) = [o for o in json.loads(raw)["objects"] if o["kind"] == "StorageClass"]
+    assert storage_class["metadata"]["name"] == k8s.VAULT_STORAGE_CLASS
+    assert (storage_class["provisioner"], storage_class["reclaimPolicy"]) == ("ebs.csi.aws.com", "Retain")
+    assert storage_class["parameters"] == {
+        "type": "gp3", "encrypted": "true", "kmsKeyId": DATA_KEY_ARN, "csi.storage.k8s.io/fstype": "ext4",
+        # the EBS CSI driver's IAM policy only creates volumes tagged as this cluster's
+        "tagSpecification_1": "kubernetes.io/cluster/af-test=owned"}
+    values = json.loads(synthesized["vault"]["values"][0])
+    assert {values["server"][v]["storageClass"] for v in ("dataStorage", "auditStorage")} == {k8s.VAULT_STORAGE_CLASS}
 
 
 def test_certificate_in_the_bootstrap_chart_covers_every_name_clients_use(synthesized):
@@ -117,7 +131,7 @@ def test_schema_check_catches_a_wrong_type():
 
 
 @pytest.mark.parametrize("replicas", [1, 3])
-def test_ha_raft_with_one_join_target_per_replica_on_the_encrypted_storage_class(replicas):
+def test_ha_raft_with_one_join_target_per_replica_on_vaults_own_storage_class(replicas):
     values = values_for(replicas)
     ha = values["server"]["ha"]
     assert (ha["enabled"], ha["replicas"], ha["raft"]["enabled"], ha["raft"]["setNodeId"]) == (True, replicas, True, True)
@@ -128,7 +142,7 @@ def test_ha_raft_with_one_join_target_per_replica_on_the_encrypted_storage_class
         f"https://vault-{i}.vault-internal:8200" for i in range(replicas)]
     for volume in ("dataStorage", "auditStorage"):
         assert values["server"][volume]["enabled"] is True
-        assert values["server"][volume]["storageClass"] == k8s.STORAGE_CLASS
+        assert values["server"][volume]["storageClass"] == k8s.VAULT_STORAGE_CLASS != k8s.STORAGE_CLASS
     # one replica: a budget of 0 would only block node drains
     assert values["server"]["ha"]["disruptionBudget"]["enabled"] is (replicas > 1)
 
@@ -204,7 +218,7 @@ def test_install_after_adds_a_dependency_resolved_at_synth():
     from cdktf_cdktf_provider_helm.release import Release
 
     stack, bootstrap = platform_stack()
-    vault = Vault(stack, "vault", bootstrap=bootstrap, props=VaultProps(region="eu-west-1", unseal_key_arn=KEY_ARN))
+    vault = Vault(stack, "vault", bootstrap=bootstrap, props=VaultProps(**PROPS))
     crds = Release(stack, "crds", name="kube-prometheus-stack", chart="kube-prometheus-stack")
     vault.install_after(crds)
     crds.override_logical_id("kube-prometheus-stack")
@@ -215,7 +229,7 @@ def test_install_after_adds_a_dependency_resolved_at_synth():
 def test_token_key_reference_passes_through_to_the_seal():
     stack, bootstrap = platform_stack()
     key = cdktf.TerraformVariable(stack, "key-arn", type="string")
-    Vault(stack, "vault", bootstrap=bootstrap, props=VaultProps(region="eu-west-1", unseal_key_arn=key.string_value))
+    Vault(stack, "vault", bootstrap=bootstrap, props=VaultProps(**{**PROPS, "unseal_key_arn": key.string_value}))
     rel = synth(stack)["resource"]["helm_release"]["vault"]
     assert config_of(json.loads(rel["values"][0]))["seal"]["awskms"]["kms_key_id"] == "${var.key-arn}"
 
@@ -238,9 +252,17 @@ def test_settings_refuse_bad_input_naming_the_field(field, value, message):
     ("unseal_key_arn", "alias/vault", "is not a KMS key ARN"),
     ("region", "Europe", "is not an AWS region name"),
     ("settings", {"replicas": 3}, "is not VaultSettings"),
+    ("volume_kms_key_arn", "alias/aws/ebs", "is not a KMS key ARN"),
+    ("cluster_name", "Airflow_Dev", "is not a valid EKS cluster name"),
+    ("storage_reclaim_policy", "Recycle", "is not a reclaim policy"),
 ])
 def test_props_refuse_bad_input_naming_the_field(field, value, message):
-    base = dict(region="eu-west-1", unseal_key_arn=KEY_ARN)
+    base = dict(PROPS)
     with pytest.raises(ConfigError, match=message) as err:
         VaultProps(**{**base, field: value})
     assert err.value.field == field
+
+
+def test_other_pods_running_the_vault_cli_use_the_servers_image():
+    server = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["server"]["image"]
+    assert VAULT_IMAGE == f"{server['repository']}:{server['tag']}"

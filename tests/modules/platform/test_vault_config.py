@@ -1,5 +1,6 @@
-"""Vault's Airflow configuration: KV v2 mount, Kubernetes auth validated with Vault's own token, a read-only
-policy, the role bound to every Airflow service account, the file audit device on the audit volume."""
+"""Vault's Airflow configuration: KV v2 mount, Kubernetes auth validated with Vault's own token, one read-only policy
+and one role per Airflow component (task pods: DAG paths only), the Vault audience on every role, audit devices on
+stdout (shipped off the pod) and on the audit volume."""
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ from modules.aws.identity import workloads
 from modules.core.validation import ConfigError
 from modules.platform.vault import AUDIT_LOG_FILE, vault_values
 from modules.platform.vault_settings import VaultSettings
-from modules.platform.vault_config import (IN_CLUSTER_API, VaultAirflowConfig, VaultAirflowConfigProps, airflow_service_accounts,
-                                  read_policy)
+from modules.platform.vault_config import (COMPONENT_PATHS, IN_CLUSTER_API, VaultAirflowConfig, VaultAirflowConfigProps,
+                                          airflow_service_accounts, read_policy)
 from tests.conftest import only, synth
 
 WRITE_CAPABILITIES = {"create", "update", "patch", "delete", "sudo", "list"}
@@ -62,51 +63,107 @@ def test_kubernetes_auth_validates_tokens_with_vaults_own_service_account_and_th
                         settings=VaultSettings(replicas=1))["server"]["authDelegator"]["enabled"] is True
 
 
-def test_role_binds_every_airflow_service_account_in_the_airflow_namespace_with_short_tokens(res):
-    _, role = only(res, "vault_kubernetes_auth_backend_role")
-    expected = {sa for wid, (ns, sas) in workloads().items() if wid.startswith("airflow-") for sa in sas}
-    assert "airflow-worker-kubernetes" in expected            # KubernetesExecutor task pods
-    assert set(role["bound_service_account_names"]) == expected
-    assert len(role["bound_service_account_names"]) == len(expected) == 6
-    assert role["bound_service_account_namespaces"] == [k8s.AIRFLOW_NAMESPACE]
-    assert (role["role_name"], role["token_ttl"], role["token_max_ttl"]) == (k8s.VAULT_AIRFLOW_ROLE, 900, 3600)
-    (policy_ref,) = role["token_policies"]
-    assert policy_ref == f"${{vault_policy.{only(res, 'vault_policy')[0]}.name}}"
+def roles_by_name(res) -> dict[str, dict]:
+    return {role["role_name"]: role for role in res["vault_kubernetes_auth_backend_role"].values()}
 
 
-def test_policy_only_reads_airflow_connections_variables_and_config(res):
-    _, pol = only(res, "vault_policy")
-    document = json.loads(pol["policy"])
-    assert set(document["path"]) == {"airflow/data/connections/*", "airflow/data/variables/*",
-                                     "airflow/data/config/*"}
-    for rule in document["path"].values():
-        assert rule["capabilities"] == ["read"] and not WRITE_CAPABILITIES & set(rule["capabilities"])
-    assert allows(document, "airflow/data/connections/kafka_default", "read")
-    assert not allows(document, "airflow/metadata/connections/kafka_default", "read")
-    assert not allows(document, "airflow/data/connections/kafka_default", "update")
-    assert not allows(document, "secret/data/other", "read")
+def policy_of(res, role: dict) -> dict:
+    """The policy document a role's tokens get: its one token policy, joined through the reference."""
+    (ref,) = role["token_policies"]
+    address = ref.removeprefix("${vault_policy.").removesuffix(".name}")
+    return json.loads(res["vault_policy"][address]["policy"])
 
 
-def test_audit_device_writes_json_to_the_audit_volume(res):
-    _, device = only(res, "vault_audit")
-    assert (device["type"], device["path"]) == ("file", "file")
-    assert device["options"] == {"file_path": AUDIT_LOG_FILE, "format": "json"}
+def test_one_role_per_airflow_component_bound_to_that_components_service_account_only(res):
+    roles = roles_by_name(res)
+    expected = {wid: sa for wid, (_, (sa,)) in workloads().items() if wid.startswith("airflow-")}
+    assert expected["airflow-task"] == "airflow-worker-kubernetes"          # KubernetesExecutor task pods
+    assert set(roles) == set(k8s.VAULT_AIRFLOW_ROLES.values()) == set(expected)
+    for wid, role in roles.items():
+        assert role["bound_service_account_names"] == [expected[wid]], wid
+        assert role["bound_service_account_namespaces"] == [k8s.AIRFLOW_NAMESPACE]
+        assert (role["token_ttl"], role["token_max_ttl"], role["token_type"]) == (900, 3600, "service")
+        assert role["token_no_default_policy"] is True          # the role's policy and nothing else
+    # each role has a policy of its own, named like it
+    refs = [role["token_policies"][0] for role in roles.values()]
+    assert len(set(refs)) == len(roles) == len(res["vault_policy"]) == 6
+    assert {p["name"] for p in res["vault_policy"].values()} == set(roles)
+
+
+def test_every_role_requires_the_vault_audience(res):
+    assert {role["audience"] for role in res["vault_kubernetes_auth_backend_role"].values()} == {
+        k8s.VAULT_TOKEN_AUDIENCE}
+    # not the API server's: a token the Kubernetes API accepts does not log in to Vault
+    assert k8s.VAULT_TOKEN_AUDIENCE not in ("https://kubernetes.default.svc", "kubernetes.default.svc", "")
+
+
+def test_task_pods_and_dag_code_read_only_connections_and_variables(res):
+    roles = roles_by_name(res)
+    for wid in ("airflow-task", "airflow-worker", "airflow-dag-processor", "airflow-triggerer"):
+        document = policy_of(res, roles[wid])
+        assert set(document["path"]) == {"airflow/data/connections/*", "airflow/data/variables/*"}, wid
+        assert allows(document, "airflow/data/connections/kafka_default", "read")
+        assert allows(document, "airflow/data/variables/some_variable", "read")
+        assert not allows(document, "airflow/data/config/sql_alchemy_conn", "read"), wid   # component config
+        assert not allows(document, "airflow/metadata/connections/kafka_default", "list")
+
+
+def test_components_read_what_they_need_and_nothing_writes(res):
+    roles = roles_by_name(res)
+    assert set(policy_of(res, roles["airflow-scheduler"])["path"]) == {"airflow/data/config/*"}
+    assert set(policy_of(res, roles["airflow-api-server"])["path"]) == {
+        "airflow/data/connections/*", "airflow/data/variables/*", "airflow/data/config/*"}
+    for role in roles.values():
+        for rule in policy_of(res, role)["path"].values():
+            assert rule["capabilities"] == ["read"] and not WRITE_CAPABILITIES & set(rule["capabilities"])
+        assert not allows(policy_of(res, role), "secret/data/other", "read")
+        assert not allows(policy_of(res, role), "airflow/data/connections/x", "update")
+
+
+def test_audit_goes_to_stdout_for_the_log_agent_and_to_the_audit_volume(res):
+    devices = {d["path"]: d for d in res["vault_audit"].values()}
+    assert set(devices) == {"stdout", "file"}
+    assert (devices["stdout"]["type"], devices["stdout"]["options"]) == ("file", {"file_path": "stdout", "format": "json"})
+    assert (devices["file"]["type"], devices["file"]["options"]) == ("file", {"file_path": AUDIT_LOG_FILE, "format": "json"})
     # audit is enabled before the mount and the auth method, so their use is recorded from the start
-    assert any(d.startswith("vault_audit.") for d in only(res, "vault_mount")[1]["depends_on"])
+    for rtype in ("vault_mount", "vault_auth_backend"):
+        assert {f"vault_audit.{a}" for a in res["vault_audit"]} <= set(only(res, rtype)[1]["depends_on"])
+
+
+def test_kubernetes_role_adds_a_role_with_its_own_policy_for_another_namespace():
+    stack = vault_stack()
+    config = VaultAirflowConfig(stack, "airflow", props=VaultAirflowConfigProps())
+    config.kubernetes_role("snapshot", role_name="vault-snapshot", namespace="vault", service_account="vault-snapshot",
+                           policy_document={"path": {"sys/storage/raft/snapshot": {"capabilities": ["read"]}}},
+                           token_ttl=300, token_max_ttl=300)
+    res = synth(stack)["resource"]
+    role = roles_by_name(res)["vault-snapshot"]
+    assert (role["bound_service_account_names"], role["bound_service_account_namespaces"], role["audience"]) == (
+        ["vault-snapshot"], ["vault"], k8s.VAULT_TOKEN_AUDIENCE)
+    assert policy_of(res, role) == {"path": {"sys/storage/raft/snapshot": {"capabilities": ["read"]}}}
 
 
 def test_airflow_service_accounts_follow_the_release_name():
-    assert airflow_service_accounts(release="af") == tuple(sorted(
-        f"af-{s}" for s in ("scheduler", "dag-processor", "triggerer", "api-server", "worker", "worker-kubernetes")))
+    assert airflow_service_accounts(release="af") == {
+        wid: f"af-{s}" for wid, s in (("airflow-api-server", "api-server"), ("airflow-dag-processor", "dag-processor"),
+                                      ("airflow-scheduler", "scheduler"), ("airflow-task", "worker-kubernetes"),
+                                      ("airflow-triggerer", "triggerer"), ("airflow-worker", "worker"))}
+    assert set(airflow_service_accounts()) == set(COMPONENT_PATHS)
 
 
 def test_read_policy_is_built_from_the_shared_paths():
     assert read_policy("kv", {"connections_path": "c"}) == {"path": {"kv/data/c/*": {"capabilities": ["read"]}}}
+    assert read_policy("kv", {"connections_path": "c", "config_path": "x"}, ("config_path",)) == {
+        "path": {"kv/data/x/*": {"capabilities": ["read"]}}}
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("service_accounts", (), "is empty"),
-    ("service_accounts", ("airflow-worker", "airflow-worker"), "repeats a name"),
+    ("service_accounts", {}, "does not name one distinct, valid service account per Airflow component"),
+    ("service_accounts", {**airflow_service_accounts(), "airflow-task": "airflow-worker"},
+     "does not name one distinct"),
+    ("roles", {**k8s.VAULT_AIRFLOW_ROLES, "airflow-task": "airflow-worker"}, "does not give each Airflow component"),
+    ("roles", {"airflow-worker": "airflow-worker"}, "does not give each Airflow component its own role name"),
+    ("audience", "", "is not a token audience"),
     ("mount_path", "airflow/nested", "is not a simple Vault path segment"),
     ("secret_paths", {"connections_path": "connections"}, "does not name the three"),
     ("audit_file_path", "audit.log", "is not an absolute path"),
