@@ -60,7 +60,7 @@ def keyed(stacks):
 
 def test_every_environment_has_its_keys_checked(keyed):
     counts = {name: len(policies(doc)) for name, _, doc in keyed}
-    assert counts["airflow-state-333333333333"] == 1 and counts["airflow-prod-infra"] == 13
+    assert counts["airflow-state-333333333333"] == 1 and counts["airflow-prod-infra"] == 14
     assert all(count >= 10 for name, count in counts.items() if name.endswith("-infra"))
 
 
