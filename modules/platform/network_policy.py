@@ -135,15 +135,20 @@ WORKERS = Pods(k8s.AIRFLOW_NAMESPACE, {**_AIRFLOW, "component": "worker"}, name=
 TRIGGERER = airflow_component("triggerer")
 PGBOUNCER = airflow_component("pgbouncer")
 STATSD = airflow_component("statsd")
-# What connects to the metadata database: the long-running components and the migration Job (which the others wait
-# for), never a KubernetesExecutor task pod. Airflow 3 tasks reach the metadata only through the API server's
-# Execution API, and the executor labels each task pod `kubernetes_executor: "True"` after the pod template and before
-# a DAG's pod_override, which can change the value but not remove the key (cncf.kubernetes PodGenerator).
-DATABASE_CLIENT_COMPONENTS = ("api-server", "dag-processor", "run-airflow-migrations", "scheduler", "triggerer",
-                              "worker")
+# The pods that run Airflow itself: the long-running components, the migration Job (which the others wait for) and,
+# as `worker`, Celery workers and task pods. Not PgBouncer or the StatsD exporter.
+AIRFLOW_COMPONENTS = ("api-server", "dag-processor", "run-airflow-migrations", "scheduler", "triggerer", "worker")
+_IS_COMPONENT = {"key": "component", "operator": "In", "values": list(AIRFLOW_COMPONENTS)}
+# Every one reads connections and variables from Vault (VaultBackend), task pods included.
+VAULT_CLIENTS = Pods(k8s.AIRFLOW_NAMESPACE, dict(_AIRFLOW), expressions=(_IS_COMPONENT,),
+                     name="Airflow components and task pods")
+# What connects to the metadata database: the same, except KubernetesExecutor task pods. Airflow 3 tasks reach the
+# metadata only through the API server's Execution API, and the executor labels each task pod
+# `kubernetes_executor: "True"` after the pod template and before a DAG's pod_override, which can change the value but
+# not remove the key (cncf.kubernetes PodGenerator).
 DATABASE_CLIENTS = Pods(k8s.AIRFLOW_NAMESPACE, dict(_AIRFLOW), expressions=(
-    {"key": "component", "operator": "In", "values": list(DATABASE_CLIENT_COMPONENTS)},
-    {"key": "kubernetes_executor", "operator": "DoesNotExist"}), name="Airflow components (not task pods)")
+    _IS_COMPONENT, {"key": "kubernetes_executor", "operator": "DoesNotExist"}),
+    name="Airflow components (not task pods)")
 # kedacore/charts keda/templates/manager/deployment.yaml: `app: <operator.name>` (keda-operator).
 KEDA_OPERATOR = Pods(k8s.KEDA_NAMESPACE, {"app": "keda-operator"}, name="KEDA operator")
 # hashicorp/vault-helm templates/server-statefulset.yaml (the chart's own NetworkPolicy selects name + instance).
@@ -215,8 +220,8 @@ def flows(props: NetworkPolicyProps) -> tuple[Flow, ...]:
         Flow("prometheus-to-statsd", "Prometheus -> StatsD exporter: scrape (ServiceMonitor airflow-statsd)",
              PROMETHEUS, STATSD, tcp(STATSD_SCRAPE_PORT)),
         # ---- vault
-        Flow("airflow-to-vault", "Airflow pods, task pods included -> Vault API: connections and variables "
-             "(VaultBackend, Kubernetes auth)", AIRFLOW_PODS, VAULT_SERVERS, tcp(k8s.VAULT_PORT)),
+        Flow("airflow-to-vault", "Airflow components, task pods included -> Vault API: connections and variables "
+             "(VaultBackend, Kubernetes auth)", VAULT_CLIENTS, VAULT_SERVERS, tcp(k8s.VAULT_PORT)),
         Flow("prometheus-to-vault", "Prometheus -> Vault: scrape of /v1/sys/metrics (the Vault chart's "
              "ServiceMonitor)", PROMETHEUS, VAULT_SERVERS, tcp(k8s.VAULT_PORT)),
         Flow("vault-peers", "Vault servers -> Vault servers: raft retry_join (API port) and raft/request forwarding "

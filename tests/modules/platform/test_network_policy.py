@@ -226,7 +226,8 @@ REAL_FLOWS = [
     ("keda-operator", "pgbouncer", 6543, "TCP"),
     *((c, "statsd", 9125, "UDP") for c in AIRFLOW_CHART_PODS if c != "statsd"),
     ("prometheus", "statsd", 9102, "TCP"),
-    *((c, "vault", 8200, "TCP") for c in ("api-server", "scheduler", "dag-processor", "triggerer", "worker", "task")),
+    *((c, "vault", 8200, "TCP") for c in ("api-server", "scheduler", "dag-processor", "triggerer", "worker", "task",
+                                          "migrations")),
     ("prometheus", "vault", 8200, "TCP"), ("vault", "vault", 8200, "TCP"), ("vault", "vault", 8201, "TCP"),
     ("alb", "grafana", 3000, "TCP"), ("prometheus", "grafana", 3000, "TCP"), ("grafana", "prometheus", 9090, "TCP"),
     ("prometheus", "prometheus", 9090, "TCP"), ("prometheus", "prometheus", 8080, "TCP"),
@@ -248,6 +249,7 @@ FORBIDDEN_FLOWS = [
     ("prometheus", "pgbouncer", 9127, "TCP"),
     # Pods DAG code creates with its own labels are not Airflow pods, and nothing else reaches Vault.
     ("dag-pod", "vault", 8200, "TCP"), ("elsewhere", "vault", 8200, "TCP"), ("grafana", "vault", 8200, "TCP"),
+    ("pgbouncer", "vault", 8200, "TCP"), ("statsd", "vault", 8200, "TCP"),
     ("alb", "vault", 8200, "TCP"),
     # The ALB reaches exactly its two targets' ports; pods reach Grafana only as Prometheus.
     ("alb", "api-server", 8793, "TCP"), ("alb", "worker", 8793, "TCP"), ("alb", "prometheus", 9090, "TCP"),
@@ -370,6 +372,7 @@ def test_selectors_pick_exactly_the_pods_the_table_says():
     assert picked(netpol.DATABASE_CLIENTS) == {"api-server", "scheduler", "dag-processor", "triggerer", "worker",
                                                "migrations"}
     assert picked(netpol.AIRFLOW_PODS) == {*AIRFLOW_CHART_PODS, "task-relabelled"}
+    assert picked(netpol.VAULT_CLIENTS) == {*AIRFLOW_CHART_PODS, "task-relabelled"} - {"pgbouncer", "statsd"}
     assert picked(netpol.WORKERS) == {"worker", "task"}
     for group, pod in ((netpol.VAULT_SERVERS, "vault"), (netpol.PROMETHEUS, "prometheus"),
                        (netpol.ALERTMANAGER, "alertmanager"), (netpol.GRAFANA, "grafana"),
