@@ -24,6 +24,7 @@ from modules.aws.events import airflow_environment
 from modules.aws.identity import WORKLOADS
 from modules.platform.local_chart import LocalChart, LocalChartProps
 from modules.platform.monitoring import Monitoring, MonitoringProps, dashboard_values
+from modules.platform.network_policy import NetworkIsolation, NetworkPolicyProps
 from modules.platform.vault import Vault, VaultProps
 from modules.platform.vault_snapshots import VaultSnapshots, VaultSnapshotsProps
 
@@ -98,6 +99,12 @@ class PlatformStack(GovernedStack):
             chart=BOOTSTRAP_CHART, namespace=BOOTSTRAP_NAMESPACE, depends_on=addons.bootstrap_dependencies))
         for manifest in addons.bootstrap_objects():
             self.bootstrap.add_object(manifest)
+        # Default-deny ingress in the app namespaces plus one allow per real flow, in place before any app pod
+        # starts (the vpc-cni add-on's network policy agent enforces them).
+        self.network_isolation = NetworkIsolation(self, "network-isolation", bootstrap=self.bootstrap,
+                                                  props=section_props(f"environments.{c.name}", lambda:
+                                                  NetworkPolicyProps(alb_cidrs=c.network.subnets["public"],
+                                                                     control_plane_cidrs=c.network.subnets["private"])))
 
         # ---- [vault] Vault release (adds its TLS Certificate to self.bootstrap)
         self.vault = Vault(self, "vault", bootstrap=self.bootstrap, props=section_props(

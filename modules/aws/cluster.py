@@ -3,6 +3,7 @@ KMS key, control-plane logs to an encrypted log group, IAM access entries instea
 ConfigMap, a managed system node group on IMDSv2-only AL2023 nodes, and pinned EKS add-ons."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +31,8 @@ from .encryption import EncryptionKey, EncryptionKeyProps
 from . import karpenter
 from .identity import PlatformIdentities, target_group_name_pattern
 from .network import admit_tcp_from
-from .settings import (ADDONS, DEFAULT_ADDON_VERSIONS, INSTANCE_FAMILIES, ClusterSettings, architecture,  # noqa: F401
-                       check_node_group)
+from .settings import (ADDON_CONFIGURATION, ADDONS, DEFAULT_ADDON_VERSIONS, INSTANCE_FAMILIES,  # noqa: F401
+                       ClusterSettings, architecture, check_node_group)
 from ..core.tokens import is_unresolved
 from ..core.validation import ConfigError
 from ..core.environment import AwsEnvironment
@@ -362,7 +363,9 @@ class Cluster(Construct):
         return eks_addon.EksAddon(
             self, f"addon-{addon}", cluster_name=self.resource.name, addon_name=addon,
             addon_version=props.settings.effective_addon_versions[addon], resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="PRESERVE", depends_on=depends_on)
+            resolve_conflicts_on_update="PRESERVE", depends_on=depends_on,
+            configuration_values=json.dumps(ADDON_CONFIGURATION[addon], sort_keys=True)
+            if addon in ADDON_CONFIGURATION else None)
 
 
 def _eks_trust_policy() -> str:

@@ -112,8 +112,17 @@ DEFAULT_ADDON_VERSIONS: dict[str, str] = {
     "amazon-cloudwatch-observability": "v4.8.0-eksbuild.1",
 }
 ADDONS = tuple(DEFAULT_ADDON_VERSIONS)
+# Configuration values per add-on (`aws eks describe-addon-configuration` schema, which for vpc-cni mirrors the
+# aws-vpc-cni chart's values.yaml at the same tag). vpc-cni: the network policy agent (the aws-eks-nodeagent
+# container, present but passive by default) enforces NetworkPolicy objects; without `enableNetworkPolicy` they are
+# stored and ignored (modules/platform/network_policy.py relies on it). Its nodeAgent defaults stay: metrics on
+# :8162, health on :8163, policy event logs off. NETWORK_POLICY_ENFORCING_MODE stays "standard": "strict" would
+# start every pod of the cluster, kube-system's included, deny-all until a policy admits its traffic.
+ADDON_CONFIGURATION: dict[str, dict[str, object]] = {"vpc-cni": {"enableNetworkPolicy": "true"}}
+# The first VPC CNI release with the network policy agent (EKS User Guide, cni-network-policy-configure).
+NETWORK_POLICY_MIN_VPC_CNI = (1, 14, 0)
 _K8S_VERSION = re.compile(r"1\.\d{2}")
-_ADDON_VERSION = re.compile(r"v\d+\.\d+\.\d+-eksbuild\.\d+")
+_ADDON_VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)-eksbuild\.\d+")
 _INSTANCE_TYPE = re.compile(r"([a-z][a-z0-9-]*)\.([a-z0-9]+)")
 _PRINCIPAL_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}")
 
@@ -183,6 +192,10 @@ class ClusterSettings:
                 require(isinstance(version, str) and _ADDON_VERSION.fullmatch(version) is not None,
                         f"addon_versions.{addon}", version, "is not an EKS add-on version",
                         "pin the exact 'vX.Y.Z-eksbuild.N' from aws eks describe-addon-versions")
+            cni = _ADDON_VERSION.fullmatch(versions.get("vpc-cni", ""))
+            require(cni is None or tuple(map(int, cni.group(1, 2, 3))) >= NETWORK_POLICY_MIN_VPC_CNI,
+                    "addon_versions.vpc-cni", versions.get("vpc-cni"), "has no network policy agent",
+                    "pin v1.14.0-eksbuild.3 or later (NetworkPolicy enforcement is not optional)")
 
     @property
     def effective_addon_versions(self) -> dict[str, str]:

@@ -10,8 +10,10 @@ listener whose certificate cert-manager issues from the platform CA.
   key, a StorageClass this construct adds to the bootstrap chart) plus a second volume for the file audit device
   (enabled by the vault-config stack, modules/platform/vault_config.py, at AUDIT_LOG_FILE, next to a stdout device
   that the node's log agent ships off the pod).
-- Reachable only inside the cluster: ClusterIP Services, no ingress/route, NetworkPolicy limiting 8200 to the
-  namespaces that call Vault. Operators use `kubectl port-forward` (docs/vault.md).
+- Reachable only inside the cluster: ClusterIP Services, no ingress/route. Which pods may open 8200 and 8201 is
+  decided with every other app namespace's ingress in modules/platform/network_policy.py (default-deny + one allow
+  per flow, in the bootstrap chart), so the chart's own NetworkPolicy is off. Operators use `kubectl port-forward`
+  (docs/vault.md).
 - The server config is Python data serialized as JSON (the chart accepts a JSON string: `vault.config` in
   templates/_helpers.tpl parses it with fromJson), so no HCL is templated here.
 """
@@ -50,9 +52,6 @@ AUDIT_PATH = "/vault/audit"
 AUDIT_LOG_FILE = f"{AUDIT_PATH}/vault_audit.log"          # the vault-config stack's file audit device writes here
 INTERNAL_SERVICE = f"{k8s.VAULT_RELEASE}-internal"        # the chart's headless Service: <pod>.<release>-internal
 ACTIVE_HOST = urlsplit(k8s.VAULT_ADDRESS).hostname or ""   # "<release>-active.<namespace>.svc"
-# Namespaces whose pods may open the API port (Airflow reads secrets, Prometheus scrapes metrics); the raft
-# cluster port only from Vault's own pods.
-CLIENT_NAMESPACES = (k8s.AIRFLOW_NAMESPACE, k8s.MONITORING_NAMESPACE, k8s.VAULT_NAMESPACE)
 
 @dataclass(frozen=True, kw_only=True)
 class VaultProps:
@@ -173,12 +172,9 @@ def vault_values(*, region: str, unseal_key_arn: str, settings: VaultSettings = 
             "ingress": {"enabled": False},
             "route": {"enabled": False},
             "httproute": {"enabled": False},
-            "networkPolicy": {"enabled": True, "ingress": [
-                {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}}
-                          for n in CLIENT_NAMESPACES],
-                 "ports": [{"port": port, "protocol": "TCP"}]},
-                {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}],
-                 "ports": [{"port": CLUSTER_PORT, "protocol": "TCP"}]}]},
+            # Off: Vault's allow policies (Airflow pods and Prometheus -> 8200, Vault peers -> 8200/8201) live in
+            # modules/platform/network_policy.py with the vault namespace's default-deny; one list, not two.
+            "networkPolicy": {"enabled": False},
         },
         "ui": {"enabled": True, "serviceType": "ClusterIP", "activeVaultPodOnly": True},
         "serverTelemetry": {"serviceMonitor": {

@@ -203,11 +203,21 @@ def test_bad_node_sizing_fails_fast(sizing, message):
     (dict(addon_versions={k: v for k, v in DEFAULT_ADDON_VERSIONS.items() if k != "coredns"}),
      r"does not name exactly the managed add-ons"),
     (dict(addon_versions={**DEFAULT_ADDON_VERSIONS, "coredns": "latest"}), r"addon_versions.coredns='latest'"),
+    (dict(addon_versions={**DEFAULT_ADDON_VERSIONS, "vpc-cni": "v1.13.4-eksbuild.1"}),
+     r"addon_versions.vpc-cni='v1.13.4-eksbuild.1' has no network policy agent"),
     (dict(name="AF_Test"), r"name='AF_Test' is not a valid cluster name"),
 ])
 def test_bad_cluster_props_fail_fast(override, message):
     with pytest.raises(ValueError, match=message):
         make_props(ClusterProps, **{**BASE, **override})
+
+
+def test_vpc_cni_enforces_network_policies_and_no_other_addon_is_configured(stack):
+    build(stack)
+    addons = {a["addon_name"]: a for a in synth(stack)["resource"]["aws_eks_addon"].values()}
+    # The network policy agent's switch, as the add-on's configuration schema spells it (a string, not a bool).
+    assert json.loads(addons["vpc-cni"]["configuration_values"]) == {"enableNetworkPolicy": "true"}
+    assert [name for name, a in addons.items() if "configuration_values" in a] == ["vpc-cni"]
 
 
 def test_container_insights_log_groups_are_encrypted_and_created_before_the_addon(stack):
