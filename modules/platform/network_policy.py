@@ -35,6 +35,7 @@ from .airflow import PGBOUNCER_PORT
 from .local_chart import LocalChart
 from .monitoring import STATSD_SCRAPE_PORT
 from .vault import CHART as VAULT_CHART, CLUSTER_PORT as VAULT_CLUSTER_PORT
+from .vault_snapshots import NAME as VAULT_SNAPSHOT_NAME
 
 API_VERSION = "networking.k8s.io/v1"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"   # set by the API server on every namespace (>= 1.22)
@@ -155,6 +156,8 @@ KEDA_OPERATOR = Pods(k8s.KEDA_NAMESPACE, {"app": "keda-operator"}, name="KEDA op
 VAULT_SERVERS = Pods(k8s.VAULT_NAMESPACE, {"app.kubernetes.io/name": VAULT_CHART,
                                            "app.kubernetes.io/instance": k8s.VAULT_RELEASE, "component": "server"},
                      name="Vault servers")
+# modules/platform/vault_snapshots.py: the raft snapshot CronJob's pods (in the vault namespace, which no DAG writes to).
+VAULT_SNAPSHOT = Pods(k8s.VAULT_NAMESPACE, {"app.kubernetes.io/name": VAULT_SNAPSHOT_NAME}, name="Vault snapshot job")
 # kube-prometheus-stack: the prometheus-operator labels the StatefulSets' pods; the chart's Services select them by
 # these (templates/prometheus/service.yaml, templates/alertmanager/service.yaml).
 PROMETHEUS = Pods(k8s.MONITORING_NAMESPACE, {"app.kubernetes.io/name": "prometheus",
@@ -224,6 +227,8 @@ def flows(props: NetworkPolicyProps) -> tuple[Flow, ...]:
              "(VaultBackend, Kubernetes auth)", VAULT_CLIENTS, VAULT_SERVERS, tcp(k8s.VAULT_PORT)),
         Flow("prometheus-to-vault", "Prometheus -> Vault: scrape of /v1/sys/metrics (the Vault chart's "
              "ServiceMonitor)", PROMETHEUS, VAULT_SERVERS, tcp(k8s.VAULT_PORT)),
+        Flow("snapshot-to-vault", "Vault snapshot job -> Vault API: Kubernetes auth login and the raft snapshot "
+             "(modules/platform/vault_snapshots.py)", VAULT_SNAPSHOT, VAULT_SERVERS, tcp(k8s.VAULT_PORT)),
         Flow("vault-peers", "Vault servers -> Vault servers: raft retry_join (API port) and raft/request forwarding "
              "(cluster port)", VAULT_SERVERS, VAULT_SERVERS, tcp(k8s.VAULT_PORT, VAULT_CLUSTER_PORT)),
         # ---- monitoring

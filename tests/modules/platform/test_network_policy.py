@@ -154,6 +154,8 @@ PODS: dict[str, tuple[str, dict[str, str], dict[str, tuple[int, str]]]] = {
     "dag-pod": ("airflow", {"app": "my-job"}, {}),
     # hashicorp/vault-helm v0.34.1 templates/server-statefulset.yaml
     "vault": ("vault", _VAULT, {"https": (8200, "TCP"), "https-internal": (8201, "TCP"), "http-rep": (8202, "TCP")}),
+    # modules/platform/vault_snapshots.py (the CronJob's pod template labels)
+    "vault-snapshot": ("vault", {"app.kubernetes.io/name": "vault-snapshot", "app.kubernetes.io/part-of": "vault"}, {}),
     # prometheus-operator (StatefulSet pod labels, as kube-prometheus-stack 88.5.3 templates/prometheus/service.yaml
     # selects them)
     "prometheus": ("monitoring", {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/managed-by":
@@ -229,6 +231,7 @@ REAL_FLOWS = [
     *((c, "vault", 8200, "TCP") for c in ("api-server", "scheduler", "dag-processor", "triggerer", "worker", "task",
                                           "migrations")),
     ("prometheus", "vault", 8200, "TCP"), ("vault", "vault", 8200, "TCP"), ("vault", "vault", 8201, "TCP"),
+    ("vault-snapshot", "vault", 8200, "TCP"),
     ("alb", "grafana", 3000, "TCP"), ("prometheus", "grafana", 3000, "TCP"), ("grafana", "prometheus", 9090, "TCP"),
     ("prometheus", "prometheus", 9090, "TCP"), ("prometheus", "prometheus", 8080, "TCP"),
     ("prometheus", "alertmanager", 9093, "TCP"), ("prometheus", "alertmanager", 8080, "TCP"),
@@ -241,6 +244,7 @@ FORBIDDEN_FLOWS = [
     # The review: any pod could silence alerts, read Prometheus, reach Vault's raft port.
     *((c, "alertmanager", 9093, "TCP") for c in ("worker", "task", "api-server", "dag-pod", "keda-operator")),
     ("task", "vault", 8201, "TCP"), ("worker", "vault", 8201, "TCP"), ("prometheus", "vault", 8201, "TCP"),
+    ("vault-snapshot", "vault", 8201, "TCP"),
     *((c, "prometheus", 9090, "TCP") for c in ("worker", "task", "scheduler", "api-server")),
     # Task pods reach the metadata only through the Execution API, even when pod_override relabels them.
     ("task", "pgbouncer", 6543, "TCP"), ("task-relabelled", "pgbouncer", 6543, "TCP"),
