@@ -253,3 +253,15 @@ def test_service_check_fails_on_a_monitor_whose_port_or_selector_matches_nothing
     assert "ServiceMonitor/airflow/airflow-statsd: endpoint port 'statsd-metrics' is on none of the Services" in problem
     (problem,) = rr.service_port_problems(replaced(manifests, monitor, wrong_selector))
     assert "ServiceMonitor/airflow/airflow-statsd: its selector" in problem and "matches no rendered Service" in problem
+
+
+# ---- Checkov (issue #17 item 2: measured by `python -m tools.render_releases --checkov`, not yet enforced) -------
+
+def test_checkov_runs_over_a_release_in_its_namespace_and_names_the_release():
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [
+        {"name": "c", "image": "busybox@sha256:" + "0" * 64, "securityContext": {"privileged": True}}]}}
+    failures = rr.checkov_failures([rr.Manifest("r", "t", pod, _default_ns="airflow"),
+                                    rr.Manifest("other", "t", pod)], ["r"])
+    ids = {f["check_id"] for f in failures}
+    assert "CKV_K8S_16" in ids and {f["release"] for f in failures} == {"r"}
+    assert "CKV_K8S_21" not in ids        # the release namespace is given, so no "default namespace" finding

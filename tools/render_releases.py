@@ -1,6 +1,6 @@
 """Render every `helm_release` of a synthesized platform stack with real Helm, and check the manifests.
 
-    python -m tools.render_releases [OUT_DIR]      # OUT_DIR: a cdktf.out (default: ./cdktf.out)
+    python -m tools.render_releases [OUT_DIR] [--checkov]   # OUT_DIR: a cdktf.out (default: ./cdktf.out)
 
 Helm is helm-python-sdk (Helm v4's Go SDK as a library, no binary); the charts are the sources vendored under
 tests/data/chart-sources/ (PROVENANCE.md there: repository, tag, commit, what was left out) and the project's own
@@ -631,11 +631,41 @@ def service_port_problems(manifests: Iterable[Manifest],
     return problems
 
 
+# ---- Checkov (issue #17 item 2: measured, not yet enforced) ------------------------------------------------------
+
+def checkov_failures(manifests: Iterable[Manifest], releases_with_values: Iterable[str]) -> list[dict[str, Any]]:
+    """Checkov's kubernetes framework over the manifests of the named releases, each namespaced object given its
+    release namespace (as Helm installs it; else Checkov reports the default namespace). Each failure dict has
+    Checkov's `check_id`, `resource` and `release`."""
+    import subprocess
+    import tempfile
+
+    wanted = set(releases_with_values)
+    by_release: dict[str, list[dict[str, Any]]] = {}
+    for m in manifests:
+        if m.release in wanted:
+            body = copy.deepcopy(m.body)
+            if m.namespace:
+                body["metadata"]["namespace"] = m.namespace
+            by_release.setdefault(m.release, []).append(body)
+    with tempfile.TemporaryDirectory() as tmp:
+        for release, bodies in by_release.items():
+            (Path(tmp) / f"{release}.yaml").write_text(yaml.safe_dump_all(bodies))
+        result = subprocess.run([str(Path(sys.executable).with_name("checkov")), "-d", tmp, "--framework",
+                                 "kubernetes", "-o", "json", "--quiet", "--compact"], capture_output=True, text=True)
+    reports = json.loads(result.stdout or "[]")
+    reports = reports if isinstance(reports, list) else [reports]
+    return [{**f, "release": Path(f["file_path"]).stem} for r in reports
+            for f in r.get("results", {}).get("failed_checks", [])]
+
+
 # ---- command line ---------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", nargs="?", default="cdktf.out", type=Path, help="a synthesized cdktf.out")
+    parser.add_argument("--checkov", action="store_true",
+                        help="also count Checkov kubernetes failures per release whose values the project sets")
     args = parser.parse_args(argv)
     failed = False
     for stack_dir in sorted(args.out.glob("stacks/*-platform")):
@@ -651,6 +681,10 @@ def main(argv: list[str] | None = None) -> int:
                     *service_port_problems(manifests)]
         for problem in problems:
             print(f"  FAIL {problem}")
+        if args.checkov:
+            failures = checkov_failures(manifests, [r.name for r in found if r.values])
+            counts = {r.name: sum(f["release"] == r.name for f in failures) for r in found if r.values}
+            print(f"  checkov kubernetes: {len(failures)} failed checks: {counts}")
         failed |= bool(problems)
     return 1 if failed else 0
 
