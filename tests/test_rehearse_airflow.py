@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import environments
+
 from tools.airflow_local_config import (Credentials, Endpoints, RehearsalConfigError, Stacks, build,
                                         render_eso_template)
 from tools.rehearse_airflow import LOCK, percentile
@@ -56,7 +58,8 @@ def test_every_synthesized_airflow_option_reaches_airflow_unchanged_but_the_name
             if (section, key) in adapted:
                 continue
             if "${" in str(value):      # the task-logs bucket's name, from the infra stack
-                assert local.env[name] == re.sub(r"\$\{[^}]*\}", "airflow-dev-123456789012-task-logs", str(value))
+                bucket = environments.load("dev").bucket_name("task-logs")
+                assert local.env[name] == re.sub(r"\$\{[^}]*\}", bucket, str(value))
                 continue
             assert local.env[name] == str(value), name
     backend = json.loads(values["config"]["secrets"]["backend_kwargs"])
