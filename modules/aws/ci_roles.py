@@ -18,9 +18,13 @@ in AWS"), so the workflow file and branch are put into `sub` by the repository's
 
 The boundaries ("permissions boundary delegation"): the deploy boundary allows the deploy's work but denies changing
 the CI roles, the OIDC provider, the boundaries, the state bucket and key, other environments' state, stopping or
-deleting CloudTrail and GuardDuty, and creating or changing any IAM role or user that does not carry the workload
-boundary; the workload boundary (on every role the environment's stacks create, stacks/__init__.py) denies the same.
-So no role a deploy creates can do more than the deploy, and the deploy cannot widen its own permissions.
+deleting CloudTrail and GuardDuty, creating or changing any IAM role that is not `<prefix>-*` or does not carry the
+workload boundary, assuming any role that is not `<prefix>-*`, and every IAM user, group policy, long-lived credential
+and new identity provider; the workload boundary (on every role the environment's stacks create,
+stacks/__init__.py) denies the same. So a role the deploy creates is held by the same denies as the deploy and
+cannot reach a role outside the environment, and the deploy cannot widen its own permissions. What IAM cannot
+express: a role's trust policy is not a condition key, so a `<prefix>-*` role may be made to trust another account;
+an organization's resource control policy (`aws:PrincipalOrgID` on sts:AssumeRole) is the stronger control.
 
 An account holds one OIDC provider per URL: pass `existing_oidc_provider_arn` when it already exists.
 """
@@ -67,6 +71,18 @@ BOUNDED_IAM_CHANGES = ["iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:
                        "iam:PutUserPermissionsBoundary", "iam:AttachUserPolicy", "iam:DetachUserPolicy",
                        "iam:PutUserPolicy", "iam:DeleteUserPolicy"]
 BOUNDARY_REMOVALS = ["iam:DeleteRolePermissionsBoundary", "iam:DeleteUserPermissionsBoundary"]
+# Role changes that hand out permissions (or cap someone's): only on the environment's own roles.
+ROLE_CHANGES = [a for a in BOUNDED_IAM_CHANGES if "Role" in a]
+# No stack makes IAM users, groups' policies, long-lived credentials or new identity providers; each would be a way in
+# that outlives a one-hour session (a user's access key, a console password, an OIDC/SAML provider a role trusts).
+LONG_LIVED_IDENTITIES = ["iam:CreateUser", "iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:CreateLoginProfile",
+                         "iam:UpdateLoginProfile", "iam:CreateServiceSpecificCredential",
+                         "iam:ResetServiceSpecificCredential", "iam:UploadSSHPublicKey", "iam:UploadSigningCertificate",
+                         "iam:CreateVirtualMFADevice", "iam:EnableMFADevice", "iam:PutUserPermissionsBoundary",
+                         "iam:AttachUserPolicy", "iam:PutUserPolicy", "iam:AddUserToGroup", "iam:AttachGroupPolicy",
+                         "iam:PutGroupPolicy", "iam:CreateOpenIDConnectProvider", "iam:AddClientIDToOpenIDConnectProvider",
+                         "iam:UpdateOpenIDConnectProviderThumbprint", "iam:CreateSAMLProvider",
+                         "iam:UpdateSAMLProvider"]
 STATE_BUCKET_CHANGES = ["s3:DeleteBucket", "s3:DeleteBucketPolicy", "s3:PutBucket*", "s3:PutEncryptionConfiguration",
                         "s3:PutLifecycleConfiguration", "s3:PutReplicationConfiguration",
                         "s3:PutObjectLockConfiguration", "s3:PutAccelerateConfiguration",
@@ -240,6 +256,13 @@ class CiRoles(Construct):
                           condition={"StringNotEquals": {"iam:PermissionsBoundary":
                                                          self._arn(f"policy/{environment.workload_boundary_name}")}}),
             iam.statement("DenyRemovingBoundaries", BOUNDARY_REMOVALS, "*", effect="Deny"),
+            # Only the environment's own roles are created or changed: PutRolePermissionsBoundary on an existing
+            # admin role would otherwise cap it (and AttachRolePolicy then fill it up to the workload boundary).
+            {"Sid": "DenyChangingOtherRoles", "Effect": "Deny", "Action": ROLE_CHANGES, "NotResource": [own_roles]},
+            iam.statement("DenyLongLivedIdentities", LONG_LIVED_IDENTITIES, "*", effect="Deny"),
+            # A role of this environment may assume only another one: without this, a role the deploy creates (with
+            # the workload boundary) could assume any role trusting the account root, e.g. a break-glass admin.
+            {"Sid": "DenyAssumingOtherRoles", "Effect": "Deny", "Action": ["sts:AssumeRole"], "NotResource": [own_roles]},
             # Roles made before (break-glass admins, other environments' roles) are neither passed to a service nor
             # made to trust someone else: the two ways to borrow a role's permissions without assuming it.
             {"Sid": "DenyPassingOrRetrustingOtherRoles", "Effect": "Deny",
@@ -278,9 +301,7 @@ class CiRoles(Construct):
                 # can override, are the rest of the boundary.
                 allow_all_but_account("AllowDeployWork"),
                 *protections,
-                iam.statement("DenyOtherEnvironmentsState", STATE_OBJECT_ACCESS, self._other_state(e), effect="Deny"),
-                {"Sid": "DenyAssumingOtherRoles", "Effect": "Deny", "Action": ["sts:AssumeRole"],
-                 "NotResource": [self._arn(f"role/{e.prefix}-*")]}))
+                iam.statement("DenyOtherEnvironmentsState", STATE_OBJECT_ACCESS, self._other_state(e), effect="Deny")))
         workload_boundary = iam_policy.IamPolicy(
             scope, "workload-boundary", name=e.workload_boundary_name,
             description=f"Permissions boundary of every IAM role of {e.prefix}'s stacks",

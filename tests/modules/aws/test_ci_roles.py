@@ -5,6 +5,7 @@ import pytest
 
 from modules.aws.ci_roles import BOUNDED_IAM_CHANGES, CiEnvironment, CiRoles, CiRolesProps, subject
 from tests.conftest import TEST_ACCOUNT, synth
+from tests.iam_eval import ADMINISTRATOR_ACCESS, allowed
 
 KEY = f"arn:aws:kms:eu-west-1:{TEST_ACCOUNT}:key/state"
 BUCKET = "example-airflow-terraform-state"
@@ -162,6 +163,38 @@ def test_deploy_boundary_keeps_the_deploy_off_other_state_and_other_roles(stack)
     assert s["DenyAssumingOtherRoles"] == {"Sid": "DenyAssumingOtherRoles", "Effect": "Deny",
                                            "Action": ["sts:AssumeRole"],
                                            "NotResource": [f"arn:aws:iam::{TEST_ACCOUNT}:role/airflow-dev-*"]}
+
+
+def test_no_role_the_deploy_creates_gets_it_out_of_its_boundary(stack):
+    """The chain the review found: create a prefix role with the workload boundary and AdministratorAccess, assume
+    it, and from it assume a role that trusts the account root (a break-glass admin). Each step as IAM evaluates it."""
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (DEV, STAGING)}))
+    policies = policies_by_name(synth(stack)["resource"])
+    iam = f"arn:aws:iam::{TEST_ACCOUNT}"
+    workload_boundary = f"{iam}:policy/airflow-dev-workload-boundary"
+    deploy = dict(identity=[ADMINISTRATOR_ACCESS], boundary=policies["airflow-dev-deploy-boundary"])
+    created = dict(identity=[ADMINISTRATOR_ACCESS], boundary=policies["airflow-dev-workload-boundary"])
+    bounded = {"iam:PermissionsBoundary": workload_boundary}
+    # The deploy's own work stays possible: its environment's roles, with the workload boundary.
+    assert allowed("iam:CreateRole", f"{iam}:role/airflow-dev-x", context=bounded, **deploy)
+    assert allowed("iam:AttachRolePolicy", f"{iam}:role/airflow-dev-x", context=bounded, **deploy)
+    assert allowed("sts:AssumeRole", f"{iam}:role/airflow-dev-x", **deploy)
+    for session in (deploy, created):
+        assert not allowed("sts:AssumeRole", f"{iam}:role/platform-admin", **session)
+        assert not allowed("sts:AssumeRole", f"{iam}:role/airflow-staging-x", **session)
+        # Roles outside the prefix, even with the workload boundary; capping an existing admin role and filling it.
+        for action in ("iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy", "iam:PutRolePolicy"):
+            assert not allowed(action, f"{iam}:role/platform-admin", context=bounded, **session), action
+        # Long-lived credentials and new identity providers a role could trust.
+        for action, resource in (("iam:CreateUser", "user/x"), ("iam:CreateAccessKey", "user/break-glass"),
+                                 ("iam:CreateLoginProfile", "user/break-glass"),
+                                 ("iam:UpdateLoginProfile", "user/break-glass"),
+                                 ("iam:CreateServiceSpecificCredential", "user/break-glass"),
+                                 ("iam:AttachUserPolicy", "user/break-glass"),
+                                 ("iam:PutGroupPolicy", "group/admins"),
+                                 ("iam:CreateOpenIDConnectProvider", "oidc-provider/evil.example.com"),
+                                 ("iam:CreateSAMLProvider", "saml-provider/evil")):
+            assert not allowed(action, f"{iam}:{resource}", context=bounded, **session), action
 
 
 def test_workload_boundary_keeps_workloads_off_terraform_state(stack):
