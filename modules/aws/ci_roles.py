@@ -12,9 +12,11 @@ in AWS"), so the workflow file and branch are put into `sub` by the repository's
   deploy.yml@refs/heads/main`: that environment's jobs of deploy.yml on main, nothing else. AdministratorAccess,
   bounded by `<prefix>-deploy-boundary` (below).
 - plan role `<name>-<env>-plan`: pull requests' plan.yml (`repo:R:pull_request:job_workflow_ref:R/.github/workflows/
-  plan.yml@refs/pull/*/merge`), or, when the environment names a `plan_environment` (production), only jobs in that
-  protected GitHub environment. ReadOnlyAccess for refresh, this environment's state keys and lock objects, and
-  explicit denies for the data ReadOnlyAccess would also let it read (other objects, parameters, secrets, logs).
+  plan.yml@refs/pull/*/merge`), or, when the environment names a `plan_environment` (production), only plan.yml on
+  main in that protected GitHub environment (`repo:R:environment:<plan_environment>:job_workflow_ref:R/.github/
+  workflows/plan.yml@refs/heads/main`): never a pull request's code. ReadOnlyAccess for refresh, this environment's
+  state keys, no object write or delete at all (plans run with -lock=false, so no plan holds or breaks a .tflock),
+  and explicit denies for the data ReadOnlyAccess would also let it read (other objects, parameters, secrets, logs).
 
 The boundaries ("permissions boundary delegation"): the deploy boundary allows the deploy's work but denies changing
 the CI roles, the OIDC provider, the boundaries, the state bucket and key, other environments' state, stopping or
@@ -96,6 +98,7 @@ STATE_KEY_CHANGES = ["kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:Disable
                      "kms:DeleteImportedKeyMaterial"]
 GUARDRAIL_STOPS = ["cloudtrail:StopLogging", "cloudtrail:DeleteTrail", "guardduty:DeleteDetector",
                    "guardduty:DisassociateFromMasterAccount", "guardduty:DisassociateFromAdministratorAccount"]
+OBJECT_WRITES = ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:ReplicateObject", "s3:ReplicateDelete"]
 STATE_OBJECT_ACCESS = ["s3:GetObject*", "s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject"]
 # Data-plane reads AWS ReadOnlyAccess includes (or may include) that no `terraform plan` here needs: values, not
 # configuration. Object reads and secret values are denied separately, with the exceptions a plan does need.
@@ -324,13 +327,15 @@ class CiRoles(Construct):
             scope, "deploy-administrator", role=deploy.name,
             policy_arn=f"arn:{env.partition}:iam::aws:policy/AdministratorAccess")
 
-        context = f"environment:{e.plan_environment}" if e.plan_environment else "pull_request"
-        self.plan_subjects[e.name] = (subject(repo, context, p.plan_workflow, PULL_REQUEST_REF),)
+        # A protected plan environment is planned from the deploy branch's merged code only, never a pull request's.
+        context, ref = ((f"environment:{e.plan_environment}", f"refs/heads/{p.deploy_branch}") if e.plan_environment
+                        else ("pull_request", PULL_REQUEST_REF))
+        self.plan_subjects[e.name] = (subject(repo, context, p.plan_workflow, ref),)
         plan = iam_role.IamRole(
             scope, "plan-role", name=f"{p.name}-{e.name}-plan", max_session_duration=session,
             force_detach_policies=True,
             description=f"terraform plan of {e.name} from {p.repository}'s {p.plan_workflow} "
-                        f"({'GitHub environment ' + e.plan_environment if e.plan_environment else 'pull requests'})",
+                        f"({e.plan_environment + ' on ' + p.deploy_branch if e.plan_environment else 'pull requests'})",
             assume_role_policy=github_trust_policy(self.oidc_provider_arn, list(self.plan_subjects[e.name])))
         iam_role_policy_attachment.IamRolePolicyAttachment(
             scope, "plan-read-only", role=plan.name, policy_arn=f"arn:{env.partition}:iam::aws:policy/ReadOnlyAccess")
@@ -343,12 +348,10 @@ class CiRoles(Construct):
     def _plan_policy(self, e: CiEnvironment) -> str:
         p, env = self._props, self._env
         own_state = f"{self._bucket_arn}/{e.state_prefix}/*"
-        own_locks = f"{self._bucket_arn}/{e.state_prefix}/*.tflock"
         secrets = [env.arn("secretsmanager", f"secret:{name}-??????") for name in e.plan_secret_names]
         return iam.policy_document(
             iam.statement("ListState", ["s3:ListBucket"], self._bucket_arn),
             iam.statement("ReadState", ["s3:GetObject"], own_state),
-            iam.statement("WriteLockObjects", ["s3:PutObject", "s3:DeleteObject"], own_locks),
             iam.statement("UseStateKey", ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                           p.state_kms_key_arn),
             # The aws_secretsmanager_random_password data source: a random string, no stored secret.
@@ -357,8 +360,8 @@ class CiRoles(Construct):
             # ReadOnlyAccess reads every object of every bucket: none but this environment's state.
             {"Sid": "DenyOtherObjects", "Effect": "Deny", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
              "NotResource": [own_state]},
-            {"Sid": "DenyWritesButLocks", "Effect": "Deny", "Action": ["s3:PutObject", "s3:DeleteObject"],
-             "NotResource": [own_locks]},
+            # A plan writes nothing: no state, no lock object (plan.yml plans with -lock=false).
+            iam.statement("DenyObjectWrites", OBJECT_WRITES, "*", effect="Deny"),
             {"Sid": "DenySecretValues", "Effect": "Deny", "Action": ["secretsmanager:GetSecretValue"],
              **({"NotResource": secrets} if secrets else {"Resource": "*"})},
             iam.statement("DenyDataReads", PLAN_DATA_READS, "*", effect="Deny"))

@@ -79,12 +79,13 @@ def test_plan_role_of_a_non_production_environment_trusts_only_pull_requests_of_
         SUB: [f"repo:{REPO}:pull_request:job_workflow_ref:{REPO}/.github/workflows/plan.yml@refs/pull/*/merge"]}
 
 
-def test_plan_role_of_production_trusts_only_its_protected_plan_environment(stack):
+def test_plan_role_of_production_trusts_only_the_plan_workflow_on_main_in_its_protected_environment(stack):
     CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (PROD,)}))
     role = roles_by_name(synth(stack)["resource"])["github-actions-prod-plan"]
+    assert "StringLike" not in trust(role)["Condition"]              # exact subject: no pull request number
     (only,) = subjects(role)
-    assert only == f"repo:{REPO}:environment:prod-plan:job_workflow_ref:{REPO}/.github/workflows/plan.yml@refs/pull/*/merge"
-    assert ":pull_request:" not in only
+    assert only == f"repo:{REPO}:environment:prod-plan:job_workflow_ref:{REPO}/.github/workflows/plan.yml@refs/heads/main"
+    assert ":pull_request:" not in only and "refs/pull/" not in only
 
 
 def test_no_role_is_trusted_by_two_environments_subjects(stack):
@@ -215,16 +216,30 @@ def test_plan_role_reads_its_own_state_and_locks_and_no_other_object_or_secret(s
             if sid != "DenyDataReads"} == {
         "ListState": ("Allow", ["s3:ListBucket"], bucket),
         "ReadState": ("Allow", ["s3:GetObject"], f"{bucket}/dev/*"),
-        "WriteLockObjects": ("Allow", ["s3:PutObject", "s3:DeleteObject"], f"{bucket}/dev/*.tflock"),
         "UseStateKey": ("Allow", ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], KEY),
         "GenerateRandomPasswords": ("Allow", ["secretsmanager:GetRandomPassword"], "*"),
         # ReadOnlyAccess reads every object: NotResource takes all but this environment's state away again.
         "DenyOtherObjects": ("Deny", ["s3:GetObject", "s3:GetObjectVersion"], [f"{bucket}/dev/*"]),
-        "DenyWritesButLocks": ("Deny", ["s3:PutObject", "s3:DeleteObject"], [f"{bucket}/dev/*.tflock"]),
+        "DenyObjectWrites": ("Deny", ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:ReplicateObject",
+                                      "s3:ReplicateDelete"], "*"),
         "DenySecretValues": ("Deny", ["secretsmanager:GetSecretValue"], "*")}
     assert {"ssm:GetParameter", "logs:GetLogEvents", "sqs:ReceiveMessage"} <= set(s["DenyDataReads"]["Action"])
     attached = {a["policy_arn"] for a in res["aws_iam_role_policy_attachment"].values() if "_plan-role_" in a["role"]}
     assert attached == {"arn:aws:iam::aws:policy/ReadOnlyAccess"}
+
+
+@pytest.mark.parametrize("env", [DEV, PROD])
+def test_plan_role_writes_and_deletes_no_object_not_even_a_lock(stack, env):
+    """Whatever its attached policies allow (stood in for by AdministratorAccess), the plan role's own denies leave it
+    no object write: it can neither hold nor break a .tflock of an apply."""
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (env,)}))
+    plan = inline_policy(synth(stack)["resource"], f"github-actions-{env.name}-plan")
+    for key in (f"{env.state_prefix}/infra.tfstate.tflock", f"{env.state_prefix}/infra.tfstate", "other/x"):
+        for action in ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectAcl"):
+            assert not allowed(action, f"arn:aws:s3:::{BUCKET}/{key}", identity=[ADMINISTRATOR_ACCESS, plan]), (
+                action, key)
+    assert allowed("s3:GetObject", f"arn:aws:s3:::{BUCKET}/{env.state_prefix}/infra.tfstate",
+                   identity=[ADMINISTRATOR_ACCESS, plan])
 
 
 def test_production_plan_reads_the_secrets_its_data_sources_need_and_no_others(stack):
