@@ -8,8 +8,9 @@ The rules (IAM User Guide, "Policy evaluation logic", "Permissions boundaries fo
 - A statement matches when its Action (or not its NotAction), its Resource (or not its NotResource) and every
   condition match. Actions match case-insensitively with `*`/`?` wildcards, resources case-sensitively.
 - Conditions: StringEquals/StringLike/ArnEquals/ArnLike match when the key is present and a value matches;
-  their negations (StringNotEquals, …) match when the key is absent or no value matches. Any other operator is
-  refused, so a policy that starts using one cannot pass unexamined.
+  their negations (StringNotEquals, …) match when the key is absent or no value matches; `ForAnyValue:` on a
+  multivalued key (a list in the context) matches when any of its values does. Any other operator is refused, so a
+  policy that starts using one cannot pass unexamined.
 """
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ def _listed(value: Any) -> list[str]:
     return value if isinstance(value, list) else [value]
 
 
-def _condition(operator: str, key: str, expected: Any, context: dict[str, str]) -> bool:
+def _condition(operator: str, key: str, expected: Any, context: dict[str, Any]) -> bool:
+    if operator.startswith("ForAnyValue:"):
+        base = operator.removeprefix("ForAnyValue:")
+        assert "Not" not in base, f"condition operator {operator} is not evaluated here"
+        return any(_condition(base, key, expected, {key: value}) for value in _listed(context.get(key, [])))
     expected = _listed(expected)
     negated = "Not" in operator
     base = operator.replace("Not", "")

@@ -99,6 +99,19 @@ STATE_KEY_CHANGES = ["kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:Disable
 GUARDRAIL_STOPS = ["cloudtrail:StopLogging", "cloudtrail:DeleteTrail", "guardduty:DeleteDetector",
                    "guardduty:DisassociateFromMasterAccount", "guardduty:DisassociateFromAdministratorAccount"]
 OBJECT_WRITES = ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:ReplicateObject", "s3:ReplicateDelete"]
+# Ways to blind the guardrails without stopping them: narrow or redirect the trail, suppress or archive findings. The
+# deploy creates the trail with CreateTrail, StartLogging and tags only, so these are never part of its work.
+GUARDRAIL_CHANGES = ["cloudtrail:UpdateTrail", "cloudtrail:PutEventSelectors", "cloudtrail:PutInsightSelectors",
+                     "cloudtrail:PutResourcePolicy", "cloudtrail:DeleteResourcePolicy",
+                     "cloudtrail:UpdateEventDataStore", "cloudtrail:DeleteEventDataStore",
+                     "cloudtrail:StopEventDataStoreIngestion", "guardduty:CreateFilter", "guardduty:UpdateFilter",
+                     "guardduty:CreateIPSet", "guardduty:UpdateIPSet", "guardduty:ArchiveFindings",
+                     "guardduty:UpdateFindingsFeedback", "guardduty:UpdatePublishingDestination",
+                     "guardduty:DeletePublishingDestination"]
+# What would make the trail's key unusable or hand it to someone else; matched by the key's alias (the key is the
+# infra stack's, its ARN unknown here). Creating the key does not call these; changing its policy later does.
+TRAIL_KEY_CHANGES = ["kms:PutKeyPolicy", "kms:DisableKey", "kms:ScheduleKeyDeletion", "kms:DisableKeyRotation",
+                     "kms:CreateGrant"]
 STATE_OBJECT_ACCESS = ["s3:GetObject*", "s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject"]
 # Data-plane reads AWS ReadOnlyAccess includes (or may include) that no `terraform plan` here needs: values, not
 # configuration. Object reads and secret values are denied separately, with the exceptions a plan does need.
@@ -248,6 +261,7 @@ class CiRoles(Construct):
                                         if p.state_access_log_bucket else [])
         trail_objects = [f"arn:{env.partition}:s3:::{e.trail_bucket}/*" for e in p.environments if e.trail_bucket]
         own_roles = self._arn(f"role/{environment.prefix}-*")
+        trail_aliases = [f"alias/{e.prefix}-cloudtrail" for e in p.environments if e.trail_bucket]
         return [
             iam.statement("DenyChangingCiRoles", IAM_CHANGES, self._arn(f"role/{p.name}-*"), effect="Deny"),
             iam.statement("DenyChangingGitHubOidcProvider", IAM_CHANGES,
@@ -275,6 +289,11 @@ class CiRoles(Construct):
             iam.statement("DenyChangingStateKey", STATE_KEY_CHANGES,
                           [p.state_kms_key_arn, env.arn("kms", p.state_kms_alias)], effect="Deny"),
             iam.statement("DenyStoppingGuardrails", GUARDRAIL_STOPS, "*", effect="Deny"),
+            iam.statement("DenyBlindingGuardrails", GUARDRAIL_CHANGES, "*", effect="Deny"),
+            *([iam.statement("DenyDisablingTrailKeys", TRAIL_KEY_CHANGES, "*", effect="Deny", condition={
+                "ForAnyValue:StringEquals": {"kms:ResourceAliases": trail_aliases}}),
+               iam.statement("DenyMovingTrailKeyAliases", ["kms:DeleteAlias", "kms:UpdateAlias"],
+                             [env.arn("kms", a) for a in trail_aliases], effect="Deny")] if trail_aliases else []),
             *([iam.statement("DenyDeletingAuditLogs", ["s3:DeleteObject", "s3:DeleteObjectVersion"], trail_objects,
                              effect="Deny")] if trail_objects else []),
         ]

@@ -198,6 +198,29 @@ def test_no_role_the_deploy_creates_gets_it_out_of_its_boundary(stack):
             assert not allowed(action, f"{iam}:{resource}", context=bounded, **session), action
 
 
+@pytest.mark.parametrize("boundary", ["airflow-dev-deploy-boundary", "airflow-dev-workload-boundary"])
+def test_guardrails_cannot_be_blinded_only_created(stack, boundary):
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (DEV, STAGING)}))
+    session = dict(identity=[ADMINISTRATOR_ACCESS], boundary=policies_by_name(synth(stack)["resource"])[boundary])
+    trail = f"arn:aws:cloudtrail:eu-west-1:{TEST_ACCOUNT}:trail/airflow-dev-trail"
+    for action in ("cloudtrail:CreateTrail", "cloudtrail:StartLogging", "cloudtrail:AddTags"):   # what creating does
+        assert allowed(action, trail, **session), action
+    for action in ("cloudtrail:UpdateTrail", "cloudtrail:PutEventSelectors", "cloudtrail:StopLogging",
+                   "cloudtrail:DeleteTrail"):
+        assert not allowed(action, trail, **session), action
+    detector = f"arn:aws:guardduty:eu-west-1:{TEST_ACCOUNT}:detector/d"
+    for action in ("guardduty:CreateFilter", "guardduty:CreateIPSet", "guardduty:ArchiveFindings",
+                   "guardduty:DeleteDetector"):
+        assert not allowed(action, detector, **session), action
+    key = f"arn:aws:kms:eu-west-1:{TEST_ACCOUNT}:key/trail"
+    trail_key = {"kms:ResourceAliases": ["alias/airflow-dev-cloudtrail"]}
+    assert allowed("kms:CreateKey", "*", **session) and allowed("kms:PutKeyPolicy", key, **session)  # other keys
+    for action in ("kms:PutKeyPolicy", "kms:DisableKey", "kms:ScheduleKeyDeletion", "kms:DisableKeyRotation"):
+        assert not allowed(action, key, context=trail_key, **session), action
+    assert not allowed("kms:DeleteAlias", f"arn:aws:kms:eu-west-1:{TEST_ACCOUNT}:alias/airflow-dev-cloudtrail",
+                       **session)
+
+
 def test_workload_boundary_keeps_workloads_off_terraform_state(stack):
     CiRoles(stack, "ci", props=CiRolesProps(**BASE))
     s = by_sid(policies_by_name(synth(stack)["resource"])["airflow-dev-workload-boundary"])
