@@ -118,7 +118,9 @@ STATE_OBJECT_ACCESS = ["s3:GetObject*", "s3:PutObject*", "s3:DeleteObject*", "s3
 PLAN_DATA_READS = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:GetParameterHistory",
                    "logs:GetLogEvents", "logs:FilterLogEvents", "logs:StartQuery", "logs:StartLiveTail",
                    "logs:GetLogRecord", "sqs:ReceiveMessage", "dynamodb:GetItem", "dynamodb:BatchGetItem",
-                   "dynamodb:Query", "dynamodb:Scan", "kinesis:GetRecords", "s3:GetObjectTorrent"]
+                   "dynamodb:Query", "dynamodb:Scan", "dynamodb:PartiQLSelect", "kinesis:GetRecords",
+                   "s3:GetObjectTorrent", "lambda:GetFunction", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                   "rds:DownloadDBLogFilePortion", "rds:DownloadCompleteDBLogFile", "cloudtrail:LookupEvents"]
 
 
 @dataclass(frozen=True, kw_only=True)

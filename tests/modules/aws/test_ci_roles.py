@@ -246,7 +246,9 @@ def test_plan_role_reads_its_own_state_and_locks_and_no_other_object_or_secret(s
         "DenyObjectWrites": ("Deny", ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:ReplicateObject",
                                       "s3:ReplicateDelete"], "*"),
         "DenySecretValues": ("Deny", ["secretsmanager:GetSecretValue"], "*")}
-    assert {"ssm:GetParameter", "logs:GetLogEvents", "sqs:ReceiveMessage"} <= set(s["DenyDataReads"]["Action"])
+    assert {"ssm:GetParameter", "logs:GetLogEvents", "sqs:ReceiveMessage", "lambda:GetFunction", "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer", "rds:DownloadDBLogFilePortion", "dynamodb:PartiQLSelect",
+            "cloudtrail:LookupEvents"} <= set(s["DenyDataReads"]["Action"])     # code, images, DB logs, events
     attached = {a["policy_arn"] for a in res["aws_iam_role_policy_attachment"].values() if "_plan-role_" in a["role"]}
     assert attached == {"arn:aws:iam::aws:policy/ReadOnlyAccess"}
 
