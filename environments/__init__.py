@@ -62,7 +62,8 @@ def _configured(name: str) -> EnvironmentConfig:
 def check_isolation(config: EnvironmentConfig, others: Iterable[EnvironmentConfig]) -> None:
     """Refuse, naming `config`'s field: production and non-production in one AWS account or one state bucket; two
     environments of one account with different state (one state stack per account); a state bucket in two
-    accounts; and two GuardDuty detectors in one account (AWS allows one per account and region)."""
+    accounts; two GuardDuty detectors in one account (AWS allows one per account and region); and, in one account, a
+    name prefix that is another's plus '-' (the CI boundaries scope roles by `<prefix>-*`, which would match both)."""
     where = f"environments.{config.name}"
     others = [other for other in others if other.name != config.name]
     for other in others:     # production isolation first: it is the error that matters when several apply
@@ -78,6 +79,11 @@ def check_isolation(config: EnvironmentConfig, others: Iterable[EnvironmentConfi
                                   f"holds the state of production environment {prod.name} and of non-production "
                                   f"environment {nonprod.name}", f"give {prod.name} the state bucket of its own account")
     for other in others:
+        if config.account_id == other.account_id and (config.prefix.startswith(f"{other.prefix}-")
+                                                      or other.prefix.startswith(f"{config.prefix}-")):
+            raise ConfigError(f"{where}.name", config.name, f"shares account {config.account_id} with {other.name}, "
+                              f"and role/{min(config.prefix, other.prefix, key=len)}-* would match both environments' "
+                              "roles", "rename one so neither name is the other's plus '-', or give it its own account")
         if config.account_id == other.account_id and config.state != other.state:
             raise ConfigError(f"{where}.state", config.state.bucket,
                               f"differs from the state of {other.name} ({other.state.bucket}), in the same account "

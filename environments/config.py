@@ -188,7 +188,7 @@ class EnvironmentConfig:
     @property
     def plan_role_name(self) -> str:
         """IAM role plan.yml assumes to plan this environment (in this environment's account): trusted by pull
-        requests, or only by jobs in `plan_environment` when that is set."""
+        requests, or, when `plan_environment` is set, only by plan.yml on main in that GitHub environment."""
         return f"github-actions-{self.name}-plan"
 
     @property

@@ -1,6 +1,7 @@
 """Every environment synthesizes, with the stack layout, backends, tags and sizes its config asks for."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 
@@ -180,6 +181,21 @@ def test_non_production_environments_may_share_an_account_and_its_state():
                                             "guardrails.off_reason=shares the account of dev",
                                             "guardrails.cloudtrail=false", "guardrails.guardduty=false"])
     environments.check_isolation(staging, [CONFIGS["dev"], CONFIGS["prod"]])   # no error
+
+
+def test_environments_of_one_account_may_not_have_one_name_prefix_the_other():
+    """The CI boundaries scope an environment's roles as role/<prefix>-*: airflow-dev-* would match airflow-dev-eu's."""
+    staging_in_dev = environments.load("staging", ["account_id=111111111111",
+                                                   "state.bucket=example-airflow-terraform-state-111111111111",
+                                                   "state.key_admin_arns=arn:aws:iam::111111111111:role/platform-admin",
+                                                   "ci_runner.connection_arn=" + CONFIGS["dev"].ci_runner.connection_arn,
+                                                   "guardrails.off_reason=shares the account of dev",
+                                                   "guardrails.cloudtrail=false", "guardrails.guardduty=false"])
+    dev_eu = dataclasses.replace(staging_in_dev, name="dev-eu")
+    with pytest.raises(ConfigError, match=r"^environments\.dev-eu\.name='dev-eu' shares account 111111111111 with dev, "
+                                          r"and role/airflow-dev-\* would match both environments' roles; fix:"):
+        environments.check_isolation(dev_eu, [CONFIGS["dev"]])
+    environments.check_isolation(dataclasses.replace(staging_in_dev, name="deveu"), [CONFIGS["dev"]])   # no error
 
 
 @pytest.mark.parametrize("overrides,message", [

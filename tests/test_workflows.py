@@ -76,33 +76,65 @@ def test_workflows_get_aws_credentials_only_through_oidc_in_the_jobs_that_need_t
     text = (WORKFLOWS / name).read_text()
     assert "aws-access-key-id" not in text and "secrets." not in text
     assert re.search(r"^\s*VAULT_TOKEN:", text, flags=re.M) is None        # no stored Vault token either
-    for job in doc["jobs"].values():
+    for name, job in doc["jobs"].items():
+        if not logins(job):      # plan.yml's comment job: no AWS, no OIDC token, no code checked out
+            assert "id-token" not in job["permissions"] and not any("run" in s or "checkout@" in s.get("uses", "")
+                                                                    for s in job["steps"]), name
+            continue
         assert job["permissions"]["id-token"] == "write" and job["permissions"]["contents"] == "read"
         assert all(set(s["with"]) == {"role-to-assume", "role-session-name", "aws-region"} for s in logins(job))
         assert all(re.fullmatch(r"arn:aws:iam::\d{12}:role/github-actions-[a-z-]+", r) for r in assumed_roles(job))
-        assert assumed_roles(job)
+    assert any(logins(job) for job in doc["jobs"].values())
 
 
-def test_plan_runs_on_pull_requests_and_reruns_when_labels_change():
-    assert set(triggers(load("plan.yml"))) == {"pull_request"}
-    assert {"labeled", "unlabeled", "synchronize"} <= set(triggers(load("plan.yml"))["pull_request"]["types"])
+def test_plan_runs_on_pull_requests_and_main_and_reruns_when_labels_change():
+    on = triggers(load("plan.yml"))
+    assert set(on) == {"pull_request", "push"} and on["push"] == {"branches": ["main"]}
+    assert {"labeled", "unlabeled", "synchronize"} <= set(on["pull_request"]["types"])
 
 
 @pytest.mark.parametrize("job_name", ["plan", "plan-prod"])
-def test_plan_reports_per_stack_as_sticky_comment_and_gates_data_at_risk_on_the_label(job_name):
+def test_plans_take_no_lock_and_report_per_stack(job_name):
     job = load("plan.yml")["jobs"][job_name]
     plan_steps = [s for s in job["steps"] if "terraform -chdir" in s.get("run", "")]
     assert plan_steps and all(f'terraform -chdir="cdktf.out/stacks/$stack" {cmd}' in s["run"]
                               for s in plan_steps for cmd in ("init", "plan", "show -json"))
+    # The plan roles may write no object, lock objects included: a plan that tried to lock would fail.
+    plans = [line for s in plan_steps for line in s["run"].splitlines() if " plan " in line]
+    assert plans and all("-lock=false" in line for line in plans)
     (report,) = [s for s in job["steps"] if "make -s --no-print-directory plan-report" in s.get("run", "")]
     assert "PLAN=plans" in report["run"] and "STATUS_FILE=" in report["run"]
-    (comment,) = [s for s in job["steps"] if s.get("uses", "").startswith("marocchino/sticky-pull-request-comment@")]
-    assert comment["with"]["path"] == "plan-report.md"
-    (gate,) = [s for s in job["steps"] if "approved-data-risk" in s.get("if", "")]
+
+
+def test_pull_request_plan_is_commented_by_a_job_that_runs_none_of_its_code_and_gated_on_the_label():
+    jobs = load("plan.yml")["jobs"]
+    plan, comment = jobs["plan"], jobs["comment"]
+    (upload,) = [s for s in plan["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert upload["with"]["path"] == "plan-report.md"
+    (gate,) = [s for s in plan["steps"] if "approved-data-risk" in s.get("if", "")]
     assert "steps.report.outputs.status == '3'" in gate["if"] and "exit 1" in gate["run"]
-    assert job["permissions"]["pull-requests"] == "write"
-    assert len({s["with"]["header"] for j in load("plan.yml")["jobs"].values() for s in j["steps"]
-                if s.get("uses", "").startswith("marocchino/")}) == 2          # one comment per job
+    assert comment["needs"] == "plan" and comment["permissions"] == {"pull-requests": "write"}
+    assert [s["uses"].split("@")[0] for s in comment["steps"]] == ["actions/download-artifact",
+                                                                  "marocchino/sticky-pull-request-comment"]
+    assert comment["steps"][1]["with"]["path"] == "plan-report.md"
+
+
+def runs_code_of_pull_requests(job: dict) -> bool:
+    """Whether a plan.yml job may run on a pull_request event and execute anything from the checkout."""
+    on_push_only = "github.event_name == 'push'" in job.get("if", "")
+    executes = any("run" in s or "checkout@" in s.get("uses", "") for s in job["steps"])
+    return not on_push_only and executes
+
+
+def test_no_job_running_pull_request_code_holds_the_prod_plan_role_or_pull_request_write():
+    jobs = load("plan.yml")["jobs"]
+    running = {name for name, job in jobs.items() if runs_code_of_pull_requests(job)}
+    assert running == {"plan"}
+    for name in running:
+        assert "pull-requests" not in jobs[name]["permissions"] and "environment" not in jobs[name]
+        assert CONFIGS["prod"].plan_role_arn not in assumed_roles(jobs[name])
+    writers = {name for name, job in jobs.items() if job["permissions"].get("pull-requests") == "write"}
+    assert writers == {"comment"} and not running & writers
 
 
 def test_pull_requests_plan_only_non_production_with_their_plan_roles_and_prod_only_in_prod_plan():
@@ -112,8 +144,10 @@ def test_pull_requests_plan_only_non_production_with_their_plan_roles_and_prod_o
     assert [s["with"]["role-to-assume"] for s in logins(pr)] == [CONFIGS[n].plan_role_arn for n in ("dev", "staging")]
     assert CONFIGS["prod"].account_id not in str(pr)              # not its roles, buckets, keys: nothing of prod
     prod = jobs["plan-prod"]
-    assert (prod["environment"], prod["needs"], assumed_role(prod)) == (
-        CONFIGS["prod"].plan_environment, "plan", CONFIGS["prod"].plan_role_arn)
+    assert (prod["environment"], prod["if"], assumed_role(prod)) == (
+        CONFIGS["prod"].plan_environment, "github.event_name == 'push' && github.ref == 'refs/heads/main'",
+        CONFIGS["prod"].plan_role_arn)
+    assert pr["if"] == "github.event_name == 'pull_request'"
     assert [job for name, job in jobs.items() if CONFIGS["prod"].account_id in str(job)] == [prod]
     plan_layers = load("plan.yml")["env"]["PLAN_LAYERS"].split()
     assert plan_layers == ["infra"]                               # the others need the private cluster and Vault

@@ -12,15 +12,21 @@ in AWS"), so the workflow file and branch are put into `sub` by the repository's
   deploy.yml@refs/heads/main`: that environment's jobs of deploy.yml on main, nothing else. AdministratorAccess,
   bounded by `<prefix>-deploy-boundary` (below).
 - plan role `<name>-<env>-plan`: pull requests' plan.yml (`repo:R:pull_request:job_workflow_ref:R/.github/workflows/
-  plan.yml@refs/pull/*/merge`), or, when the environment names a `plan_environment` (production), only jobs in that
-  protected GitHub environment. ReadOnlyAccess for refresh, this environment's state keys and lock objects, and
-  explicit denies for the data ReadOnlyAccess would also let it read (other objects, parameters, secrets, logs).
+  plan.yml@refs/pull/*/merge`), or, when the environment names a `plan_environment` (production), only plan.yml on
+  main in that protected GitHub environment (`repo:R:environment:<plan_environment>:job_workflow_ref:R/.github/
+  workflows/plan.yml@refs/heads/main`): never a pull request's code. ReadOnlyAccess for refresh, this environment's
+  state keys, no object write or delete at all (plans run with -lock=false, so no plan holds or breaks a .tflock),
+  and explicit denies for the data ReadOnlyAccess would also let it read (other objects, parameters, secrets, logs).
 
 The boundaries ("permissions boundary delegation"): the deploy boundary allows the deploy's work but denies changing
 the CI roles, the OIDC provider, the boundaries, the state bucket and key, other environments' state, stopping or
-deleting CloudTrail and GuardDuty, and creating or changing any IAM role or user that does not carry the workload
-boundary; the workload boundary (on every role the environment's stacks create, stacks/__init__.py) denies the same.
-So no role a deploy creates can do more than the deploy, and the deploy cannot widen its own permissions.
+deleting CloudTrail and GuardDuty, creating or changing any IAM role that is not `<prefix>-*` or does not carry the
+workload boundary, assuming any role that is not `<prefix>-*`, and every IAM user, group policy, long-lived credential
+and new identity provider; the workload boundary (on every role the environment's stacks create,
+stacks/__init__.py) denies the same. So a role the deploy creates is held by the same denies as the deploy and
+cannot reach a role outside the environment, and the deploy cannot widen its own permissions. What IAM cannot
+express: a role's trust policy is not a condition key, so a `<prefix>-*` role may be made to trust another account;
+an organization's resource control policy (`aws:PrincipalOrgID` on sts:AssumeRole) is the stronger control.
 
 An account holds one OIDC provider per URL: pass `existing_oidc_provider_arn` when it already exists.
 """
@@ -67,6 +73,18 @@ BOUNDED_IAM_CHANGES = ["iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:
                        "iam:PutUserPermissionsBoundary", "iam:AttachUserPolicy", "iam:DetachUserPolicy",
                        "iam:PutUserPolicy", "iam:DeleteUserPolicy"]
 BOUNDARY_REMOVALS = ["iam:DeleteRolePermissionsBoundary", "iam:DeleteUserPermissionsBoundary"]
+# Role changes that hand out permissions (or cap someone's): only on the environment's own roles.
+ROLE_CHANGES = [a for a in BOUNDED_IAM_CHANGES if "Role" in a]
+# No stack makes IAM users, groups' policies, long-lived credentials or new identity providers; each would be a way in
+# that outlives a one-hour session (a user's access key, a console password, an OIDC/SAML provider a role trusts).
+LONG_LIVED_IDENTITIES = ["iam:CreateUser", "iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:CreateLoginProfile",
+                         "iam:UpdateLoginProfile", "iam:CreateServiceSpecificCredential",
+                         "iam:ResetServiceSpecificCredential", "iam:UploadSSHPublicKey", "iam:UploadSigningCertificate",
+                         "iam:CreateVirtualMFADevice", "iam:EnableMFADevice", "iam:PutUserPermissionsBoundary",
+                         "iam:AttachUserPolicy", "iam:PutUserPolicy", "iam:AddUserToGroup", "iam:AttachGroupPolicy",
+                         "iam:PutGroupPolicy", "iam:CreateOpenIDConnectProvider", "iam:AddClientIDToOpenIDConnectProvider",
+                         "iam:UpdateOpenIDConnectProviderThumbprint", "iam:CreateSAMLProvider",
+                         "iam:UpdateSAMLProvider"]
 STATE_BUCKET_CHANGES = ["s3:DeleteBucket", "s3:DeleteBucketPolicy", "s3:PutBucket*", "s3:PutEncryptionConfiguration",
                         "s3:PutLifecycleConfiguration", "s3:PutReplicationConfiguration",
                         "s3:PutObjectLockConfiguration", "s3:PutAccelerateConfiguration",
@@ -80,13 +98,29 @@ STATE_KEY_CHANGES = ["kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:Disable
                      "kms:DeleteImportedKeyMaterial"]
 GUARDRAIL_STOPS = ["cloudtrail:StopLogging", "cloudtrail:DeleteTrail", "guardduty:DeleteDetector",
                    "guardduty:DisassociateFromMasterAccount", "guardduty:DisassociateFromAdministratorAccount"]
+OBJECT_WRITES = ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:ReplicateObject", "s3:ReplicateDelete"]
+# Ways to blind the guardrails without stopping them: narrow or redirect the trail, suppress or archive findings. The
+# deploy creates the trail with CreateTrail, StartLogging and tags only, so these are never part of its work.
+GUARDRAIL_CHANGES = ["cloudtrail:UpdateTrail", "cloudtrail:PutEventSelectors", "cloudtrail:PutInsightSelectors",
+                     "cloudtrail:PutResourcePolicy", "cloudtrail:DeleteResourcePolicy",
+                     "cloudtrail:UpdateEventDataStore", "cloudtrail:DeleteEventDataStore",
+                     "cloudtrail:StopEventDataStoreIngestion", "guardduty:CreateFilter", "guardduty:UpdateFilter",
+                     "guardduty:CreateIPSet", "guardduty:UpdateIPSet", "guardduty:ArchiveFindings",
+                     "guardduty:UpdateFindingsFeedback", "guardduty:UpdatePublishingDestination",
+                     "guardduty:DeletePublishingDestination"]
+# What would make the trail's key unusable or hand it to someone else; matched by the key's alias (the key is the
+# infra stack's, its ARN unknown here). Creating the key does not call these; changing its policy later does.
+TRAIL_KEY_CHANGES = ["kms:PutKeyPolicy", "kms:DisableKey", "kms:ScheduleKeyDeletion", "kms:DisableKeyRotation",
+                     "kms:CreateGrant"]
 STATE_OBJECT_ACCESS = ["s3:GetObject*", "s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject"]
 # Data-plane reads AWS ReadOnlyAccess includes (or may include) that no `terraform plan` here needs: values, not
 # configuration. Object reads and secret values are denied separately, with the exceptions a plan does need.
 PLAN_DATA_READS = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:GetParameterHistory",
                    "logs:GetLogEvents", "logs:FilterLogEvents", "logs:StartQuery", "logs:StartLiveTail",
                    "logs:GetLogRecord", "sqs:ReceiveMessage", "dynamodb:GetItem", "dynamodb:BatchGetItem",
-                   "dynamodb:Query", "dynamodb:Scan", "kinesis:GetRecords", "s3:GetObjectTorrent"]
+                   "dynamodb:Query", "dynamodb:Scan", "dynamodb:PartiQLSelect", "kinesis:GetRecords",
+                   "s3:GetObjectTorrent", "lambda:GetFunction", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                   "rds:DownloadDBLogFilePortion", "rds:DownloadCompleteDBLogFile", "cloudtrail:LookupEvents"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,6 +263,7 @@ class CiRoles(Construct):
                                         if p.state_access_log_bucket else [])
         trail_objects = [f"arn:{env.partition}:s3:::{e.trail_bucket}/*" for e in p.environments if e.trail_bucket]
         own_roles = self._arn(f"role/{environment.prefix}-*")
+        trail_aliases = [f"alias/{e.prefix}-cloudtrail" for e in p.environments if e.trail_bucket]
         return [
             iam.statement("DenyChangingCiRoles", IAM_CHANGES, self._arn(f"role/{p.name}-*"), effect="Deny"),
             iam.statement("DenyChangingGitHubOidcProvider", IAM_CHANGES,
@@ -240,6 +275,13 @@ class CiRoles(Construct):
                           condition={"StringNotEquals": {"iam:PermissionsBoundary":
                                                          self._arn(f"policy/{environment.workload_boundary_name}")}}),
             iam.statement("DenyRemovingBoundaries", BOUNDARY_REMOVALS, "*", effect="Deny"),
+            # Only the environment's own roles are created or changed: PutRolePermissionsBoundary on an existing
+            # admin role would otherwise cap it (and AttachRolePolicy then fill it up to the workload boundary).
+            {"Sid": "DenyChangingOtherRoles", "Effect": "Deny", "Action": ROLE_CHANGES, "NotResource": [own_roles]},
+            iam.statement("DenyLongLivedIdentities", LONG_LIVED_IDENTITIES, "*", effect="Deny"),
+            # A role of this environment may assume only another one: without this, a role the deploy creates (with
+            # the workload boundary) could assume any role trusting the account root, e.g. a break-glass admin.
+            {"Sid": "DenyAssumingOtherRoles", "Effect": "Deny", "Action": ["sts:AssumeRole"], "NotResource": [own_roles]},
             # Roles made before (break-glass admins, other environments' roles) are neither passed to a service nor
             # made to trust someone else: the two ways to borrow a role's permissions without assuming it.
             {"Sid": "DenyPassingOrRetrustingOtherRoles", "Effect": "Deny",
@@ -249,6 +291,11 @@ class CiRoles(Construct):
             iam.statement("DenyChangingStateKey", STATE_KEY_CHANGES,
                           [p.state_kms_key_arn, env.arn("kms", p.state_kms_alias)], effect="Deny"),
             iam.statement("DenyStoppingGuardrails", GUARDRAIL_STOPS, "*", effect="Deny"),
+            iam.statement("DenyBlindingGuardrails", GUARDRAIL_CHANGES, "*", effect="Deny"),
+            *([iam.statement("DenyDisablingTrailKeys", TRAIL_KEY_CHANGES, "*", effect="Deny", condition={
+                "ForAnyValue:StringEquals": {"kms:ResourceAliases": trail_aliases}}),
+               iam.statement("DenyMovingTrailKeyAliases", ["kms:DeleteAlias", "kms:UpdateAlias"],
+                             [env.arn("kms", a) for a in trail_aliases], effect="Deny")] if trail_aliases else []),
             *([iam.statement("DenyDeletingAuditLogs", ["s3:DeleteObject", "s3:DeleteObjectVersion"], trail_objects,
                              effect="Deny")] if trail_objects else []),
         ]
@@ -278,9 +325,7 @@ class CiRoles(Construct):
                 # can override, are the rest of the boundary.
                 allow_all_but_account("AllowDeployWork"),
                 *protections,
-                iam.statement("DenyOtherEnvironmentsState", STATE_OBJECT_ACCESS, self._other_state(e), effect="Deny"),
-                {"Sid": "DenyAssumingOtherRoles", "Effect": "Deny", "Action": ["sts:AssumeRole"],
-                 "NotResource": [self._arn(f"role/{e.prefix}-*")]}))
+                iam.statement("DenyOtherEnvironmentsState", STATE_OBJECT_ACCESS, self._other_state(e), effect="Deny")))
         workload_boundary = iam_policy.IamPolicy(
             scope, "workload-boundary", name=e.workload_boundary_name,
             description=f"Permissions boundary of every IAM role of {e.prefix}'s stacks",
@@ -303,13 +348,15 @@ class CiRoles(Construct):
             scope, "deploy-administrator", role=deploy.name,
             policy_arn=f"arn:{env.partition}:iam::aws:policy/AdministratorAccess")
 
-        context = f"environment:{e.plan_environment}" if e.plan_environment else "pull_request"
-        self.plan_subjects[e.name] = (subject(repo, context, p.plan_workflow, PULL_REQUEST_REF),)
+        # A protected plan environment is planned from the deploy branch's merged code only, never a pull request's.
+        context, ref = ((f"environment:{e.plan_environment}", f"refs/heads/{p.deploy_branch}") if e.plan_environment
+                        else ("pull_request", PULL_REQUEST_REF))
+        self.plan_subjects[e.name] = (subject(repo, context, p.plan_workflow, ref),)
         plan = iam_role.IamRole(
             scope, "plan-role", name=f"{p.name}-{e.name}-plan", max_session_duration=session,
             force_detach_policies=True,
             description=f"terraform plan of {e.name} from {p.repository}'s {p.plan_workflow} "
-                        f"({'GitHub environment ' + e.plan_environment if e.plan_environment else 'pull requests'})",
+                        f"({e.plan_environment + ' on ' + p.deploy_branch if e.plan_environment else 'pull requests'})",
             assume_role_policy=github_trust_policy(self.oidc_provider_arn, list(self.plan_subjects[e.name])))
         iam_role_policy_attachment.IamRolePolicyAttachment(
             scope, "plan-read-only", role=plan.name, policy_arn=f"arn:{env.partition}:iam::aws:policy/ReadOnlyAccess")
@@ -322,12 +369,10 @@ class CiRoles(Construct):
     def _plan_policy(self, e: CiEnvironment) -> str:
         p, env = self._props, self._env
         own_state = f"{self._bucket_arn}/{e.state_prefix}/*"
-        own_locks = f"{self._bucket_arn}/{e.state_prefix}/*.tflock"
         secrets = [env.arn("secretsmanager", f"secret:{name}-??????") for name in e.plan_secret_names]
         return iam.policy_document(
             iam.statement("ListState", ["s3:ListBucket"], self._bucket_arn),
             iam.statement("ReadState", ["s3:GetObject"], own_state),
-            iam.statement("WriteLockObjects", ["s3:PutObject", "s3:DeleteObject"], own_locks),
             iam.statement("UseStateKey", ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                           p.state_kms_key_arn),
             # The aws_secretsmanager_random_password data source: a random string, no stored secret.
@@ -336,8 +381,8 @@ class CiRoles(Construct):
             # ReadOnlyAccess reads every object of every bucket: none but this environment's state.
             {"Sid": "DenyOtherObjects", "Effect": "Deny", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
              "NotResource": [own_state]},
-            {"Sid": "DenyWritesButLocks", "Effect": "Deny", "Action": ["s3:PutObject", "s3:DeleteObject"],
-             "NotResource": [own_locks]},
+            # A plan writes nothing: no state, no lock object (plan.yml plans with -lock=false).
+            iam.statement("DenyObjectWrites", OBJECT_WRITES, "*", effect="Deny"),
             {"Sid": "DenySecretValues", "Effect": "Deny", "Action": ["secretsmanager:GetSecretValue"],
              **({"NotResource": secrets} if secrets else {"Resource": "*"})},
             iam.statement("DenyDataReads", PLAN_DATA_READS, "*", effect="Deny"))

@@ -74,6 +74,8 @@ def deploy_policy(managed: ManagedVault) -> dict[str, Any]:
     paths: dict[str, list[str]] = {
         # The provider's child token (max_lease_ttl_seconds), created under this token.
         "auth/token/create": ["update"],
+        # The provider reads its own token (the `default` policy's grant, which the role leaves out).
+        "auth/token/lookup-self": ["read"],
         "sys/mounts": ["read"],
         "sys/auth": ["read"],
     }
@@ -156,6 +158,9 @@ class VaultCiAuth(Construct):
             bound_claims_type="string", user_claim="job_workflow_ref",
             token_policies=[self.policy.name], token_ttl=s.token_ttl, token_max_ttl=s.token_max_ttl,
             # service, not batch: the provider creates a child token, which batch tokens cannot.
-            token_type="service"))
+            token_type="service",
+            # Only the deploy policy: Vault's `default` policy (cubbyhole, response wrapping, identity lookups) is not
+            # something a deploy needs; what it does need of it is listed in the deploy policy.
+            token_no_default_policy=True))
         self.auth_path: str = AUTH_PATH
         self.role_name: str = ROLE

@@ -5,6 +5,7 @@ import pytest
 
 from modules.aws.ci_roles import BOUNDED_IAM_CHANGES, CiEnvironment, CiRoles, CiRolesProps, subject
 from tests.conftest import TEST_ACCOUNT, synth
+from tests.iam_eval import ADMINISTRATOR_ACCESS, allowed
 
 KEY = f"arn:aws:kms:eu-west-1:{TEST_ACCOUNT}:key/state"
 BUCKET = "example-airflow-terraform-state"
@@ -78,12 +79,13 @@ def test_plan_role_of_a_non_production_environment_trusts_only_pull_requests_of_
         SUB: [f"repo:{REPO}:pull_request:job_workflow_ref:{REPO}/.github/workflows/plan.yml@refs/pull/*/merge"]}
 
 
-def test_plan_role_of_production_trusts_only_its_protected_plan_environment(stack):
+def test_plan_role_of_production_trusts_only_the_plan_workflow_on_main_in_its_protected_environment(stack):
     CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (PROD,)}))
     role = roles_by_name(synth(stack)["resource"])["github-actions-prod-plan"]
+    assert "StringLike" not in trust(role)["Condition"]              # exact subject: no pull request number
     (only,) = subjects(role)
-    assert only == f"repo:{REPO}:environment:prod-plan:job_workflow_ref:{REPO}/.github/workflows/plan.yml@refs/pull/*/merge"
-    assert ":pull_request:" not in only
+    assert only == f"repo:{REPO}:environment:prod-plan:job_workflow_ref:{REPO}/.github/workflows/plan.yml@refs/heads/main"
+    assert ":pull_request:" not in only and "refs/pull/" not in only
 
 
 def test_no_role_is_trusted_by_two_environments_subjects(stack):
@@ -164,6 +166,61 @@ def test_deploy_boundary_keeps_the_deploy_off_other_state_and_other_roles(stack)
                                            "NotResource": [f"arn:aws:iam::{TEST_ACCOUNT}:role/airflow-dev-*"]}
 
 
+def test_no_role_the_deploy_creates_gets_it_out_of_its_boundary(stack):
+    """The chain the review found: create a prefix role with the workload boundary and AdministratorAccess, assume
+    it, and from it assume a role that trusts the account root (a break-glass admin). Each step as IAM evaluates it."""
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (DEV, STAGING)}))
+    policies = policies_by_name(synth(stack)["resource"])
+    iam = f"arn:aws:iam::{TEST_ACCOUNT}"
+    workload_boundary = f"{iam}:policy/airflow-dev-workload-boundary"
+    deploy = dict(identity=[ADMINISTRATOR_ACCESS], boundary=policies["airflow-dev-deploy-boundary"])
+    created = dict(identity=[ADMINISTRATOR_ACCESS], boundary=policies["airflow-dev-workload-boundary"])
+    bounded = {"iam:PermissionsBoundary": workload_boundary}
+    # The deploy's own work stays possible: its environment's roles, with the workload boundary.
+    assert allowed("iam:CreateRole", f"{iam}:role/airflow-dev-x", context=bounded, **deploy)
+    assert allowed("iam:AttachRolePolicy", f"{iam}:role/airflow-dev-x", context=bounded, **deploy)
+    assert allowed("sts:AssumeRole", f"{iam}:role/airflow-dev-x", **deploy)
+    for session in (deploy, created):
+        assert not allowed("sts:AssumeRole", f"{iam}:role/platform-admin", **session)
+        assert not allowed("sts:AssumeRole", f"{iam}:role/airflow-staging-x", **session)
+        # Roles outside the prefix, even with the workload boundary; capping an existing admin role and filling it.
+        for action in ("iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy", "iam:PutRolePolicy"):
+            assert not allowed(action, f"{iam}:role/platform-admin", context=bounded, **session), action
+        # Long-lived credentials and new identity providers a role could trust.
+        for action, resource in (("iam:CreateUser", "user/x"), ("iam:CreateAccessKey", "user/break-glass"),
+                                 ("iam:CreateLoginProfile", "user/break-glass"),
+                                 ("iam:UpdateLoginProfile", "user/break-glass"),
+                                 ("iam:CreateServiceSpecificCredential", "user/break-glass"),
+                                 ("iam:AttachUserPolicy", "user/break-glass"),
+                                 ("iam:PutGroupPolicy", "group/admins"),
+                                 ("iam:CreateOpenIDConnectProvider", "oidc-provider/evil.example.com"),
+                                 ("iam:CreateSAMLProvider", "saml-provider/evil")):
+            assert not allowed(action, f"{iam}:{resource}", context=bounded, **session), action
+
+
+@pytest.mark.parametrize("boundary", ["airflow-dev-deploy-boundary", "airflow-dev-workload-boundary"])
+def test_guardrails_cannot_be_blinded_only_created(stack, boundary):
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (DEV, STAGING)}))
+    session = dict(identity=[ADMINISTRATOR_ACCESS], boundary=policies_by_name(synth(stack)["resource"])[boundary])
+    trail = f"arn:aws:cloudtrail:eu-west-1:{TEST_ACCOUNT}:trail/airflow-dev-trail"
+    for action in ("cloudtrail:CreateTrail", "cloudtrail:StartLogging", "cloudtrail:AddTags"):   # what creating does
+        assert allowed(action, trail, **session), action
+    for action in ("cloudtrail:UpdateTrail", "cloudtrail:PutEventSelectors", "cloudtrail:StopLogging",
+                   "cloudtrail:DeleteTrail"):
+        assert not allowed(action, trail, **session), action
+    detector = f"arn:aws:guardduty:eu-west-1:{TEST_ACCOUNT}:detector/d"
+    for action in ("guardduty:CreateFilter", "guardduty:CreateIPSet", "guardduty:ArchiveFindings",
+                   "guardduty:DeleteDetector"):
+        assert not allowed(action, detector, **session), action
+    key = f"arn:aws:kms:eu-west-1:{TEST_ACCOUNT}:key/trail"
+    trail_key = {"kms:ResourceAliases": ["alias/airflow-dev-cloudtrail"]}
+    assert allowed("kms:CreateKey", "*", **session) and allowed("kms:PutKeyPolicy", key, **session)  # other keys
+    for action in ("kms:PutKeyPolicy", "kms:DisableKey", "kms:ScheduleKeyDeletion", "kms:DisableKeyRotation"):
+        assert not allowed(action, key, context=trail_key, **session), action
+    assert not allowed("kms:DeleteAlias", f"arn:aws:kms:eu-west-1:{TEST_ACCOUNT}:alias/airflow-dev-cloudtrail",
+                       **session)
+
+
 def test_workload_boundary_keeps_workloads_off_terraform_state(stack):
     CiRoles(stack, "ci", props=CiRolesProps(**BASE))
     s = by_sid(policies_by_name(synth(stack)["resource"])["airflow-dev-workload-boundary"])
@@ -182,16 +239,32 @@ def test_plan_role_reads_its_own_state_and_locks_and_no_other_object_or_secret(s
             if sid != "DenyDataReads"} == {
         "ListState": ("Allow", ["s3:ListBucket"], bucket),
         "ReadState": ("Allow", ["s3:GetObject"], f"{bucket}/dev/*"),
-        "WriteLockObjects": ("Allow", ["s3:PutObject", "s3:DeleteObject"], f"{bucket}/dev/*.tflock"),
         "UseStateKey": ("Allow", ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], KEY),
         "GenerateRandomPasswords": ("Allow", ["secretsmanager:GetRandomPassword"], "*"),
         # ReadOnlyAccess reads every object: NotResource takes all but this environment's state away again.
         "DenyOtherObjects": ("Deny", ["s3:GetObject", "s3:GetObjectVersion"], [f"{bucket}/dev/*"]),
-        "DenyWritesButLocks": ("Deny", ["s3:PutObject", "s3:DeleteObject"], [f"{bucket}/dev/*.tflock"]),
+        "DenyObjectWrites": ("Deny", ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:ReplicateObject",
+                                      "s3:ReplicateDelete"], "*"),
         "DenySecretValues": ("Deny", ["secretsmanager:GetSecretValue"], "*")}
-    assert {"ssm:GetParameter", "logs:GetLogEvents", "sqs:ReceiveMessage"} <= set(s["DenyDataReads"]["Action"])
+    assert {"ssm:GetParameter", "logs:GetLogEvents", "sqs:ReceiveMessage", "lambda:GetFunction", "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer", "rds:DownloadDBLogFilePortion", "dynamodb:PartiQLSelect",
+            "cloudtrail:LookupEvents"} <= set(s["DenyDataReads"]["Action"])     # code, images, DB logs, events
     attached = {a["policy_arn"] for a in res["aws_iam_role_policy_attachment"].values() if "_plan-role_" in a["role"]}
     assert attached == {"arn:aws:iam::aws:policy/ReadOnlyAccess"}
+
+
+@pytest.mark.parametrize("env", [DEV, PROD])
+def test_plan_role_writes_and_deletes_no_object_not_even_a_lock(stack, env):
+    """Whatever its attached policies allow (stood in for by AdministratorAccess), the plan role's own denies leave it
+    no object write: it can neither hold nor break a .tflock of an apply."""
+    CiRoles(stack, "ci", props=CiRolesProps(**{**BASE, "environments": (env,)}))
+    plan = inline_policy(synth(stack)["resource"], f"github-actions-{env.name}-plan")
+    for key in (f"{env.state_prefix}/infra.tfstate.tflock", f"{env.state_prefix}/infra.tfstate", "other/x"):
+        for action in ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectAcl"):
+            assert not allowed(action, f"arn:aws:s3:::{BUCKET}/{key}", identity=[ADMINISTRATOR_ACCESS, plan]), (
+                action, key)
+    assert allowed("s3:GetObject", f"arn:aws:s3:::{BUCKET}/{env.state_prefix}/infra.tfstate",
+                   identity=[ADMINISTRATOR_ACCESS, plan])
 
 
 def test_production_plan_reads_the_secrets_its_data_sources_need_and_no_others(stack):
