@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from environments import NAMES
 from tools import render_releases as rr
@@ -336,3 +337,14 @@ def test_every_workload_pod_in_the_airflow_namespace_is_named_after_the_release(
     assert {"airflow-scheduler", "airflow-api-server", "airflow-worker", "airflow-pgbouncer"} <= {
         m.name for m in workloads}
     assert [str(m) for m in workloads if not m.name.startswith("airflow-")] == []
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_the_rendered_task_pod_template_carries_the_component_the_launcher_policy_allows(rendered, env):
+    from modules.platform import admission
+    _, manifests, _ = rendered[env]
+    (template,) = [yaml.safe_load(m.body["data"]["pod_template_file.yaml"]) for m in manifests
+                   if m.kind == "ConfigMap" and "pod_template_file.yaml" in (m.body.get("data") or {})]
+    assert template["metadata"]["labels"]["component"] == admission.TASK_COMPONENT
+    # Its serviceAccountName is chart 1.21's workers.kubernetes.serviceAccount, which the 1.18 proxy lacks
+    # (rr.PROXY_GAPS); tests/modules/platform/test_admission.py checks the policy against that account.

@@ -151,6 +151,9 @@ EXECUTOR_LABEL = "kubernetes_executor"
 POD_IDENTITY_AUDIENCE = "pods.eks.amazonaws.com"
 TASK_TOKEN_AUDIENCES = (k8s.VAULT_TOKEN_AUDIENCE, POD_IDENTITY_AUDIENCE)
 CONNECT_SUBRESOURCES = ("pods/attach", "pods/exec", "pods/portforward")
+# The chart's pod template file labels task pods `component: worker` (as Celery workers are). The chart's Services
+# select their pods by tier/component/release, so a launched pod may carry no other component.
+TASK_COMPONENT = "worker"
 
 
 def service_account_username(namespace: str, service_account: str) -> str:
@@ -177,6 +180,12 @@ def launcher_rules(*, task_service_account: str, release: str = k8s.AIRFLOW_RELE
              f"The scheduler and the workers may only create or change pods labelled {EXECUTOR_LABEL} (any value): "
              "the label keeps them out of the network policy that admits Airflow components to PgBouncer. The "
              f"KubernetesExecutor sets it; give KubernetesPodOperator pods one too (e.g. {EXECUTOR_LABEL}: kpo)."),
+        Rule("componentLabel",
+             f'{not_connect} || !has(object.metadata.labels) || !("component" in object.metadata.labels)'
+             f' || object.metadata.labels["component"] == "{TASK_COMPONENT}"',
+             f"The scheduler and the workers may only create or change pods whose component label, if any, is "
+             f"{TASK_COMPONENT} (the task pods' one): with another (api-server, pgbouncer, ...) the pod would join "
+             "that component's Service and receive its clients' requests."),
         Rule("tokenAudiences",
              f"{not_connect} || !has(object.spec.volumes) || object.spec.volumes.all(v, !has(v.projected)"
              " || !has(v.projected.sources) || v.projected.sources.all(s, !has(s.serviceAccountToken)"

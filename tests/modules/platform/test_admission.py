@@ -322,6 +322,9 @@ LAUNCHER_BAD = {
     # ... labelled as the scheduler, to pass the PgBouncer network policy.
     "no-executor-label": ("executorLabel", lambda pod: pod["metadata"]["labels"].pop("kubernetes_executor")),
     "no-labels": ("executorLabel", lambda pod: pod["metadata"].pop("labels")),
+    # ... or as the API server or PgBouncer, to join their Service and receive their clients' requests.
+    "api-server-component": ("componentLabel", lambda pod: pod["metadata"]["labels"].update(component="api-server")),
+    "pgbouncer-component": ("componentLabel", lambda pod: pod["metadata"]["labels"].update(component="pgbouncer")),
     "sts-token": ("tokenAudiences", _add_token("sts.amazonaws.com")),
     "kubernetes-api-audience-token": ("tokenAudiences", _add_token("https://kubernetes.default.svc")),
 }
@@ -341,7 +344,8 @@ def test_a_worker_cannot_patch_a_component_pod_to_run_its_own_code():
                                   labels={"tier": "airflow", "component": "api-server", "release": "airflow"})
     api_server["spec"]["serviceAccountName"] = SA["apiServer"]
     api_server["spec"]["containers"][0]["image"] = "attacker/image:latest"
-    assert launcher_failing(api_server, user=WORKER, operation="UPDATE") == {"taskServiceAccount", "executorLabel"}
+    assert launcher_failing(api_server, user=WORKER, operation="UPDATE") == {
+        "taskServiceAccount", "executorLabel", "componentLabel"}
 
 
 # (a) of the finding: exec into the API server or scheduler and read its Vault token.
