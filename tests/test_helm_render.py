@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from environments import NAMES
 from tools import render_releases as rr
@@ -265,3 +266,85 @@ def test_checkov_runs_over_a_release_in_its_namespace_and_names_the_release():
     ids = {f["check_id"] for f in failures}
     assert "CKV_K8S_16" in ids and {f["release"] for f in failures} == {"r"}
     assert "CKV_K8S_21" not in ids        # the release namespace is given, so no "default namespace" finding
+
+
+# ---- who may create, change and exec into pods in the Airflow namespace ------------------------------------------
+
+_POD_WRITES = {("pods", verb) for verb in ("create", "update", "patch", "*")} | {
+    (sub, verb) for sub in ("pods/exec", "pods/attach", "pods/portforward", "pods/*", "*") for verb in ("create", "get", "*")}
+
+
+def _grants_pod_writes(role: dict) -> bool:
+    return any(("" in r.get("apiGroups", []) or "*" in r.get("apiGroups", []))
+               and any((res, verb) in _POD_WRITES for res in r.get("resources", []) for verb in r.get("verbs", []))
+               for r in role.get("rules") or [])
+
+
+def pod_writers(manifests: list[rr.Manifest], namespace: str) -> set[str]:
+    """Usernames of the service accounts that a rendered (Cluster)RoleBinding lets create, patch or exec into pods
+    in `namespace`."""
+    roles = {(m.kind, m.namespace, m.name): m.body for m in manifests if m.kind in ("Role", "ClusterRole")}
+    out = set()
+    for m in manifests:
+        if m.kind not in ("RoleBinding", "ClusterRoleBinding") or (m.kind == "RoleBinding" and m.namespace != namespace):
+            continue
+        ref = m.body["roleRef"]
+        role = roles.get((ref["kind"], m.namespace if ref["kind"] == "Role" else None, ref["name"]))
+        if role is None or not _grants_pod_writes(role):
+            continue
+        out |= {f"system:serviceaccount:{s.get('namespace', m.namespace)}:{s['name']}"
+                for s in m.body.get("subjects") or [] if s["kind"] == "ServiceAccount"}
+    return out
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_the_launcher_policy_covers_every_account_the_chart_lets_write_or_exec_pods(rendered, env):
+    from modules.platform import admission
+    _, manifests, _ = rendered[env]
+    policy = one(manifests, "ValidatingAdmissionPolicy", admission.LAUNCHER_POLICY_NAME).body
+    (condition,) = policy["spec"]["matchConditions"]
+    covered = set(re.findall(r'"([^"]+)"', condition["expression"]))
+    # Chart 1.18/1.21 templates/rbac/pod-launcher-rolebinding.yaml binds its Role (pods create/patch/delete,
+    # pods/exec) to the scheduler and, for CeleryExecutor, the Celery workers: the accounts the policy confines.
+    writers = pod_writers(manifests, "airflow")
+    in_namespace = {w for w in writers if w.startswith("system:serviceaccount:airflow:")}
+    assert in_namespace == covered == {
+        "system:serviceaccount:airflow:airflow-scheduler", "system:serviceaccount:airflow:airflow-worker"}
+    # Cluster-wide controllers that may create pods anywhere (cert-manager's ACME solver pods, KEDA's ScaledJobs)
+    # run in their own namespaces, where no DAG code runs.
+    assert writers - in_namespace == {"system:serviceaccount:cert-manager:cert-manager",
+                                      "system:serviceaccount:keda:keda-operator"}
+    launcher_role = one(manifests, "Role", "airflow-pod-launcher-role").body
+    assert {"create"} <= {v for r in launcher_role["rules"] if "pods/exec" in r["resources"] for v in r["verbs"]}
+
+
+def test_pod_writers_sees_a_new_binding_to_an_exec_role(rendered):
+    _, manifests, _ = rendered["dev"]
+    binding = copy.deepcopy(one(manifests, "RoleBinding", "airflow-pod-log-reader-rolebinding").body)
+    binding["roleRef"]["name"] = "airflow-pod-launcher-role"
+    extra = rr.Manifest("x", "t", binding, _default_ns="airflow")
+    assert pod_writers([*manifests, extra], "airflow") - pod_writers(manifests, "airflow") == {
+        "system:serviceaccount:airflow:airflow-api-server", "system:serviceaccount:airflow:airflow-triggerer"}
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_every_workload_pod_in_the_airflow_namespace_is_named_after_the_release(rendered, env):
+    # The launcher policy refuses exec/attach/port-forward into pods named `airflow-*` (on CONNECT admission sees
+    # only the pod's name): so every pod a rendered workload starts there must be so named. Task pods come from the
+    # pod template file (a ConfigMap), named by the executor after DAG and task.
+    _, manifests, _ = rendered[env]
+    workloads = [m for m in manifests if m.namespace == "airflow" and m.kind in rr._POD_TEMPLATE_PATHS]
+    assert {"airflow-scheduler", "airflow-api-server", "airflow-worker", "airflow-pgbouncer"} <= {
+        m.name for m in workloads}
+    assert [str(m) for m in workloads if not m.name.startswith("airflow-")] == []
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_the_rendered_task_pod_template_carries_the_component_the_launcher_policy_allows(rendered, env):
+    from modules.platform import admission
+    _, manifests, _ = rendered[env]
+    (template,) = [yaml.safe_load(m.body["data"]["pod_template_file.yaml"]) for m in manifests
+                   if m.kind == "ConfigMap" and "pod_template_file.yaml" in (m.body.get("data") or {})]
+    assert template["metadata"]["labels"]["component"] == admission.TASK_COMPONENT
+    # Its serviceAccountName is chart 1.21's workers.kubernetes.serviceAccount, which the 1.18 proxy lacks
+    # (rr.PROXY_GAPS); tests/modules/platform/test_admission.py checks the policy against that account.

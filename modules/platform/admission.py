@@ -11,6 +11,12 @@ refuses, whatever the pod spec says (docs/airflow.md, "What DAG code cannot do")
 Every expression is plain Kubernetes CEL and guards each optional field with `has()` (a missing field is an
 evaluation error in CEL, and with failurePolicy Fail an error denies the pod with a less helpful message).
 tests/modules/platform/test_admission.py evaluates each one with cel-python against good and bad pod specs.
+
+A second policy, `airflow-pod-launchers`, governs what the pod launchers may do: the chart binds its pod-launcher
+Role (pods create/patch/delete, pods/exec) to the scheduler (KubernetesExecutor) and to the Celery workers
+(KubernetesPodOperator), and the workers run DAG code. Without it that code could create a pod under another
+component's service account with a Vault-audience token (that component's Vault role and Pod Identity AWS role),
+patch a component's pod to run another image, or exec into the API server or scheduler and read its Vault token.
 Pure data: no cdktf import.
 """
 from __future__ import annotations
@@ -132,6 +138,100 @@ def pod_policy_binding(namespace: str = k8s.AIRFLOW_NAMESPACE) -> dict[str, Any]
                      "matchResources": {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}}}
 
 
-def pod_admission_objects(namespace: str = k8s.AIRFLOW_NAMESPACE) -> list[dict[str, Any]]:
-    """Both objects, for the platform-bootstrap chart."""
-    return [pod_policy(), pod_policy_binding(namespace)]
+# ---- what the pod launchers (scheduler, Celery workers) may do to pods ----------------------------------------
+
+LAUNCHER_POLICY_NAME = "airflow-pod-launchers"
+# Set by the KubernetesExecutor on every task pod after the pod template; a DAG's pod_override can change the value
+# but not remove the key (cncf.kubernetes PodGenerator). network_policy.DATABASE_CLIENTS leaves such pods out.
+EXECUTOR_LABEL = "kubernetes_executor"
+# Token audiences a task pod legitimately carries, besides the API server's own (a projection without `audience`,
+# e.g. the kube-api-access volume): Vault's (airflow.vault_identity, the task Vault role), and EKS Pod Identity's,
+# which the Pod Identity webhook projects into every pod whose service account has an association (the task
+# account has one, for its logs) before validating admission runs.
+POD_IDENTITY_AUDIENCE = "pods.eks.amazonaws.com"
+TASK_TOKEN_AUDIENCES = (k8s.VAULT_TOKEN_AUDIENCE, POD_IDENTITY_AUDIENCE)
+CONNECT_SUBRESOURCES = ("pods/attach", "pods/exec", "pods/portforward")
+# The chart's pod template file labels task pods `component: worker` (as Celery workers are). The chart's Services
+# select their pods by tier/component/release, so a launched pod may carry no other component.
+TASK_COMPONENT = "worker"
+
+
+def service_account_username(namespace: str, service_account: str) -> str:
+    """`request.userInfo.username` of a request made with a service account's token."""
+    return f"system:serviceaccount:{namespace}:{service_account}"
+
+
+def launcher_rules(*, task_service_account: str, release: str = k8s.AIRFLOW_RELEASE) -> tuple[Rule, ...]:
+    """On CONNECT the API server hands admission only the options (PodExecOptions, ...) and the pod's name, never
+    the pod: so the exec rule goes by name. Every pod the chart runs is named after the release (`<release>-`:
+    Deployments, StatefulSets, Jobs); task pods are named after their DAG and task, so DAG code can still exec into
+    the pods it launched (KubernetesPodOperator's XCom sidecar) but not into an Airflow component."""
+    not_connect = 'request.operation == "CONNECT"'
+    audiences = ", ".join(f'"{a}"' for a in TASK_TOKEN_AUDIENCES)
+    return (
+        Rule("taskServiceAccount",
+             f"{not_connect} || (has(object.spec.serviceAccountName)"
+             f' && object.spec.serviceAccountName == "{task_service_account}")',
+             f"The scheduler and the workers may only create or change pods that run as {task_service_account} "
+             "(the task pods' service account): another account's pod would get that account's Vault role and "
+             "AWS role. Set service_account_name to it in pod_override / KubernetesPodOperator."),
+        Rule("executorLabel",
+             f'{not_connect} || (has(object.metadata.labels) && "{EXECUTOR_LABEL}" in object.metadata.labels)',
+             f"The scheduler and the workers may only create or change pods labelled {EXECUTOR_LABEL} (any value): "
+             "the label keeps them out of the network policy that admits Airflow components to PgBouncer. The "
+             f"KubernetesExecutor sets it; give KubernetesPodOperator pods one too (e.g. {EXECUTOR_LABEL}: kpo)."),
+        Rule("componentLabel",
+             f'{not_connect} || !has(object.metadata.labels) || !("component" in object.metadata.labels)'
+             f' || object.metadata.labels["component"] == "{TASK_COMPONENT}"',
+             f"The scheduler and the workers may only create or change pods whose component label, if any, is "
+             f"{TASK_COMPONENT} (the task pods' one): with another (api-server, pgbouncer, ...) the pod would join "
+             "that component's Service and receive its clients' requests."),
+        Rule("tokenAudiences",
+             f"{not_connect} || !has(object.spec.volumes) || object.spec.volumes.all(v, !has(v.projected)"
+             " || !has(v.projected.sources) || v.projected.sources.all(s, !has(s.serviceAccountToken)"
+             f" || !has(s.serviceAccountToken.audience) || s.serviceAccountToken.audience in [{audiences}]))",
+             "The scheduler and the workers may only create pods whose projected service-account tokens are for "
+             f"the API server, Vault or EKS Pod Identity ({', '.join(TASK_TOKEN_AUDIENCES)}): a token for another "
+             "audience would let the pod sign in elsewhere as the task account."),
+        Rule("noConnectToComponents",
+             f'request.operation != "CONNECT" || !request.name.startsWith("{release}-")',
+             f"The scheduler and the workers may not exec, attach or port-forward into pods named {release}-*: "
+             "those are Airflow's own components (API server, scheduler, ...), whose Vault and AWS tokens DAG code "
+             "must not read."),
+    )
+
+
+def launcher_policy(*, launchers: tuple[str, ...], task_service_account: str,
+                    namespace: str = k8s.AIRFLOW_NAMESPACE, release: str = k8s.AIRFLOW_RELEASE) -> dict[str, Any]:
+    """The ValidatingAdmissionPolicy for requests made by the `launchers` service accounts (matchConditions: anyone
+    else, e.g. an operator's `kubectl exec`, is not subject to it): pod CREATE/UPDATE (the whole pod, so also a
+    patch of an existing component pod) and CONNECT to pods/exec, attach and portforward. Fail closed."""
+    usernames = ", ".join(f'"{service_account_username(namespace, sa)}"' for sa in launchers)
+    return {"apiVersion": API_VERSION, "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": LAUNCHER_POLICY_NAME},
+            "spec": {"failurePolicy": "Fail",
+                     "matchConstraints": {"resourceRules": [
+                         {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                          "resources": ["pods", "pods/ephemeralcontainers"]},
+                         {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CONNECT"],
+                          "resources": list(CONNECT_SUBRESOURCES)}]},
+                     "matchConditions": [{"name": "pod-launcher",
+                                          "expression": f"request.userInfo.username in [{usernames}]"}],
+                     "validations": [rule.validation() for rule in
+                                     launcher_rules(task_service_account=task_service_account, release=release)]}}
+
+
+def launcher_policy_binding(namespace: str = k8s.AIRFLOW_NAMESPACE) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": LAUNCHER_POLICY_NAME},
+            "spec": {"policyName": LAUNCHER_POLICY_NAME, "validationActions": ["Deny"],
+                     "matchResources": {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}}}
+
+
+def pod_admission_objects(namespace: str = k8s.AIRFLOW_NAMESPACE, *, launchers: tuple[str, ...],
+                          task_service_account: str, release: str = k8s.AIRFLOW_RELEASE) -> list[dict[str, Any]]:
+    """Both policies and their bindings, for the platform-bootstrap chart."""
+    return [pod_policy(), pod_policy_binding(namespace),
+            launcher_policy(launchers=launchers, task_service_account=task_service_account, namespace=namespace,
+                            release=release),
+            launcher_policy_binding(namespace)]

@@ -450,8 +450,11 @@ class Airflow(Construct):
                 cache_endpoint=p.cache_endpoint, cache_port=p.cache_port,
                 cache_auth_token_secret_arn=p.cache_auth_token_secret_arn, settings=p.settings):
             p.bootstrap.add_object(obj)
-        # What the pods this release and its DAGs launch may ask of their node (modules/platform/admission.py).
-        for obj in admission.pod_admission_objects(k8s.AIRFLOW_NAMESPACE):
+        # What the pods this release and its DAGs launch may ask of their node, and what the chart's pod launchers
+        # (scheduler, Celery workers: its pod-launcher RoleBinding) may do to pods (modules/platform/admission.py).
+        sa = service_accounts()
+        for obj in admission.pod_admission_objects(k8s.AIRFLOW_NAMESPACE, launchers=(sa["scheduler"], sa["celery"]),
+                                                   task_service_account=sa["kubernetes"]):
             p.bootstrap.add_object(obj)
         self.values: dict[str, Any] = airflow_values(
             settings=p.settings, domain=p.domain, region=p.region, dags_bucket=p.dags_bucket,

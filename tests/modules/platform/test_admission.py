@@ -215,10 +215,196 @@ def test_binding_denies_in_the_airflow_namespace_only():
     assert binding["spec"] == {
         "policyName": admission.POLICY_NAME, "validationActions": ["Deny"],
         "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "airflow"}}}}
-    assert pod_admission_objects() == [pod_policy(), binding]
+    assert pod_admission_objects(launchers=("s", "w"), task_service_account="t")[:2] == [pod_policy(), binding]
 
 
 def test_system_node_names_match_the_add_ons_and_the_node_group():
     from modules.platform.addons import SYSTEM_NODE_SELECTOR, _CRITICAL_ADDONS
     assert SYSTEM_NODE_SELECTOR == dict([admission.SYSTEM_NODE_LABEL])
     assert [t["key"] for t in _CRITICAL_ADDONS] == [k8s.SYSTEM_NODE_TAINT_KEY]
+
+
+# ---- the pod launchers' policy: what the scheduler and DAG code in a Celery worker may do to pods -----------------
+
+from modules.platform.airflow import service_accounts  # noqa: E402  (kept with the tests that use it)
+
+SA = service_accounts()
+LAUNCHERS = (SA["scheduler"], SA["celery"])
+LAUNCHER_POLICY = admission.launcher_policy(launchers=LAUNCHERS, task_service_account=SA["kubernetes"])
+(_MATCH,) = LAUNCHER_POLICY["spec"]["matchConditions"]
+_MATCH_PROGRAM = _ENV.program(_ENV.compile(_MATCH["expression"]))
+_LAUNCHER_RULES = admission.launcher_rules(task_service_account=SA["kubernetes"])
+_LAUNCHER_PROGRAMS = {rule.name: _ENV.program(_ENV.compile(rule.expression)) for rule in _LAUNCHER_RULES}
+WORKER = admission.service_account_username("airflow", SA["celery"])
+SCHEDULER = admission.service_account_username("airflow", SA["scheduler"])
+HUMAN = "arn:aws:sts::123456789012:assumed-role/platform-admin/alice"
+
+
+def launcher_failing(obj: dict, *, user: str, operation: str = "CREATE", name: str = "",
+                     sub_resource: str = "") -> set[str] | None:
+    """The launcher rules a request breaks; None when the policy does not apply to the requester (matchConditions)."""
+    request = {"operation": operation, "name": name, "subResource": sub_resource, "namespace": "airflow",
+               "userInfo": {"username": user, "groups": ["system:authenticated"]}}
+    activation = {"object": celpy.json_to_cel(obj), "request": celpy.json_to_cel(request)}
+    matched = _MATCH_PROGRAM.evaluate(activation)
+    assert isinstance(matched, celpy.celtypes.BoolType), repr(matched)
+    if not matched:
+        return None
+    out = set()
+    for rule_name, program in _LAUNCHER_PROGRAMS.items():
+        result = program.evaluate(activation)
+        assert isinstance(result, celpy.celtypes.BoolType), f"{rule_name}: {result!r}"
+        if not result:
+            out.add(rule_name)
+    return out
+
+
+def executor_task_pod() -> dict:
+    """A task pod as the KubernetesExecutor submits it and mutating admission leaves it: the chart's pod template
+    (TASK_POD) under the task service account, labelled by the executor, with the API server token the
+    ServiceAccount admission plugin mounts and the token the EKS Pod Identity webhook projects."""
+    pod = copy.deepcopy(TASK_POD)
+    pod["metadata"].update(name="example-dag-extract-7f3k2m9q", labels={
+        "tier": "airflow", "component": "worker", "release": "airflow", "kubernetes_executor": "True",
+        "dag_id": "example_dag", "task_id": "extract", "airflow-worker": "42"})
+    pod["spec"]["serviceAccountName"] = SA["kubernetes"]
+    pod["spec"]["volumes"] += [
+        {"name": "kube-api-access-x7k2p", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1",
+                                                                          "fieldPath": "metadata.namespace"}}]}}]}},
+        {"name": "eks-pod-identity-token", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"audience": "pods.eks.amazonaws.com", "expirationSeconds": 86400,
+                                     "path": "eks-pod-identity-token"}}]}}]
+    return pod
+
+
+EXEC_OPTIONS = {"apiVersion": "v1", "kind": "PodExecOptions", "stdin": True, "stdout": True, "tty": True,
+                "container": "api-server", "command": ["cat", "/var/run/secrets/vault/token"]}
+
+
+@pytest.mark.parametrize("user", [WORKER, SCHEDULER])
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
+def test_launchers_may_create_and_update_executor_task_pods(user, operation):
+    pod = executor_task_pod()
+    assert launcher_failing(pod, user=user, operation=operation) == set()
+    assert failing(pod, operation=operation) == set()           # and the node rules still hold for it
+
+
+def test_a_kubernetes_pod_operator_pod_under_the_task_account_with_the_label_passes():
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "etl-run-x8d2", "labels": {
+        "kubernetes_executor": "kpo", "kubernetes_pod_operator": "True"}},
+        "spec": {"serviceAccountName": SA["kubernetes"], "containers": [{"name": "base", "image": "busybox"}]}}
+    assert launcher_failing(pod, user=WORKER) == set()
+
+
+def _launcher_bad(mutate) -> dict:
+    pod = executor_task_pod()
+    mutate(pod)
+    return pod
+
+
+def _add_token(audience: str):
+    return lambda pod: pod["spec"]["volumes"].append({"name": "stolen", "projected": {"sources": [
+        {"serviceAccountToken": {"audience": audience, "expirationSeconds": 600, "path": "token"}}]}})
+
+
+LAUNCHER_BAD = {
+    # (b) of the finding: a pod under the scheduler's (or any component's) account gets its Vault and AWS role.
+    "scheduler-account": ("taskServiceAccount",
+                          lambda pod: pod["spec"].update(serviceAccountName=SA["scheduler"])),
+    "api-server-account": ("taskServiceAccount",
+                           lambda pod: pod["spec"].update(serviceAccountName=SA["apiServer"])),
+    "worker-account": ("taskServiceAccount", lambda pod: pod["spec"].update(serviceAccountName=SA["celery"])),
+    "default-account": ("taskServiceAccount", lambda pod: pod["spec"].update(serviceAccountName="default")),
+    "no-account-field": ("taskServiceAccount", lambda pod: pod["spec"].pop("serviceAccountName")),
+    # ... labelled as the scheduler, to pass the PgBouncer network policy.
+    "no-executor-label": ("executorLabel", lambda pod: pod["metadata"]["labels"].pop("kubernetes_executor")),
+    "no-labels": ("executorLabel", lambda pod: pod["metadata"].pop("labels")),
+    # ... or as the API server or PgBouncer, to join their Service and receive their clients' requests.
+    "api-server-component": ("componentLabel", lambda pod: pod["metadata"]["labels"].update(component="api-server")),
+    "pgbouncer-component": ("componentLabel", lambda pod: pod["metadata"]["labels"].update(component="pgbouncer")),
+    "sts-token": ("tokenAudiences", _add_token("sts.amazonaws.com")),
+    "kubernetes-api-audience-token": ("tokenAudiences", _add_token("https://kubernetes.default.svc")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LAUNCHER_BAD))
+@pytest.mark.parametrize("user", [WORKER, SCHEDULER])
+def test_a_launcher_cannot_create_another_kind_of_pod(case, user):
+    rule, mutate = LAUNCHER_BAD[case]
+    assert launcher_failing(_launcher_bad(mutate), user=user) == {rule}
+
+
+def test_a_worker_cannot_patch_a_component_pod_to_run_its_own_code():
+    # An UPDATE carries the whole pod: the API server's pod, image swapped, still runs as the API server's account.
+    api_server = copy.deepcopy(CHART_PODS["apiServer"])
+    api_server["metadata"].update(name="airflow-api-server-6d9f7c-abcde",
+                                  labels={"tier": "airflow", "component": "api-server", "release": "airflow"})
+    api_server["spec"]["serviceAccountName"] = SA["apiServer"]
+    api_server["spec"]["containers"][0]["image"] = "attacker/image:latest"
+    assert launcher_failing(api_server, user=WORKER, operation="UPDATE") == {
+        "taskServiceAccount", "executorLabel", "componentLabel"}
+
+
+# (a) of the finding: exec into the API server or scheduler and read its Vault token.
+@pytest.mark.parametrize("sub_resource", ["exec", "attach", "portforward"])
+@pytest.mark.parametrize("target", ["airflow-api-server-6d9f7c-abcde", "airflow-scheduler-5b8c4d-xyz12",
+                                    "airflow-worker-0", "airflow-triggerer-0", "airflow-pgbouncer-7c9d-q2w3e",
+                                    "airflow-run-airflow-migrations-k2j3h"])
+@pytest.mark.parametrize("user", [WORKER, SCHEDULER])
+def test_a_launcher_cannot_exec_into_an_airflow_component(user, target, sub_resource):
+    assert launcher_failing(EXEC_OPTIONS, user=user, operation="CONNECT", name=target,
+                            sub_resource=sub_resource) == {"noConnectToComponents"}
+
+
+def test_a_worker_may_exec_into_a_task_pod_it_launched():
+    # KubernetesPodOperator reads its XCom sidecar's return.json through pods/exec.
+    assert launcher_failing({**EXEC_OPTIONS, "container": "airflow-xcom-sidecar"}, user=WORKER, operation="CONNECT",
+                            name="etl-run-x8d2", sub_resource="exec") == set()
+
+
+@pytest.mark.parametrize("user", [HUMAN, admission.service_account_username("airflow", SA["apiServer"]),
+                                  admission.service_account_username("kube-system", SA["celery"]),
+                                  "system:serviceaccount:airflow:airflow-worker-extra"])
+def test_the_policy_does_not_apply_to_anyone_else(user):
+    # An operator's `kubectl exec` into the API server stays possible (their own RBAC decides), and a same-named
+    # account in another namespace, or a name with the worker's as prefix, is not a launcher.
+    assert launcher_failing(EXEC_OPTIONS, user=user, operation="CONNECT", name="airflow-api-server-6d9f7c-abcde",
+                            sub_resource="exec") is None
+    assert launcher_failing(_launcher_bad(LAUNCHER_BAD["scheduler-account"][1]), user=user) is None
+
+
+def test_every_launcher_rule_has_a_bad_request():
+    assert {rule for rule, _ in LAUNCHER_BAD.values()} | {"noConnectToComponents"} == {
+        r.name for r in _LAUNCHER_RULES}
+
+
+def test_launcher_policy_matches_pod_writes_and_connects_by_the_chart_launchers_only_and_fails_closed():
+    spec = LAUNCHER_POLICY["spec"]
+    assert LAUNCHER_POLICY["metadata"]["name"] == "airflow-pod-launchers"
+    assert spec["failurePolicy"] == "Fail"
+    assert [(r["operations"], r["resources"]) for r in spec["matchConstraints"]["resourceRules"]] == [
+        (["CREATE", "UPDATE"], ["pods", "pods/ephemeralcontainers"]),
+        (["CONNECT"], ["pods/attach", "pods/exec", "pods/portforward"])]
+    # The chart binds its pod-launcher Role to exactly these two accounts (templates/rbac/pod-launcher-rolebinding
+    # for executor "CeleryExecutor,KubernetesExecutor"), and task pods run as the third.
+    assert (SA["scheduler"], SA["celery"], SA["kubernetes"]) == (
+        "airflow-scheduler", "airflow-worker", "airflow-worker-kubernetes")
+    assert _MATCH["expression"] == ('request.userInfo.username in ["system:serviceaccount:airflow:airflow-scheduler", '
+                                    '"system:serviceaccount:airflow:airflow-worker"]')
+    assert spec["validations"] == [r.validation() for r in _LAUNCHER_RULES]
+    binding = admission.launcher_policy_binding()
+    assert binding["spec"] == {
+        "policyName": "airflow-pod-launchers", "validationActions": ["Deny"],
+        "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "airflow"}}}}
+    assert pod_admission_objects(launchers=LAUNCHERS, task_service_account=SA["kubernetes"]) == [
+        pod_policy(), pod_policy_binding(), LAUNCHER_POLICY, binding]
+
+
+def test_task_token_audiences_are_vaults_and_pod_identitys():
+    from modules.aws.identity import POD_IDENTITY_PRINCIPAL
+    assert admission.TASK_TOKEN_AUDIENCES == (k8s.VAULT_TOKEN_AUDIENCE, POD_IDENTITY_PRINCIPAL)
+    (vault_token,) = [v for v in TASK_POD["spec"]["volumes"] if v["name"] == "vault-token"]
+    assert [s["serviceAccountToken"]["audience"] for s in vault_token["projected"]["sources"]] == ["vault"]

@@ -265,7 +265,9 @@ def test_construct_adds_objects_to_bootstrap_and_installs_after_it():
     assert f"ExternalSecret/airflow/{METADATA_SECRET}" in by_name(objects)
     # The pod admission policy (modules/platform/admission.py) is there before the release's first pod.
     assert {"ValidatingAdmissionPolicy//airflow-pod-restrictions",
-            "ValidatingAdmissionPolicyBinding//airflow-pod-restrictions"} <= set(by_name(objects))
+            "ValidatingAdmissionPolicyBinding//airflow-pod-restrictions",
+            "ValidatingAdmissionPolicy//airflow-pod-launchers",
+            "ValidatingAdmissionPolicyBinding//airflow-pod-launchers"} <= set(by_name(objects))
 
 
 @pytest.mark.parametrize("field,value,message", [
