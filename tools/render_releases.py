@@ -20,7 +20,9 @@ Checks (each returns problems as one line each; an empty list passes):
 - `pod_identity_problems`: every Pod Identity association's namespace/service account is a rendered
   ServiceAccount that a rendered pod runs as;
 - `service_port_problems`: every TargetGroupBinding and ServiceMonitor endpoint reaches a port of a rendered
-  Service (or of one the cluster creates itself, `CLUSTER_SERVICES`).
+  Service (or of one the cluster creates itself, `CLUSTER_SERVICES`);
+- `pod_security_problems`: every pod meets the Pod Security Standards level its rendered Namespace enforces
+  (`pod-security.kubernetes.io/enforce`; the controls are in tools/pod_security.py).
 
 Pods are the pod templates of workloads plus pod specs kept as files in ConfigMaps (Airflow's KubernetesExecutor
 pod template), since those become task pods.
@@ -398,6 +400,7 @@ class Pod:
     owner: str                   # the manifest (and ConfigMap key) it comes from
     namespace: str
     spec: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)    # the pod's (template's) own metadata
 
 
 def pods(manifests: Iterable[Manifest]) -> Iterator[Pod]:
@@ -408,8 +411,11 @@ def pods(manifests: Iterable[Manifest]) -> Iterator[Pod]:
             spec: Any = m.body
             for key in path:
                 spec = (spec or {}).get(key)
+            template: Any = m.body
+            for key in path[:-1]:
+                template = (template or {}).get(key)
             if spec:
-                yield Pod(str(m), m.namespace or "default", spec)
+                yield Pod(str(m), m.namespace or "default", spec, (template or {}).get("metadata") or {})
         elif m.kind == "ConfigMap":
             for key, text in (m.body.get("data") or {}).items():
                 if not key.endswith((".yaml", ".yml")):
@@ -420,12 +426,41 @@ def pods(manifests: Iterable[Manifest]) -> Iterator[Pod]:
                     continue
                 if isinstance(doc, dict) and doc.get("kind") == "Pod" and doc.get("spec"):
                     yield Pod(f"{m}[{key}]", (doc.get("metadata") or {}).get("namespace") or m.namespace or "default",
-                              doc["spec"])
+                              doc["spec"], doc.get("metadata") or {})
 
 
 def _containers(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for key in ("initContainers", "containers", "ephemeralContainers"):
         yield from spec.get(key) or []
+
+
+# ---- Pod Security Admission -------------------------------------------------------------------------------------
+
+PSA_LABEL = "pod-security.kubernetes.io/"
+
+
+def pod_security_labels(manifests: Iterable[Manifest]) -> dict[str, dict[str, str]]:
+    """Namespace -> its rendered `pod-security.kubernetes.io/<mode>[-version]` labels, without the prefix
+    (e.g. {"enforce": "restricted", "enforce-version": "v1.34", "warn": "restricted", ...})."""
+    return {m.name: {k[len(PSA_LABEL):]: v for k, v in (m.body["metadata"].get("labels") or {}).items()
+                     if k.startswith(PSA_LABEL)}
+            for m in manifests if m.kind == "Namespace"}
+
+
+def pod_security_problems(manifests: Iterable[Manifest], *, mode: str = "enforce") -> list[str]:
+    """Every rendered pod (pod templates and ConfigMap pod files) that its namespace's Pod Security `mode` label
+    (enforce, warn or audit) would refuse or report, one line per failed control (tools/pod_security.py)."""
+    from tools import pod_security
+
+    manifests = list(manifests)
+    labels = pod_security_labels(manifests)
+    problems = []
+    for pod in pods(manifests):
+        level = labels.get(pod.namespace, {}).get(mode)
+        if level:
+            problems += [f"{pod.owner}: {mode} {level}: {v}"
+                         for v in pod_security.violations(pod.spec, pod.metadata, level)]
+    return problems
 
 
 # ---- secrets --------------------------------------------------------------------------------------------------
@@ -676,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         for release in found:
             note = (release.source.reason if release.source and release.source.reason else "")
             print(f"  {release.name:32} {sum(m.release == release.name for m in manifests):4}  {note}")
-        problems = [*schema_problems(manifests), *secret_problems(manifests),
+        problems = [*schema_problems(manifests), *secret_problems(manifests), *pod_security_problems(manifests),
                     *pod_identity_problems(pod_identity_associations(infra), manifests),
                     *service_port_problems(manifests)]
         for problem in problems:
