@@ -93,7 +93,8 @@ class PlatformStack(GovernedStack):
         self.addons = addons = ClusterAddons(self, "addons", props=section_props(
             f"environments.{c.name}", lambda: ClusterAddonsProps(
                 settings=c.addons, cluster_name=c.cluster_name, region=c.region,
-                node_role_name=cluster.node_role_name, interruption_queue_name=infra.node_interruption.queue_name)))
+                node_role_name=cluster.node_role_name, interruption_queue_name=infra.node_interruption.queue_name,
+                kubernetes_version=c.cluster.kubernetes_version)))
         # Apps add their Certificates / ExternalSecrets here and make their releases depend on bootstrap.release.
         self.bootstrap = LocalChart(self, BOOTSTRAP_CHART, props=LocalChartProps(
             chart=BOOTSTRAP_CHART, namespace=BOOTSTRAP_NAMESPACE, depends_on=addons.bootstrap_dependencies))
