@@ -10,9 +10,10 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from environments import NAMES
-from tools import render_releases as rr
+from tools import pod_security as pss, render_releases as rr
 
 
 @pytest.fixture(scope="session")
@@ -253,6 +254,60 @@ def test_service_check_fails_on_a_monitor_whose_port_or_selector_matches_nothing
     assert "ServiceMonitor/airflow/airflow-statsd: endpoint port 'statsd-metrics' is on none of the Services" in problem
     (problem,) = rr.service_port_problems(replaced(manifests, monitor, wrong_selector))
     assert "ServiceMonitor/airflow/airflow-statsd: its selector" in problem and "matches no rendered Service" in problem
+
+
+# ---- Pod Security Admission -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env", NAMES)
+def test_every_pod_meets_the_pod_security_level_its_namespace_enforces(rendered, env):
+    _, manifests, _ = rendered[env]
+    labels = rr.pod_security_labels(manifests)
+    assert {ns: labels[ns]["enforce"] for ns in ("airflow", "vault")} == {"airflow": "restricted",
+                                                                        "vault": "restricted"}
+    assert rr.pod_security_problems(manifests) == []
+    # Task pods are in what was checked: the KubernetesExecutor pod template, and every Airflow and Vault workload.
+    owners = {p.owner for p in rr.pods(manifests) if p.namespace in ("airflow", "vault")}
+    assert "airflow:ConfigMap/airflow/airflow-config[pod_template_file.yaml]" in owners
+    assert {"airflow:Deployment/airflow/airflow-scheduler", "airflow:Deployment/airflow/airflow-worker",
+            "airflow:Deployment/airflow/airflow-pgbouncer", "vault:StatefulSet/vault/vault",
+            "platform-bootstrap:CronJob/vault/vault-snapshot"} <= owners
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_every_airflow_and_vault_container_has_a_read_only_root_filesystem(rendered, env):
+    _, manifests, _ = rendered[env]
+    for pod in rr.pods(manifests):
+        if pod.namespace in ("airflow", "vault"):
+            for where, container in pss.containers(pod.spec):
+                assert (container.get("securityContext") or {}).get("readOnlyRootFilesystem") is True, (
+                    pod.owner, where)
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_monitoring_enforces_privileged_only_because_node_exporter_needs_the_host(rendered, env):
+    """The evidence for k8s.POD_SECURITY_ENFORCE["monitoring"]: the one pod that fails baseline there is
+    node-exporter, for host namespaces and hostPath; were it gone, the namespace could enforce more."""
+    _, manifests, _ = rendered[env]
+    assert rr.pod_security_labels(manifests)["monitoring"]["enforce"] == "privileged"
+    below_baseline = {p.owner: pss.violations(p.spec, p.metadata, "baseline") for p in rr.pods(manifests)
+                      if p.namespace == "monitoring" and pss.violations(p.spec, p.metadata, "baseline")}
+    (owner,) = below_baseline
+    assert owner == "kube-prometheus-stack:DaemonSet/monitoring/kube-prometheus-stack-prometheus-node-exporter"
+    assert {v.split(":")[0] for v in below_baseline[owner]} == {"Host Namespaces", "HostPath Volumes"}
+
+
+def test_pod_security_check_refuses_what_pod_override_could_ask_for(rendered):
+    _, manifests, _ = rendered["dev"]
+    config = one(manifests, "ConfigMap", "airflow-config")
+    body = copy.deepcopy(config.body)
+    template = yaml.safe_load(body["data"]["pod_template_file.yaml"])
+    template["spec"]["hostNetwork"] = True
+    template["spec"]["containers"][0]["securityContext"]["runAsUser"] = 0
+    body["data"]["pod_template_file.yaml"] = yaml.safe_dump(template)
+    owner = "airflow:ConfigMap/airflow/airflow-config[pod_template_file.yaml]"
+    assert rr.pod_security_problems(replaced(manifests, config, body)) == [
+        f"{owner}: enforce restricted: Host Namespaces: spec.hostNetwork is true",
+        f"{owner}: enforce restricted: Running as Non-root user: containers[base].securityContext.runAsUser is 0"]
 
 
 # ---- Checkov (issue #17 item 2: measured by `python -m tools.render_releases --checkov`, not yet enforced) -------
