@@ -55,7 +55,13 @@ def lb_controller_values(*, cluster_name: str, region: str, vpc_id: str) -> dict
             "serviceAccount": {"create": True, "name": service_account},
             "replicaCount": 2,
             # TargetGroupBinding only: no Service mutation (LoadBalancer Services keep the in-tree behaviour).
-            "enableServiceMutatorWebhook": False}
+            "enableServiceMutatorWebhook": False,
+            # The chart's defaults keep the runtime's capabilities and set no seccomp profile: Pod Security
+            # restricted instead (a Go binary serving 9443/8080 needs neither).
+            "podSecurityContext": {"fsGroup": 65534, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                                "seccompProfile": {"type": "RuntimeDefault"}}}
 
 
 def glue_values(target_group_arns: dict[str, str]) -> dict[str, Any]:

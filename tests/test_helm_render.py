@@ -310,7 +310,42 @@ def test_pod_security_check_refuses_what_pod_override_could_ask_for(rendered):
         f"{owner}: enforce restricted: Running as Non-root user: containers[base].securityContext.runAsUser is 0"]
 
 
-# ---- Checkov (issue #17 item 2: measured by `python -m tools.render_releases --checkov`, not yet enforced) -------
+# ---- Checkov's kubernetes checks (issue #17 item 2): zero failures apart from tests/data/checkov-k8s-skips.yaml --
+
+@pytest.fixture(scope="session")
+def checkov_failures(rendered) -> dict[str, list[dict]]:
+    """One Checkov run over every environment's releases (Checkov starts slowly: ~10 s for all three)."""
+    return rr.checkov_failures_by_environment({env: (found, manifests)
+                                               for env, (found, manifests, _) in rendered.items()})
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_checkov_finds_nothing_but_the_justified_skips(checkov_failures, env):
+    assert checkov_failures[env], "expected Checkov to report the skipped findings"
+    assert rr.unskipped_checkov_failures(checkov_failures[env], rr.checkov_skips()) == []
+
+
+def test_no_checkov_skip_is_stale_and_each_has_a_reason(checkov_failures):
+    skips = rr.checkov_skips()
+    assert rr.stale_checkov_skips([f for env in NAMES for f in checkov_failures[env]], skips) == []
+    for skip in skips:
+        assert re.fullmatch(r"CKV2?_K8S_\d+", skip.check) and skip.resources and len(skip.reason) > 40, skip
+    # Airflow and Vault have none of the checks their Pod Security level covers.
+    pod_security_checks = {"CKV_K8S_16", "CKV_K8S_17", "CKV_K8S_19", "CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_23",
+                           "CKV_K8S_25", "CKV_K8S_28", "CKV_K8S_29", "CKV_K8S_30", "CKV_K8S_31", "CKV_K8S_37"}
+    assert not [f for env in NAMES for f in checkov_failures[env]
+                if f["release"] in ("airflow", "vault") and f["check_id"] in pod_security_checks]
+
+
+def test_checkov_skip_matching_reports_what_a_skip_no_longer_covers(checkov_failures):
+    skips = rr.checkov_skips()
+    fewer = [s for s in skips if s.check != "CKV_K8S_40"]
+    assert all(line.startswith("CKV_K8S_40 ") for line in rr.unskipped_checkov_failures(checkov_failures["dev"], fewer))
+    assert rr.unskipped_checkov_failures(checkov_failures["dev"], fewer)
+    stale = rr.CheckovSkip("CKV_K8S_16", ("vault:*",), "privileged containers")
+    assert rr.stale_checkov_skips(checkov_failures["dev"], [stale]) == ["CKV_K8S_16 vault:*"]
+
+
 
 def test_checkov_runs_over_a_release_in_its_namespace_and_names_the_release():
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [

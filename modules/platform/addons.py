@@ -106,10 +106,14 @@ def external_secrets_values(*, replicas: int) -> dict[str, Any]:
     """ESO chart: CRDs installed; the controller's service account is the Pod Identity one (no annotation)."""
     namespace, (service_account,) = WORKLOADS["external-secrets"]
     assert namespace == EXTERNAL_SECRETS.namespace
+    # The chart sets a restricted container securityContext but no pod one; seccomp and non-root at pod level too.
+    pod_security = {"enabled": True, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     return {"installCRDs": True, "replicaCount": replicas, "leaderElect": replicas > 1,
+            "podSecurityContext": dict(pod_security),
             "serviceAccount": {"create": True, "name": service_account},
             "podDisruptionBudget": {"enabled": _pdb(replicas), "minAvailable": 1},
-            "webhook": {"replicaCount": replicas}}
+            "webhook": {"replicaCount": replicas, "podSecurityContext": dict(pod_security)},
+            "certController": {"podSecurityContext": dict(pod_security)}}
 
 
 def karpenter_values(*, cluster_name: str, replicas: int, interruption_queue: str | None = None) -> dict[str, Any]:
