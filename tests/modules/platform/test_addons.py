@@ -46,12 +46,14 @@ def values_of(release: dict) -> dict:
 
 
 def unknown_keys(values: dict, defaults: dict, path: str = ""):
-    """Keys of `values` the chart's values do not define. An empty map default ({}) and a label map (nodeSelector)
+    """Keys of `values` the chart's values do not define. An empty map default ({}), a label map (nodeSelector) and
+    a Kubernetes security context (checked against the Kubernetes schema when rendered, tests/test_helm_render.py)
     are free-form (a PDB spec, resources, labels...), so anything below them is accepted."""
     for key, value in values.items():
         if key not in defaults:
             yield f"{path}{key}"
-        elif isinstance(value, dict) and isinstance(defaults[key], dict) and defaults[key] and key != "nodeSelector":
+        elif isinstance(value, dict) and isinstance(defaults[key], dict) and defaults[key] and key != "nodeSelector" \
+                and not key.endswith(("SecurityContext", "securityContext")):
             yield from unknown_keys(value, defaults[key], f"{path}{key}.")
 
 
