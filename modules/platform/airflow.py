@@ -185,7 +185,7 @@ def _plugin_sync(*, image: str, plugins_bucket: str, region: str) -> dict[str, A
             "volumeMounts": [{"name": PLUGINS_VOLUME, "mountPath": PLUGINS_DIR},
                              {"name": TMP_VOLUME, "mountPath": TMP_DIR}],
             "securityContext": dict(CONTAINER_SECURITY_CONTEXT),
-            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}}
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}}
 
 
 def _with_plugins(component: dict[str, Any], *, sync: dict[str, Any]) -> dict[str, Any]:
