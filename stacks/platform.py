@@ -55,7 +55,13 @@ def lb_controller_values(*, cluster_name: str, region: str, vpc_id: str) -> dict
             "serviceAccount": {"create": True, "name": service_account},
             "replicaCount": 2,
             # TargetGroupBinding only: no Service mutation (LoadBalancer Services keep the in-tree behaviour).
-            "enableServiceMutatorWebhook": False}
+            "enableServiceMutatorWebhook": False,
+            # The chart's defaults keep the runtime's capabilities and set no seccomp profile: Pod Security
+            # restricted instead (a Go binary serving 9443/8080 needs neither).
+            "podSecurityContext": {"fsGroup": 65534, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                                "seccompProfile": {"type": "RuntimeDefault"}}}
 
 
 def glue_values(target_group_arns: dict[str, str]) -> dict[str, Any]:
@@ -93,7 +99,8 @@ class PlatformStack(GovernedStack):
         self.addons = addons = ClusterAddons(self, "addons", props=section_props(
             f"environments.{c.name}", lambda: ClusterAddonsProps(
                 settings=c.addons, cluster_name=c.cluster_name, region=c.region,
-                node_role_name=cluster.node_role_name, interruption_queue_name=infra.node_interruption.queue_name)))
+                node_role_name=cluster.node_role_name, interruption_queue_name=infra.node_interruption.queue_name,
+                kubernetes_version=c.cluster.kubernetes_version)))
         # Apps add their Certificates / ExternalSecrets here and make their releases depend on bootstrap.release.
         self.bootstrap = LocalChart(self, BOOTSTRAP_CHART, props=LocalChartProps(
             chart=BOOTSTRAP_CHART, namespace=BOOTSTRAP_NAMESPACE, depends_on=addons.bootstrap_dependencies))

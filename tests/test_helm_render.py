@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from environments import NAMES
-from tools import render_releases as rr
+from tools import pod_security as pss, render_releases as rr
 
 
 @pytest.fixture(scope="session")
@@ -256,7 +256,96 @@ def test_service_check_fails_on_a_monitor_whose_port_or_selector_matches_nothing
     assert "ServiceMonitor/airflow/airflow-statsd: its selector" in problem and "matches no rendered Service" in problem
 
 
-# ---- Checkov (issue #17 item 2: measured by `python -m tools.render_releases --checkov`, not yet enforced) -------
+# ---- Pod Security Admission -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env", NAMES)
+def test_every_pod_meets_the_pod_security_level_its_namespace_enforces(rendered, env):
+    _, manifests, _ = rendered[env]
+    labels = rr.pod_security_labels(manifests)
+    assert {ns: labels[ns]["enforce"] for ns in ("airflow", "vault")} == {"airflow": "restricted",
+                                                                        "vault": "restricted"}
+    assert rr.pod_security_problems(manifests) == []
+    # Task pods are in what was checked: the KubernetesExecutor pod template, and every Airflow and Vault workload.
+    owners = {p.owner for p in rr.pods(manifests) if p.namespace in ("airflow", "vault")}
+    assert "airflow:ConfigMap/airflow/airflow-config[pod_template_file.yaml]" in owners
+    assert {"airflow:Deployment/airflow/airflow-scheduler", "airflow:Deployment/airflow/airflow-worker",
+            "airflow:Deployment/airflow/airflow-pgbouncer", "vault:StatefulSet/vault/vault",
+            "platform-bootstrap:CronJob/vault/vault-snapshot"} <= owners
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_every_airflow_and_vault_container_has_a_read_only_root_filesystem(rendered, env):
+    _, manifests, _ = rendered[env]
+    for pod in rr.pods(manifests):
+        if pod.namespace in ("airflow", "vault"):
+            for where, container in pss.containers(pod.spec):
+                assert (container.get("securityContext") or {}).get("readOnlyRootFilesystem") is True, (
+                    pod.owner, where)
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_monitoring_enforces_privileged_only_because_node_exporter_needs_the_host(rendered, env):
+    """The evidence for k8s.POD_SECURITY_ENFORCE["monitoring"]: the one pod that fails baseline there is
+    node-exporter, for host namespaces and hostPath; were it gone, the namespace could enforce more."""
+    _, manifests, _ = rendered[env]
+    assert rr.pod_security_labels(manifests)["monitoring"]["enforce"] == "privileged"
+    below_baseline = {p.owner: pss.violations(p.spec, p.metadata, "baseline") for p in rr.pods(manifests)
+                      if p.namespace == "monitoring" and pss.violations(p.spec, p.metadata, "baseline")}
+    (owner,) = below_baseline
+    assert owner == "kube-prometheus-stack:DaemonSet/monitoring/kube-prometheus-stack-prometheus-node-exporter"
+    assert {v.split(":")[0] for v in below_baseline[owner]} == {"Host Namespaces", "HostPath Volumes"}
+
+
+def test_pod_security_check_refuses_what_pod_override_could_ask_for(rendered):
+    _, manifests, _ = rendered["dev"]
+    config = one(manifests, "ConfigMap", "airflow-config")
+    body = copy.deepcopy(config.body)
+    template = yaml.safe_load(body["data"]["pod_template_file.yaml"])
+    template["spec"]["hostNetwork"] = True
+    template["spec"]["containers"][0]["securityContext"]["runAsUser"] = 0
+    body["data"]["pod_template_file.yaml"] = yaml.safe_dump(template)
+    owner = "airflow:ConfigMap/airflow/airflow-config[pod_template_file.yaml]"
+    assert rr.pod_security_problems(replaced(manifests, config, body)) == [
+        f"{owner}: enforce restricted: Host Namespaces: spec.hostNetwork is true",
+        f"{owner}: enforce restricted: Running as Non-root user: containers[base].securityContext.runAsUser is 0"]
+
+
+# ---- Checkov's kubernetes checks (issue #17 item 2): zero failures apart from tests/data/checkov-k8s-skips.yaml --
+
+@pytest.fixture(scope="session")
+def checkov_failures(rendered) -> dict[str, list[dict]]:
+    """One Checkov run over every environment's releases (Checkov starts slowly: ~10 s for all three)."""
+    return rr.checkov_failures_by_environment({env: (found, manifests)
+                                               for env, (found, manifests, _) in rendered.items()})
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_checkov_finds_nothing_but_the_justified_skips(checkov_failures, env):
+    assert checkov_failures[env], "expected Checkov to report the skipped findings"
+    assert rr.unskipped_checkov_failures(checkov_failures[env], rr.checkov_skips()) == []
+
+
+def test_no_checkov_skip_is_stale_and_each_has_a_reason(checkov_failures):
+    skips = rr.checkov_skips()
+    assert rr.stale_checkov_skips([f for env in NAMES for f in checkov_failures[env]], skips) == []
+    for skip in skips:
+        assert re.fullmatch(r"CKV2?_K8S_\d+", skip.check) and skip.resources and len(skip.reason) > 40, skip
+    # Airflow and Vault have none of the checks their Pod Security level covers.
+    pod_security_checks = {"CKV_K8S_16", "CKV_K8S_17", "CKV_K8S_19", "CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_23",
+                           "CKV_K8S_25", "CKV_K8S_28", "CKV_K8S_29", "CKV_K8S_30", "CKV_K8S_31", "CKV_K8S_37"}
+    assert not [f for env in NAMES for f in checkov_failures[env]
+                if f["release"] in ("airflow", "vault") and f["check_id"] in pod_security_checks]
+
+
+def test_checkov_skip_matching_reports_what_a_skip_no_longer_covers(checkov_failures):
+    skips = rr.checkov_skips()
+    fewer = [s for s in skips if s.check != "CKV_K8S_40"]
+    assert all(line.startswith("CKV_K8S_40 ") for line in rr.unskipped_checkov_failures(checkov_failures["dev"], fewer))
+    assert rr.unskipped_checkov_failures(checkov_failures["dev"], fewer)
+    stale = rr.CheckovSkip("CKV_K8S_16", ("vault:*",), "privileged containers")
+    assert rr.stale_checkov_skips(checkov_failures["dev"], [stale]) == ["CKV_K8S_16 vault:*"]
+
+
 
 def test_checkov_runs_over_a_release_in_its_namespace_and_names_the_release():
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [

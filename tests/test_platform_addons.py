@@ -139,6 +139,16 @@ def test_ca_chain_store_storage_class_and_namespaces(stacks, name):
 
 
 @pytest.mark.parametrize("name", environments.NAMES)
+def test_app_namespaces_pin_pod_security_to_the_clusters_minor(stacks, name):
+    version = f"v{environments.load(name).cluster.kubernetes_version}"
+    for namespace in k8s.APP_NAMESPACES:
+        labels = bootstrap_objects(stacks, name)[("Namespace", namespace)]["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == k8s.POD_SECURITY_ENFORCE[namespace]
+        assert {labels[f"pod-security.kubernetes.io/{mode}-version"] for mode in ("enforce", "warn", "audit")} == {
+            version}
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
 def test_no_secret_literal_in_the_addon_releases(stacks, name):
     def without_kinds(value):      # Kubernetes kinds such as 'EC2NodeClass' look random to the heuristic
         if isinstance(value, dict):

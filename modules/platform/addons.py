@@ -10,6 +10,7 @@ Helm values are built by the pure functions below (Python data, serialized with 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -69,6 +70,7 @@ class ClusterAddonsProps:
     node_role_name: str                          # the cluster's node role: Karpenter's EC2NodeClass uses it too
     ebs_kms_key_arn: str | None = None           # customer key for EBS volumes; None = the account's EBS default key
     interruption_queue_name: str | None = None   # SQS queue of EC2 interruption events (modules/aws/node_interruption.py)
+    kubernetes_version: str = "1.34"             # the cluster's minor (ClusterSettings): Pod Security labels pin it
 
     def __post_init__(self) -> None:
         validation.eks_cluster_name("cluster_name", self.cluster_name)
@@ -77,6 +79,9 @@ class ClusterAddonsProps:
                 "is not AddonsSettings", "pass AddonsSettings (or the environment's AddonsConfig)")
         if self.ebs_kms_key_arn is not None:
             validation.kms_key_arn("ebs_kms_key_arn", self.ebs_kms_key_arn)
+        require(isinstance(self.kubernetes_version, str) and re.fullmatch(r"1\.\d{2}", self.kubernetes_version)
+                is not None, "kubernetes_version", self.kubernetes_version, "is not a Kubernetes minor version",
+                "pass the cluster's ClusterSettings.kubernetes_version, e.g. '1.34'")
 
     @property
     def worker_architecture(self) -> str:
@@ -101,10 +106,14 @@ def external_secrets_values(*, replicas: int) -> dict[str, Any]:
     """ESO chart: CRDs installed; the controller's service account is the Pod Identity one (no annotation)."""
     namespace, (service_account,) = WORKLOADS["external-secrets"]
     assert namespace == EXTERNAL_SECRETS.namespace
+    # The chart sets a restricted container securityContext but no pod one; seccomp and non-root at pod level too.
+    pod_security = {"enabled": True, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     return {"installCRDs": True, "replicaCount": replicas, "leaderElect": replicas > 1,
+            "podSecurityContext": dict(pod_security),
             "serviceAccount": {"create": True, "name": service_account},
             "podDisruptionBudget": {"enabled": _pdb(replicas), "minAvailable": 1},
-            "webhook": {"replicaCount": replicas}}
+            "webhook": {"replicaCount": replicas, "podSecurityContext": dict(pod_security)},
+            "certController": {"podSecurityContext": dict(pod_security)}}
 
 
 def karpenter_values(*, cluster_name: str, replicas: int, interruption_queue: str | None = None) -> dict[str, Any]:
@@ -142,10 +151,25 @@ def keda_values(*, replicas: int) -> dict[str, Any]:
 
 # ---- bootstrap objects (pure) ---------------------------------------------------------------------
 
-def app_namespace(name: str) -> dict[str, Any]:
-    """A namespace Helm never deletes (uninstalling the bootstrap chart must not take Vault's data with it)."""
+def pod_security_labels(*, enforce: str, kubernetes_version: str) -> dict[str, str]:
+    """Pod Security Admission labels: `enforce` refuses pods, warn and audit report at k8s.POD_SECURITY_AUDIT.
+    Each mode's version is the cluster's minor, so a control plane upgrade changes no policy until the
+    versions here move with ClusterSettings.kubernetes_version."""
+    version = f"v{kubernetes_version}"
+    labels = {}
+    for mode, level in (("enforce", enforce), ("warn", k8s.POD_SECURITY_AUDIT), ("audit", k8s.POD_SECURITY_AUDIT)):
+        labels[f"pod-security.kubernetes.io/{mode}"] = level
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = version
+    return labels
+
+
+def app_namespace(name: str, *, kubernetes_version: str) -> dict[str, Any]:
+    """A namespace Helm never deletes (uninstalling the bootstrap chart must not take Vault's data with it),
+    labelled with its Pod Security level (k8s.POD_SECURITY_ENFORCE)."""
     return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "annotations": {"helm.sh/resource-policy": "keep"}}}
+            "metadata": {"name": name, "annotations": {"helm.sh/resource-policy": "keep"},
+                         "labels": pod_security_labels(enforce=k8s.POD_SECURITY_ENFORCE[name],
+                                                       kubernetes_version=kubernetes_version)}}
 
 
 def ca_chain(*, cluster_name: str) -> list[dict[str, Any]]:
@@ -278,7 +302,7 @@ class ClusterAddons(Construct):
 
     def bootstrap_objects(self) -> list[dict[str, Any]]:
         p = self._props
-        return [*(app_namespace(ns) for ns in k8s.APP_NAMESPACES),
+        return [*(app_namespace(ns, kubernetes_version=p.kubernetes_version) for ns in k8s.APP_NAMESPACES),
                 *ca_chain(cluster_name=p.cluster_name),
                 secrets_manager_store(region=p.region),
                 storage_class(cluster_name=p.cluster_name, reclaim_policy=p.settings.storage_reclaim_policy,

@@ -69,6 +69,30 @@ PGBOUNCER_TLS_DIR = "/etc/pgbouncer/tls"
 PLUGINS_DIR = "/opt/airflow/plugins"            # [core] plugins_folder default under AIRFLOW_HOME
 CERTS_VOLUME = "airflow-certs"
 PLUGINS_VOLUME = "plugins"
+TMP_VOLUME = "tmp"
+TMP_DIR = "/tmp"
+
+# Pod Security `restricted` (the airflow namespace enforces it, modules/platform/kubernetes.py POD_SECURITY_ENFORCE),
+# read-only root filesystems included. Every Airflow pod runs as the image's airflow user (uid 50000, group 0: the
+# image makes AIRFLOW_HOME group-owned by 0); PgBouncer and the StatsD exporter as the chart's 65534 (nobody).
+# What Airflow writes goes to volumes: /tmp (TMP_VOLUME: the S3 DAG bundle's checkouts under tempfile.gettempdir(),
+# PgBouncer's unix socket), $AIRFLOW_HOME/logs (the chart's `logs` emptyDir in every component that writes logs),
+# the plugins emptyDir. No process daemonizes, so none writes a pid file into AIRFLOW_HOME.
+AIRFLOW_UID = 50000
+NOBODY_UID = 65534
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def pod_security_context(uid: int, gid: int) -> dict[str, Any]:
+    return {"runAsUser": uid, "runAsGroup": gid, "fsGroup": gid, "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _security_contexts(uid: int, gid: int) -> dict[str, Any]:
+    """A chart component's `securityContexts` (pod and container)."""
+    return {"pod": pod_security_context(uid, gid), "container": dict(CONTAINER_SECURITY_CONTEXT)}
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -158,7 +182,9 @@ def _plugin_sync(*, image: str, plugins_bucket: str, region: str) -> dict[str, A
     return {"name": "sync-plugins", "image": image, "imagePullPolicy": "IfNotPresent",
             "command": ["python", "-c", PLUGIN_SYNC_SCRIPT, plugins_bucket, PLUGINS_DIR],
             "env": [{"name": "AWS_DEFAULT_REGION", "value": region}, {"name": "AWS_REGION", "value": region}],
-            "volumeMounts": [{"name": PLUGINS_VOLUME, "mountPath": PLUGINS_DIR}],
+            "volumeMounts": [{"name": PLUGINS_VOLUME, "mountPath": PLUGINS_DIR},
+                             {"name": TMP_VOLUME, "mountPath": TMP_DIR}],
+            "securityContext": dict(CONTAINER_SECURITY_CONTEXT),
             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}}
 
 
@@ -192,7 +218,7 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
     image = s.image_reference
     sa = service_accounts()
     sync = _plugin_sync(image=image, plugins_bucket=plugins_bucket, region=region)
-    account = lambda name: {"create": True, "name": name}  # noqa: E731
+    account = lambda name, **more: {"create": True, "name": name, **more}  # noqa: E731
     worker_pod = {
         # Never evicted mid-task: neither by Karpenter consolidation nor by the cluster autoscaler.
         "safeToEvict": False, "podAnnotations": {"karpenter.sh/do-not-disrupt": "true"},
@@ -240,17 +266,31 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
         "env": env,
         "secret": [{"envName": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", "secretName": METADATA_SECRET,
                     "secretKey": "async-connection"}],
-        # Both CA files in every Airflow container and in PgBouncer (the chart mounts these there too).
-        "volumes": [certs_volume],
-        "volumeMounts": [{"name": CERTS_VOLUME, "mountPath": k8s.AIRFLOW_CERTS_DIR, "readOnly": True}],
+        # Both CA files in every Airflow container and in PgBouncer (the chart mounts these there too), and a
+        # writable /tmp under read-only root filesystems.
+        "volumes": [certs_volume, {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}],
+        "volumeMounts": [{"name": CERTS_VOLUME, "mountPath": k8s.AIRFLOW_CERTS_DIR, "readOnly": True},
+                         {"name": TMP_VOLUME, "mountPath": TMP_DIR}],
+        # Every Airflow pod and container (components, jobs, sidecars, KubernetesExecutor task pods) unless a
+        # component says otherwise below.
+        "securityContexts": {"pod": pod_security_context(AIRFLOW_UID, 0),
+                             "containers": dict(CONTAINER_SECURITY_CONTEXT)},
+        # DAGs come from the S3 bundle: no git-sync sidecar (chart 1.21's default, said here because the 1.18
+        # templates the render tests use default it on).
+        "dags": {"gitSync": {"enabled": False}},
+        # Pods that never call the Kubernetes API get no token for it (the scheduler launches task pods, the API
+        # server reads running task pods' logs, workers and the triggerer may run KubernetesPodOperator).
+        "migrateDatabaseJob": {"serviceAccount": {"automountServiceAccountToken": False}},
         "redis": {"enabled": False},
         "postgresql": {"enabled": False},
         "createUserJob": {"enabled": False},          # no default admin user (the chart's is admin/admin)
-        "statsd": {"enabled": True},
+        "statsd": {"enabled": True, "securityContexts": _security_contexts(NOBODY_UID, NOBODY_UID),
+                   "serviceAccount": {"automountServiceAccountToken": False}},
         "scheduler": component("scheduler", s.scheduler_replicas),
         "apiServer": component("apiServer", s.api_server_replicas),
         "dagProcessor": component("dagProcessor", s.dag_processor_replicas,
-                                  dagBundleConfigList=dag_bundle_config(dags_bucket=dags_bucket, settings=s)),
+                                  dagBundleConfigList=dag_bundle_config(dags_bucket=dags_bucket, settings=s),
+                                  serviceAccount=account(sa["dagProcessor"], automountServiceAccountToken=False)),
         "triggerer": component("triggerer", s.triggerer_replicas, persistence={"enabled": False}),
         "workers": {
             # The deprecated top-level keys still drive parts of chart 1.21.0 (e.g. the KEDA env var): keep them
@@ -259,12 +299,15 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
             "celery": celery, "kubernetes": kubernetes},
         "pgbouncer": {
             "enabled": True, "replicas": s.pgbouncer_replicas, "podDisruptionBudget": _pdb(s.pgbouncer_replicas),
+            "securityContexts": _security_contexts(NOBODY_UID, NOBODY_UID),
+            "serviceAccount": {"automountServiceAccountToken": False},
             "configSecretName": PGBOUNCER_CONFIG_SECRET, "sslmode": "verify-full",
             "metadataPoolSize": s.pgbouncer_pool_size, "maxClientConn": s.pgbouncer_max_client_conn,
             "extraVolumes": [{"name": "pgbouncer-tls", "secret": {"secretName": PGBOUNCER_TLS_SECRET}}],
             "extraVolumeMounts": [{"name": "pgbouncer-tls", "mountPath": PGBOUNCER_TLS_DIR, "readOnly": True}],
             "metricsExporterSidecar": {
                 "statsSecretName": PGBOUNCER_STATS_SECRET, "sslmode": "verify-full",
+                "securityContexts": {"container": dict(CONTAINER_SECURITY_CONTEXT)},
                 "extraVolumeMounts": [{"name": CERTS_VOLUME, "mountPath": k8s.AIRFLOW_CERTS_DIR, "readOnly": True}]}},
         "logs": {"persistence": {"enabled": False}},
         "config": {

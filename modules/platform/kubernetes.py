@@ -16,6 +16,14 @@ CERT_MANAGER_NAMESPACE = "cert-manager"
 EXTERNAL_SECRETS_NAMESPACE = "external-secrets"
 KEDA_NAMESPACE = "keda"
 APP_NAMESPACES = (AIRFLOW_NAMESPACE, VAULT_NAMESPACE, MONITORING_NAMESPACE)
+# Pod Security Admission level each app namespace enforces (labels `pod-security.kubernetes.io/enforce`, pinned to the
+# cluster's minor with `enforce-version`); every one also warns and audits at `restricted`. Airflow and Vault meet
+# restricted (their values set the security contexts; task pods included). Monitoring cannot: node-exporter, a
+# DaemonSet of that release, needs hostNetwork, hostPID and hostPath mounts of /, /proc and /sys, which baseline
+# refuses. docs/platform-addons.md ("Pod Security") has the evidence; tests/test_helm_render.py re-checks it.
+POD_SECURITY_ENFORCE = {AIRFLOW_NAMESPACE: "restricted", VAULT_NAMESPACE: "restricted",
+                        MONITORING_NAMESPACE: "privileged"}
+POD_SECURITY_AUDIT = "restricted"               # the warn and audit level of every namespace the project labels
 
 # Helm release names (service names derive from them: "<release>-api-server", "<release>-grafana", ...).
 AIRFLOW_RELEASE = "airflow"

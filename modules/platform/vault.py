@@ -48,6 +48,8 @@ TLS_CERT_FILE = f"{TLS_DIR}/tls.crt"
 TLS_KEY_FILE = f"{TLS_DIR}/tls.key"
 TLS_CA_FILE = f"{TLS_DIR}/ca.crt"
 DATA_PATH = "/vault/data"
+TMP_DIR = "/tmp"                                           # the chart's start command writes /tmp/storageconfig.hcl
+VAULT_UID, VAULT_GID = 100, 1000                           # the image's vault user and group
 AUDIT_PATH = "/vault/audit"
 AUDIT_LOG_FILE = f"{AUDIT_PATH}/vault_audit.log"          # the vault-config stack's file audit device writes here
 INTERNAL_SERVICE = f"{k8s.VAULT_RELEASE}-internal"        # the chart's headless Service: <pod>.<release>-internal
@@ -146,8 +148,10 @@ def vault_values(*, region: str, unseal_key_arn: str, settings: VaultSettings = 
             # Airflow's tokens with it (modules/platform/vault_config.py).
             "authDelegator": {"enabled": True},
             "extraEnvironmentVars": {"VAULT_CACERT": TLS_CA_FILE},   # the in-pod CLI verifies the listener
-            "volumes": [{"name": "tls", "secret": {"secretName": k8s.VAULT_TLS_SECRET, "defaultMode": 0o440}}],
-            "volumeMounts": [{"name": "tls", "mountPath": TLS_DIR, "readOnly": True}],
+            "volumes": [{"name": "tls", "secret": {"secretName": k8s.VAULT_TLS_SECRET, "defaultMode": 0o440}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+            "volumeMounts": [{"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+                             {"name": "tmp", "mountPath": TMP_DIR}],
             "dataStorage": {**storage, "size": settings.data_storage_size, "mountPath": DATA_PATH},
             "auditStorage": {**storage, "size": settings.audit_storage_size, "mountPath": AUDIT_PATH},
             "standalone": {"enabled": False},
@@ -161,9 +165,16 @@ def vault_values(*, region: str, unseal_key_arn: str, settings: VaultSettings = 
                 # One replica cannot be disrupted without an outage; a budget of 0 would only block node drains.
                 "disruptionBudget": {"enabled": replicas > 1},
             },
-            "statefulSet": {"securityContext": {"container": {
-                "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                "seccompProfile": {"type": "RuntimeDefault"}}}},
+            # Pod Security `restricted` (the vault namespace enforces it) with a read-only root filesystem: the
+            # image's vault user (uid 100, group 1000, which owns the existing raft data) as the chart's default
+            # pod context says, seccomp added. Vault writes its data and audit volumes, /home/vault (the chart's
+            # emptyDir) and /tmp, where the chart's start command renders the config (TMP_DIR).
+            "statefulSet": {"securityContext": {
+                "pod": {"runAsNonRoot": True, "runAsUser": VAULT_UID, "runAsGroup": VAULT_GID, "fsGroup": VAULT_GID,
+                        "seccompProfile": {"type": "RuntimeDefault"}},
+                "container": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                              "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                              "seccompProfile": {"type": "RuntimeDefault"}}}},
             "topologySpreadConstraints": [{
                 "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
                 "labelSelector": {"matchLabels": {"app.kubernetes.io/name": CHART,

@@ -46,12 +46,14 @@ def values_of(release: dict) -> dict:
 
 
 def unknown_keys(values: dict, defaults: dict, path: str = ""):
-    """Keys of `values` the chart's values do not define. An empty map default ({}) and a label map (nodeSelector)
+    """Keys of `values` the chart's values do not define. An empty map default ({}), a label map (nodeSelector) and
+    a Kubernetes security context (checked against the Kubernetes schema when rendered, tests/test_helm_render.py)
     are free-form (a PDB spec, resources, labels...), so anything below them is accepted."""
     for key, value in values.items():
         if key not in defaults:
             yield f"{path}{key}"
-        elif isinstance(value, dict) and isinstance(defaults[key], dict) and defaults[key] and key != "nodeSelector":
+        elif isinstance(value, dict) and isinstance(defaults[key], dict) and defaults[key] and key != "nodeSelector" \
+                and not key.endswith(("SecurityContext", "securityContext")):
             yield from unknown_keys(value, defaults[key], f"{path}{key}.")
 
 
@@ -212,6 +214,17 @@ def test_bootstrap_objects_are_namespaces_kept_on_uninstall_then_the_rest():
                for o in objects if o["kind"] == "Namespace")
 
 
+def test_app_namespaces_enforce_their_pod_security_level_and_warn_and_audit_at_restricted():
+    stack = new_stack()
+    objects = ClusterAddons(stack, "addons", props=ClusterAddonsProps(**BASE, kubernetes_version="1.35")).bootstrap_objects()
+    labels = {o["metadata"]["name"]: o["metadata"]["labels"] for o in objects if o["kind"] == "Namespace"}
+    prefix = "pod-security.kubernetes.io/"
+    for name, level in (("airflow", "restricted"), ("vault", "restricted"), ("monitoring", "privileged")):
+        assert labels[name] == {f"{prefix}enforce": level, f"{prefix}warn": "restricted",
+                                f"{prefix}audit": "restricted", f"{prefix}enforce-version": "v1.35",
+                                f"{prefix}warn-version": "v1.35", f"{prefix}audit-version": "v1.35"}, name
+
+
 def test_bootstrap_dependencies_are_every_addon_release():
     stack = new_stack()
     addons = ClusterAddons(stack, "addons", props=ClusterAddonsProps(**BASE))
@@ -223,6 +236,7 @@ def test_bootstrap_dependencies_are_every_addon_release():
     ({"worker_instance_families": ("m7i", "m7g")}, "addons.worker_instance_families", "mixes x86_64 and Graviton"),
     ({"region": "europe"}, "region", "is not an AWS region name"),
     ({"ebs_kms_key_arn": "alias/ebs"}, "ebs_kms_key_arn", "is not a KMS key ARN"),
+    ({"kubernetes_version": "v1.34"}, "kubernetes_version", "is not a Kubernetes minor version"),
 ])
 def test_props_fail_fast_naming_the_field(change, field, message):
     families = change.pop("worker_instance_families", None)

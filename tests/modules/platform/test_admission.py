@@ -103,10 +103,11 @@ def test_the_chart_pods_are_what_chart_1_21_renders_for_our_values():
     # What the helpers above assume of the chart defaults and our values (if either changes, so must they).
     assert (CHART_DEFAULTS["uid"], CHART_DEFAULTS["gid"], CHART_DEFAULTS["statsd"]["uid"],
             CHART_DEFAULTS["pgbouncer"]["uid"]) == (50000, 0, 65534, 65534)
-    assert TASK_POD["spec"]["securityContext"] == {"runAsUser": 50000, "fsGroup": 0}
+    assert TASK_POD["spec"]["securityContext"] == {"runAsUser": 50000, "runAsGroup": 0, "fsGroup": 0,
+                                                   "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     assert [c["name"] for c in TASK_POD["spec"]["initContainers"]] == ["sync-plugins"]
     assert TASK_POD["spec"]["nodeSelector"] == k8s.WORKER_NODE_LABELS
-    assert CHART_PODS["pgbouncer"]["spec"]["securityContext"] == {"runAsUser": 65534}
+    assert CHART_PODS["pgbouncer"]["spec"]["securityContext"]["runAsUser"] == 65534
 
 
 @pytest.mark.parametrize("name", sorted(CHART_PODS))
@@ -161,7 +162,9 @@ BAD = {
     "runAsUser-0-ephemeral": ("nonRoot", _container_sc("ephemeralContainers", runAsUser=0)),
     "runAsNonRoot-false-pod": ("nonRoot", lambda spec: spec["securityContext"].update(runAsNonRoot=False)),
     "runAsNonRoot-false-container": ("nonRoot", _container_sc("containers", runAsNonRoot=False)),
-    "no-user-anywhere": ("nonRoot", lambda spec: spec.update(securityContext={"fsGroup": 0})),
+    "no-user-anywhere": ("nonRoot", lambda spec: [spec.update(securityContext={"fsGroup": 0}), *(
+        c["securityContext"].pop("runAsNonRoot", None) for key in ("initContainers", "containers")
+        for c in spec[key] if c.get("securityContext"))]),
     "system-taint-toleration": ("systemNodes", lambda spec: spec["tolerations"].append(
         {"key": k8s.SYSTEM_NODE_TAINT_KEY, "operator": "Exists"})),
     "exists-toleration-without-key": ("systemNodes", lambda spec: spec["tolerations"].append({"operator": "Exists"})),

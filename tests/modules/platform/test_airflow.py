@@ -137,12 +137,41 @@ def test_workers_scale_with_keda_are_not_evictable_and_land_on_the_worker_pool()
         assert pod["nodeSelector"] == k8s.WORKER_NODE_LABELS and pod["tolerations"] == k8s.WORKER_TOLERATIONS
 
 
+def test_every_pod_runs_restricted_with_a_read_only_root_and_a_writable_tmp():
+    v = values()
+    restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True,
+                  "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert v["securityContexts"] == {"containers": restricted, "pod": {
+        "runAsUser": 50000, "runAsGroup": 0, "fsGroup": 0, "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"}}}
+    for chart_component in (v["pgbouncer"], v["statsd"]):
+        assert chart_component["securityContexts"]["container"] == restricted
+        assert chart_component["securityContexts"]["pod"]["runAsUser"] == 65534
+    assert v["pgbouncer"]["metricsExporterSidecar"]["securityContexts"] == {"container": restricted}
+    for component in ("scheduler", "apiServer", "dagProcessor", "triggerer"):
+        (sync,) = v[component]["extraInitContainers"]
+        assert sync["securityContext"] == restricted and {"name": "tmp", "mountPath": "/tmp"} in sync["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}} in v["volumes"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in v["volumeMounts"]
+    assert v["dags"]["gitSync"]["enabled"] is False
+
+
+def test_only_pods_that_call_the_kubernetes_api_get_a_token_for_it():
+    v = values()
+    off = {name: v[name]["serviceAccount"].get("automountServiceAccountToken", True)
+           for name in ("pgbouncer", "statsd", "migrateDatabaseJob", "dagProcessor", "scheduler", "apiServer",
+                        "triggerer")}
+    assert off == {"pgbouncer": False, "statsd": False, "migrateDatabaseJob": False, "dagProcessor": False,
+                   "scheduler": True, "apiServer": True, "triggerer": True}
+
+
 def test_service_accounts_are_the_ones_identity_associates():
     v, w = values(), workloads()
     expected = {"scheduler": "airflow-scheduler", "dagProcessor": "airflow-dag-processor",
                 "triggerer": "airflow-triggerer", "apiServer": "airflow-api-server"}
     for component, wid in expected.items():
-        assert v[component]["serviceAccount"] == {"create": True, "name": w[wid][1][0]}
+        assert {k: v[component]["serviceAccount"][k] for k in ("create", "name")} == {"create": True,
+                                                                                     "name": w[wid][1][0]}
     assert v["workers"]["celery"]["serviceAccount"] == {"create": True, "name": w["airflow-worker"][1][0]}
     assert v["workers"]["kubernetes"]["serviceAccount"] == {"create": True, "name": w["airflow-task"][1][0]}
     assert set(service_accounts().values()) == {sas[0] for wid, (_, sas) in w.items() if wid.startswith("airflow-")}
@@ -191,11 +220,11 @@ def test_each_component_logs_in_to_vault_with_its_own_role_and_a_token_for_vault
 
 def test_ca_files_are_mounted_and_async_url_comes_from_the_secret():
     v = values()
-    (volume,) = v["volumes"]
+    (volume,) = [vol for vol in v["volumes"] if "projected" in vol]
     sources = {s["secret"]["name"]: s["secret"]["items"][0] for s in volume["projected"]["sources"]}
     assert sources == {PGBOUNCER_TLS_SECRET: {"key": "ca.crt", "path": "platform-ca.crt"},
                        RDS_CA_SECRET: {"key": "global-bundle.pem", "path": "rds-global-bundle.pem"}}
-    assert v["volumeMounts"] == [{"name": volume["name"], "mountPath": k8s.AIRFLOW_CERTS_DIR, "readOnly": True}]
+    assert {"name": volume["name"], "mountPath": k8s.AIRFLOW_CERTS_DIR, "readOnly": True} in v["volumeMounts"]
     assert {"name": "PGSSLROOTCERT", "value": k8s.AIRFLOW_PLATFORM_CA_FILE} in v["env"]
     assert v["secret"] == [{"envName": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", "secretName": METADATA_SECRET,
                             "secretKey": "async-connection"}]

@@ -166,8 +166,8 @@ def test_tls_listener_reads_the_mounted_certificate_secret():
     assert tcp["tls_disable"] is False and tcp["tls_min_version"] == "tls12"
     assert (tcp["tls_cert_file"], tcp["tls_key_file"], tcp["tls_client_ca_file"]) == (
         TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE)
-    (volume,) = values["server"]["volumes"]
-    (mount,) = values["server"]["volumeMounts"]
+    (volume,) = [v for v in values["server"]["volumes"] if "secret" in v]
+    (mount,) = [m for m in values["server"]["volumeMounts"] if m["name"] == volume["name"]]
     assert volume["secret"]["secretName"] == k8s.VAULT_TLS_SECRET and mount["name"] == volume["name"]
     assert mount["readOnly"] is True
     for path in (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE):
@@ -264,3 +264,16 @@ def test_props_refuse_bad_input_naming_the_field(field, value, message):
 def test_other_pods_running_the_vault_cli_use_the_servers_image():
     server = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["server"]["image"]
     assert VAULT_IMAGE == f"{server['repository']}:{server['tag']}"
+
+
+def test_the_server_runs_restricted_with_a_read_only_root_and_a_writable_tmp():
+    server = values_for(3)["server"]
+    context = server["statefulSet"]["securityContext"]
+    assert context["pod"] == {"runAsNonRoot": True, "runAsUser": 100, "runAsGroup": 1000, "fsGroup": 1000,
+                              "seccompProfile": {"type": "RuntimeDefault"}}
+    assert context["container"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                    "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                                    "seccompProfile": {"type": "RuntimeDefault"}}
+    # the chart's start command copies the config to /tmp/storageconfig.hcl before Vault starts
+    (tmp,) = [v for v in server["volumes"] if "emptyDir" in v]
+    assert {"name": tmp["name"], "mountPath": "/tmp"} in server["volumeMounts"]
