@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from cdktf import TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderEndpoints
 
-EMULATED_SERVICES = ("acm", "cloudwatch", "ec2", "eks", "elasticache", "elbv2", "events", "iam", "kms", "logs", "rds",
-                     "route53", "s3", "secretsmanager", "sns", "sqs", "sts", "wafv2")
+EMULATED_SERVICES = ("acm", "cloudtrail", "cloudwatch", "codebuild", "ec2", "eks", "elasticache", "elbv2", "events",
+                     "guardduty", "iam", "kms", "logs", "rds", "route53", "s3", "secretsmanager", "sns", "sqs", "sts",
+                     "wafv2")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -40,7 +40,7 @@ def test_committed_cdk_tf_json_applies_with_plain_terraform_and_a_fresh_synth_pl
     shutil.copy(first, committed / "cdk.tf.json")
     doc = json.loads((committed / "cdk.tf.json").read_text())
     resources = sum(len(of_type) for of_type in doc["resource"].values())
-    assert resources == 23
+    assert resources == 25
 
     terraform(committed, tf_env, "init")
     applied = terraform(committed, tf_env, "apply", "-auto-approve", "-parallelism=10", timeout=300)

@@ -72,11 +72,19 @@ class EmulatorGap:
 # Resource types moto 5.2 (patched) cannot handle the way the AWS provider 5.100 asks. Everything else must apply,
 # plan no changes the second time, and destroy.
 KNOWN_EMULATOR_GAPS: dict[str, EmulatorGap] = {
-    # None left for dev's infra stack: where moto 5.2.5 differed from AWS, tools.emulator_server makes it answer
-    # as AWS does. A resource type the patched emulator cannot handle gets an entry here, quoting moto's message
-    # and saying what AWS does, e.g.
-    #   "aws_eks_access_entry": EmulatorGap(moto_says="404 Not Found: The requested URL was not found on the server",
-    #                                       aws_does="CreateAccessEntry maps the IAM principal into the cluster"),
+    # Where moto 5.2.5 differed from AWS in ways a small patch fixes, tools.emulator_server makes it answer as AWS
+    # does. What is left, each quoting moto and saying what AWS does (issue #16 brought the three types below into
+    # dev's infra stack: the in-VPC deploy runner and GuardDuty, on now that dev has an account of its own):
+    "aws_codebuild_webhook": EmulatorGap(
+        moto_says="The create_webhook action has not been implemented",
+        aws_does="CreateWebhook registers the project with the repository's GitHub connection so that queued "
+                 "workflow jobs (WORKFLOW_JOB_QUEUED) start a build"),
+    "aws_guardduty_detector_feature": EmulatorGap(
+        moto_says="GetDetector answers without a `features` list, so the provider reads an empty result",
+        aws_does="GetDetector lists each feature (S3_DATA_EVENTS, EKS_AUDIT_LOGS, RUNTIME_MONITORING) and its status"),
+    "aws_codebuild_project": EmulatorGap(
+        moto_says="BatchGetProjects omits concurrentBuildLimit and encryptionKey it was created with",
+        aws_does="BatchGetProjects returns both as set", attributes=("concurrent_build_limit", "encryption_key")),
 }
 EXIT_OK, EXIT_FAILED = 0, 1
 SYNTH_TIMEOUT = 180
