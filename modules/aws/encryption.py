@@ -8,7 +8,8 @@ Every key policy (`key_policy`) has, in this order:
 - `KeyAdministrators`: the stack's `KeyAdministrators` may manage the key (AWS's documented key-administrator actions:
   policy, rotation, tags, aliases, enable/disable, deletion), none of which encrypts or decrypts.
 - `AdministratorsNoDirectUse` (Deny): administrators may not call Encrypt, Decrypt, ReEncrypt or GenerateDataKey
-  themselves, whatever their IAM policies allow. Calls an AWS service makes for them (`kms:ViaService` set: Terraform
+  themselves, whatever their IAM policies allow (an administrator can still PutKeyPolicy the deny away: it binds
+  people at the console, not the deploy role, which administers keys because Terraform writes their policies). Calls an AWS service makes for them (`kms:ViaService` set: Terraform
   writing a Secrets Manager version, reading state from S3, RDS creating its grant) stay under that service's own
   authorization, so a deploy keeps working.
 - `AdministratorsGrantOnlyForAwsResources` (Deny): administrators may not create grants except through an AWS service
