@@ -643,7 +643,10 @@ def test_whole_rehearsal_applies_plans_no_changes_and_destroys(tools_present, tm
     (head,) = [line for line in out.splitlines() if line.startswith("second plan (with refresh")]
     assert re.search(r": (no changes|\d+ changes, (\d+) explained by known emulator gaps, 0 UNEXPECTED)", head)
     (destroyed,) = re.findall(r"^destroy: (\d+)/(\d+) resources in \d+s$", out, re.MULTILINE)
-    assert destroyed[0] == destroyed[1] == str(len(result.applied))
+    # Everything applied is destroyed, plus any known-gap resource the apply created but could not read back (it
+    # stays in the state, tainted: GuardDuty detector features, whose GetDetector answer moto leaves empty).
+    gaps = [f for f in result.failures if f.known_gap and not f.emulator_race]
+    assert destroyed[0] == destroyed[1] and 0 <= int(destroyed[0]) - len(result.applied) <= len(gaps)
     assert "left behind after destroy: nothing (the state is empty)" in out
     progress = re.findall(r"^(apply|plan|destroy): \d+(?:/\d+)? (?:done|refreshed)(?:, \d+ failed)?, (\d+)s$", out, re.MULTILINE)
     assert {phase for phase, _ in progress} == {"apply", "plan", "destroy"}
