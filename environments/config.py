@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from modules.aws.settings import (CacheSettings, CiRunnerSettings, ClusterSettings, DatabaseSettings, EdgeSettings,
                                   EncryptionSettings, GuardrailsSettings, NetworkSettings, StorageSettings,
-                                  connection_account, key_admin_arns)
+                                  connection_account, deploy_role_name, key_admin_arns, plan_role_name,
+                                  workload_boundary_name)
 from modules.core import validation
 from modules.core.environment import partition_of
 from modules.core.validation import ConfigError, require
@@ -169,7 +170,7 @@ class EnvironmentConfig:
     @property
     def deploy_role_name(self) -> str:
         """IAM role deploy.yml assumes for this environment (in this environment's account)."""
-        return f"github-actions-{self.name}-deploy"
+        return deploy_role_name(self.name)
 
     @property
     def deploy_role_arn(self) -> str:
@@ -189,7 +190,7 @@ class EnvironmentConfig:
     def plan_role_name(self) -> str:
         """IAM role plan.yml assumes to plan this environment (in this environment's account): trusted by pull
         requests, or, when `plan_environment` is set, only by plan.yml on main in that GitHub environment."""
-        return f"github-actions-{self.name}-plan"
+        return plan_role_name(self.name)
 
     @property
     def plan_role_arn(self) -> str:
@@ -199,7 +200,7 @@ class EnvironmentConfig:
     def workload_boundary_arn(self) -> str:
         """Permissions boundary every IAM role of this environment's stacks carries (created by the state stack of
         its account, modules/aws/ci_roles.py): the deploy role may create roles only with it."""
-        return f"arn:{self.partition}:iam::{self.account_id}:policy/{self.prefix}-workload-boundary"
+        return f"arn:{self.partition}:iam::{self.account_id}:policy/{workload_boundary_name(self.prefix)}"
 
     @property
     def ci_runner_project_name(self) -> str:

@@ -48,6 +48,7 @@ from constructs import Construct
 from ..core import iam
 from ..core.environment import AwsEnvironment
 from ..core.validation import ConfigError
+from .settings import ROLE_NAME_PREFIX, deploy_role_name, plan_role_name, workload_boundary_name
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 GITHUB_OIDC_URL = f"https://{GITHUB_OIDC_HOST}"
@@ -151,7 +152,7 @@ class CiEnvironment:
 
     @property
     def workload_boundary_name(self) -> str:
-        return f"{self.prefix}-workload-boundary"
+        return workload_boundary_name(self.prefix)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,7 +163,7 @@ class CiRolesProps:
     environments: tuple[CiEnvironment, ...]            # the environments deployed into this account
     state_access_log_bucket: str | None = None         # the state bucket's access-log bucket (protected likewise)
     state_kms_alias: str = "alias/terraform-state"
-    name: str = "github-actions"                       # roles '<name>-<env>-deploy' and '<name>-<env>-plan'
+    name: str = ROLE_NAME_PREFIX                       # roles '<name>-<env>-deploy' and '<name>-<env>-plan'
     deploy_workflow: str = ".github/workflows/deploy.yml"
     plan_workflow: str = ".github/workflows/plan.yml"
     deploy_branch: str = "main"                        # deploys run only from this branch's deploy workflow
@@ -318,7 +319,7 @@ class CiRoles(Construct):
 
         deploy_boundary = iam_policy.IamPolicy(
             scope, "deploy-boundary", name=e.deploy_boundary_name,
-            description=f"Permissions boundary of {p.name}-{e.name}-deploy: the deploy's work, never its own guards",
+            description=f"Permissions boundary of {deploy_role_name(e.name, p.name)}: the deploy's work, never its own guards",
             policy=iam.policy_document(
                 # Allowed is what the deploy's policy allows (AdministratorAccess: a deploy creates VPCs, EKS, RDS,
                 # KMS keys and IAM roles) but the account and its organization; the denies below, which no policy
@@ -340,7 +341,7 @@ class CiRoles(Construct):
         self.deploy_subjects[e.name] = (subject(repo, f"environment:{e.name}", p.deploy_workflow,
                                                 f"refs/heads/{p.deploy_branch}"),)
         deploy = iam_role.IamRole(
-            scope, "deploy-role", name=f"{p.name}-{e.name}-deploy", max_session_duration=session,
+            scope, "deploy-role", name=deploy_role_name(e.name, p.name), max_session_duration=session,
             force_detach_policies=True, permissions_boundary=deploy_boundary.arn,
             description=f"deploys {e.name} from {p.repository}'s {p.deploy_workflow} on {p.deploy_branch}",
             assume_role_policy=github_trust_policy(self.oidc_provider_arn, list(self.deploy_subjects[e.name])))
@@ -353,7 +354,7 @@ class CiRoles(Construct):
                         else ("pull_request", PULL_REQUEST_REF))
         self.plan_subjects[e.name] = (subject(repo, context, p.plan_workflow, ref),)
         plan = iam_role.IamRole(
-            scope, "plan-role", name=f"{p.name}-{e.name}-plan", max_session_duration=session,
+            scope, "plan-role", name=plan_role_name(e.name, p.name), max_session_duration=session,
             force_detach_policies=True,
             description=f"terraform plan of {e.name} from {p.repository}'s {p.plan_workflow} "
                         f"({e.plan_environment + ' on ' + p.deploy_branch if e.plan_environment else 'pull requests'})",

@@ -605,3 +605,21 @@ class CiRunnerSettings:
     def environment_type(self) -> str:
         """CodeBuild environment type matching the image's architecture."""
         return "ARM_CONTAINER" if "aarch64" in self.image else "LINUX_CONTAINER"
+
+
+# ---- CI identities (modules/aws/ci_roles.py creates them; the workflows, the infra stack and environments/config.py
+# name them): the naming convention, in one place, importable without starting jsii.
+
+ROLE_NAME_PREFIX = "github-actions"     # CiRolesProps.name's default: the roles the workflows assume
+
+
+def deploy_role_name(environment: str, name: str = ROLE_NAME_PREFIX) -> str:
+    return f"{name}-{environment}-deploy"
+
+
+def plan_role_name(environment: str, name: str = ROLE_NAME_PREFIX) -> str:
+    return f"{name}-{environment}-plan"
+
+
+def workload_boundary_name(prefix: str) -> str:
+    return f"{prefix}-workload-boundary"
