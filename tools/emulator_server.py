@@ -759,6 +759,27 @@ def apply_patches() -> list[str]:
     return [func.__name__ for func in PATCHES]
 
 
+def serialize_requests() -> None:
+    """One request at a time. moto's server is threaded but its backends are plain dicts and lists: two requests that
+    change one route table or security group at once (Terraform's parallel destroy) can lose one change, and the
+    emulator then answers errors AWS never would (seen: DeleteVpcEndpoints -> InvalidRoute.NotFound for the endpoint's
+    own prefix-list route; RevokeSecurityGroupEgress -> InvalidPermission.NotFound for a rule never revoked). AWS
+    serializes these per resource; a lock around each request does it here, at a few milliseconds per request."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    lock = threading.Lock()
+    call = DomainDispatcherApplication.__call__
+
+    def serialized(self, environ, start_response):
+        with lock:
+            # moto answers with a list, not a generator: the whole response is made inside the lock.
+            return call(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = serialized
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.emulator_server", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless you mean otherwise)")
@@ -775,6 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     # call answers the retry with a false error (seen: InvalidPermission.Duplicate for a rule made once).
     from werkzeug.serving import WSGIRequestHandler
     WSGIRequestHandler.protocol_version = "HTTP/1.0"
+    serialize_requests()
     names = apply_patches()
     print(f"emulator_server: moto with {len(names)} patches: {', '.join(names) or '-'}", flush=True)
     from moto.server import main as moto_main
