@@ -437,3 +437,44 @@ def test_the_rendered_task_pod_template_carries_the_component_the_launcher_polic
     assert template["metadata"]["labels"]["component"] == admission.TASK_COMPONENT
     # Its serviceAccountName is chart 1.21's workers.kubernetes.serviceAccount, which the 1.18 proxy lacks
     # (rr.PROXY_GAPS); tests/modules/platform/test_admission.py checks the policy against that account.
+
+
+# ---- database credentials: only where the database is used ------------------------------------------------------
+
+def database_credentials(pod: rr.Pod) -> list[str]:
+    """Every way `pod` takes a database credential: a Secret holding one (volume, env, envFrom) or an environment
+    variable Airflow or KEDA would read a connection from."""
+    from modules.platform import airflow as af, database_roles as dbr
+    secrets = {af.METADATA_SECRET, af.KEDA_DATABASE_SECRET, af.PGBOUNCER_CONFIG_SECRET, af.PGBOUNCER_STATS_SECRET,
+               dbr.ADMIN_SECRET}
+    names = re.compile(r"SQL_ALCHEMY_CONN|KEDA_DB_CONN|AIRFLOW_CONN_AIRFLOW_DB")
+    found = []
+    for volume in pod.spec.get("volumes") or []:
+        sources = [volume.get("secret") or {}, *((s.get("secret") or {}) for s in
+                                                 (volume.get("projected") or {}).get("sources") or [])]
+        found += [f"volume {volume['name']}: Secret {s.get('secretName') or s.get('name')}" for s in sources
+                  if (s.get("secretName") or s.get("name")) in secrets]
+    for container in rr._containers(pod.spec):
+        for env in container.get("env") or []:
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef") or {}
+            if ref.get("name") in secrets or names.search(env["name"]):
+                found.append(f"{container['name']}: env {env['name']}")
+        found += [f"{container['name']}: envFrom Secret {e['secretRef']['name']}" for e in container.get("envFrom") or []
+                  if (e.get("secretRef") or {}).get("name") in secrets]
+    return found
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_celery_workers_and_task_pods_hold_no_database_credential(rendered, env):
+    _, manifests, _ = rendered[env]
+    airflow_pods = {p.owner: p for p in rr.pods(manifests) if p.namespace == "airflow"}
+    (worker,) = [p for owner, p in airflow_pods.items() if owner.endswith("Deployment/airflow/airflow-worker")]
+    (task,) = [p for owner, p in airflow_pods.items() if owner.endswith("[pod_template_file.yaml]")]
+    assert database_credentials(worker) == [] and database_credentials(task) == []
+    # The check sees a credential where there is one: the scheduler's connection, PgBouncer's users file.
+    (scheduler,) = [p for owner, p in airflow_pods.items() if owner.endswith("Deployment/airflow/airflow-scheduler")]
+    assert "scheduler: env AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in database_credentials(scheduler)
+    assert "wait-for-airflow-migrations: env AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD" in database_credentials(scheduler)
+    # The master password is mounted by exactly one pod: the role Job's, in its own namespace.
+    holders = [p.owner for p in rr.pods(manifests) if any("airflow-db-admin" in f for f in database_credentials(p))]
+    assert len(holders) == 1 and "Job/airflow-db-admin/airflow-db-roles" in holders[0]

@@ -59,11 +59,19 @@ def test_secrets_are_referenced_by_name_and_infra_outputs_only(stacks, name):
     assert not [s for s in strings(v) if looks_like_secret(s)]
     assert "{{" not in json.dumps(v)            # credential templates live in the ExternalSecrets, not in values
     objects = json.loads(doc["resource"]["helm_release"]["platform-bootstrap"]["values"][0])["objects"]
-    airflow_es = [o for o in objects if o["kind"] == "ExternalSecret" and o["metadata"]["namespace"] == "airflow"]
-    refs = {d["remoteRef"]["key"] for o in airflow_es for d in o["spec"]["data"]}
-    assert any(r.startswith("${data.terraform_remote_state.") and "master_user_secret" in r for r in refs)
-    assert any(r.startswith("${data.terraform_remote_state.") and "auth-token-secret" in r for r in refs)
-    assert f"airflow-{name}/airflow/keys" in refs
+    def refs(namespace):
+        return {d["remoteRef"]["key"] for o in objects if o["kind"] == "ExternalSecret"
+                and o["metadata"]["namespace"] == namespace for d in o["spec"]["data"]}
+    master = lambda r: r.startswith("${data.terraform_remote_state.") and "master_user_secret" in r  # noqa: E731
+    airflow = refs("airflow")
+    assert not [r for r in airflow if master(r)]       # the RDS master secret never reaches the airflow namespace
+    assert any(r.startswith("${data.terraform_remote_state.") and "auth-token-secret" in r for r in airflow)
+    assert {f"airflow-{name}/airflow/keys", f"airflow-{name}/airflow/database-users"} <= airflow
+    # ... only the role Job's namespace, where no DAG author starts pods
+    admin = refs(k8s.DATABASE_ADMIN_NAMESPACE)
+    assert [r for r in admin if master(r)] and f"airflow-{name}/airflow/database-users" in admin
+    assert {o["metadata"]["namespace"] for o in objects if o["kind"] == "ExternalSecret" and any(
+        master(d["remoteRef"]["key"]) for d in o["spec"]["data"])} == {k8s.DATABASE_ADMIN_NAMESPACE}
 
 
 @pytest.mark.parametrize("name", environments.NAMES)

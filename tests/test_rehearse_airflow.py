@@ -26,7 +26,8 @@ ENDPOINTS = Endpoints(workdir=WORK, ca_cert=WORK / "certs/ca.crt", server_cert=W
                       redis_port=16379, vault_port=18200, vault_token="s.token", moto_endpoint="http://127.0.0.1:15000",
                       api_port=18080, statsd_port=19125, trust_bundle=WORK / "certs/trust-bundle.pem",
                       worker_log_port=18793, trigger_log_port=18794)
-CREDS = Credentials(db_username="airflow_master", db_password="p%w/d@+x", redis_token="t/k%+n", fernet_key="f",
+CREDS = Credentials(db_username="airflow_admin", db_password="p%w/d@+x", app_password="App0123456789",
+                    monitor_password="Mon0123456789", redis_token="t/k%+n", fernet_key="f",
                     jwt_secret="j", api_secret_key="a")
 
 
@@ -84,10 +85,10 @@ def test_airflow_gets_nothing_but_the_synthesized_config_the_chart_wiring_and_na
     values = dev_stacks.airflow_values()
     option = lambda section, key: f"AIRFLOW__{section.upper()}__{key.upper()}"  # noqa: E731
     synthesized = {option(s, k) for s, options in values["config"].items() for k in options}
-    synthesized |= {item["name"] for item in values["env"]} | {item["envName"] for item in values["secret"]}
+    synthesized |= {item["name"] for item in values["env"]}
     chart = {option(s, k) for s, options in CHART_CONFIG_DEFAULTS.items() for k in options} | {
         "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__CELERY__RESULT_BACKEND",
         "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY",
         "AIRFLOW__WEBSERVER__SECRET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__METRICS__STATSD_HOST"}
     additions = {"AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
@@ -95,19 +96,29 @@ def test_airflow_gets_nothing_but_the_synthesized_config_the_chart_wiring_and_na
                  "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED",
                  "SSL_CERT_FILE"}
     assert set(local.env) - synthesized - chart == additions
+    # The database components' additions are exactly what their values take from the metadata Secret.
+    assert set(local.database_env) == {e["name"] for e in values["scheduler"]["env"] if "valueFrom" in e} == {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"}
     printed = "\n".join(local.adaptations.lines)
     for words in ("log servers", "dags_folder", "moto", "SSL_CERT_FILE", "CeleryExecutor", "OpenBao"):
         assert words in printed, words
 
 
-def test_connections_are_the_generated_templates_with_tls_verified_and_secrets_escaped(local):
-    env = local.env
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
-        "postgresql+psycopg2://airflow_master:p%25w%2Fd%40%2Bx@localhost:16543/airflow-metadata"
+def test_connections_are_the_generated_templates_with_tls_verified_and_secrets_escaped(dev_stacks, local):
+    env, database = local.env, local.database_env
+    # Airflow's own role, never the master; only for the components that use the database.
+    assert database["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        "postgresql+psycopg2://airflow:App0123456789@localhost:16543/airflow-metadata"
         f"?sslmode=verify-full&sslrootcert={ENDPOINTS.ca_cert}")
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] == (
-        "postgresql+asyncpg://airflow_master:p%25w%2Fd%40%2Bx@localhost:16543/airflow-metadata?ssl=verify-full")
+    assert database["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] == (
+        "postgresql+asyncpg://airflow:App0123456789@localhost:16543/airflow-metadata?ssl=verify-full")
+    assert not [name for name in env if "SQL_ALCHEMY" in name or name == "AIRFLOW_CONN_AIRFLOW_DB"]
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "rediss://:t%2Fk%25%2Bn@localhost:16379/0?ssl_cert_reqs=required"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "rediss://:t%2Fk%25%2Bn@localhost:16379/1?ssl_cert_reqs=required"
+    assert local.keda_connection == ("postgresql://airflow_monitor:Mon0123456789@localhost:16543/airflow-metadata"
+                                     f"?sslmode=verify-full&sslrootcert={ENDPOINTS.ca_cert}")
+    concurrency = dev_stacks.airflow_values()["config"]["celery"]["worker_concurrency"]
+    assert local.keda_query == f"SELECT ceil(monitor.celery_tasks()::decimal / {concurrency})"
     assert (env["AWS_ACCESS_KEY_ID"], env["AWS_ENDPOINT_URL"]) == ("testing", "http://127.0.0.1:15000")
     assert not [name for name, value in env.items() if "${" in value or "{{" in value]
 
@@ -118,10 +129,23 @@ def test_pgbouncer_ini_keeps_every_generated_directive_but_endpoints_and_paths(d
     changed = [line for line in generated if line not in rehearsed]
     assert sorted(line.split(" = ")[0] for line in changed) == sorted([
         "airflow-metadata", "auth_file", "client_tls_cert_file", "client_tls_key_file", "listen_addr", "listen_port",
-        "server_tls_ca_file", "stats_users"])
+        "server_tls_ca_file"])
     assert "max_prepared_statements = 200" in rehearsed and "server_tls_sslmode = verify-full" in rehearsed
     assert "airflow-metadata = host=localhost port=15432 dbname=airflow pool_size=10" in rehearsed
-    assert local.files[WORK / "pgbouncer" / "users.txt"] == '"airflow_master" "p%w/d@+x"\n'
+    assert local.files[WORK / "pgbouncer" / "users.txt"] == '"airflow" "App0123456789"\n"airflow_monitor" "Mon0123456789"\n'
+    assert "stats_users = airflow_monitor" in rehearsed
+
+
+def test_the_role_job_runs_its_synthesized_script_as_the_master_with_only_endpoints_adapted(dev_stacks, local):
+    from modules.platform import database_roles as dbr
+    job = local.role_job
+    assert job.script == dbr.ROLE_SETUP_SCRIPT.lstrip()
+    assert (job.env["PGHOST"], job.env["PGHOSTADDR"], job.env["PGPORT"]) == ("localhost", "127.0.0.1", "15432")
+    assert (job.env["PGSSLMODE"], job.env["PGSSLROOTCERT"]) == ("verify-full", str(ENDPOINTS.ca_cert))
+    assert {k: job.env[k] for k in dbr.script_env()} == dbr.script_env(secrets_dir=str(WORK / "db-admin"))
+    files = {path.name: text for path, text in local.files.items() if path.parent == WORK / "db-admin"}
+    assert files == {"master-username": "airflow_admin", "master-password": "p%w/d@+x",
+                     "app-password": "App0123456789", "monitor-password": "Mon0123456789"}
 
 
 def test_a_reference_the_rehearsal_cannot_place_is_refused(dev_stacks):
@@ -226,6 +250,8 @@ def test_the_generated_pgbouncer_ini_lets_preparing_drivers_share_the_transactio
                                  password=CREDS.db_password) as pg:
         services.create_database(pg, tls=tls, superuser=CREDS.db_username, password=CREDS.db_password,
                                  database=local.database_name)
+        services.create_role(pg, tls=tls, superuser=CREDS.db_username, password=CREDS.db_password,
+                             role="airflow", role_password=CREDS.app_password)       # Airflow's own role
         for prepared in (None, 0):
             directory = tmp_path / f"pgbouncer-{prepared}"
             directory.mkdir()
@@ -240,7 +266,7 @@ def test_the_generated_pgbouncer_ini_lets_preparing_drivers_share_the_transactio
             with services.start_pgbouncer(directory, ini=directory / "pgbouncer.ini") as pgb:
                 result = subprocess.run(
                     [str(airflow_python()), str(ROOT / "tests" / "airflow_checks" / "prepared_statements.py"),
-                     "localhost", str(pgb.port), "airflow-metadata", CREDS.db_username, CREDS.db_password],
+                     "localhost", str(pgb.port), "airflow-metadata", "airflow", CREDS.app_password],
                     capture_output=True, text=True, timeout=120, env={**os.environ, "PGSSLROOTCERT": str(tls.ca_cert)})
             outcomes[prepared] = result.stdout.splitlines() or [result.stderr[-2000:]]
     assert outcomes[None] == ["psycopg ok", "asyncpg ok"], outcomes

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import quote_plus
 
 from modules.platform import airflow as af
+from modules.platform import database_roles as dbr
 from modules.platform import kubernetes as k8s
 
 # The chart's airflow.cfg defaults (values.yaml `config:` of chart 1.21.0, tests/data/charts/airflow/values.yaml)
@@ -93,10 +94,13 @@ class Stacks:
         return json.loads(self.platform["resource"]["helm_release"]["platform-bootstrap"]["values"][0])["objects"]
 
     def external_secret(self, name: str) -> dict[str, str]:
+        return self.bootstrap_object("ExternalSecret", name)["spec"]["target"]["template"]["data"]
+
+    def bootstrap_object(self, kind: str, name: str) -> dict[str, Any]:
         for obj in self.bootstrap_objects():
-            if obj.get("kind") == "ExternalSecret" and obj["metadata"]["name"] == name:
-                return obj["spec"]["target"]["template"]["data"]
-        raise RehearsalConfigError(f"the platform stack has no ExternalSecret {name}")
+            if obj.get("kind") == kind and obj["metadata"]["name"] == name:
+                return obj
+        raise RehearsalConfigError(f"the platform stack has no {kind} {name}")
 
     def vault_read_policy(self) -> str:
         """The task pods' policy (the narrowest Airflow role, the backend's default): the rehearsal's one token
@@ -145,9 +149,12 @@ class Endpoints:
 
 @dataclass(frozen=True)
 class Credentials:
-    """What Secrets Manager would hold (the RDS master secret, the AUTH token, the Airflow keys)."""
-    db_username: str
+    """What Secrets Manager would hold (the RDS master secret, Airflow's database-role passwords, the AUTH token,
+    the Airflow keys)."""
+    db_username: str                # the master user: only the role Job logs in with it
     db_password: str
+    app_password: str
+    monitor_password: str
     redis_token: str
     fernet_key: str
     jwt_secret: str
@@ -155,10 +162,23 @@ class Credentials:
 
 
 @dataclass
-class LocalAirflow:
-    """The result: files to write and the environment every Airflow process gets."""
+class RoleJob:
+    """The database-role Job (modules/platform/database_roles.py) as the bootstrap chart would run it."""
+    script: str
     env: dict[str, str]
+    secrets_dir: Path
+
+
+@dataclass
+class LocalAirflow:
+    """The result: files to write, the environment every Airflow process gets, and what only the components that
+    use the metadata database get on top (the migration job, scheduler, API server, DAG processor, triggerer)."""
+    env: dict[str, str]
+    database_env: dict[str, str]
     files: dict[Path, str]
+    role_job: RoleJob
+    keda_connection: str            # the KEDA scaler's libpq URL (monitor role), adapted
+    keda_query: str
     buckets: dict[str, str]             # dags / task-logs / landing -> name
     dag_bundle_prefix: str
     database_name: str
@@ -200,13 +220,14 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
     notes.note(f"endpoint: PgBouncer {pgbouncer_host} -> localhost:{e.pgbouncer_port}")
 
     # ---- External Secrets Operator's part: render the generated templates with the rehearsal's secrets.
-    master = {"username": c.db_username, "password": c.db_password}
-    metadata = {key: stacks.resolve(render_eso_template(tpl, master), computed)
-                for key, tpl in stacks.external_secret(af.METADATA_SECRET).items()}
-    pgbouncer_files = {key: stacks.resolve(render_eso_template(tpl, master), computed)
-                       for key, tpl in stacks.external_secret(af.PGBOUNCER_CONFIG_SECRET).items()}
-    broker = stacks.resolve(render_eso_template(stacks.external_secret(af.BROKER_SECRET)["connection"],
-                                                {"token": c.redis_token}), computed)
+    def rendered(secret: str, data: Mapping[str, str]) -> dict[str, str]:
+        return {key: stacks.resolve(render_eso_template(tpl, data), computed)
+                for key, tpl in stacks.external_secret(secret).items()}
+    metadata = rendered(af.METADATA_SECRET, {"password": c.app_password})
+    pgbouncer_files = rendered(af.PGBOUNCER_CONFIG_SECRET, {"app": c.app_password, "monitor": c.monitor_password})
+    keda = rendered(af.KEDA_DATABASE_SECRET, {"password": c.monitor_password})["connection"]
+    broker = rendered(af.BROKER_SECRET, {"token": c.redis_token})["connection"]
+    result_backend = rendered(af.RESULT_BACKEND_SECRET, {"token": c.redis_token})["connection"]
 
     ini = pgbouncer_files["pgbouncer.ini"]
     database = re.search(r"^\S+ = host=(\S+) port=(\d+) dbname=(\S+)", ini, re.MULTILINE)
@@ -219,7 +240,9 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
     notes.note(f"endpoint: PostgreSQL port {database.group(2)} -> {e.postgres_port}; PgBouncer listens on "
                f"127.0.0.1:{e.pgbouncer_port} (not *)")
     cache_port = re.search(r"@[^:/]+:(\d+)/", broker)
-    broker = broker.replace(f":{cache_port.group(1)}/", f":{e.redis_port}/") if cache_port else broker
+    if cache_port:
+        broker, result_backend = (url.replace(f":{cache_port.group(1)}/", f":{e.redis_port}/")
+                                  for url in (broker, result_backend))
     notes.note(f"endpoint: Redis port {cache_port.group(1) if cache_port else '?'} -> {e.redis_port}")
 
     # ---- The chart's part: airflow.cfg = chart defaults + the values' config; env wired from the named Secrets.
@@ -260,14 +283,33 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
             env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = _replace_all(
                 stacks.resolve(value, computed), {**paths, **endpoints})
     env.update({
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _replace_all(metadata["connection"], {**paths, **endpoints}),
         "AIRFLOW__CELERY__BROKER_URL": broker,
+        "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
         "AIRFLOW__CORE__FERNET_KEY": c.fernet_key,
         "AIRFLOW__API__SECRET_KEY": c.api_secret_key, "AIRFLOW__WEBSERVER__SECRET_KEY": c.api_secret_key,
         "AIRFLOW__API_AUTH__JWT_SECRET": c.jwt_secret,
     })
-    for item in values.get("secret", []):
-        env[item["envName"]] = _replace_all(metadata[item["secretKey"]], {**paths, **endpoints})
+    if values.get("secret"):
+        raise RehearsalConfigError("the values' `secret:` list reaches every Airflow container; the rehearsal "
+                                   "expects database connections per component only")
+    # The metadata connection: what each database component's env takes from the metadata Secret (the chart's own
+    # all-container wiring is off). They must agree, since one environment stands in for all of them here.
+    secrets_data = {af.METADATA_SECRET: metadata}
+    database_env: dict[str, str] = {}
+    for component in af.DATABASE_COMPONENTS:
+        wired = {}
+        for item in values[component].get("env", []):
+            ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                if ref["name"] not in secrets_data:
+                    raise RehearsalConfigError(f"{component} takes Secret {ref['name']}, which the rehearsal lacks")
+                wired[item["name"]] = _replace_all(secrets_data[ref["name"]][ref["key"]], {**paths, **endpoints})
+        if database_env and wired != database_env:
+            raise RehearsalConfigError(f"{component}'s database environment differs from the others'")
+        database_env = wired
+    for name, value in database_env.items():
+        if "${" in value or "{{" in value:
+            raise RehearsalConfigError(f"{name} still holds an unresolved reference: {value[:80]!r}")
     for item in values["env"]:
         env[item["name"]] = _replace_all(stacks.resolve(item["value"], computed), paths)
     env.update(AWS_ENDPOINT_URL=e.moto_endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
@@ -291,7 +333,34 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
         buckets[key] = name
     bundle = values["dagProcessor"]["dagBundleConfigList"][0]["kwargs"]
     pg_dir = e.workdir / "pgbouncer"
-    return LocalAirflow(env=env, files={pg_dir / "pgbouncer.ini": ini,
-                                        pg_dir / "users.txt": pgbouncer_files["users.txt"]},
+    role_job, role_files = _role_job(stacks, e, c, computed, notes)
+    keda = _replace_all(keda, {**endpoints, k8s.KEDA_PLATFORM_CA_FILE: str(e.ca_cert)})
+    (scaler,) = [o for o in stacks.bootstrap_objects() if o["kind"] == "ScaledObject"]
+    (trigger,) = scaler["spec"]["triggers"]
+    return LocalAirflow(env=env, database_env=database_env,
+                        files={pg_dir / "pgbouncer.ini": ini, pg_dir / "users.txt": pgbouncer_files["users.txt"],
+                               **role_files},
+                        role_job=role_job, keda_connection=keda, keda_query=trigger["metadata"]["query"],
                         buckets=buckets, dag_bundle_prefix=bundle["prefix"], database_name=database.group(3),
                         adaptations=notes)
+
+
+def _role_job(stacks: Stacks, e: Endpoints, c: Credentials, computed: Callable[[str, str], str],
+              notes: Adaptations) -> tuple[RoleJob, dict[Path, str]]:
+    """The role Job's script and environment from the bootstrap chart, its mounted Secret as files."""
+    job = stacks.bootstrap_object("Job", dbr.JOB)
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] if item["name"] == "PGPORT" else stacks.resolve(item["value"], computed)
+           for item in container["env"]}
+    secrets_dir = e.workdir / "db-admin"
+    env.update(DB_ADMIN_SECRETS=str(secrets_dir), PGHOSTADDR="127.0.0.1", PGPORT=str(e.postgres_port),
+               PGSSLROOTCERT=str(e.ca_cert))
+    notes.note(f"role job: PGPORT -> {e.postgres_port} (PGHOSTADDR 127.0.0.1), the RDS CA -> the rehearsal CA, its "
+               "Secret -> files; the master user has CREATEROLE and CREATEDB and owns the database, not superuser")
+    # Secret keys as the ExternalSecret maps them: master-* from RDS's secret, the rest from database-users.
+    values = {"username": c.db_username, "password": c.db_password, "app-password": c.app_password,
+              "monitor-password": c.monitor_password}
+    admin = stacks.bootstrap_object("ExternalSecret", dbr.ADMIN_SECRET)
+    files = {secrets_dir / d["secretKey"]: values[d["remoteRef"]["property"]] for d in admin["spec"]["data"]}
+    script = stacks.bootstrap_object("ConfigMap", dbr.SCRIPT_CONFIGMAP)["data"]["setup.py"]
+    return RoleJob(script=script, env=env, secrets_dir=secrets_dir), files

@@ -41,6 +41,7 @@ from tools import local_services as services  # noqa: E402
 from tools import rehearse  # noqa: E402
 from modules.platform.airflow_settings import PGBOUNCER_MIN_VERSION  # noqa: E402
 from modules.platform import airflow as af  # noqa: E402
+from modules.platform import database_roles as dbr  # noqa: E402
 from tools.airflow_local_config import Credentials, Endpoints, LocalAirflow, Stacks, build  # noqa: E402
 
 # Machine-wide, not per checkout: two rehearsals from two clones would share the cores and fixed ports.
@@ -220,17 +221,26 @@ class Rehearsal:
                            timeout=min(180, self.report.remaining()))
             self.stacks = Stacks.load(out)
             detail.append("airflow-dev-infra, airflow-dev-platform, airflow-dev-vault-config")
-        # Credentials as Secrets Manager would hold them; '%', '/', '@' and '+' prove the templates' escaping.
-        creds = Credentials(db_username="airflow_master", db_password=f"p%w/{secrets.token_hex(8)}@+x",
+        # Credentials as Secrets Manager would hold them; '%', '/', '@' and '+' prove the templates' escaping (the
+        # generated role passwords are letters and digits, as modules/aws/platform_secrets.py asks for).
+        creds = Credentials(db_username="airflow_admin", db_password=f"p%w/{secrets.token_hex(8)}@+x",
+                            app_password=secrets.token_hex(20), monitor_password=secrets.token_hex(20),
                             redis_token=f"t/{secrets.token_hex(12)}%+", fernet_key=urlsafe_b64encode(
                                 secrets.token_bytes(32)).decode(), jwt_secret=secrets.token_hex(32),
                             api_secret_key=secrets.token_hex(32))
         with self.report.step("start PostgreSQL (TLS only), PgBouncer, Redis (TLS + AUTH), OpenBao (TLS), moto") \
                 as detail:
             tls = services.make_ca(work / "certs")
-            pg = services.start_postgres(work / "postgres", tls=tls, superuser=creds.db_username,
-                                         password=creds.db_password)
+            # PostgreSQL's own superuser stays the rehearsal's; the master user is what RDS makes it: CREATEROLE
+            # and CREATEDB, not superuser.
+            self.superuser = ("rehearsal_superuser", secrets.token_hex(16))
+            pg = services.start_postgres(work / "postgres", tls=tls, superuser=self.superuser[0],
+                                         password=self.superuser[1])
             self.stack.callback(self._stopped, pg.stop)
+            services.create_role(pg, tls=tls, superuser=self.superuser[0], password=self.superuser[1],
+                                 role=creds.db_username, role_password=creds.db_password)
+            services.psql(pg.port, f'ALTER ROLE "{creds.db_username}" CREATEROLE CREATEDB', tls=tls,
+                          user=self.superuser[0], password=self.superuser[1])
             redis = services.start_redis(work / "redis", tls=tls, password=creds.redis_token)
             self.stack.callback(self._stopped, redis.stop)
             info = services.redis_command(redis.port, "INFO", "server", tls=tls, password=creds.redis_token)
@@ -259,7 +269,7 @@ class Rehearsal:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
             services.create_database(pg, tls=tls, superuser=creds.db_username, password=creds.db_password,
-                                     database=local.database_name)
+                                     database=local.database_name)     # as the master: it owns the database
             binary = services.pgbouncer_binary()
             version = services.pgbouncer_version(binary)
             if version < PGBOUNCER_MIN_VERSION:     # what the deployed image's tag is held to, as well
@@ -373,10 +383,23 @@ class Rehearsal:
 
     # airflow
     def airflow_env(self, local: LocalAirflow) -> dict[str, str]:
+        """What every Airflow process gets; the database components add local.database_env."""
         home = self.work / "airflow-home"
         home.mkdir(exist_ok=True)
         return {"PATH": f"{AIRFLOW_BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
                 "AIRFLOW_HOME": str(home), "PYTHONUNBUFFERED": "1", **local.env}
+
+    def run_role_job(self, local: LocalAirflow) -> list[str]:
+        """The bootstrap chart's role Job: its script, as synthesized, as the master user."""
+        job = local.role_job
+        script = self.work / "db-roles-setup.py"
+        script.write_text(job.script)
+        env = {"PATH": f"{AIRFLOW_BIN}:/usr/bin:/bin", "LANG": "C.UTF-8", **job.env}
+        result = subprocess.run([str(AIRFLOW_BIN / "python"), str(script)], env=env, capture_output=True, text=True,
+                                timeout=min(60, max(self.report.remaining(), 1)), cwd=self.work)
+        if result.returncode != 0:
+            raise RuntimeError(f"the role job exited {result.returncode}: {result.stderr.strip()[-1500:]}")
+        return result.stdout.strip().splitlines()
 
     def airflow(self, env: dict[str, str], *args: str, timeout: float) -> None:
         result = subprocess.run([str(AIRFLOW_BIN / "airflow"), *args], env=env, capture_output=True, text=True,
@@ -402,9 +425,14 @@ class Rehearsal:
         for line in local.adaptations.lines:
             print(f"  - {line}", flush=True)
         print("  - api-server runs 1 worker process (the chart's default is 4): 2 cores", flush=True)
-        env = self.airflow_env(local)
+        base_env = self.airflow_env(local)
+        env = {**base_env, **local.database_env}
+        self.local = local
         user, password = "rehearsal-admin", secrets.token_urlsafe(16)
-        with self.report.step("airflow db migrate through PgBouncer (psycopg2, verify-full)"):
+        with self.report.step("the role Job (as synthesized) creates Airflow's database roles as the master user") \
+                as detail:
+            detail.extend(self.run_role_job(local)[-1:])
+        with self.report.step("airflow db migrate through PgBouncer (psycopg2, verify-full) as Airflow's own role"):
             self.airflow(env, "db", "migrate", timeout=300)
         with self.report.step("create the first FAB user (what docs/airflow.md tells operators to do)"):
             # `--password=` form: a generated password may start with '-', which argparse would take for an option.
@@ -418,8 +446,11 @@ class Rehearsal:
             self.start(env, "scheduler", "scheduler")
             self.start(env, "dag-processor", "dag-processor")
             self.start(env, "triggerer", "triggerer")
-            self.start(env, "celery worker", "celery", "worker")
+            # The worker gets no database connection: tasks reach the metadata through the Execution API and Celery
+            # results go to Redis. A task that succeeds on it is the proof that none is needed.
+            self.start(base_env, "celery worker", "celery", "worker")
             detail.append(", ".join(f"{p.name} pid {p.proc.pid}" for p in self.processes))
+            detail.append(f"celery worker without {', '.join(sorted(local.database_env))}")
 
         def health() -> dict | None:
             self.check_alive()
@@ -498,6 +529,9 @@ class Rehearsal:
                 self.check_worker_and_logs(api, run["dag_run_id"])
         with self.report.step("the metadata path is TLS on both hops: Airflow -> PgBouncer -> PostgreSQL") as detail:
             detail.extend(self.check_database_tls(creds))
+        with self.report.step("Airflow holds only its own role; KEDA's query runs as the monitor role, which reads "
+                              "nothing else") as detail:
+            detail.extend(self.check_database_roles(creds))
         with self.report.step("a task reads a Variable and a Connection from Vault through VaultBackend") as detail:
             run = api("POST", f"/dags/{VAULT_DAG}/dagRuns", {"logical_date": None})
             run_id = run["dag_run_id"]
@@ -523,13 +557,16 @@ class Rehearsal:
         """PgBouncer's clients (Airflow) and PostgreSQL's backends (PgBouncer's pool) are all TLS connections; the
         clients verified the servers' certificates (sslmode=verify-full in the URL, verify-full in the ini)."""
         pg, pgb = self.pg, self.pgb
-        login = dict(tls=self.tls, user=creds.db_username, password=creds.db_password)
+        superuser = dict(tls=self.tls, user=self.superuser[0], password=self.superuser[1])
         rows = services.psql(pg.port, "select a.usename, s.ssl, s.version from pg_stat_activity a join pg_stat_ssl s "
-                             f"using (pid) where a.datname = '{self.database}'", database="postgres", **login)
+                             f"using (pid) where a.datname = '{self.database}'", database="postgres", **superuser)
         backends = [row.split("|") for row in rows.splitlines() if row]
         if not backends or not all(ssl_on == "t" for _, ssl_on, _ in backends):
             raise RuntimeError(f"PostgreSQL backends of {self.database}: {backends}")
-        clients = services.psql(pgb.port, "SHOW CLIENTS", database="pgbouncer", **login).splitlines()
+        self.backend_users = sorted({user for user, _, _ in backends})
+        # PgBouncer's console admits its stats_users: the monitor role.
+        clients = services.psql(pgb.port, "SHOW CLIENTS", database="pgbouncer", tls=self.tls,
+                                user=dbr.MONITOR_ROLE, password=creds.monitor_password).splitlines()
         # SHOW CLIENTS has a `tls` column: empty for a plaintext client, else protocol/cipher.
         airflow_clients = [row for row in clients if "|airflow-metadata|" in row]
         plain = [row for row in airflow_clients if "|TLSv1." not in row]
@@ -537,6 +574,34 @@ class Rehearsal:
             raise RuntimeError(f"PgBouncer clients without TLS: {plain or 'no Airflow clients at all'}")
         return [f"{len(airflow_clients)} Airflow client(s) on PgBouncer, {len(backends)} PgBouncer backend(s) on "
                 f"PostgreSQL, all TLS ({backends[0][2]})"]
+
+    def check_database_roles(self, creds: Credentials) -> list[str]:
+        """Every PostgreSQL session of the metadata database is Airflow's role's (or the monitor's): none is the
+        master's. The KEDA scaler's connection and query, as synthesized, answer as the monitor role, which is
+        refused a plain read of the table the query counts."""
+        if dbr.APP_ROLE not in self.backend_users or creds.db_username in self.backend_users or not set(
+                self.backend_users) <= {dbr.APP_ROLE, dbr.MONITOR_ROLE}:
+            raise RuntimeError(f"sessions on {self.database} as {self.backend_users}")
+        worker = next(p for p in self.processes if p.name == "celery worker")
+        environ = Path(f"/proc/{worker.proc.pid}/environ").read_bytes().split(b"\0")
+        held = [v.split(b"=", 1)[0].decode() for v in environ if b"SQL_ALCHEMY_CONN" in v.split(b"=", 1)[0]]
+        if held:
+            raise RuntimeError(f"the Celery worker's environment holds {held}")
+
+        def keda(query: str) -> subprocess.CompletedProcess:
+            return subprocess.run([str(services.postgres_bindir() / "psql"), "-X", "-q", "-t", "-A", "-v",
+                                   "ON_ERROR_STOP=1", "-d", self.local.keda_connection, "-c", query],
+                                  env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30)
+        answer = keda(self.local.keda_query)
+        if answer.returncode != 0 or not answer.stdout.strip().isdigit():
+            raise RuntimeError(f"KEDA's query failed: {answer.stderr.strip() or answer.stdout.strip()}")
+        refused = keda("SELECT count(*) FROM public.task_instance")
+        if refused.returncode == 0 or "permission denied" not in refused.stderr:
+            raise RuntimeError(f"the monitor role read task_instance: {refused.stdout.strip() or refused.stderr}")
+        return [f"sessions on {self.database}: {', '.join(self.backend_users)} (not {creds.db_username}); Celery "
+                f"worker environment without a database connection", f"KEDA's query {self.local.keda_query!r} as "
+                f"{dbr.MONITOR_ROLE} through PgBouncer = {answer.stdout.strip()}; a plain read of task_instance: "
+                "permission denied"]
 
     def check_worker_and_logs(self, api: Api, run_id: str) -> None:
         with self.report.step("the Celery worker ran it over the TLS broker (rediss://, ssl_cert_reqs=required)") \

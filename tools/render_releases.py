@@ -60,13 +60,19 @@ class ChartSource:
     directory: str | None          # under SOURCES; None: nothing to render (see reason)
     version: str                   # the vendored chart's own version
     reason: str = ""               # why the vendored version differs from the release's, or why nothing renders
+    # A proxy's values.yaml defaults that the real version no longer has, as the real version behaves; the
+    # release's own values still apply over them. Each is named with its reason in CHART_SOURCES.
+    proxy_defaults: tuple[tuple[str, Any], ...] = ()
 
 
 # (chart, release version) -> vendored source. Local charts (`assets/...`) render from the synthesized stack.
 CHART_SOURCES: dict[tuple[str, str], ChartSource] = {
     ("airflow", "1.21.0"): ChartSource(
         "airflow", "1.18.0", "proxy: the 1.21.0 templates could not be obtained; keys only 1.21 reads reach no "
-        "template (docs/rendering.md lists them)"),
+        "template (docs/rendering.md lists them)",
+        # 1.21.0's values.yaml (tests/data/charts/airflow/) has no enableBuiltInSecretEnvVars.AIRFLOW__CORE__SQL_ALCHEMY_CONN
+        # (the Airflow < 2.3 variable is gone), so 1.21 renders none; 1.18 defaults it on, into every container.
+        proxy_defaults=(("enableBuiltInSecretEnvVars.AIRFLOW__CORE__SQL_ALCHEMY_CONN", False),)),
     ("aws-load-balancer-controller", "3.5.0"): ChartSource("aws-load-balancer-controller", "3.5.0"),
     ("cert-manager", "v1.20.2"): ChartSource("cert-manager", "v1.20.2"),
     ("external-secrets", "2.10.0"): ChartSource(
@@ -289,8 +295,12 @@ def render(release: Release) -> list[Manifest]:
     """The release's manifests (NOTES and `helm test` hooks left out), as `helm install` would send them."""
     if release.chart_dir is None:
         return []
+    values: dict[str, Any] = {}
+    for path, value in release.source.proxy_defaults if release.source else ():
+        _set_path(values, path, value)
+    values = coalesce(values, release.values)
     try:
-        files = _render_cached(str(release.chart_dir), json.dumps(release.values, sort_keys=True), release.name,
+        files = _render_cached(str(release.chart_dir), json.dumps(values, sort_keys=True), release.name,
                                release.namespace)
     except Exception as error:  # helm_python raises its own error types; keep Helm's message whole
         raise RenderError(f"release {release.name}: Helm failed to render {release.chart_dir.name}: {error}") from error

@@ -1,5 +1,6 @@
 """Secrets Manager secrets the infra stack generates for in-cluster use, under their own rotating KMS key:
-Airflow's Fernet / JWT / API secret keys, Grafana's admin login and the Alertmanager receivers. External Secrets
+Airflow's Fernet / JWT / API secret keys, the passwords of Airflow's own database roles, Grafana's admin login and
+the Alertmanager receivers. External Secrets
 (platform stack) copies them into Kubernetes Secrets; their names come from modules/platform/kubernetes.py.
 
 Generated values never reach Terraform state (docs/design.md §9): each comes from the *ephemeral* resource
@@ -35,7 +36,7 @@ from ..core.ephemeral import ephemeral_attribute
 _PREFIX = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
 GRAFANA_ADMIN_USER = "admin"                     # the login name is not a secret; its password is
 # `secret_string_wo_version` of each generated secret: bump one to write a new generated value on the next apply.
-VALUE_VERSIONS = {"airflow-keys": 1, "grafana-admin": 1}
+VALUE_VERSIONS = {"airflow-keys": 1, "airflow-database-users": 1, "grafana-admin": 1}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +53,7 @@ class PlatformSecretsProps:
 
 
 class PlatformSecrets(Construct):
-    """The three secrets and their key. `grant_read(identities, workload)` lets one workload read exactly them."""
+    """The four secrets and their key. `grant_read(identities, workload)` lets one workload read exactly them."""
 
     def __init__(self, scope: Construct, id_: str, *, props: PlatformSecretsProps) -> None:
         super().__init__(scope, id_)
@@ -66,10 +67,19 @@ class PlatformSecrets(Construct):
         jwt = self._random("jwt-secret", length=64)
         api = self._random("api-secret-key", length=64)
         grafana = self._random("grafana-admin-password", length=32)
+        # Letters and digits only: they go into connection URLs, pgbouncer's users.txt and SCRAM (whose SASLprep
+        # leaves plain ASCII unchanged) without any quoting question.
+        db_app = self._random("database-app-password", length=40)
+        db_monitor = self._random("database-monitor-password", length=40)
 
         self.airflow_keys = self._secret(
             "airflow-keys", k8s.airflow_keys_secret_name(props.prefix), "Airflow Fernet, JWT and API secret keys",
             {"fernet-key": Fn.base64encode(fernet_raw), "jwt-secret": jwt, "api-secret-key": api}, generated=True)
+        # Airflow's own database roles (modules/platform/database_roles.py): the RDS master password is not here.
+        self.airflow_database_users = self._secret(
+            "airflow-database-users", k8s.airflow_database_users_secret_name(props.prefix),
+            "Passwords of Airflow's database roles (the application role and the read-only monitor role)",
+            {"app-password": db_app, "monitor-password": db_monitor}, generated=True)
         self.grafana_admin = self._secret(
             "grafana-admin", k8s.grafana_admin_secret_name(props.prefix), "Grafana admin login",
             {"admin-user": GRAFANA_ADMIN_USER, "admin-password": grafana}, generated=True)
@@ -80,9 +90,11 @@ class PlatformSecrets(Construct):
             {"slack-webhook-url": "", "pagerduty-routing-key": ""})
 
         self.kms_key_arn: str = self.key.arn
-        self.secret_arns: tuple[str, ...] = (self.airflow_keys.arn, self.grafana_admin.arn, self.alert_receivers.arn)
+        self.secret_arns: tuple[str, ...] = (self.airflow_keys.arn, self.airflow_database_users.arn,
+                                             self.grafana_admin.arn, self.alert_receivers.arn)
         self.secret_names: dict[str, str] = {
             "airflow-keys": k8s.airflow_keys_secret_name(props.prefix),
+            "airflow-database-users": k8s.airflow_database_users_secret_name(props.prefix),
             "grafana-admin": k8s.grafana_admin_secret_name(props.prefix),
             "alert-receivers": k8s.alert_receivers_secret_name(props.prefix)}
 

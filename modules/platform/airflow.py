@@ -4,9 +4,14 @@ mounts and the admission policy its pods must pass, which this construct adds to
 
 How the pieces connect (docs/airflow.md has the long form):
 - Secrets reach pods as Kubernetes Secrets that External Secrets Operator renders from Secrets Manager (the
-  RDS-managed master secret, the Redis AUTH token secret, the Airflow keys secret); the chart is only told their
-  names (`data.metadataSecretName`, `data.brokerUrlSecretName`, `fernetKeySecretName`, ...). No secret value is
-  in the values or in Terraform.
+  passwords of Airflow's own database roles, the Redis AUTH token secret, the Airflow keys secret); the chart is
+  only told their names (`data.metadataSecretName`, `data.brokerUrlSecretName`, `fernetKeySecretName`, ...). No
+  secret value is in the values or in Terraform.
+- Database access (modules/platform/database_roles.py): Airflow connects as its own role, never the RDS master user.
+  Only the components that use the metadata database get its connection (scheduler, API server, DAG processor,
+  triggerer, the migration job): Celery workers and KubernetesExecutor task pods hold no database credential
+  (Airflow 3 tasks reach the metadata through the Execution API; Celery results go to Redis). KEDA counts Celery
+  tasks as the read-only monitor role, through a TriggerAuthentication, not through the workers' environment.
 - TLS chain: Airflow -> PgBouncer verifies PgBouncer's cert-manager certificate against the platform root CA
   (`sslmode=verify-full`, asyncpg `ssl=verify-full` + PGSSLROOTCERT); PgBouncer -> RDS verifies RDS against the
   RDS CA bundle (`server_tls_sslmode = verify-full`); Celery -> ElastiCache is `rediss://` with
@@ -30,7 +35,7 @@ from cdktf import ITerraformDependable
 from cdktf_cdktf_provider_helm.release import Release
 from constructs import Construct
 
-from . import admission, kubernetes as k8s
+from . import admission, database_roles, kubernetes as k8s
 from ..aws.identity import TASK_LOG_PREFIX, workloads
 from .local_chart import LocalChart
 from .airflow_settings import IMAGE_REPOSITORY, AirflowSettings  # noqa: F401  (re-exported)
@@ -46,20 +51,28 @@ S3_DAG_BUNDLE = "airflow.providers.amazon.aws.bundles.s3.S3DagBundle"
 DAG_BUNDLE_NAME = "s3-dags"
 
 # Kubernetes Secrets (namespace AIRFLOW_NAMESPACE) rendered by ExternalSecrets in the bootstrap chart.
-METADATA_SECRET = "airflow-metadata-db"         # connection (psycopg2), async-connection (asyncpg), kedaConnection
+METADATA_SECRET = "airflow-metadata-db"         # connection (psycopg2), async-connection (asyncpg): APP_ROLE
 # The sync driver, always named: under SQLAlchemy 2.1 (Airflow 3.3) a bare `postgresql://` means psycopg 3, which
 # names server-side prepared statements. psycopg2 prepares none, so the sync path is safe through transaction pooling.
 METADATA_SYNC_SCHEME = "postgresql+psycopg2"
 METADATA_ASYNC_SCHEME = "postgresql+asyncpg"
 BROKER_SECRET = "airflow-broker-url"            # connection
+# Celery's result backend on Redis (database 1; the broker uses 0), not the metadata database, so that workers need
+# no database credential.
+RESULT_BACKEND_SECRET = "airflow-result-backend"  # connection
+RESULT_BACKEND_REDIS_DB = 1
+KEDA_DATABASE_SECRET = "airflow-keda-db"         # connection (libpq URL, MONITOR_ROLE), for KEDA only
+KEDA_TRIGGER_AUTH = "airflow-keda-db"            # TriggerAuthentication handing it to KEDA's postgresql scaler
+WORKER_SCALER = f"{k8s.AIRFLOW_RELEASE}-worker"  # ScaledObject, named like the Deployment it scales
 KEYS_SECRET = "airflow-keys"                    # fernet-key, jwt-secret, api-secret-key, webserver-secret-key
 PGBOUNCER_CONFIG_SECRET = "airflow-pgbouncer-config"   # pgbouncer.ini, users.txt
-PGBOUNCER_STATS_SECRET = "airflow-pgbouncer-stats"     # connection (the metrics exporter's)
+PGBOUNCER_STATS_SECRET = "airflow-pgbouncer-stats"     # connection (the metrics exporter's, MONITOR_ROLE)
 PGBOUNCER_TLS_SECRET = "airflow-pgbouncer-tls"  # cert-manager Certificate: tls.crt, tls.key, ca.crt (platform root)
-RDS_CA_SECRET = "airflow-rds-ca-bundle"         # global-bundle.pem
-RDS_CA_STORE = "rds-ca-bundle"                  # SecretStore (webhook provider) serving the bundle
-RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+RDS_CA_SECRET = database_roles.RDS_CA_SECRET   # global-bundle.pem
+RDS_CA_STORE = database_roles.RDS_CA_STORE     # SecretStore (webhook provider) serving the bundle
+RDS_CA_BUNDLE_URL = database_roles.RDS_CA_BUNDLE_URL
 KEDA_PLATFORM_CA_CERTIFICATE = k8s.KEDA_PLATFORM_CA_SECRET
+KEDA_API_VERSION = "keda.sh/v1alpha1"
 
 PGBOUNCER_PORT = 6543                           # chart `ports.pgbouncer`
 PGBOUNCER_SERVICE = f"{k8s.AIRFLOW_RELEASE}-pgbouncer"
@@ -194,7 +207,34 @@ def _with_plugins(component: dict[str, Any], *, sync: dict[str, Any]) -> dict[st
             "extraVolumeMounts": [{"name": PLUGINS_VOLUME, "mountPath": PLUGINS_DIR, "readOnly": True}]}
 
 
-RESERVED_ENV = ("PGSSLROOTCERT", "AWS_DEFAULT_REGION", "AWS_REGION", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC")
+RESERVED_ENV = ("PGSSLROOTCERT", "AWS_DEFAULT_REGION", "AWS_REGION", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
+                "AIRFLOW_CONN_AIRFLOW_DB")
+
+# The metadata connection, given only to the components that use the database (DATABASE_COMPONENTS) and to the
+# migration job; the chart's own wiring, which gives it to every Airflow container, is switched off.
+DATABASE_COMPONENTS = ("scheduler", "apiServer", "dagProcessor", "triggerer")
+DATABASE_ENV: tuple[dict[str, Any], ...] = tuple(
+    {"name": name, "valueFrom": {"secretKeyRef": {"name": METADATA_SECRET, "key": key}}}
+    for name, key in (("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "connection"),
+                      ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", "async-connection")))
+
+
+DATABASE_VOLUME = "metadata-db"
+DATABASE_DIR = "/opt/airflow/secrets/metadata-db"
+
+
+def _with_database(component: dict[str, Any]) -> dict[str, Any]:
+    """A component that uses the metadata database: the connection in its container's environment, and for its
+    wait-for-airflow-migrations init container (whose `env` takes plain values only) as a file that Airflow reads
+    through `AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD`."""
+    volume = {"name": DATABASE_VOLUME, "secret": {"secretName": METADATA_SECRET, "defaultMode": 0o440,
+                                                  "items": [{"key": "connection", "path": "connection"}]}}
+    return {**component, "env": [*component.get("env", []), *map(dict, DATABASE_ENV)],
+            "extraVolumes": [*component.get("extraVolumes", []), volume],
+            "extraVolumeMounts": [*component.get("extraVolumeMounts", []),
+                                  {"name": DATABASE_VOLUME, "mountPath": DATABASE_DIR, "readOnly": True}],
+            "waitForMigrations": {"enabled": True, "env": [
+                {"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD", "value": f"cat {DATABASE_DIR}/connection"}]}}
 
 
 def _check_extra_env(extra_env: dict[str, str]) -> None:
@@ -226,20 +266,23 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
         "resources": {"requests": {"cpu": s.worker_cpu, "memory": s.worker_memory},
                       "limits": {"memory": s.worker_memory}},
         "terminationGracePeriodSeconds": 3600}
-    keda = {"enabled": True, "minReplicaCount": s.worker_min_replicas, "maxReplicaCount": s.worker_max_replicas,
-            "pollingInterval": s.keda_polling_interval, "cooldownPeriod": s.keda_cooldown_period,
-            # KEDA reads KEDA_DB_CONN (the `kedaConnection` key of the metadata secret): a libpq URL it can verify.
-            "usePgbouncer": False}
+    # The chart's own KEDA scaler reads its connection from the workers' environment (KEDA_DB_CONN, in every Airflow
+    # container): off. worker_scaler() scales the workers instead, with a credential only KEDA gets.
+    keda = {"enabled": False}
     roles = k8s.VAULT_AIRFLOW_ROLES
+    # `replicas` is what a chart upgrade resets the Deployment to until KEDA's next poll: the floor, never more.
+    # No wait-for-airflow-migrations init container: it would need the database connection.
     celery = vault_identity(_with_plugins({**worker_pod, "serviceAccount": account(sa["celery"]), "keda": keda,
+                                           "replicas": s.worker_min_replicas, "waitForMigrations": {"enabled": False},
                                            "persistence": {"enabled": False}}, sync=sync), role=roles["airflow-worker"])
     kubernetes = vault_identity(_with_plugins({**worker_pod, "serviceAccount": account(sa["kubernetes"])}, sync=sync),
                                 role=roles["airflow-task"])
 
     def component(name: str, replicas: int, **extra: Any) -> dict[str, Any]:
-        return vault_identity(_with_plugins({"replicas": replicas, "podDisruptionBudget": _pdb(replicas),
-                                             "serviceAccount": account(sa[name]), **extra}, sync=sync),
-                              role=roles[_WORKLOAD[name]])
+        values = vault_identity(_with_plugins({"replicas": replicas, "podDisruptionBudget": _pdb(replicas),
+                                               "serviceAccount": account(sa[name]), **extra}, sync=sync),
+                                role=roles[_WORKLOAD[name]])
+        return _with_database(values) if name in DATABASE_COMPONENTS else values
 
     env = [{"name": "PGSSLROOTCERT", "value": k8s.AIRFLOW_PLATFORM_CA_FILE},
            {"name": "AWS_DEFAULT_REGION", "value": region}, {"name": "AWS_REGION", "value": region},
@@ -260,12 +303,14 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
                                  "pullPolicy": "IfNotPresent"},
                    **_pod_template_image(s)},
         **({"defaultAirflowDigest": s.image_digest} if s.image_digest else {}),
-        "data": {"metadataSecretName": METADATA_SECRET, "brokerUrlSecretName": BROKER_SECRET},
+        "data": {"metadataSecretName": METADATA_SECRET, "brokerUrlSecretName": BROKER_SECRET,
+                 "resultBackendSecretName": RESULT_BACKEND_SECRET},
+        # The chart would put the metadata connection into every Airflow container, workers and task pods included.
+        "enableBuiltInSecretEnvVars": {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": False,
+                                       "AIRFLOW_CONN_AIRFLOW_DB": False},
         "fernetKeySecretName": KEYS_SECRET, "jwtSecretName": KEYS_SECRET, "apiSecretKeySecretName": KEYS_SECRET,
         "webserverSecretKeySecretName": KEYS_SECRET,
         "env": env,
-        "secret": [{"envName": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", "secretName": METADATA_SECRET,
-                    "secretKey": "async-connection"}],
         # Both CA files in every Airflow container and in PgBouncer (the chart mounts these there too), and a
         # writable /tmp under read-only root filesystems.
         "volumes": [certs_volume, {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}],
@@ -280,7 +325,8 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
         "dags": {"gitSync": {"enabled": False}},
         # Pods that never call the Kubernetes API get no token for it (the scheduler launches task pods, the API
         # server reads running task pods' logs, workers and the triggerer may run KubernetesPodOperator).
-        "migrateDatabaseJob": {"serviceAccount": {"automountServiceAccountToken": False}},
+        "migrateDatabaseJob": {"serviceAccount": {"automountServiceAccountToken": False},
+                               "env": [dict(e) for e in DATABASE_ENV]},
         "redis": {"enabled": False},
         "postgresql": {"enabled": False},
         "createUserJob": {"enabled": False},          # no default admin user (the chart's is admin/admin)
@@ -296,6 +342,7 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
             # The deprecated top-level keys still drive parts of chart 1.21.0 (e.g. the KEDA env var): keep them
             # equal to the celery ones so both code paths agree.
             "keda": keda, "persistence": {"enabled": False}, "safeToEvict": False,
+            "replicas": s.worker_min_replicas, "waitForMigrations": {"enabled": False},
             "celery": celery, "kubernetes": kubernetes},
         "pgbouncer": {
             "enabled": True, "replicas": s.pgbouncer_replicas, "podDisruptionBudget": _pdb(s.pgbouncer_replicas),
@@ -354,10 +401,10 @@ def _kubernetes_executor_image(s: AirflowSettings) -> dict[str, Any]:
 
 # ---- the secrets and certificates (bootstrap chart objects, pure) -------------------------------------
 
-def _libpq_url(*, scheme: str, query: str, host: str = PGBOUNCER_HOST, database: str = PGBOUNCER_DATABASE) -> str:
-    # ESO template v2 (Go text/template + sprig): credentials are filled in by the operator, in the cluster.
-    return (f"{scheme}://{{{{ .username | urlquery }}}}:{{{{ .password | urlquery }}}}@{host}:{PGBOUNCER_PORT}"
-            f"/{database}?{query}")
+def _libpq_url(*, scheme: str, query: str, user: str = database_roles.APP_ROLE, host: str = PGBOUNCER_HOST,
+               database: str = PGBOUNCER_DATABASE) -> str:
+    # ESO template v2 (Go text/template + sprig): the password is filled in by the operator, in the cluster.
+    return f"{scheme}://{user}:{{{{ .password | urlquery }}}}@{host}:{PGBOUNCER_PORT}/{database}?{query}"
 
 
 def pgbouncer_ini(*, database_host: str, database_port: int, database_name: str, settings: AirflowSettings) -> str:
@@ -372,8 +419,9 @@ def pgbouncer_ini(*, database_host: str, database_port: int, database_name: str,
         f"listen_port = {PGBOUNCER_PORT}",
         "listen_addr = *",
         "auth_type = scram-sha-256",
+        # The client's login is also PgBouncer's login to RDS: Airflow's role and the monitor role, never the master.
         "auth_file = /etc/pgbouncer/users.txt",
-        "stats_users = {{ .username }}",
+        f"stats_users = {database_roles.MONITOR_ROLE}",
         "ignore_startup_parameters = extra_float_digits",
         f"max_client_conn = {settings.pgbouncer_max_client_conn}",
         # Prepared statements need PgBouncer to track them in transaction pooling: asyncpg (the async URL) names
@@ -392,58 +440,82 @@ def pgbouncer_ini(*, database_host: str, database_port: int, database_name: str,
     ])
 
 
+def worker_scaler(*, settings: AirflowSettings) -> list[dict[str, Any]]:
+    """KEDA scales the Celery workers on the tasks queued or running (database_roles.celery_tasks_query), logging in
+    as the monitor role through a TriggerAuthentication: the credential reaches the KEDA operator, not the workers'
+    environment, which is where the chart's own scaler would read it from."""
+    s, ns = settings, k8s.AIRFLOW_NAMESPACE
+    auth = {"apiVersion": KEDA_API_VERSION, "kind": "TriggerAuthentication",
+            "metadata": {"name": KEDA_TRIGGER_AUTH, "namespace": ns},
+            "spec": {"secretTargetRef": [{"parameter": "connection", "name": KEDA_DATABASE_SECRET, "key": "connection"}]}}
+    scaler = {"apiVersion": KEDA_API_VERSION, "kind": "ScaledObject",
+              "metadata": {"name": WORKER_SCALER, "namespace": ns},
+              "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": WORKER_SCALER},
+                       "pollingInterval": s.keda_polling_interval, "cooldownPeriod": s.keda_cooldown_period,
+                       "minReplicaCount": s.worker_min_replicas, "maxReplicaCount": s.worker_max_replicas,
+                       "triggers": [{"type": "postgresql", "authenticationRef": {"name": KEDA_TRIGGER_AUTH},
+                                     "metadata": {"targetQueryValue": "1",
+                                                  "query": database_roles.celery_tasks_query(s.worker_concurrency)}}]}}
+    return [auth, scaler]
+
+
 def bootstrap_objects(*, prefix: str, database_host: str, database_port: int, database_name: str,
                       database_master_secret_arn: str, cache_endpoint: str, cache_port: int,
                       cache_auth_token_secret_arn: str, settings: AirflowSettings) -> list[dict[str, Any]]:
-    """ExternalSecrets, the RDS CA SecretStore and the Certificates the release mounts. Only names/ARNs here."""
+    """ExternalSecrets, the RDS CA SecretStore, the Certificates the release mounts, the worker scaler and the
+    database-role Job. Only names/ARNs here. The master secret is named in the Job's namespace only."""
     ns = k8s.AIRFLOW_NAMESPACE
-    master = [{"secretKey": key, "remoteRef": {"key": database_master_secret_arn, "property": key}}
-              for key in ("username", "password")]
-    psycopg = _libpq_url(scheme=METADATA_SYNC_SCHEME,
-                         query=f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}")
-    metadata = k8s.external_secret(name=METADATA_SECRET, namespace=ns, data=master, template={
-        "connection": psycopg,
+    users = k8s.airflow_database_users_secret_name(prefix)
+    app = [{"secretKey": "password", "remoteRef": {"key": users, "property": "app-password"}}]
+    monitor = [{"secretKey": "password", "remoteRef": {"key": users, "property": "monitor-password"}}]
+    verified = f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}"
+    metadata = k8s.external_secret(name=METADATA_SECRET, namespace=ns, data=app, template={
+        "connection": _libpq_url(scheme=METADATA_SYNC_SCHEME, query=verified),
         # asyncpg rejects sslmode/sslrootcert: ssl=verify-full; the CA comes from PGSSLROOTCERT (docs/design.md §6).
-        "async-connection": _libpq_url(scheme=METADATA_ASYNC_SCHEME, query="ssl=verify-full"),
-        # KEDA's postgresql scaler runs in the KEDA operator, which mounts the platform CA at KEDA_PLATFORM_CA_FILE.
-        "kedaConnection": _libpq_url(scheme="postgresql",
-                                     query=f"sslmode=verify-full&sslrootcert={k8s.KEDA_PLATFORM_CA_FILE}")})
-    pgbouncer_config = k8s.external_secret(name=PGBOUNCER_CONFIG_SECRET, namespace=ns, data=master, template={
-        "pgbouncer.ini": pgbouncer_ini(database_host=database_host, database_port=database_port,
-                                       database_name=database_name, settings=settings),
-        "users.txt": '"{{ .username }}" "{{ .password }}"\n'})
-    stats = k8s.external_secret(name=PGBOUNCER_STATS_SECRET, namespace=ns, data=master, template={
-        "connection": _libpq_url(scheme="postgresql", host="localhost", database="pgbouncer",
-                                 query=f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}")})
-    broker = k8s.external_secret(
-        name=BROKER_SECRET, namespace=ns,
-        data=[{"secretKey": "token", "remoteRef": {"key": cache_auth_token_secret_arn}}],   # a plain-string secret
-        template={"connection": f"rediss://:{{{{ .token | urlquery }}}}@{cache_endpoint}:{cache_port}/0"
-                                "?ssl_cert_reqs=required"})
+        "async-connection": _libpq_url(scheme=METADATA_ASYNC_SCHEME, query="ssl=verify-full")})
+    # KEDA's postgresql scaler runs in the KEDA operator, which mounts the platform CA at KEDA_PLATFORM_CA_FILE.
+    keda_db = k8s.external_secret(name=KEDA_DATABASE_SECRET, namespace=ns, data=monitor, template={
+        "connection": _libpq_url(scheme="postgresql", user=database_roles.MONITOR_ROLE,
+                                 query=f"sslmode=verify-full&sslrootcert={k8s.KEDA_PLATFORM_CA_FILE}")})
+    pgbouncer_config = k8s.external_secret(
+        name=PGBOUNCER_CONFIG_SECRET, namespace=ns,
+        data=[{"secretKey": "app", "remoteRef": {"key": users, "property": "app-password"}},
+              {"secretKey": "monitor", "remoteRef": {"key": users, "property": "monitor-password"}}],
+        template={"pgbouncer.ini": pgbouncer_ini(database_host=database_host, database_port=database_port,
+                                                 database_name=database_name, settings=settings),
+                  "users.txt": f'"{database_roles.APP_ROLE}" "{{{{ .app }}}}"\n'
+                               f'"{database_roles.MONITOR_ROLE}" "{{{{ .monitor }}}}"\n'})
+    stats = k8s.external_secret(name=PGBOUNCER_STATS_SECRET, namespace=ns, data=monitor, template={
+        "connection": _libpq_url(scheme="postgresql", user=database_roles.MONITOR_ROLE, host="localhost",
+                                 database="pgbouncer", query=verified)})
+    token = [{"secretKey": "token", "remoteRef": {"key": cache_auth_token_secret_arn}}]   # a plain-string secret
+    redis = lambda db: (f"rediss://:{{{{ .token | urlquery }}}}@{cache_endpoint}:{cache_port}/{db}"  # noqa: E731
+                        "?ssl_cert_reqs=required")
+    broker = k8s.external_secret(name=BROKER_SECRET, namespace=ns, data=token, template={"connection": redis(0)})
+    result_backend = k8s.external_secret(name=RESULT_BACKEND_SECRET, namespace=ns, data=token,
+                                         template={"connection": redis(RESULT_BACKEND_REDIS_DB)})
     keys_secret = k8s.airflow_keys_secret_name(prefix)
     keys = k8s.external_secret(name=KEYS_SECRET, namespace=ns, data=[
         {"secretKey": key, "remoteRef": {"key": keys_secret, "property": prop}}
         for key, prop in (("fernet-key", "fernet-key"), ("jwt-secret", "jwt-secret"),
                           ("api-secret-key", "api-secret-key"),
                           ("webserver-secret-key", "api-secret-key"))])   # FAB's Flask key = [api] secret_key
-    # The RDS CA bundle, fetched by the operator (which has egress) from AWS's trust store over verified HTTPS and
-    # refreshed daily, so CA rotations arrive without an image rebuild and no pod needs internet access at start.
-    rds_store = {"apiVersion": k8s.EXTERNAL_SECRETS_API_VERSION, "kind": "SecretStore",
-                 "metadata": {"name": RDS_CA_STORE, "namespace": ns},
-                 "spec": {"provider": {"webhook": {"url": RDS_CA_BUNDLE_URL, "method": "GET", "timeout": "30s",
-                                                   "result": {}}}}}
-    rds_bundle = k8s.external_secret(name=RDS_CA_SECRET, namespace=ns, refresh_interval="24h", data=[
-        {"secretKey": "global-bundle.pem", "remoteRef": {"key": "global-bundle"}}])
-    rds_bundle["spec"]["secretStoreRef"] = {"name": RDS_CA_STORE, "kind": "SecretStore"}
     pgbouncer_dns = [PGBOUNCER_HOST, f"{PGBOUNCER_HOST}.cluster.local", f"{PGBOUNCER_SERVICE}.{ns}",
                      PGBOUNCER_SERVICE, "localhost"]
     return [
-        metadata, pgbouncer_config, stats, broker, keys, rds_store, rds_bundle,
+        metadata, keda_db, pgbouncer_config, stats, broker, result_backend, keys,
+        *database_roles.rds_ca_objects(ns),
         k8s.certificate(name=PGBOUNCER_TLS_SECRET, namespace=ns, dns_names=pgbouncer_dns, ip_addresses=["127.0.0.1"]),
         # Only its ca.crt is used (the KEDA operator mounts it to verify PgBouncer): a client certificate that
         # nothing presents, because cert-manager hands out the CA only alongside a certificate.
         k8s.certificate(name=KEDA_PLATFORM_CA_CERTIFICATE, namespace=k8s.KEDA_NAMESPACE,
                         dns_names=[f"keda-operator.{k8s.KEDA_NAMESPACE}.svc"], usages=["client auth"]),
+        *worker_scaler(settings=settings),
+        *database_roles.role_setup_objects(
+            database_host=database_host, database_port=database_port, database_name=database_name,
+            master_secret_arn=database_master_secret_arn, users_secret_name=users, image=settings.image_reference,
+            pod_security_context=pod_security_context(AIRFLOW_UID, 0),
+            container_security_context=CONTAINER_SECURITY_CONTEXT),
     ]
 
 
@@ -457,7 +529,7 @@ class AirflowProps:
     region: str
     database_host: str                          # RDS address (token)
     database_name: str
-    database_master_secret_arn: str             # RDS-managed secret: JSON {"username", "password"}
+    database_master_secret_arn: str             # RDS-managed secret: JSON {"username", "password"}; the role Job only
     cache_endpoint: str                         # ElastiCache primary endpoint (token)
     cache_auth_token_secret_arn: str            # plain-string AUTH token secret
     dags_bucket: str

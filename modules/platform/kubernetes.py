@@ -15,14 +15,17 @@ MONITORING_NAMESPACE = "monitoring"
 CERT_MANAGER_NAMESPACE = "cert-manager"
 EXTERNAL_SECRETS_NAMESPACE = "external-secrets"
 KEDA_NAMESPACE = "keda"
-APP_NAMESPACES = (AIRFLOW_NAMESPACE, VAULT_NAMESPACE, MONITORING_NAMESPACE)
+# Where the one pod that may hold the RDS master password runs (modules/platform/database_roles.py): a namespace of
+# its own, because any pod of a namespace can mount any Secret of it, and DAG authors start pods in `airflow`.
+DATABASE_ADMIN_NAMESPACE = "airflow-db-admin"
+APP_NAMESPACES = (AIRFLOW_NAMESPACE, VAULT_NAMESPACE, MONITORING_NAMESPACE, DATABASE_ADMIN_NAMESPACE)
 # Pod Security Admission level each app namespace enforces (labels `pod-security.kubernetes.io/enforce`, pinned to the
 # cluster's minor with `enforce-version`); every one also warns and audits at `restricted`. Airflow and Vault meet
 # restricted (their values set the security contexts; task pods included). Monitoring cannot: node-exporter, a
 # DaemonSet of that release, needs hostNetwork, hostPID and hostPath mounts of /, /proc and /sys, which baseline
 # refuses. docs/platform-addons.md ("Pod Security") has the evidence; tests/test_helm_render.py re-checks it.
 POD_SECURITY_ENFORCE = {AIRFLOW_NAMESPACE: "restricted", VAULT_NAMESPACE: "restricted",
-                        MONITORING_NAMESPACE: "privileged"}
+                        MONITORING_NAMESPACE: "privileged", DATABASE_ADMIN_NAMESPACE: "restricted"}
 POD_SECURITY_AUDIT = "restricted"               # the warn and audit level of every namespace the project labels
 
 # Helm release names (service names derive from them: "<release>-api-server", "<release>-grafana", ...).
@@ -121,6 +124,12 @@ AIRFLOW_RDS_CA_FILE = f"{AIRFLOW_CERTS_DIR}/rds-global-bundle.pem"
 def airflow_keys_secret_name(prefix: str) -> str:
     """{"fernet-key", "jwt-secret", "api-secret-key"}: Airflow's Fernet, JWT signing and API secret keys."""
     return f"{prefix}/airflow/keys"
+
+
+def airflow_database_users_secret_name(prefix: str) -> str:
+    """{"app-password", "monitor-password"}: the passwords of Airflow's own database roles
+    (modules/platform/database_roles.py); the RDS master password stays in RDS's own secret."""
+    return f"{prefix}/airflow/database-users"
 
 
 def grafana_admin_secret_name(prefix: str) -> str:

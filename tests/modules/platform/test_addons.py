@@ -186,7 +186,7 @@ def test_secrets_manager_store_uses_the_operators_own_credentials_for_app_namesp
     assert (store["apiVersion"], store["kind"], store["metadata"]["name"]) == (
         "external-secrets.io/v1", "ClusterSecretStore", k8s.SECRETS_MANAGER_STORE)
     assert store["spec"]["provider"] == {"aws": {"service": "SecretsManager", "region": "eu-west-1"}}   # no auth
-    assert store["spec"]["conditions"] == [{"namespaces": ["airflow", "vault", "monitoring"]}]
+    assert store["spec"]["conditions"] == [{"namespaces": ["airflow", "vault", "monitoring", "airflow-db-admin"]}]
     # The contract's ExternalSecret builder points at this store.
     assert k8s.external_secret(name="x", namespace="airflow", data=[])["spec"]["secretStoreRef"] == {
         "name": store["metadata"]["name"], "kind": store["kind"]}
@@ -206,7 +206,7 @@ def test_bootstrap_objects_are_namespaces_kept_on_uninstall_then_the_rest():
     objects = ClusterAddons(stack, "addons", props=ClusterAddonsProps(**BASE)).bootstrap_objects()
     kinds = [(o["kind"], o["metadata"]["name"]) for o in objects]
     assert kinds == [("Namespace", "airflow"), ("Namespace", "vault"), ("Namespace", "monitoring"),
-                     ("ClusterIssuer", k8s.SELF_SIGNED_ISSUER), ("Certificate", k8s.ROOT_CA_CERTIFICATE),
+                     ("Namespace", "airflow-db-admin"), ("ClusterIssuer", k8s.SELF_SIGNED_ISSUER), ("Certificate", k8s.ROOT_CA_CERTIFICATE),
                      ("ClusterIssuer", k8s.CA_ISSUER), ("ClusterSecretStore", k8s.SECRETS_MANAGER_STORE),
                      ("StorageClass", k8s.STORAGE_CLASS), ("EC2NodeClass", "airflow-workers"),
                      ("NodePool", "airflow-workers")]

@@ -11,7 +11,7 @@ import yaml
 from modules.platform import kubernetes as k8s
 from modules.platform.airflow_settings import AIRFLOW_VERSION
 from modules.platform.airflow import (BROKER_SECRET, KEYS_SECRET, METADATA_SECRET, PGBOUNCER_CONFIG_SECRET, PGBOUNCER_HOST,
-                             PGBOUNCER_TLS_SECRET, RDS_CA_BUNDLE_URL, RDS_CA_SECRET, Airflow, AirflowProps,
+                             PGBOUNCER_TLS_SECRET, RESULT_BACKEND_SECRET, RDS_CA_BUNDLE_URL, RDS_CA_SECRET, Airflow, AirflowProps,
                              AirflowSettings, airflow_values, bootstrap_objects, service_accounts)
 from modules.aws.identity import workloads
 from modules.platform.local_chart import LocalChart, LocalChartProps
@@ -56,7 +56,8 @@ def test_executor_brokers_and_chart_databases():
     v = values()
     assert v["executor"] == "CeleryExecutor,KubernetesExecutor"
     assert (v["redis"], v["postgresql"]) == ({"enabled": False}, {"enabled": False})
-    assert v["data"] == {"metadataSecretName": METADATA_SECRET, "brokerUrlSecretName": BROKER_SECRET}
+    assert v["data"] == {"metadataSecretName": METADATA_SECRET, "brokerUrlSecretName": BROKER_SECRET,
+                         "resultBackendSecretName": RESULT_BACKEND_SECRET}
     assert (v["images"]["airflow"]["tag"], v["airflowVersion"]) == (f"{AIRFLOW_VERSION}-python3.11", AIRFLOW_VERSION)
     assert v["images"]["pgbouncer"]["tag"] == "airflow-pgbouncer-2025.03.05-1.23.1"   # PgBouncer 1.23.1 >= 1.21
 
@@ -127,11 +128,29 @@ def test_replicas_and_pdbs_follow_settings():
 
 
 def test_workers_scale_with_keda_are_not_evictable_and_land_on_the_worker_pool():
-    v = values(AirflowSettings(worker_concurrency=12, worker_min_replicas=2, worker_max_replicas=20))
+    settings = AirflowSettings(worker_concurrency=12, worker_min_replicas=2, worker_max_replicas=20)
+    v = values(settings)
     assert v["config"]["celery"]["worker_concurrency"] == 12
-    for keda in (v["workers"]["keda"], v["workers"]["celery"]["keda"]):
-        assert (keda["enabled"], keda["minReplicaCount"], keda["maxReplicaCount"], keda["usePgbouncer"]) == (
-            True, 2, 20, False)
+    # The chart's scaler is off (it reads its connection from the workers' environment); ours scales the same
+    # Deployment between the same bounds, and a chart upgrade resets the Deployment to the floor, never above.
+    for workers in (v["workers"], v["workers"]["celery"]):
+        assert (workers["keda"], workers["replicas"]) == ({"enabled": False}, 2)
+    objs = by_name(bootstrap_objects(settings=settings, **INFRA))
+    scaler = objs["ScaledObject/airflow/airflow-worker"]["spec"]
+    assert scaler["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "airflow-worker"}
+    assert (scaler["minReplicaCount"], scaler["maxReplicaCount"]) == (2, 20)
+    (trigger,) = scaler["triggers"]
+    assert trigger["type"] == "postgresql" and trigger["metadata"] == {
+        "targetQueryValue": "1", "query": "SELECT ceil(monitor.celery_tasks()::decimal / 12)"}
+    auth = objs[f"TriggerAuthentication/airflow/{trigger['authenticationRef']['name']}"]["spec"]
+    (ref,) = auth["secretTargetRef"]
+    assert (ref["parameter"], ref["key"]) == ("connection", "connection")
+    keda_db = objs[f"ExternalSecret/airflow/{ref['name']}"]["spec"]
+    assert keda_db["target"]["template"]["data"]["connection"] == (
+        "postgresql://airflow_monitor:{{ .password | urlquery }}@" f"{PGBOUNCER_HOST}:6543/airflow-metadata"
+        f"?sslmode=verify-full&sslrootcert={k8s.KEDA_PLATFORM_CA_FILE}")
+    assert keda_db["data"] == [{"secretKey": "password", "remoteRef": {"key": "airflow-test/airflow/database-users",
+                                                                       "property": "monitor-password"}}]
     for pod in (v["workers"]["celery"], v["workers"]["kubernetes"]):
         assert pod["safeToEvict"] is False and pod["podAnnotations"] == {"karpenter.sh/do-not-disrupt": "true"}
         assert pod["nodeSelector"] == k8s.WORKER_NODE_LABELS and pod["tolerations"] == k8s.WORKER_TOLERATIONS
@@ -226,8 +245,30 @@ def test_ca_files_are_mounted_and_async_url_comes_from_the_secret():
                        RDS_CA_SECRET: {"key": "global-bundle.pem", "path": "rds-global-bundle.pem"}}
     assert {"name": volume["name"], "mountPath": k8s.AIRFLOW_CERTS_DIR, "readOnly": True} in v["volumeMounts"]
     assert {"name": "PGSSLROOTCERT", "value": k8s.AIRFLOW_PLATFORM_CA_FILE} in v["env"]
-    assert v["secret"] == [{"envName": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", "secretName": METADATA_SECRET,
-                            "secretKey": "async-connection"}]
+    assert "secret" not in v            # the chart's `secret:` reaches every container, workers and task pods too
+
+
+def test_only_the_components_that_use_the_database_get_its_connection():
+    v = values()
+    assert v["enableBuiltInSecretEnvVars"] == {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": False,
+                                               "AIRFLOW_CONN_AIRFLOW_DB": False}
+    wanted = [{"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+               "valueFrom": {"secretKeyRef": {"name": METADATA_SECRET, "key": "connection"}}},
+              {"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
+               "valueFrom": {"secretKeyRef": {"name": METADATA_SECRET, "key": "async-connection"}}}]
+    for name in ("scheduler", "apiServer", "dagProcessor", "triggerer"):
+        component = v[name]
+        assert [e for e in component["env"] if e["name"].startswith("AIRFLOW__DATABASE__")] == wanted, name
+        # wait-for-airflow-migrations takes plain values only: it reads the same Secret as a file
+        (volume,) = [vol for vol in component["extraVolumes"] if vol.get("secret", {}).get("secretName") == METADATA_SECRET]
+        (mount,) = [m for m in component["extraVolumeMounts"] if m["name"] == volume["name"]]
+        assert component["waitForMigrations"] == {"enabled": True, "env": [
+            {"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD", "value": f"cat {mount['mountPath']}/connection"}]}
+    assert [e["name"] for e in v["migrateDatabaseJob"]["env"]] == [e["name"] for e in wanted]
+    # Celery workers and KubernetesExecutor task pods: no connection, no Secret, no migration wait
+    text = json.dumps([v["workers"], v["env"], v.get("volumes")])
+    assert METADATA_SECRET not in text and "SQL_ALCHEMY" not in text
+    assert v["workers"]["celery"]["waitForMigrations"] == v["workers"]["waitForMigrations"] == {"enabled": False}
 
 
 def test_plugins_are_synced_into_every_component_with_its_own_identity():
@@ -252,22 +293,32 @@ def test_extra_env_is_plain_and_cannot_override_owned_settings():
 def test_bootstrap_objects_deliver_secrets_by_reference_with_verified_tls():
     objs = by_name(bootstrap_objects(settings=AirflowSettings(), **INFRA))
     meta = objs[f"ExternalSecret/airflow/{METADATA_SECRET}"]["spec"]
-    assert {d["remoteRef"]["key"] for d in meta["data"]} == {INFRA["database_master_secret_arn"]}
+    assert meta["data"] == [{"secretKey": "password", "remoteRef": {"key": "airflow-test/airflow/database-users",
+                                                                    "property": "app-password"}}]
     t = meta["target"]["template"]["data"]
     # The driver is named: a bare postgresql:// is psycopg 3 under SQLAlchemy 2.1 (prepared statements, see the ini).
-    assert t["connection"].startswith("postgresql+psycopg2://{{ .username | urlquery }}:{{ .password | urlquery }}@"
+    # Airflow's own role, never the master user.
+    assert t["connection"].startswith("postgresql+psycopg2://airflow:{{ .password | urlquery }}@"
                                       f"{PGBOUNCER_HOST}:6543/airflow-metadata?")
     assert t["connection"].endswith(f"sslmode=verify-full&sslrootcert={k8s.AIRFLOW_PLATFORM_CA_FILE}")
     assert t["async-connection"].startswith("postgresql+asyncpg://") and t["async-connection"].endswith(
         "?ssl=verify-full")
-    assert t["kedaConnection"].endswith(f"sslmode=verify-full&sslrootcert={k8s.KEDA_PLATFORM_CA_FILE}")
+    assert set(t) == {"connection", "async-connection"}
     broker = objs[f"ExternalSecret/airflow/{BROKER_SECRET}"]["spec"]
     assert broker["data"] == [{"secretKey": "token", "remoteRef": {"key": INFRA["cache_auth_token_secret_arn"]}}]
     assert broker["target"]["template"]["data"]["connection"] == (
         "rediss://:{{ .token | urlquery }}@master.cache.example.internal:6379/0?ssl_cert_reqs=required")
+    results = objs[f"ExternalSecret/airflow/{RESULT_BACKEND_SECRET}"]["spec"]
+    assert results["data"] == broker["data"] and results["target"]["template"]["data"]["connection"] == (
+        "rediss://:{{ .token | urlquery }}@master.cache.example.internal:6379/1?ssl_cert_reqs=required")
+    pgbouncer = objs[f"ExternalSecret/airflow/{PGBOUNCER_CONFIG_SECRET}"]["spec"]
+    assert pgbouncer["target"]["template"]["data"]["users.txt"] == (
+        '"airflow" "{{ .app }}"\n"airflow_monitor" "{{ .monitor }}"\n')
+    assert {d["remoteRef"]["key"] for d in pgbouncer["data"]} == {"airflow-test/airflow/database-users"}
     ini = objs[f"ExternalSecret/airflow/{PGBOUNCER_CONFIG_SECRET}"]["spec"]["target"]["template"]["data"]["pgbouncer.ini"]
     for line in ("server_tls_sslmode = verify-full", f"server_tls_ca_file = {k8s.AIRFLOW_RDS_CA_FILE}",
-                 "client_tls_sslmode = require", "airflow-metadata = host=db.example.internal port=5432 dbname=airflow"):
+                 "client_tls_sslmode = require", "airflow-metadata = host=db.example.internal port=5432 dbname=airflow",
+                 "stats_users = airflow_monitor"):
         assert line in ini
     keys = objs[f"ExternalSecret/airflow/{KEYS_SECRET}"]["spec"]["data"]
     assert {d["remoteRef"]["key"] for d in keys} == {"airflow-test/airflow/keys"}
