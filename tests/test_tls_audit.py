@@ -292,7 +292,29 @@ def manifest_problems(manifests: list[rr.Manifest]) -> list[str]:
                 if key not in TLS_SERVICE_PORTS and key not in NITRO_SERVICE_PORTS:
                     problems.append(f"{m} .spec.ports[{i}] ({port.get('name')}, {port.get('port')}): a Service port "
                                     "not known to serve TLS carries plaintext to an application")
-    return problems + service_tls_problems(manifests)
+    return problems + service_tls_problems(manifests) + scrape_problems(manifests)
+
+
+def scrape_problems(manifests: list[rr.Manifest]) -> list[str]:
+    """A ServiceMonitor endpoint on a port that serves TLS scrapes it over https and verifies the certificate."""
+    views = rr.services(manifests)
+    problems = []
+    for m in manifests:
+        if m.kind != "ServiceMonitor":
+            continue
+        spec = m.body["spec"]
+        namespaces = set((spec.get("namespaceSelector") or {}).get("matchNames") or [m.namespace])
+        selected = [v for v in views if v.namespace in namespaces and rr._selects(spec.get("selector") or {},
+                                                                                 dict(v.labels))]
+        for i, endpoint in enumerate(spec.get("endpoints") or []):
+            if not any((v.namespace, v.name, endpoint.get("port")) in TLS_SERVICE_PORTS for v in selected):
+                continue
+            tls = endpoint.get("tlsConfig") or {}
+            if endpoint.get("scheme") != "https" or tls.get("insecureSkipVerify") or not (tls.get("ca") or
+                                                                                        tls.get("caFile")):
+                problems.append(f"{m} .spec.endpoints[{i}]: scrapes TLS port {endpoint.get('port')!r} with scheme "
+                                f"{endpoint.get('scheme', 'http')!r} and tlsConfig {tls} (not https verified)")
+    return problems
 
 
 def _container(manifests: list[rr.Manifest], kind: str, name: str, container: str) -> tuple[rr.Manifest, dict] | None:
@@ -442,6 +464,19 @@ def test_audit_catches_a_plaintext_service_port_and_an_http_url_between_componen
     assert any(p.startswith("airflow:Service/airflow/airflow-api-server .spec.ports[1] (plain, 8081)") for p in problems)
     assert any(p.startswith("airflow:ConfigMap/airflow/airflow-config .data.airflow.cfg: plaintext http:// URL")
                and "http://airflow-api-server:8080/execution/" in p for p in problems), problems
+
+
+def test_audit_catches_a_scrape_of_a_tls_port_that_does_not_verify_it(rendered):
+    def plain(body):
+        body["spec"]["endpoints"][0]["scheme"] = "http"
+    problems = scrape_problems(_replace(rendered["dev"], "ServiceMonitor", "kube-prometheus-stack-grafana", plain))
+    assert len(problems) == 1 and problems[0].startswith(
+        "kube-prometheus-stack:ServiceMonitor/monitoring/kube-prometheus-stack-grafana .spec.endpoints[0]: scrapes TLS "
+        "port 'http-web' with scheme 'http'"), problems
+
+    def unverified(body):
+        body["spec"]["endpoints"][0]["tlsConfig"] = {"insecureSkipVerify": True}
+    assert len(scrape_problems(_replace(rendered["dev"], "ServiceMonitor", "vault", unverified))) == 1
 
 
 def test_audit_catches_servers_that_stopped_serving_tls(rendered):
