@@ -18,7 +18,8 @@ CONFIG = EnvironmentConfig(
     ci_runner=ci_runner_in(ACCOUNT_ID),
     tags=TAGS,
     cluster=ClusterSettings(admin_role_arns=admin_role_arns(ACCOUNT_ID),
-                            system_instance_types=("t3.large",), system_min_size=1,
+                            # m6a, not t3: a family with Nitro in-transit encryption (docs/tls.md)
+                            system_instance_types=("m6a.large",), system_min_size=1,
                             system_desired_size=2, system_max_size=3),
     database=DatabaseSettings(instance_class="db.t4g.medium", multi_az=False, backup_retention_days=7,
                             allocated_storage_gib=20, max_allocated_storage_gib=100),

@@ -18,13 +18,18 @@ from modules.platform.monitoring import (AIRFLOW_METRICS_CONFIG, MonitoringProps
 from tests.modules.platform.test_monitoring import REQUIRED_ALERTS
 
 CHARTS = Path(__file__).resolve().parent / "data" / "charts"
+GRAFANA_SOURCE = CHARTS.parent / "chart-sources" / "kube-prometheus-stack" / "charts" / "grafana"
 CONFIGS = {name: environments.load(name) for name in environments.NAMES}
 # Keys the upstream values.yaml documents only in comments (so a plain key walk cannot see them).
-DOCUMENTED_IN_COMMENTS = {"grafana.persistence.storageClassName"}
+DOCUMENTED_IN_COMMENTS = {"grafana.persistence.storageClassName",
+                          # the probes are Kubernetes Probe objects the chart renders as given (_pod.tpl toYaml):
+                          # httpGet.scheme is Kubernetes's field (checked by tests/test_helm_render.py's schema check)
+                          "grafana.livenessProbe.httpGet.scheme", "grafana.readinessProbe.httpGet.scheme"}
 # Grafana's own configuration (grafana.ini is rendered to INI as given): options from grafana/grafana
-# conf/defaults.ini ([server] domain, root_url; [security] cookie_secure; [analytics] reporting_enabled,
-# check_for_updates).
-GRAFANA_INI_OPTIONS = {"server": {"domain", "root_url"}, "security": {"cookie_secure"},
+# conf/defaults.ini ([server] domain, root_url, protocol, cert_file, cert_key, min_tls_version; [security]
+# cookie_secure; [analytics] reporting_enabled, check_for_updates).
+GRAFANA_INI_OPTIONS = {"server": {"domain", "root_url", "protocol", "cert_file", "cert_key", "min_tls_version"},
+                       "security": {"cookie_secure"},
                        "analytics": {"reporting_enabled", "check_for_updates"}}
 
 
@@ -41,7 +46,8 @@ def chart_defaults() -> dict:
     """kube-prometheus-stack defaults, with the Grafana subchart's own defaults under `grafana` (Helm merges the
     parent's `grafana:` section over the subchart's values.yaml)."""
     kps = yaml.safe_load((CHARTS / "kube-prometheus-stack" / "values.yaml").read_text())
-    grafana = yaml.safe_load((CHARTS / "grafana" / "values.yaml").read_text())
+    # The Grafana subchart's whole values.yaml as vendored with the chart (the excerpt in CHARTS lacks the TLS keys).
+    grafana = yaml.safe_load((GRAFANA_SOURCE / "values.yaml").read_text())
 
     def merge(base, over):
         out = copy.deepcopy(base)

@@ -52,7 +52,7 @@ def test_templates_render_like_external_secrets_urlquery():
 
 def test_every_synthesized_airflow_option_reaches_airflow_unchanged_but_the_named_adaptations(dev_stacks, local):
     values = dev_stacks.airflow_values()
-    adapted = {("api", "base_url"), ("secrets", "backend_kwargs")}
+    adapted = {("api", "base_url"), ("secrets", "backend_kwargs"), ("core", "execution_api_server_url")}
     for section, options in values["config"].items():
         for key, value in options.items():
             name = f"AIRFLOW__{section.upper()}__{key.upper()}"
@@ -62,7 +62,11 @@ def test_every_synthesized_airflow_option_reaches_airflow_unchanged_but_the_name
                 bucket = environments.load("dev").bucket_name("task-logs")
                 assert local.env[name] == re.sub(r"\$\{[^}]*\}", bucket, str(value))
                 continue
-            assert local.env[name] == str(value), name
+            # file paths are mapped to the rehearsal's files (the platform CA -> the rehearsal CA)
+            assert local.env[name] == str(value).replace("/opt/airflow/certs/platform-ca.crt",
+                                                         str(ENDPOINTS.ca_cert)), name
+    assert local.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://localhost:18080/execution/"
+    assert local.env["AIRFLOW__API__SSL_CA_FILE"] == str(ENDPOINTS.ca_cert)
     backend = json.loads(values["config"]["secrets"]["backend_kwargs"])
     rehearsed = json.loads(local.env["AIRFLOW__SECRETS__BACKEND_KWARGS"])
     # Only where Vault is and how the pod logs in differ; the mount, paths, KV version and CA verification do not.

@@ -1,14 +1,30 @@
 """No plaintext path anywhere: walks every synthesized stack, resource type by resource type, so a plaintext
 listener, database or broker added later fails here; and every Helm release's values, so a connection string
-without certificate verification, a Vault listener without TLS or an http:// Vault address fails too."""
+without certificate verification, a Vault listener without TLS or an http:// Vault address fails too.
+
+Then the hops between components (docs/tls.md): every Helm release rendered with real Helm (tools/render_releases.py)
+and the generated Airflow configuration are searched for http:// URLs between components and Service ports that carry
+plaintext; target groups must be HTTPS to the pods, and every node a type whose Nitro card encrypts traffic between
+instances (what the hops that no protocol encrypts rely on). A plaintext hop is allowed only where docs/tls.md says
+why (NITRO_SERVICE_PORTS, NITRO_URLS), each finding names the object and the field, and each kind is planted below
+and caught."""
 from __future__ import annotations
 
 import copy
 import json
 import re
-from typing import Iterator
+from pathlib import Path
+from typing import Iterable, Iterator
+from urllib.parse import urlsplit
 
+import pytest
+
+from environments import NAMES
+from modules.aws.settings import IN_TRANSIT_ENCRYPTION_FAMILIES, IN_TRANSIT_ENCRYPTION_LABEL
+from modules.platform import airflow as af
+from modules.platform import monitoring
 from tests.conftest import strings
+from tools import render_releases as rr
 
 TLS13 = "ELBSecurityPolicy-TLS13"
 
@@ -167,3 +183,343 @@ def test_audit_catches_unverified_connections_and_a_plaintext_vault(stacks):
     assert "Redis TLS without certificate verification" in problems
     assert "PgBouncer does not verify the database" in problems
     assert "helm_release.vault: Vault listener" in problems and "without TLS" in problems
+
+
+
+# ---- the hops between components -----------------------------------------------------------------------------------
+
+# Service ports that serve TLS, and what makes them: (namespace, Service, port name) -> the evidence. The two the
+# platform turned to TLS for this audit are also checked in the rendered pods (service_tls_problems).
+TLS_SERVICE_PORTS = {
+    ("airflow", "airflow-api-server", "api-server"): "[api] ssl_cert/ssl_key env on the API server (platform CA)",
+    ("airflow", "airflow-pgbouncer", "pgbouncer"): "pgbouncer.ini client_tls_sslmode = require (platform CA)",
+    ("monitoring", "kube-prometheus-stack-grafana", "http-web"): "grafana.ini [server] protocol = https (platform CA)",
+    ("monitoring", "kube-prometheus-stack-operator", "https"): "the operator's admission webhook (TLS only)",
+    **{("vault", service, port): "Vault listener tls_cert_file (platform CA)"
+       for service in ("vault", "vault-active", "vault-internal", "vault-standby")
+       for port in ("https", "https-internal")},
+    ("vault", "vault-ui", "https"): "Vault listener tls_cert_file (platform CA)",
+    ("kube-system", "aws-load-balancer-webhook-service", "webhook-server"): "admission webhook (TLS only)",
+    ("cert-manager", "cert-manager-webhook", "https"): "admission webhook (TLS only)",
+    ("external-secrets", "external-secrets-webhook", "webhook"): "admission webhook (TLS only)",
+    ("keda", "keda-admission-webhooks", "https"): "admission webhook (TLS only)",
+    ("keda", "keda-operator-metrics-apiserver", "https"): "the external metrics API server (TLS only)",
+}
+# Plaintext Service ports, each with why it is not TLS. Every one is pod-to-pod traffic that Nitro encrypts between
+# nodes (NodePool and node group checks below); on one node it stays on the host's veth pairs (docs/tls.md).
+_SCRAPE = "a Prometheus scrape of a metrics endpoint (no credentials; the exporter serves no TLS)"
+NITRO_SERVICE_PORTS = {
+    ("airflow", "airflow-worker", "worker-logs"):
+        "Airflow 3.3's log server serves plain HTTP only and the API server fetches with http:// (serve_logs)",
+    ("airflow", "airflow-triggerer", "triggerer-logs"):
+        "Airflow 3.3's log server serves plain HTTP only and the API server fetches with http:// (serve_logs)",
+    ("airflow", "airflow-statsd", "statsd-ingest"): "StatsD over UDP: metric names and counts, no TLS in the protocol",
+    ("airflow", "airflow-statsd", "statsd-scrape"): _SCRAPE,
+    ("airflow", "airflow-pgbouncer", "pgb-metrics"): _SCRAPE,
+    ("monitoring", "kube-prometheus-stack-prometheus", "http-web"):
+        "Prometheus's API: Grafana's queries and self-scrape (web TLS not configured; docs/tls.md)",
+    ("monitoring", "kube-prometheus-stack-alertmanager", "http-web"):
+        "Alertmanager's API: alerts from Prometheus, Grafana's datasource (web TLS not configured; docs/tls.md)",
+    ("monitoring", "kube-prometheus-stack-prometheus", "reloader-web"): _SCRAPE,
+    ("monitoring", "kube-prometheus-stack-alertmanager", "reloader-web"): _SCRAPE,
+    ("monitoring", "kube-prometheus-stack-kube-state-metrics", "http"): _SCRAPE,
+    ("monitoring", "kube-prometheus-stack-prometheus-node-exporter", "http-metrics"): _SCRAPE,
+    ("cert-manager", "cert-manager", "tcp-prometheus-servicemonitor"): _SCRAPE,
+    ("cert-manager", "cert-manager-cainjector", "http-metrics"): _SCRAPE,
+    ("cert-manager", "cert-manager-webhook", "metrics"): _SCRAPE,
+    ("kube-system", "karpenter", "http-metrics"): _SCRAPE,
+    ("keda", "keda-operator", "metricsservice"): "KEDA operator -> its metrics API server: scaler metric values (gRPC)",
+    ("keda", "keda-operator-metrics-apiserver", "metrics"): _SCRAPE,
+    # kube-prometheus-stack's Services for the control plane's and node agents' metrics (EKS runs the control plane;
+    # kube-proxy and CoreDNS are node/cluster add-ons)
+    **{("kube-system", f"kube-prometheus-stack-{name}", "http-metrics"): _SCRAPE
+       for name in ("coredns", "kube-controller-manager", "kube-etcd", "kube-proxy", "kube-scheduler")},
+}
+# http:// URLs between components that docs/tls.md allows, by the URL's scheme://host:port: the Prometheus and
+# Alertmanager APIs (Grafana's datasources, the servers' own external URLs).
+NITRO_URLS = {"http://kube-prometheus-stack-prometheus.monitoring:9090",
+              "http://kube-prometheus-stack-alertmanager.monitoring:9093"}
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def _walk(value, path: str = "") -> Iterator[tuple[str, str]]:
+    """(field path, string) for every string in a manifest."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _walk(item, f"{path}[{i}]")
+    elif isinstance(value, str):
+        yield path, value
+
+
+def _component_hosts(manifests: Iterable[rr.Manifest]) -> set[str]:
+    """Every name a rendered Service answers to in the cluster."""
+    hosts = set()
+    for m in manifests:
+        if m.kind == "Service":
+            ns = m.namespace
+            hosts |= {m.name, f"{m.name}.{ns}", f"{m.name}.{ns}.svc", f"{m.name}.{ns}.svc.cluster.local"}
+    return hosts
+
+
+def _is_component(host: str, hosts: set[str]) -> bool:
+    return host in hosts or host.endswith((".svc", ".svc.cluster.local", ".cluster.local")) or "." not in host
+
+
+def plaintext_urls(where: str, text: str, hosts: set[str]) -> Iterator[str]:
+    for url in re.findall(r"http://[^\s\"'<>,;)]+", text):
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if host in _LOOPBACK or not _is_component(host, hosts):
+            continue                        # inside the pod, or not a component (e.g. a licence link)
+        if f"http://{parts.netloc}" in NITRO_URLS:
+            continue
+        yield f"{where}: plaintext http:// URL between components: {url}"
+
+
+def manifest_problems(manifests: list[rr.Manifest]) -> list[str]:
+    """http:// URLs between components and Service ports that carry plaintext, in rendered manifests."""
+    hosts = _component_hosts(manifests)
+    problems = []
+    for m in manifests:
+        for path, text in _walk(m.body):
+            problems += plaintext_urls(f"{m} .{path}", text, hosts)
+        if m.kind == "Service":
+            for i, port in enumerate(m.body["spec"].get("ports") or []):
+                key = (m.namespace, m.name, port.get("name"))
+                if key not in TLS_SERVICE_PORTS and key not in NITRO_SERVICE_PORTS:
+                    problems.append(f"{m} .spec.ports[{i}] ({port.get('name')}, {port.get('port')}): a Service port "
+                                    "not known to serve TLS carries plaintext to an application")
+    return problems + service_tls_problems(manifests) + scrape_problems(manifests)
+
+
+def scrape_problems(manifests: list[rr.Manifest]) -> list[str]:
+    """A ServiceMonitor endpoint on a port that serves TLS scrapes it over https and verifies the certificate."""
+    views = rr.services(manifests)
+    problems = []
+    for m in manifests:
+        if m.kind != "ServiceMonitor":
+            continue
+        spec = m.body["spec"]
+        namespaces = set((spec.get("namespaceSelector") or {}).get("matchNames") or [m.namespace])
+        selected = [v for v in views if v.namespace in namespaces and rr._selects(spec.get("selector") or {},
+                                                                                 dict(v.labels))]
+        for i, endpoint in enumerate(spec.get("endpoints") or []):
+            if not any((v.namespace, v.name, endpoint.get("port")) in TLS_SERVICE_PORTS for v in selected):
+                continue
+            tls = endpoint.get("tlsConfig") or {}
+            if endpoint.get("scheme") != "https" or tls.get("insecureSkipVerify") or not (tls.get("ca") or
+                                                                                        tls.get("caFile")):
+                problems.append(f"{m} .spec.endpoints[{i}]: scrapes TLS port {endpoint.get('port')!r} with scheme "
+                                f"{endpoint.get('scheme', 'http')!r} and tlsConfig {tls} (not https verified)")
+    return problems
+
+
+def _container(manifests: list[rr.Manifest], kind: str, name: str, container: str) -> tuple[rr.Manifest, dict] | None:
+    for m in manifests:
+        if m.kind == kind and m.name == name:
+            for c in m.body["spec"]["template"]["spec"]["containers"]:
+                if c["name"] == container:
+                    return m, c
+    return None
+
+
+def service_tls_problems(manifests: list[rr.Manifest]) -> list[str]:
+    """The evidence behind TLS_SERVICE_PORTS for the two servers the platform turns to TLS: the API server has its
+    certificate and key and probes over HTTPS; Grafana's grafana.ini says protocol = https with a certificate."""
+    problems = []
+    found = _container(manifests, "Deployment", f"{af.API_SERVER_SERVICE}", "api-server")
+    if found is None:
+        problems.append(f"Deployment {af.API_SERVER_SERVICE}: no api-server container to check for TLS")
+    else:
+        m, c = found
+        env = {e["name"]: e.get("value") for e in c.get("env") or []}
+        for name, value in af.API_SERVER_TLS_ENV.items():
+            if env.get(name) != value:
+                problems.append(f"{m} container api-server .env.{name}: {env.get(name)!r}, not {value!r} (no TLS)")
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            scheme = (c.get(probe) or {}).get("httpGet", {}).get("scheme", "HTTP")
+            if scheme != "HTTPS":
+                problems.append(f"{m} container api-server .{probe}.httpGet.scheme: {scheme} (plaintext)")
+    grafana = [m for m in manifests if m.kind == "ConfigMap" and m.name == monitoring.GRAFANA_SERVICE]
+    for m in grafana:
+        ini = m.body["data"].get("grafana.ini", "")
+        server = re.search(r"^\[server\]\n((?:(?!\[).*\n?)*)", ini, re.MULTILINE)
+        options = dict(re.findall(r"^(\w+) = (.*)$", server.group(1), re.MULTILINE)) if server else {}
+        if options.get("protocol") != "https" or not options.get("cert_file"):
+            problems.append(f"{m} .data.grafana.ini [server] protocol: {options.get('protocol', 'http')!r} "
+                            "(Grafana serves plaintext)")
+    if not grafana:
+        problems.append(f"ConfigMap {monitoring.GRAFANA_SERVICE}: no grafana.ini to check for TLS")
+    return problems
+
+
+def airflow_config_problems(address: str, values: dict) -> list[str]:
+    """The generated Airflow configuration (the release's `config`): no http:// URL between components, the
+    Execution API over https to the API server, verified against the platform CA only."""
+    problems = []
+    for section, options in (values.get("config") or {}).items():
+        for key, value in options.items():
+            problems += plaintext_urls(f"{address} .config.{section}.{key}", str(value), set())
+    url = (values.get("config") or {}).get("core", {}).get("execution_api_server_url", "")
+    if urlsplit(url).scheme != "https":
+        problems.append(f"{address} .config.core.execution_api_server_url: {url!r} is not https (the chart's "
+                        "default is http://<release>-api-server:8080)")
+    api = (values.get("config") or {}).get("api", {})
+    if not api.get("ssl_ca_file") or str(api.get("client_use_public_certs")) != "False":
+        problems.append(f"{address} .config.api: ssl_ca_file {api.get('ssl_ca_file')!r} / client_use_public_certs "
+                        f"{api.get('client_use_public_certs')!r}: the Execution API client must trust the platform CA only")
+    return problems
+
+
+def edge_and_node_problems(doc: dict) -> list[str]:
+    """Target groups HTTPS to the pods (health checks too); node groups of in-transit-encrypting families."""
+    res = doc.get("resource", {})
+    problems = []
+    for rtype in ("aws_lb_target_group", "aws_alb_target_group"):
+        for name, body in (res.get(rtype) or {}).items():
+            if body.get("protocol") not in ("HTTPS", "TLS"):
+                problems.append(f"{rtype}.{name} .protocol: {body.get('protocol')!r} carries plaintext to the pods")
+            for check in _blocks(body.get("health_check")):
+                if check.get("protocol") not in ("HTTPS", None) and body.get("protocol") == "HTTPS":
+                    problems.append(f"{rtype}.{name} .health_check.protocol: {check.get('protocol')!r} (plaintext)")
+    for name, body in (res.get("aws_eks_node_group") or {}).items():
+        for t in body.get("instance_types") or []:
+            if str(t).split(".", 1)[0] not in IN_TRANSIT_ENCRYPTION_FAMILIES:
+                problems.append(f"aws_eks_node_group.{name} .instance_types: {t} has no Nitro in-transit encryption")
+    return problems
+
+
+def node_pool_problems(manifests: list[rr.Manifest]) -> list[str]:
+    problems = []
+    for m in manifests:
+        if m.kind != "NodePool":
+            continue
+        reqs = m.body["spec"]["template"]["spec"].get("requirements") or []
+        if not any(r["key"] == IN_TRANSIT_ENCRYPTION_LABEL and r["operator"] == "In" and r["values"] == ["true"]
+                   for r in reqs):
+            problems.append(f"{m} .spec.template.spec.requirements: no {IN_TRANSIT_ENCRYPTION_LABEL} In ['true'] "
+                            "(Karpenter may launch a node without in-transit encryption)")
+        for r in reqs:
+            if r["key"] == "karpenter.k8s.aws/instance-family" and r["operator"] == "In":
+                plain = [f for f in r["values"] if f not in IN_TRANSIT_ENCRYPTION_FAMILIES]
+                if plain:
+                    problems.append(f"{m} .spec.template.spec.requirements instance-family: {plain} have no "
+                                    "Nitro in-transit encryption")
+    return problems
+
+
+def airflow_release_values(doc: dict) -> dict:
+    (raw,) = doc["resource"]["helm_release"]["airflow"]["values"]
+    return json.loads(raw)
+
+
+def hop_problems(infra: dict, platform: dict, manifests: list[rr.Manifest]) -> list[str]:
+    return (edge_and_node_problems(infra) + manifest_problems(manifests) + node_pool_problems(manifests)
+            + airflow_config_problems("helm_release.airflow", airflow_release_values(platform)))
+
+
+@pytest.fixture(scope="module")
+def rendered(synthesized: Path) -> dict[str, list[rr.Manifest]]:
+    out = {}
+    for env in NAMES:
+        (platform,) = synthesized.glob(f"stacks/*-{env}-platform")
+        out[env] = rr.render_stack(platform)[1]
+    return out
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_no_hop_between_components_is_plaintext(stacks, rendered, env):
+    infra, platform = stacks[f"airflow-{env}-infra"], stacks[f"airflow-{env}-platform"]
+    assert hop_problems(infra, platform, rendered[env]) == []
+
+
+def test_every_allowed_plaintext_port_and_every_tls_port_is_rendered_somewhere(rendered):
+    """The lists name what is rendered in some environment: a stale entry hides nothing today but could later."""
+    ports = {(m.namespace, m.name, p.get("name")) for manifests in rendered.values() for m in manifests
+             if m.kind == "Service" for p in m.body["spec"].get("ports") or []}
+    assert set(NITRO_SERVICE_PORTS) - ports == set() and set(TLS_SERVICE_PORTS) - ports == set()
+
+
+def _replace(manifests: list[rr.Manifest], kind: str, name: str, change) -> list[rr.Manifest]:
+    out = []
+    for m in manifests:
+        if m.kind == kind and m.name == name:
+            body = copy.deepcopy(m.body)
+            change(body)
+            m = rr.Manifest(m.release, m.template, body, _default_ns=m.namespace or "default")
+        out.append(m)
+    return out
+
+
+def test_audit_catches_a_plaintext_service_port_and_an_http_url_between_components(rendered):
+    manifests = _replace(rendered["dev"], "Service", "airflow-api-server",
+                         lambda b: b["spec"]["ports"].append({"name": "plain", "port": 8081}))
+    manifests = _replace(manifests, "ConfigMap", "airflow-config", lambda b: b["data"].update({
+        "airflow.cfg": b["data"]["airflow.cfg"].replace("https://airflow-api-server.airflow.svc:8080",
+                                                        "http://airflow-api-server:8080")}))
+    problems = manifest_problems(manifests)
+    assert any(p.startswith("airflow:Service/airflow/airflow-api-server .spec.ports[1] (plain, 8081)") for p in problems)
+    assert any(p.startswith("airflow:ConfigMap/airflow/airflow-config .data.airflow.cfg: plaintext http:// URL")
+               and "http://airflow-api-server:8080/execution/" in p for p in problems), problems
+
+
+def test_audit_catches_a_scrape_of_a_tls_port_that_does_not_verify_it(rendered):
+    def plain(body):
+        body["spec"]["endpoints"][0]["scheme"] = "http"
+    problems = scrape_problems(_replace(rendered["dev"], "ServiceMonitor", "kube-prometheus-stack-grafana", plain))
+    assert len(problems) == 1 and problems[0].startswith(
+        "kube-prometheus-stack:ServiceMonitor/monitoring/kube-prometheus-stack-grafana .spec.endpoints[0]: scrapes TLS "
+        "port 'http-web' with scheme 'http'"), problems
+
+    def unverified(body):
+        body["spec"]["endpoints"][0]["tlsConfig"] = {"insecureSkipVerify": True}
+    assert len(scrape_problems(_replace(rendered["dev"], "ServiceMonitor", "vault", unverified))) == 1
+
+
+def test_audit_catches_servers_that_stopped_serving_tls(rendered):
+    def plain_api(body):
+        (c,) = [c for c in body["spec"]["template"]["spec"]["containers"] if c["name"] == "api-server"]
+        c["env"] = [e for e in c["env"] if e["name"] != "AIRFLOW__API__SSL_CERT"]
+        c["readinessProbe"]["httpGet"]["scheme"] = "HTTP"
+    manifests = _replace(rendered["dev"], "Deployment", "airflow-api-server", plain_api)
+    manifests = _replace(manifests, "ConfigMap", "kube-prometheus-stack-grafana", lambda b: b["data"].update({
+        "grafana.ini": b["data"]["grafana.ini"].replace("protocol = https", "protocol = http")}))
+    problems = " | ".join(manifest_problems(manifests))
+    assert "airflow:Deployment/airflow/airflow-api-server container api-server .env.AIRFLOW__API__SSL_CERT" in problems
+    assert "container api-server .readinessProbe.httpGet.scheme: HTTP" in problems
+    assert "ConfigMap/monitoring/kube-prometheus-stack-grafana .data.grafana.ini [server] protocol: 'http'" in problems
+
+
+def test_audit_catches_a_plaintext_execution_api_in_the_generated_airflow_config(stacks):
+    values = airflow_release_values(stacks["airflow-dev-platform"])
+    values["config"]["core"]["execution_api_server_url"] = "http://airflow-api-server:8080/execution/"
+    values["config"]["api"]["client_use_public_certs"] = "True"
+    problems = " | ".join(airflow_config_problems("helm_release.airflow", values))
+    assert "helm_release.airflow .config.core.execution_api_server_url: plaintext http:// URL" in problems
+    assert "execution_api_server_url: 'http://airflow-api-server:8080/execution/' is not https" in problems
+    assert "client_use_public_certs 'True'" in problems
+
+
+def test_audit_catches_plaintext_target_groups_and_nodes_without_in_transit_encryption(stacks, rendered):
+    infra = copy.deepcopy(stacks["airflow-dev-infra"])
+    res = infra["resource"]
+    airflow_tg, grafana_tg = sorted(res["aws_lb_target_group"])
+    res["aws_lb_target_group"][airflow_tg]["protocol"] = "HTTP"
+    res["aws_lb_target_group"][grafana_tg]["health_check"]["protocol"] = "HTTP"
+    (group,) = res["aws_eks_node_group"]
+    res["aws_eks_node_group"][group]["instance_types"] = ["t3.large"]
+    problems = " | ".join(edge_and_node_problems(infra))
+    assert f"aws_lb_target_group.{airflow_tg} .protocol: 'HTTP' carries plaintext" in problems
+    assert f"aws_lb_target_group.{grafana_tg} .health_check.protocol: 'HTTP'" in problems
+    assert f"aws_eks_node_group.{group} .instance_types: t3.large has no Nitro in-transit encryption" in problems
+
+    def loose(body):
+        reqs = body["spec"]["template"]["spec"]["requirements"]
+        reqs[:] = [r for r in reqs if r["key"] != IN_TRANSIT_ENCRYPTION_LABEL]
+        next(r for r in reqs if r["key"] == "karpenter.k8s.aws/instance-family")["values"].append("t3")
+    problems = " | ".join(node_pool_problems(_replace(rendered["dev"], "NodePool", "airflow-workers", loose)))
+    assert f"NodePool/airflow-workers .spec.template.spec.requirements: no {IN_TRANSIT_ENCRYPTION_LABEL}" in problems
+    assert "instance-family: ['t3'] have no Nitro in-transit encryption" in problems

@@ -258,9 +258,13 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
     notes.note(f"endpoint: StatsD airflow-statsd:9125 -> 127.0.0.1:{e.statsd_port} (UDP, nothing listens)")
     api = f"http://localhost:{e.api_port}"
     config["api"]["base_url"] = f"{api}/"
+    execution_api = config["core"].get("execution_api_server_url", "the chart's default")
     config["core"]["execution_api_server_url"] = f"{api}/execution/"
-    notes.note(f"endpoint: [api] base_url {values['config']['api']['base_url']} and the chart's "
-               f"execution_api_server_url -> {api}/ (the API server on loopback, no ALB)")
+    # The cluster's API server serves HTTPS (the apiServer component's [api] ssl_cert/ssl_key env, which this
+    # rehearsal does not apply): the rehearsal's driver reaches the API over plain loopback HTTP. The generated
+    # [api] ssl_ca_file still names the CA (the rehearsal's, by the file mapping). docs/tls.md.
+    notes.note(f"endpoint: [api] base_url {values['config']['api']['base_url']} and execution_api_server_url "
+               f"{execution_api} -> {api}/ (the API server on loopback, no ALB, plain HTTP: its TLS is not rehearsed)")
     backend = json.loads(config["secrets"]["backend_kwargs"])
     vault_url = backend["url"]
     backend.update(url=f"https://localhost:{e.vault_port}", auth_type="token", token=e.vault_token)

@@ -2,9 +2,11 @@
 host rules to the Airflow API server and Grafana target groups, and a WAFv2 web ACL in front of it.
 
 Pods are registered in the target groups by the AWS Load Balancer Controller's TargetGroupBinding
-(platform stack); this construct creates no Kubernetes objects. ALB -> pod traffic is HTTP inside the
-VPC (the Airflow API server and Grafana serve plain HTTP); it is limited to the two ports, from the ALB's
-security group only, and TLS terminates at the ALB with a TLS 1.3 policy.
+(platform stack); this construct creates no Kubernetes objects. TLS terminates at the ALB with a TLS 1.3 policy
+and starts again to the pods: the target groups and their health checks are HTTPS (the Airflow API server and
+Grafana serve their platform-CA certificates). An ALB does not verify target certificates (AWS documents that it
+accepts any, self-signed and expired included), so this hop is encrypted, not authenticated; what admits it is the
+ALB's security group, the only source allowed on the two ports. docs/tls.md has every hop.
 """
 from __future__ import annotations
 
@@ -195,10 +197,10 @@ class Edge(Construct):
         for backend in BACKENDS:
             self.target_groups[backend.host] = lb_target_group.LbTargetGroup(
                 self, f"{backend.host}-target-group", name=f"{p.cluster_name}-{backend.host}", target_type="ip",
-                port=backend.port, protocol="HTTP", vpc_id=p.vpc_id, deregistration_delay="30",
+                port=backend.port, protocol="HTTPS", vpc_id=p.vpc_id, deregistration_delay="30",
                 ip_address_type="ipv4",
                 health_check=lb_target_group.LbTargetGroupHealthCheck(
-                    enabled=True, path=backend.health_check_path, protocol="HTTP", port="traffic-port",
+                    enabled=True, path=backend.health_check_path, protocol="HTTPS", port="traffic-port",
                     matcher="200", interval=15, timeout=5, healthy_threshold=2, unhealthy_threshold=3),
                 tags={"Name": f"{p.cluster_name}-{backend.host}"})
         self.target_group_arns: dict[str, str] = {host: tg.arn for host, tg in self.target_groups.items()}

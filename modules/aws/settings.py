@@ -94,6 +94,17 @@ INSTANCE_FAMILIES: dict[str, str] = {
                              "c5", "c5a", "c6i", "c6a", "c7i", "c7i-flex", "c7a", "r5", "r6i", "r6a", "r7i", "r7a")},
     **{f: "arm64" for f in ("t4g", "m6g", "m7g", "m8g", "c6g", "c7g", "c8g", "r6g", "r7g", "r8g")},  # Graviton
 }
+# Of those, the families whose Nitro cards encrypt traffic between instances automatically (AWS EC2 User Guide,
+# "Encryption in transit": AES-256 between supported instances in the same or a peered VPC, when no load balancer
+# or gateway sits between). Pod-to-pod traffic across nodes that no protocol of its own encrypts (the Airflow log
+# servers, metrics scrapes, Grafana -> Prometheus) relies on it, so every node must come from one of these
+# (docs/tls.md). t3/t3a/t4g, m5/m5a, c5, r5 and the Graviton2 m6g/c6g/r6g are not; m8i is left out until the guide's
+# list names it: add a family here only from that list.
+IN_TRANSIT_ENCRYPTION_FAMILIES = frozenset((
+    "m6i", "m6a", "m7i", "m7i-flex", "m7a", "c5a", "c6i", "c6a", "c7i", "c7i-flex", "c7a", "r6i", "r6a", "r7i", "r7a",
+    "m7g", "m8g", "c7g", "c8g", "r7g", "r8g"))
+# The Karpenter well-known label that selects them (karpenter.k8s.aws/v1 instance type labels).
+IN_TRANSIT_ENCRYPTION_LABEL = "karpenter.k8s.aws/instance-encryption-in-transit-supported"
 # Pinned EKS add-on versions for Kubernetes 1.34. Bump them deliberately (e.g. after
 # `aws eks describe-addon-versions --kubernetes-version 1.34 --addon-name <name>`), never float.
 DEFAULT_ADDON_VERSIONS: dict[str, str] = {
@@ -141,6 +152,10 @@ def check_node_group(instance_types: tuple[str, ...], min_size: int, desired_siz
         require(match is not None and match.group(1) in INSTANCE_FAMILIES, f"{prefix}instance_types",
                 instance_type, "is not an instance type of a known family",
                 f"use '<family>.<size>' with a family from {', '.join(sorted(INSTANCE_FAMILIES))}")
+    for instance_type in instance_types:
+        require(instance_type.split(".", 1)[0] in IN_TRANSIT_ENCRYPTION_FAMILIES, f"{prefix}instance_types",
+                instance_type, "does not encrypt traffic between instances (no Nitro in-transit encryption)",
+                f"use a family from {', '.join(sorted(IN_TRANSIT_ENCRYPTION_FAMILIES))}, e.g. 'm6a.large'")
     require(len({architecture(t) for t in instance_types}) == 1, f"{prefix}instance_types", instance_types,
             "mixes x86_64 and Graviton (arm64) families",
             "use one architecture per node group: one AMI type serves the whole group")

@@ -20,7 +20,7 @@ from cdktf_cdktf_provider_helm.release import Release
 from constructs import Construct
 
 from . import kubernetes as k8s
-from ..aws.settings import INSTANCE_FAMILIES
+from ..aws.settings import IN_TRANSIT_ENCRYPTION_LABEL, INSTANCE_FAMILIES
 from ..aws.identity import WORKLOADS
 from ..core import validation
 from ..core.validation import require
@@ -244,6 +244,9 @@ def worker_node_pool(props: ClusterAddonsProps) -> dict[str, Any]:
         {"key": "karpenter.k8s.aws/instance-size", "operator": "In", "values": list(s.worker_instance_sizes)},
         {"key": "kubernetes.io/arch", "operator": "In", "values": [props.worker_architecture]},
         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+        # Nitro encrypts traffic between instances only where both support it: Karpenter launches no other kind, so
+        # the scrapes of and log fetches from worker pods are encrypted on the wire (docs/tls.md).
+        {"key": IN_TRANSIT_ENCRYPTION_LABEL, "operator": "In", "values": ["true"]},
     ]
     return {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": k8s.WORKER_NODE_POOL},
             "spec": {

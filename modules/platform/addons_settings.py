@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ..aws.settings import INSTANCE_FAMILIES
+from ..aws.settings import IN_TRANSIT_ENCRYPTION_FAMILIES, INSTANCE_FAMILIES
 from ..core import validation
 from ..core.validation import require
 
@@ -66,6 +66,10 @@ class AddonsSettings:
         unknown = [f for f in families if f not in INSTANCE_FAMILIES]
         require(not unknown, "worker_instance_families", unknown, "names no known instance family",
                 f"use families from {', '.join(sorted(INSTANCE_FAMILIES))}")
+        plain = [f for f in families if f not in IN_TRANSIT_ENCRYPTION_FAMILIES]
+        require(not plain, "worker_instance_families", plain,
+                "does not encrypt traffic between instances (no Nitro in-transit encryption)",
+                f"use families from {', '.join(sorted(IN_TRANSIT_ENCRYPTION_FAMILIES))}")
         require(len({INSTANCE_FAMILIES[f] for f in families}) == 1, "worker_instance_families", list(families),
                 "mixes x86_64 and Graviton (arm64) families",
                 "use one architecture: the Airflow image is built for one (e.g. only m7i/m6i, or only m7g/m6g)")

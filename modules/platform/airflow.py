@@ -16,7 +16,10 @@ How the pieces connect (docs/airflow.md has the long form):
   (`sslmode=verify-full`, asyncpg `ssl=verify-full` + PGSSLROOTCERT); PgBouncer -> RDS verifies RDS against the
   RDS CA bundle (`server_tls_sslmode = verify-full`); Celery -> ElastiCache is `rediss://` with
   `ssl_cert_reqs=required` (ElastiCache serves publicly trusted certificates); Vault is verified against the
-  platform CA.
+  platform CA. The API server serves HTTPS with a platform-CA certificate (API_SERVER_TLS_SECRET): the Execution
+  API URL every worker, task pod, triggerer and dag-processor uses is https:// and verified against the platform
+  CA only (`[api] ssl_ca_file`, `client_use_public_certs = False`); the ALB forwards to it over HTTPS too.
+  What cannot be TLS here (the log servers) is in docs/tls.md.
 - Identity: every component runs under the service account modules/aws/identity.py `workloads()` names, whose EKS
   Pod Identity association lives in the infra stack: remote logs, the S3 DAG bundle and the plugin sync use the
   boto3 default chain, never static keys.
@@ -75,6 +78,24 @@ KEDA_PLATFORM_CA_CERTIFICATE = k8s.KEDA_PLATFORM_CA_SECRET
 KEDA_API_VERSION = "keda.sh/v1alpha1"
 
 PGBOUNCER_PORT = 6543                           # chart `ports.pgbouncer`
+# The API server: HTTPS on the chart's `ports.apiServer`, a platform-CA certificate (cert-manager Certificate
+# API_SERVER_TLS_SECRET) mounted into the API server pods only. Every Airflow process that runs tasks reaches the
+# Execution API at EXECUTION_API_URL; the task SDK's client (airflow/sdk/api/client.py) verifies the server against
+# `[api] ssl_ca_file` (the platform root) and, with `client_use_public_certs = False`, against nothing else.
+API_SERVER_PORT = 8080                          # chart `ports.apiServer`
+API_SERVER_SERVICE = f"{k8s.AIRFLOW_RELEASE}-api-server"
+API_SERVER_HOST = f"{API_SERVER_SERVICE}.{k8s.AIRFLOW_NAMESPACE}.svc"
+EXECUTION_API_URL = f"https://{API_SERVER_HOST}:{API_SERVER_PORT}/execution/"
+API_SERVER_TLS_SECRET = "airflow-api-server-tls"   # cert-manager Certificate: tls.crt, tls.key, ca.crt
+API_SERVER_TLS_DIR = "/opt/airflow/api-server-tls"
+API_SERVER_TLS_VOLUME = "api-server-tls"
+# `[api] ssl_cert`/`ssl_key` are read by `airflow api-server` (its --ssl-cert/--ssl-key defaults). Set as env on the
+# API server only: the task SDK client also loads `[api] ssl_cert` as a trust anchor, and the file exists only there.
+API_SERVER_TLS_ENV = {"AIRFLOW__API__SSL_CERT": f"{API_SERVER_TLS_DIR}/tls.crt",
+                      "AIRFLOW__API__SSL_KEY": f"{API_SERVER_TLS_DIR}/tls.key"}
+# Airflow configuration every process gets: where the Execution API is and what verifies it.
+EXECUTION_API_CONFIG = {"core": {"execution_api_server_url": EXECUTION_API_URL},
+                        "api": {"ssl_ca_file": k8s.AIRFLOW_PLATFORM_CA_FILE, "client_use_public_certs": "False"}}
 PGBOUNCER_SERVICE = f"{k8s.AIRFLOW_RELEASE}-pgbouncer"
 PGBOUNCER_HOST = f"{PGBOUNCER_SERVICE}.{k8s.AIRFLOW_NAMESPACE}.svc"
 PGBOUNCER_DATABASE = f"{k8s.AIRFLOW_RELEASE}-metadata"   # the pool name clients connect to
@@ -207,6 +228,30 @@ def _with_plugins(component: dict[str, Any], *, sync: dict[str, Any]) -> dict[st
             "extraVolumeMounts": [{"name": PLUGINS_VOLUME, "mountPath": PLUGINS_DIR, "readOnly": True}]}
 
 
+def _serving_tls(component: dict[str, Any]) -> dict[str, Any]:
+    """The API server's values plus HTTPS: its certificate and key (readable by group 0, the airflow user's group;
+    mounted in no other pod), the env that turns TLS on, and probes that speak HTTPS."""
+    volume = {"name": API_SERVER_TLS_VOLUME, "secret": {"secretName": API_SERVER_TLS_SECRET, "defaultMode": 0o440,
+                                                        "items": [{"key": "tls.crt", "path": "tls.crt"},
+                                                                  {"key": "tls.key", "path": "tls.key"}]}}
+    probe = {"scheme": "HTTPS"}
+    return {**component, "env": [*component.get("env", []),
+                                 *({"name": k, "value": v} for k, v in API_SERVER_TLS_ENV.items())],
+            "extraVolumes": [*component.get("extraVolumes", []), volume],
+            "extraVolumeMounts": [*component.get("extraVolumeMounts", []),
+                                  {"name": API_SERVER_TLS_VOLUME, "mountPath": API_SERVER_TLS_DIR, "readOnly": True}],
+            "livenessProbe": dict(probe), "readinessProbe": dict(probe), "startupProbe": dict(probe)}
+
+
+def api_server_dns_names(release: str = k8s.AIRFLOW_RELEASE, namespace: str = k8s.AIRFLOW_NAMESPACE) -> list[str]:
+    """What the API server certificate covers: every name in-cluster clients use for the Service (the Execution
+    API URL's host first), and localhost for in-pod checks. The ALB connects to pod IPs and verifies nothing."""
+    service = f"{release}-api-server"
+    return [f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local", f"{service}.{namespace}",
+            service, "localhost"]
+
+
+
 RESERVED_ENV = ("PGSSLROOTCERT", "AWS_DEFAULT_REGION", "AWS_REGION", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
                 "AIRFLOW_CONN_AIRFLOW_DB")
 
@@ -242,7 +287,10 @@ def _check_extra_env(extra_env: dict[str, str]) -> None:
         require(isinstance(name, str) and _ENV_NAME.fullmatch(name) is not None, "extra_env", name,
                 "is not an environment variable name", "use letters, digits and '_', not starting with a digit")
         require(name not in RESERVED_ENV and not name.startswith(("AIRFLOW__DATABASE__", "AIRFLOW__CELERY__BROKER",
-                                                                  "AIRFLOW__CORE__FERNET", "AIRFLOW__SECRETS__")),
+                                                                  "AIRFLOW__CELERY__RESULT_BACKEND",
+                                                                  "AIRFLOW__CORE__FERNET", "AIRFLOW__SECRETS__",
+                                                                  "AIRFLOW__CORE__EXECUTION_API", "AIRFLOW__API__SSL_",
+                                                                  "AIRFLOW__API__CLIENT_")),
                 "extra_env", name, "would override a setting this construct owns",
                 "change the construct's settings instead of overriding them through extra_env")
         require(isinstance(value, str), f"extra_env.{name}", value, "is not a string",
@@ -333,7 +381,7 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
         "statsd": {"enabled": True, "securityContexts": _security_contexts(NOBODY_UID, NOBODY_UID),
                    "serviceAccount": {"automountServiceAccountToken": False}},
         "scheduler": component("scheduler", s.scheduler_replicas),
-        "apiServer": component("apiServer", s.api_server_replicas),
+        "apiServer": _serving_tls(component("apiServer", s.api_server_replicas)),
         "dagProcessor": component("dagProcessor", s.dag_processor_replicas,
                                   dagBundleConfigList=dag_bundle_config(dags_bucket=dags_bucket, settings=s),
                                   serviceAccount=account(sa["dagProcessor"], automountServiceAccountToken=False)),
@@ -358,8 +406,9 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
                 "extraVolumeMounts": [{"name": CERTS_VOLUME, "mountPath": k8s.AIRFLOW_CERTS_DIR, "readOnly": True}]}},
         "logs": {"persistence": {"enabled": False}},
         "config": {
+            "core": dict(EXECUTION_API_CONFIG["core"]),
             "api": {"base_url": f"https://airflow.{domain}/", "dag_cache_size": s.dag_cache_size,
-                    "dag_cache_ttl": s.dag_cache_ttl},
+                    "dag_cache_ttl": s.dag_cache_ttl, **EXECUTION_API_CONFIG["api"]},
             "celery": {"worker_concurrency": s.worker_concurrency},
             "metrics": dict(k8s.AIRFLOW_METRICS_CONFIG),
             "logging": {"remote_logging": "True", "remote_base_log_folder": f"s3://{task_logs_bucket}/{TASK_LOG_PREFIX}",
@@ -506,6 +555,8 @@ def bootstrap_objects(*, prefix: str, database_host: str, database_port: int, da
         metadata, keda_db, pgbouncer_config, stats, broker, result_backend, keys,
         *database_roles.rds_ca_objects(ns),
         k8s.certificate(name=PGBOUNCER_TLS_SECRET, namespace=ns, dns_names=pgbouncer_dns, ip_addresses=["127.0.0.1"]),
+        k8s.certificate(name=API_SERVER_TLS_SECRET, namespace=ns, dns_names=api_server_dns_names(),
+                        ip_addresses=["127.0.0.1"]),
         # Only its ca.crt is used (the KEDA operator mounts it to verify PgBouncer): a client certificate that
         # nothing presents, because cert-manager hands out the CA only alongside a certificate.
         k8s.certificate(name=KEDA_PLATFORM_CA_CERTIFICATE, namespace=k8s.KEDA_NAMESPACE,

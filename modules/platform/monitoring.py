@@ -44,6 +44,42 @@ ALERTMANAGER_SECRETS_DIR = "/etc/alertmanager/secrets"
 SLACK_WEBHOOK_FILE = f"{ALERTMANAGER_SECRETS_DIR}/{ALERT_RECEIVERS_SECRET}/{SLACK_WEBHOOK_KEY}"
 PAGERDUTY_ROUTING_KEY_FILE = f"{ALERTMANAGER_SECRETS_DIR}/{ALERT_RECEIVERS_SECRET}/{PAGERDUTY_ROUTING_KEY}"
 
+# Grafana serves HTTPS on GRAFANA_PORT with a platform-CA certificate (cert-manager Certificate GRAFANA_TLS_SECRET in
+# the bootstrap chart): the ALB's HTTPS target group (modules/aws/edge.py) and Prometheus's scrape reach it over TLS;
+# its sidecars call its reload API on https://localhost, verifying the same CA (k8s-sidecar uses requests, which
+# reads REQUESTS_CA_BUNDLE).
+GRAFANA_PORT = 3000                                         # the Grafana chart's container port (`grafana`)
+GRAFANA_SERVICE = f"{k8s.MONITORING_RELEASE}-grafana"
+GRAFANA_TLS_SECRET = "grafana-tls"                          # tls.crt, tls.key, ca.crt (platform root)
+GRAFANA_TLS_DIR = "/etc/grafana/tls"
+
+
+def grafana_dns_names(namespace: str = k8s.MONITORING_NAMESPACE) -> list[str]:
+    """What Grafana's certificate covers: the Service's in-cluster names (Prometheus's scrape verifies the first)
+    and localhost (its sidecars). The ALB connects to pod IPs and verifies no target certificate."""
+    return [f"{GRAFANA_SERVICE}.{namespace}.svc", f"{GRAFANA_SERVICE}.{namespace}.svc.cluster.local",
+            f"{GRAFANA_SERVICE}.{namespace}", GRAFANA_SERVICE, "localhost"]
+
+
+def grafana_tls_values() -> dict[str, Any]:
+    """The Grafana subchart's values that make it serve HTTPS and everything that calls it speak HTTPS."""
+    mount = {"name": GRAFANA_TLS_SECRET, "mountPath": GRAFANA_TLS_DIR, "readOnly": True}
+    ca_env = {"REQUESTS_CA_BUNDLE": f"{GRAFANA_TLS_DIR}/ca.crt"}
+    reload = lambda what: {"reloadURL": f"https://localhost:{GRAFANA_PORT}/api/admin/provisioning/{what}/reload",  # noqa: E731
+                           "env": dict(ca_env), "extraMounts": [dict(mount)]}
+    return {
+        # 0440: Grafana and its sidecars read it through the pod's fsGroup; no other user in the pod.
+        "extraSecretMounts": [{**mount, "secretName": GRAFANA_TLS_SECRET, "defaultMode": 0o440}],
+        "readinessProbe": {"httpGet": {"scheme": "HTTPS"}}, "livenessProbe": {"httpGet": {"scheme": "HTTPS"}},
+        "sidecar": {"dashboards": reload("dashboards"), "datasources": reload("datasources")},
+        "serviceMonitor": {"scheme": "https", "tlsConfig": {
+            "ca": {"secret": {"name": GRAFANA_TLS_SECRET, "key": "ca.crt"}},
+            "serverName": grafana_dns_names()[0]}},
+        "server": {"protocol": "https", "cert_file": f"{GRAFANA_TLS_DIR}/tls.crt",
+                   "cert_key": f"{GRAFANA_TLS_DIR}/tls.key", "min_tls_version": "TLS1.2"},
+    }
+
+
 # Grafana's dashboard sidecar picks ConfigMaps with this label (the glue chart's dashboards.yaml sets it).
 DASHBOARD_LABEL = "grafana_dashboard"
 DASHBOARD_LABEL_VALUE = "1"
@@ -160,6 +196,7 @@ def monitoring_values(props: MonitoringProps) -> dict[str, Any]:
         selectors.update({f"{kind}SelectorNilUsesHelmValues": False, f"{kind}Selector": selector,
                           f"{kind}NamespaceSelector": {}})
     grafana_host = f"grafana.{p.domain}"
+    tls = grafana_tls_values()
     return {
         "prometheus": {"prometheusSpec": {
             "replicas": s.prometheus_replicas, "retention": s.prometheus_retention,
@@ -179,11 +216,14 @@ def monitoring_values(props: MonitoringProps) -> dict[str, Any]:
             # One ReadWriteOnce volume: the old pod must release it before the new one starts.
             "deploymentStrategy": {"type": "Recreate"},
             "ingress": {"enabled": False},          # reached through the ALB (TargetGroupBinding), not an Ingress
-            "serviceMonitor": {"labels": dict(k8s.PROMETHEUS_SELECTOR_LABELS)},
+            "serviceMonitor": {"labels": dict(k8s.PROMETHEUS_SELECTOR_LABELS), **tls["serviceMonitor"]},
             "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": DASHBOARD_LABEL_VALUE,
-                                       "searchNamespace": k8s.MONITORING_NAMESPACE}},
+                                       "searchNamespace": k8s.MONITORING_NAMESPACE, **tls["sidecar"]["dashboards"]},
+                        "datasources": tls["sidecar"]["datasources"]},
+            "extraSecretMounts": tls["extraSecretMounts"],
+            "readinessProbe": tls["readinessProbe"], "livenessProbe": tls["livenessProbe"],
             "grafana.ini": {
-                "server": {"domain": grafana_host, "root_url": p.grafana_url},
+                "server": {"domain": grafana_host, "root_url": p.grafana_url, **tls["server"]},
                 "security": {"cookie_secure": True},       # browsers only ever reach Grafana over HTTPS (ALB)
                 "analytics": {"reporting_enabled": False, "check_for_updates": False}},
         },
@@ -294,6 +334,8 @@ class Monitoring(Construct):
             bootstrap.add_object(k8s.external_secret(
                 name=secret, namespace=k8s.MONITORING_NAMESPACE,
                 data=[{"secretKey": key, "remoteRef": {"key": remote, "property": key}} for key in keys]))
+        bootstrap.add_object(k8s.certificate(name=GRAFANA_TLS_SECRET, namespace=k8s.MONITORING_NAMESPACE,
+                                             dns_names=grafana_dns_names()))
         values = monitoring_values(p)
         self.release = Release(
             self, "release", name=k8s.MONITORING_RELEASE, namespace=k8s.MONITORING_NAMESPACE, repository=REPOSITORY,

@@ -183,6 +183,9 @@ def test_attributes_resolve_to_cluster_outputs(stack):
 @pytest.mark.parametrize("sizing, message", [
     (dict(instance_types=("m99x.large",)), r"instance_types='m99x.large' is not an instance type of a known family"),
     (dict(instance_types=("m7i.large", "m7g.large")), r"mixes x86_64 and Graviton"),
+    (dict(instance_types=("m6a.large", "t3.large")),
+     r"instance_types='t3.large' does not encrypt traffic between instances .*fix: use a family from .*m6a"),
+    (dict(instance_types=("m6g.large",)), r"instance_types='m6g.large' does not encrypt traffic between instances"),
     (dict(min_size=3, desired_size=3, max_size=2), r"min_size <= desired_size <= max_size"),
     (dict(disk_size_gib=10), r"disk_size_gib=10 .*use 20-16384 GiB"),
 ])

@@ -90,6 +90,13 @@ def test_host_rules_forward_to_ip_target_groups_named_for_the_cluster(stack):
         ("grafana.dev.data.example.com",): ("airflow-dev-grafana", "ip", 3000, "/api/health", "200")}
 
 
+def test_target_groups_and_their_health_checks_reach_the_pods_over_https(stack):
+    groups = build(stack)["resource"]["aws_lb_target_group"].values()
+    assert sorted((g["name"], g["protocol"], g["health_check"]["protocol"], g["health_check"]["port"])
+                  for g in groups) == [("airflow-dev-airflow", "HTTPS", "HTTPS", "traffic-port"),
+                                       ("airflow-dev-grafana", "HTTPS", "HTTPS", "traffic-port")]
+
+
 def test_alb_security_group_admits_only_the_allow_list_and_reaches_only_the_pods(stack):
     res = build(stack, ingress_cidrs=("203.0.113.0/24", "2001:db8::/32"))["resource"]
     ingress = sorted((r.get("cidr_ipv4") or r.get("cidr_ipv6"), r["from_port"])

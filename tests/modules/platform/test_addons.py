@@ -138,6 +138,8 @@ def test_node_pool_mixes_spot_and_on_demand_for_tainted_airflow_workers_within_l
     assert reqs["karpenter.sh/capacity-type"] == ("In", ["spot", "on-demand"])
     assert reqs["karpenter.k8s.aws/instance-family"] == ("In", ["m7i", "m6i"])
     assert reqs["kubernetes.io/arch"] == ("In", ["amd64"])
+    # only instance types whose Nitro cards encrypt instance-to-instance traffic (docs/tls.md)
+    assert reqs["karpenter.k8s.aws/instance-encryption-in-transit-supported"] == ("In", ["true"])
     assert spec["template"]["metadata"]["labels"] == k8s.WORKER_NODE_LABELS
     (taint,) = spec["template"]["spec"]["taints"]
     (toleration,) = k8s.WORKER_TOLERATIONS
@@ -234,6 +236,8 @@ def test_bootstrap_dependencies_are_every_addon_release():
 @pytest.mark.parametrize("change,field,message", [
     ({"worker_instance_families": ("q9",)}, "addons.worker_instance_families", "names no known instance family"),
     ({"worker_instance_families": ("m7i", "m7g")}, "addons.worker_instance_families", "mixes x86_64 and Graviton"),
+    ({"worker_instance_families": ("m7i", "m5", "t3")}, "addons.worker_instance_families",
+     r"\['m5', 't3'\] does not encrypt traffic between instances"),
     ({"region": "europe"}, "region", "is not an AWS region name"),
     ({"ebs_kms_key_arn": "alias/ebs"}, "ebs_kms_key_arn", "is not a KMS key ARN"),
     ({"kubernetes_version": "v1.34"}, "kubernetes_version", "is not a Kubernetes minor version"),

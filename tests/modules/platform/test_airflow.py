@@ -13,6 +13,7 @@ from modules.platform.airflow_settings import AIRFLOW_VERSION
 from modules.platform.airflow import (BROKER_SECRET, KEYS_SECRET, METADATA_SECRET, PGBOUNCER_CONFIG_SECRET, PGBOUNCER_HOST,
                              PGBOUNCER_TLS_SECRET, RESULT_BACKEND_SECRET, RDS_CA_BUNDLE_URL, RDS_CA_SECRET, Airflow, AirflowProps,
                              AirflowSettings, airflow_values, bootstrap_objects, service_accounts)
+from modules.platform.airflow import API_SERVER_HOST, API_SERVER_TLS_DIR, API_SERVER_TLS_SECRET
 from modules.aws.identity import workloads
 from modules.platform.local_chart import LocalChart, LocalChartProps
 from modules.core.validation import ConfigError
@@ -370,3 +371,45 @@ def test_settings_fail_fast_naming_the_field(field, value, message):
 def test_worker_max_below_min_is_refused():
     with pytest.raises(ConfigError, match=r"airflow.worker_max_replicas=2 is below worker_min_replicas=3"):
         AirflowSettings(worker_min_replicas=3, worker_max_replicas=2)
+
+
+# ---- the API server over HTTPS (docs/tls.md) ----------------------------------------------------------------------
+
+def test_the_api_server_alone_serves_https_with_its_platform_ca_certificate():
+    v = values()
+    api = v["apiServer"]
+    env = {e["name"]: e.get("value") for e in api["env"]}
+    assert (env["AIRFLOW__API__SSL_CERT"], env["AIRFLOW__API__SSL_KEY"]) == (
+        f"{API_SERVER_TLS_DIR}/tls.crt", f"{API_SERVER_TLS_DIR}/tls.key")
+    (volume,) = [vol for vol in api["extraVolumes"] if vol.get("secret", {}).get("secretName") == API_SERVER_TLS_SECRET]
+    assert volume["secret"]["defaultMode"] == 0o440      # group 0 (the airflow user's) reads it; nobody else
+    assert {"name": volume["name"], "mountPath": API_SERVER_TLS_DIR, "readOnly": True} in api["extraVolumeMounts"]
+    assert {api[p]["scheme"] for p in ("livenessProbe", "readinessProbe", "startupProbe")} == {"HTTPS"}
+    # the key is in no other component and no global setting
+    others = json.dumps({k: w for k, w in v.items() if k != "apiServer"})
+    assert API_SERVER_TLS_SECRET not in others and "AIRFLOW__API__SSL_KEY" not in others
+    assert schema_errors(v) == []
+
+
+def test_every_process_reaches_the_execution_api_over_https_verified_by_the_platform_ca_only():
+    config = values()["config"]
+    assert config["core"]["execution_api_server_url"] == "https://airflow-api-server.airflow.svc:8080/execution/"
+    assert (config["api"]["ssl_ca_file"], config["api"]["client_use_public_certs"]) == (
+        k8s.AIRFLOW_PLATFORM_CA_FILE, "False")
+
+
+def test_the_api_server_certificate_covers_the_execution_api_host_and_localhost():
+    cert = by_name(bootstrap_objects(settings=AirflowSettings(), **INFRA))[f"Certificate/airflow/{API_SERVER_TLS_SECRET}"]
+    spec = cert["spec"]
+    assert (spec["secretName"], spec["issuerRef"]["name"], spec["commonName"]) == (
+        API_SERVER_TLS_SECRET, k8s.CA_ISSUER, API_SERVER_HOST)
+    assert spec["dnsNames"] == ["airflow-api-server.airflow.svc", "airflow-api-server.airflow.svc.cluster.local",
+                                "airflow-api-server.airflow", "airflow-api-server", "localhost"]
+    assert spec["ipAddresses"] == ["127.0.0.1"] and spec["usages"][0] == "server auth"
+
+
+@pytest.mark.parametrize("name", ["AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__API__SSL_CA_FILE",
+                                  "AIRFLOW__API__SSL_CERT", "AIRFLOW__API__CLIENT_USE_PUBLIC_CERTS"])
+def test_extra_env_cannot_turn_the_execution_api_tls_off(name):
+    with pytest.raises(ConfigError, match=rf"extra_env='{name}' would override a setting this construct owns"):
+        values(extra_env={name: "x"})

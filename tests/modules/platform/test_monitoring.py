@@ -167,10 +167,12 @@ def test_grafana_uses_the_admin_secret_the_alb_host_and_the_dashboard_sidecar():
     assert grafana["admin"] == {"existingSecret": "grafana-admin", "userKey": "admin-user",
                                 "passwordKey": "admin-password"}
     assert "adminPassword" not in grafana and grafana["ingress"] == {"enabled": False}
-    assert grafana["grafana.ini"]["server"] == {"root_url": "https://grafana.dev.data.example.com/",
-                                                "domain": "grafana.dev.data.example.com"}
-    assert grafana["sidecar"]["dashboards"] == {"enabled": True, "label": "grafana_dashboard", "labelValue": "1",
-                                                "searchNamespace": k8s.MONITORING_NAMESPACE}
+    server = grafana["grafana.ini"]["server"]
+    assert (server["root_url"], server["domain"]) == ("https://grafana.dev.data.example.com/",
+                                                      "grafana.dev.data.example.com")
+    dashboards = grafana["sidecar"]["dashboards"]
+    assert {k: dashboards[k] for k in ("enabled", "label", "labelValue", "searchNamespace")} == {
+        "enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": k8s.MONITORING_NAMESPACE}
     assert dashboard_values() == {"namespace": k8s.MONITORING_NAMESPACE, "labelKey": "grafana_dashboard",
                                   "labelValue": "1"}
 
@@ -335,3 +337,29 @@ def test_glue_chart_renders_the_airflow_dashboard_configmap_for_the_grafana_side
     assert dashboard == json.loads((GLUE / "dashboards" / "airflow.json").read_text())
     assert dashboard["uid"] == "airflow-overview" and len(dashboard["panels"]) >= 6
     assert {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]} == {"prometheus"}
+
+
+def test_grafana_serves_https_from_its_platform_ca_certificate_and_every_caller_speaks_https():
+    grafana = monitoring_values(MonitoringProps(**BASE))["grafana"]
+    server = grafana["grafana.ini"]["server"]
+    assert (server["protocol"], server["cert_file"], server["cert_key"]) == (
+        "https", "/etc/grafana/tls/tls.crt", "/etc/grafana/tls/tls.key")
+    (mount,) = grafana["extraSecretMounts"]
+    assert (mount["secretName"], mount["mountPath"], mount["defaultMode"]) == ("grafana-tls", "/etc/grafana/tls", 0o440)
+    assert grafana["readinessProbe"]["httpGet"]["scheme"] == grafana["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    for sidecar in ("dashboards", "datasources"):
+        values = grafana["sidecar"][sidecar]
+        assert values["reloadURL"].startswith("https://localhost:3000/api/admin/provisioning/")
+        assert values["env"] == {"REQUESTS_CA_BUNDLE": "/etc/grafana/tls/ca.crt"}
+    monitor = grafana["serviceMonitor"]
+    assert (monitor["scheme"], monitor["tlsConfig"]) == ("https", {
+        "ca": {"secret": {"name": "grafana-tls", "key": "ca.crt"}},
+        "serverName": "kube-prometheus-stack-grafana.monitoring.svc"})
+
+
+def test_grafana_certificate_is_issued_by_the_platform_ca_for_the_names_its_callers_verify(stack):
+    _, values = build(stack)
+    (cert,) = [o for o in values("platform-bootstrap")["objects"] if o["kind"] == "Certificate" and o["metadata"]["name"] == "grafana-tls"]
+    assert (cert["metadata"]["namespace"], cert["spec"]["issuerRef"]["name"]) == (k8s.MONITORING_NAMESPACE, k8s.CA_ISSUER)
+    assert cert["spec"]["dnsNames"][0] == "kube-prometheus-stack-grafana.monitoring.svc"
+    assert "localhost" in cert["spec"]["dnsNames"]
