@@ -34,7 +34,7 @@ from airflow.providers.fab.www.views import get_safe_url, redirect   # redirect 
 
 log = logging.getLogger(__name__)
 
-SSO = {}   # replaced by airflow_auth.py with {"signer", "region", "client_id", "issuer", ...}
+SSO = {}   # replaced by airflow_auth.py
 
 HEADER = "x-amzn-oidc-data"
 _KID = re.compile(r"[A-Za-z0-9-]{1,128}")
