@@ -170,6 +170,11 @@ class EnvironmentConfig:
         return name
 
     @property
+    def alb_subnet_cidrs(self) -> tuple[str, ...]:
+        """Where the ALB's nodes (and so its source addresses towards the pods) are: private subnets when internal."""
+        return self.network.subnets["private" if self.edge.internal else "public"]
+
+    @property
     def cluster_name(self) -> str:
         return self.prefix
 

@@ -110,8 +110,7 @@ class PlatformStack(GovernedStack):
         # starts (the vpc-cni add-on's network policy agent enforces them).
         self.network_isolation = NetworkIsolation(self, "network-isolation", bootstrap=self.bootstrap,
                                                   props=section_props(f"environments.{c.name}", lambda:
-                                                  NetworkPolicyProps(alb_cidrs=c.network.subnets[
-                                                                     "private" if c.edge.internal else "public"],
+                                                  NetworkPolicyProps(alb_cidrs=c.alb_subnet_cidrs,
                                                                      control_plane_cidrs=c.network.subnets["private"])))
 
         # ---- [vault] Vault release (adds its TLS Certificate to self.bootstrap)

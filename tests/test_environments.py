@@ -257,3 +257,9 @@ def test_idp_settings_take_overrides_and_report_a_bad_one_with_its_path():
     assert (config.sso.session_timeout_seconds, config.sso.airflow_roles["ops"]) == (3600, "Op")
     with pytest.raises(ConfigError, match=r"^environments\.dev\.sso\.issuer_url='http://idp' is not an https URL"):
         environments.load("dev", ["sso.issuer_url=http://idp"])
+
+
+def test_the_pods_admit_the_alb_from_the_subnets_it_lives_in():
+    public, internal = environments.load("dev"), environments.load("dev", ["edge.internal=true"])
+    assert public.alb_subnet_cidrs == public.network.subnets["public"]
+    assert internal.alb_subnet_cidrs == internal.network.subnets["private"] != public.alb_subnet_cidrs
