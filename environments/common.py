@@ -7,6 +7,7 @@ identity can reach belongs to another. Non-production environments may share an 
 the same `state_in(...)`); production never shares one with a non-production environment (refused at synth).
 """
 from modules.aws.settings import CiRunnerSettings
+from modules.aws.sso_settings import SsoSettings
 
 from .config import StateConfig, TagsConfig
 
@@ -35,3 +36,20 @@ def ci_runner_in(account_id: str) -> CiRunnerSettings:
     §12); each environment's in-VPC deploy runner uses the connection of its own account. Replace with your own ARNs."""
     return CiRunnerSettings(
         connection_arn=f"arn:aws:codeconnections:{REGION}:{account_id}:connection/4f2b1c9e-7d3a-4e51-9b8c-0a6d2e5f7c13")
+
+
+# The organisation's OpenID Connect IdP (an Okta-style custom authorization server here). Replace the URLs, client ids
+# and groups with your own; the client secret is created once per account in Secrets Manager under the name below
+# (README "Single sign-on"), never written here.
+IDP_ISSUER = "https://login.example.com/oauth2/default"
+
+
+def sso_for(environment: str, *, local_login: bool = False) -> SsoSettings:
+    """The IdP client of one environment and who gets which role (the same groups everywhere; the client differs)."""
+    return SsoSettings(
+        issuer_url=IDP_ISSUER, authorization_endpoint=f"{IDP_ISSUER}/v1/authorize",
+        token_endpoint=f"{IDP_ISSUER}/v1/token", user_info_endpoint=f"{IDP_ISSUER}/v1/userinfo",
+        client_id=f"airflow-platform-{environment}", client_secret_name=f"airflow-{environment}/sso/client-secret",
+        airflow_roles={"data-platform-admins": "Admin", "data-engineers": "User", "data-analysts": "Viewer"},
+        grafana_roles={"data-platform-admins": "Admin", "data-engineers": "Editor", "data-analysts": "Viewer"},
+        local_login=local_login)

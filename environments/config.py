@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from modules.aws.settings import (CacheSettings, CiRunnerSettings, ClusterSettings, DatabaseSettings, EdgeSettings,
                                   EncryptionSettings, GuardrailsSettings, NetworkSettings, StorageSettings,
                                   connection_account, deploy_role_name, key_admin_arns, plan_role_name,
-                                  workload_boundary_name)
+                                  whole_internet, workload_boundary_name)
+from modules.aws.sso_settings import SsoSettings
 from modules.core import validation
 from modules.core.environment import partition_of
 from modules.core.validation import ConfigError, require
@@ -71,6 +72,7 @@ class EnvironmentConfig:
     cache: CacheSettings = field(default_factory=CacheSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     edge: EdgeSettings = field(default_factory=EdgeSettings)
+    sso: SsoSettings                  # the IdP in front of the consoles: required (off only with a reason)
     addons: AddonsConfig = field(default_factory=AddonsConfig)
     airflow: AirflowConfig = field(default_factory=AirflowConfig)
     vault: VaultConfig = field(default_factory=VaultConfig)
@@ -116,6 +118,12 @@ class EnvironmentConfig:
             require(arn != "", "ci_runner.connection_arn", arn, "is empty while the in-VPC deploy runner is on",
                     "create the account's GitHub connection once (docs/design.md §12) and give its ARN, or set "
                     "ci_runner.enabled=False with an off_reason")
+        open_to_all = [cidr for cidr in self.edge.ingress_cidrs if whole_internet(cidr)]
+        require(not (self.production and open_to_all and not self.edge.internal and not self.sso.enabled),
+                "edge.ingress_cidrs", list(self.edge.ingress_cidrs),
+                "exposes the production consoles to the whole internet without single sign-on in front",
+                "turn sso on (sso.enabled=True with the IdP's settings), or set edge.internal=True, or list only "
+                "the office/VPN CIDRs")
         if self.production:
             require(self.network.az_count >= 3, "network.az_count", self.network.az_count,
                     "is below 3 for a production environment", "use 3 or more AZs in production")
@@ -160,6 +168,11 @@ class EnvironmentConfig:
         name = f"{self.storage.bucket_prefix or f'{self.project}-{self.name}-{self.account_id}'}-{purpose}"
         validation.bucket_name("storage.bucket_prefix", name)
         return name
+
+    @property
+    def alb_subnet_cidrs(self) -> tuple[str, ...]:
+        """Where the ALB's nodes (and so its source addresses towards the pods) are: private subnets when internal."""
+        return self.network.subnets["private" if self.edge.internal else "public"]
 
     @property
     def cluster_name(self) -> str:

@@ -1,7 +1,7 @@
 from modules.aws.settings import (CacheSettings, ClusterSettings, DatabaseSettings, NetworkSettings,
                                   StorageSettings)
 
-from .common import ACCOUNT_IDS, REGION, TAGS, admin_role_arns, ci_runner_in, state_in
+from .common import ACCOUNT_IDS, REGION, TAGS, admin_role_arns, ci_runner_in, sso_for, state_in
 from .config import (AddonsConfig, AirflowConfig, AlarmsConfig, EnvironmentConfig, EventsConfig, MonitoringConfig,
                      VaultConfig)
 
@@ -12,6 +12,7 @@ CONFIG = EnvironmentConfig(
     production=False,
     account_id=ACCOUNT_ID,
     region=REGION,
+    sso=sso_for("staging"),
     domain="staging.data.example.com",
     network=NetworkSettings(vpc_cidr="10.20.0.0/16", az_count=3, nat_gateways="single"),
     state=state_in(ACCOUNT_ID),

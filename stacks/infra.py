@@ -96,8 +96,10 @@ class InfraStack(GovernedStack):
         cluster.grant_target_registration(identities)
         cluster.grant_container_insights(identities)
         cluster.grant_volume_management(identities)
+        # The IdP client secret too: Grafana's generic OAuth client reads it from a Secret (docs/access.md).
+        sso_secret = (environment.arn("secretsmanager", c.sso.client_secret_arn_pattern),) if c.sso.enabled else ()
         grant_secret_delivery(identities, "external-secrets",
-                              secret_arns=(database.master_secret_arn, cache.auth_token_secret_arn),
+                              secret_arns=(database.master_secret_arn, cache.auth_token_secret_arn, *sso_secret),
                               kms_key_arns=(database.kms_key_arn, cache.kms_key_arn))
         cluster.bind_addon_identity("aws-ebs-csi-driver", service_account="ebs-csi-controller-sa",
                                     role_arn=identities.role_arns["ebs-csi-driver"])
@@ -119,7 +121,8 @@ class InfraStack(GovernedStack):
         self.edge = edge = Edge(self, "edge", props=section_props(
             f"environments.{c.name}.edge", lambda: EdgeProps(
             name=c.prefix, cluster_name=c.cluster_name, domain=c.domain, vpc_id=network.vpc_id,
-            public_subnet_ids=tuple(network.public_subnet_ids), target_security_group_id=cluster.node_security_group_id,
+            public_subnet_ids=tuple(network.public_subnet_ids), private_subnet_ids=tuple(network.private_subnet_ids),
+            sso=c.sso, target_security_group_id=cluster.node_security_group_id,
             access_log_bucket=storage.access_logs.name, logs_kms_key_arn=logs_key.arn,
             settings=c.edge, log_retention_days=c.log_retention_days, dual_stack=network.public_ipv6,
             deletion_protection=c.deletion_protection)),

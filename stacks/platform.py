@@ -110,7 +110,7 @@ class PlatformStack(GovernedStack):
         # starts (the vpc-cni add-on's network policy agent enforces them).
         self.network_isolation = NetworkIsolation(self, "network-isolation", bootstrap=self.bootstrap,
                                                   props=section_props(f"environments.{c.name}", lambda:
-                                                  NetworkPolicyProps(alb_cidrs=c.network.subnets["public"],
+                                                  NetworkPolicyProps(alb_cidrs=c.alb_subnet_cidrs,
                                                                      control_plane_cidrs=c.network.subnets["private"])))
 
         # ---- [vault] Vault release (adds its TLS Certificate to self.bootstrap)
@@ -127,7 +127,7 @@ class PlatformStack(GovernedStack):
         #      ServiceMonitor / PrometheusRules to self.glue)
         self.monitoring = Monitoring(self, "monitoring", bootstrap=self.bootstrap, props=section_props(
             f"environments.{c.name}", lambda: MonitoringProps(
-                settings=c.monitoring, domain=c.domain, secret_prefix=c.prefix)))
+                settings=c.monitoring, domain=c.domain, secret_prefix=c.prefix, sso=c.sso)))
 
         self.vault.install_after(self.monitoring.release)   # [vault]: its ServiceMonitor needs the operator's CRDs
 
@@ -141,6 +141,7 @@ class PlatformStack(GovernedStack):
                 cache_port=cache.port, cache_auth_token_secret_arn=cache.auth_token_secret_arn,
                 dags_bucket=buckets.dags.name, task_logs_bucket=buckets.task_logs.name,
                 plugins_bucket=buckets.plugins.name, bootstrap=self.bootstrap,
+                sso=c.sso, alb_arn=infra.edge.load_balancer_arn,
                 # What the example event-driven DAGs watch (dags/): queue URLs per rule, Kafka topics.
                 extra_env=airflow_environment(
                     name=c.prefix, region=c.region, account_id=c.account_id, partition=c.partition,

@@ -70,5 +70,7 @@ def ci_environment(config: EnvironmentConfig) -> CiEnvironment:
     and the infra stack use too)."""
     return CiEnvironment(
         name=config.name, prefix=config.prefix, state_prefix=config.name, plan_environment=config.plan_environment,
-        plan_secret_names=tuple(n for n in (config.alarms.pagerduty_secret_name,) if n),
+        # Secrets its stacks read through data sources: the PagerDuty key, and the IdP client secret the ALB needs.
+        plan_secret_names=tuple(n for n in (config.alarms.pagerduty_secret_name,
+                                            config.sso.client_secret_name if config.sso.enabled else "") if n),
         trail_bucket=config.bucket_name("cloudtrail") if config.guardrails.cloudtrail else None)

@@ -45,6 +45,8 @@ def test_every_option_exists_and_every_class_loads_in_real_airflow(checked):
         assert {"[api] base_url", "[database] sql_alchemy_conn_async", "[logging] remote_log_conn_id",
                 "[secrets] backend_kwargs", "[celery] worker_concurrency", "[dag_processor] refresh_interval"} <= ok
         assert "secrets backend airflow.providers.hashicorp.secrets.vault.VaultBackend constructs (VaultBackend)" in ok
+        # wait-for-airflow-migrations reads the connection through _CMD, which Airflow honours for sensitive options
+        assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD -> [database] sql_alchemy_conn" in ok
         assert "dag bundle s3-dags -> airflow.providers.amazon.aws.bundles.s3.S3DagBundle" in ok
         assert "task handler airflow.providers.amazon.aws.log.s3_task_handler.S3TaskHandler" in ok
 

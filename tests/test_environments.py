@@ -231,3 +231,35 @@ def test_in_vpc_runner_needs_a_connection_of_the_environments_own_account():
                                     "ci_runner.enabled=false", "ci_runner.connection_arn="])
     assert off.has_ci_runner is False
     assert all(environments.load(name).has_ci_runner for name in environments.NAMES)
+
+
+def test_production_refuses_internet_wide_ingress_without_single_sign_on():
+    off = ["sso.off_reason=IdP migration", "sso.enabled=false"]      # overrides apply (and validate) in order
+    with pytest.raises(ConfigError) as caught:
+        environments.load("prod", off)
+    assert str(caught.value).startswith("environments.prod.edge.ingress_cidrs=['0.0.0.0/0', '::/0'] exposes the "
+                                        "production consoles to the whole internet without single sign-on in front")
+    # Narrowed to the office/VPN ranges, or an internal ALB, it may run without SSO; non-production may anyway.
+    assert environments.load("prod", ["edge.ingress_cidrs=198.51.100.0/24", *off]).sso.enabled is False
+    assert environments.load("prod", ["edge.internal=true", *off]).edge.internal is True
+    assert environments.load("staging", off).edge.ingress_cidrs == ("0.0.0.0/0", "::/0")
+
+
+def test_every_environment_signs_in_at_the_idp_and_only_dev_keeps_grafanas_password_form():
+    configs = {name: environments.load(name) for name in environments.NAMES}
+    assert all(c.sso.enabled and c.sso.issuer_url.startswith("https://") for c in configs.values())
+    assert {name: c.sso.local_login for name, c in configs.items()} == {"dev": True, "staging": False, "prod": False}
+    assert len({c.sso.client_id for c in configs.values()}) == 3      # one IdP client per environment
+
+
+def test_idp_settings_take_overrides_and_report_a_bad_one_with_its_path():
+    config = environments.load("dev", ["sso.session_timeout_seconds=3600", "sso.airflow_roles.ops=Op"])
+    assert (config.sso.session_timeout_seconds, config.sso.airflow_roles["ops"]) == (3600, "Op")
+    with pytest.raises(ConfigError, match=r"^environments\.dev\.sso\.issuer_url='http://idp' is not an https URL"):
+        environments.load("dev", ["sso.issuer_url=http://idp"])
+
+
+def test_the_pods_admit_the_alb_from_the_subnets_it_lives_in():
+    public, internal = environments.load("dev"), environments.load("dev", ["edge.internal=true"])
+    assert public.alb_subnet_cidrs == public.network.subnets["public"]
+    assert internal.alb_subnet_cidrs == internal.network.subnets["private"] != public.alb_subnet_cidrs

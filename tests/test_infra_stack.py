@@ -224,3 +224,17 @@ def test_deploy_role_reaches_the_private_cluster_only_through_the_in_vpc_runner(
                    if r.get("referenced_security_group_id") == runner_sg]
     assert (api_rule["security_group_id"], api_rule["from_port"], api_rule["to_port"]) == (
         "${aws_security_group.cluster_cluster-security-group_75C7CD04.id}", 443, 443)
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_only_external_secrets_and_the_plan_role_may_read_the_idp_client_secret(stacks, name):
+    config = environments.load(name)
+    arn = f"arn:aws:secretsmanager:{config.region}:{config.account_id}:secret:{config.sso.client_secret_name}-??????"
+    readers = {}
+    for stack in (f"airflow-{name}-infra", f"airflow-state-{config.account_id}"):
+        for key, policy in stacks[stack]["resource"].get("aws_iam_role_policy", {}).items():
+            for statement in json.loads(policy["policy"])["Statement"]:
+                resources = statement.get("Resource", [])
+                if statement["Effect"] == "Allow" and arn in ([resources] if isinstance(resources, str) else resources):
+                    readers[key.split("_")[0] + "/" + key.split("_")[1]] = "secretsmanager:GetSecretValue" in statement["Action"]
+    assert readers == {"identities/external-secrets": True, f"ci-roles/environment-{name}": True}

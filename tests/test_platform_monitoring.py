@@ -28,9 +28,17 @@ DOCUMENTED_IN_COMMENTS = {"grafana.persistence.storageClassName",
 # Grafana's own configuration (grafana.ini is rendered to INI as given): options from grafana/grafana
 # conf/defaults.ini ([server] domain, root_url, protocol, cert_file, cert_key, min_tls_version; [security]
 # cookie_secure; [analytics] reporting_enabled, check_for_updates).
+# Single sign-on ([auth] disable_login_form, [auth.basic] enabled, [auth.generic_oauth] ...): the same file's
+# sections, Grafana 12 (auto_login, use_refresh_token, skip_org_role_sync, allow_assign_grafana_admin included).
 GRAFANA_INI_OPTIONS = {"server": {"domain", "root_url", "protocol", "cert_file", "cert_key", "min_tls_version"},
                        "security": {"cookie_secure"},
-                       "analytics": {"reporting_enabled", "check_for_updates"}}
+                       "analytics": {"reporting_enabled", "check_for_updates"},
+                       "auth": {"disable_login_form"}, "auth.basic": {"enabled"},
+                       "auth.generic_oauth": {
+                           "enabled", "name", "client_id", "scopes", "auth_url", "token_url", "api_url", "use_pkce",
+                           "use_refresh_token", "allow_sign_up", "auto_login", "login_attribute_path",
+                           "email_attribute_path", "groups_attribute_path", "role_attribute_path",
+                           "role_attribute_strict", "allow_assign_grafana_admin", "skip_org_role_sync"}}
 
 
 def platform(stacks, name):
@@ -169,7 +177,8 @@ def test_grafana_logs_in_from_the_external_secret_and_knows_its_alb_url(stacks, 
                and o["metadata"].get("namespace") == k8s.MONITORING_NAMESPACE}
     assert {n: {d["remoteRef"]["key"] for d in s["spec"]["data"]} for n, s in secrets.items()} == {
         "grafana-admin": {k8s.grafana_admin_secret_name(f"airflow-{name}")},
-        "alertmanager-receivers": {k8s.alert_receivers_secret_name(f"airflow-{name}")}}
+        "alertmanager-receivers": {k8s.alert_receivers_secret_name(f"airflow-{name}")},
+        "grafana-sso": {CONFIGS[name].sso.client_secret_name}}
     infra_secrets = {s["name"] for s in stacks[f"airflow-{name}-infra"]["resource"]["aws_secretsmanager_secret"].values()}
     assert {k8s.grafana_admin_secret_name(f"airflow-{name}"), k8s.alert_receivers_secret_name(f"airflow-{name}")} <= (
         infra_secrets)
@@ -227,3 +236,33 @@ def test_airflow_emits_the_tagged_metrics_the_rules_select(stacks, name):
         pytest.skip("no Airflow release in the platform stack yet")
     config = release_values(platform(stacks, name), k8s.AIRFLOW_RELEASE).get("config", {}).get("metrics", {})
     assert {k: str(config.get(k)) for k in AIRFLOW_METRICS_CONFIG} == AIRFLOW_METRICS_CONFIG
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_grafana_signs_in_at_the_idp_with_the_client_secret_only_from_the_external_secret(stacks, name):
+    sso = CONFIGS[name].sso
+    grafana = release_values(platform(stacks, name), "kube-prometheus-stack")["grafana"]
+    ini = grafana["grafana.ini"]
+    oauth = ini["auth.generic_oauth"]
+    assert (oauth["enabled"], oauth["client_id"], oauth["auth_url"], oauth["token_url"], oauth["api_url"]) == (
+        True, sso.client_id, sso.authorization_endpoint, sso.token_endpoint, sso.user_info_endpoint)
+    assert (oauth["scopes"], oauth["use_pkce"], oauth["role_attribute_strict"]) == ("openid email profile groups", True,
+                                                                                    True)
+    assert "client_secret" not in oauth and sso.client_secret_name not in json.dumps(grafana)
+    assert grafana["envValueFrom"] == {"GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET": {
+        "secretKeyRef": {"name": "grafana-sso", "key": "client-secret"}}}
+    # Password login (form and basic auth) only where local_login is on: dev; production has neither.
+    assert (ini["auth"]["disable_login_form"], ini["auth.basic"]["enabled"], oauth["auto_login"]) == (
+        not sso.local_login, sso.local_login, not sso.local_login)
+
+
+def test_grafana_role_path_gives_the_most_privileged_mapped_role_and_nothing_to_strangers():
+    import jmespath
+
+    from modules.platform.monitoring import grafana_role_path
+
+    path = grafana_role_path(CONFIGS["prod"].sso)
+    assert path.startswith("contains(groups[*], 'data-platform-admins') && 'Admin' || ")
+    role = lambda groups: jmespath.search(path, {"groups": groups})   # noqa: E731
+    assert (role(["data-analysts", "data-engineers"]), role(["data-analysts"]), role(["other"])) == (
+        "Editor", "Viewer", False)

@@ -179,20 +179,42 @@ def emulator_gaps_seen(log_path: Path) -> list[str]:
 
 def seed_emulator(endpoint: str, stack_doc: dict, *, region: str = "us-east-1") -> list[str]:
     """Create what a real account already has and the stack only reads: the public Route 53 hosted zones named
-    by its `aws_route53_zone` data sources (the domain's zone is delegated by hand, outside Terraform).
-    Returns what was created."""
+    by its `aws_route53_zone` data sources (the domain's zone is delegated by hand, outside Terraform), and the
+    Secrets Manager secrets its `aws_secretsmanager_secret_version` data sources read (the operator stores them by
+    hand, e.g. the IdP client secret, docs/access.md), with a placeholder value. Returns what was created."""
     import boto3     # installed with moto
+
+    created = _seed_read_secrets(endpoint, stack_doc)
 
     route53 = boto3.client("route53", endpoint_url=endpoint, region_name=region, aws_access_key_id="test",
                            aws_secret_access_key="test")
     existing = {zone["Name"].rstrip(".") for zone in route53.list_hosted_zones()["HostedZones"]}
-    created = []
     for body in stack_doc.get("data", {}).get("aws_route53_zone", {}).values():
         name = str(body.get("name", "")).rstrip(".")
         if name and not body.get("private_zone") and name not in existing:
             route53.create_hosted_zone(Name=name, CallerReference=f"rehearsal-{name}")
             existing.add(name)
             created.append(f"route53 hosted zone {name}")
+    return created
+
+
+def _seed_read_secrets(endpoint: str, stack_doc: dict) -> list[str]:
+    import boto3
+
+    names = [body["secret_id"] for body in stack_doc.get("data", {}).get("aws_secretsmanager_secret_version", {}).values()
+             if isinstance(body.get("secret_id"), str) and "${" not in body["secret_id"]]
+    if not names:
+        return []
+    (provider,) = stack_doc.get("provider", {}).get("aws", [{}])[:1] or [{}]
+    client = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=provider.get("region", "us-east-1"),
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    created = []
+    for name in names:
+        try:
+            client.describe_secret(SecretId=name)
+        except client.exceptions.ResourceNotFoundException:
+            client.create_secret(Name=name, SecretString="emulator-placeholder")
+            created.append(f"secretsmanager secret {name}")
     return created
 
 

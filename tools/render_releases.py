@@ -101,6 +101,7 @@ PLACEHOLDERS: dict[tuple[str, str], str] = {
     ("aws_iam_role", "arn"): "arn:aws:iam::{account}:role/{name}",
     ("aws_kms_key", "arn"): "arn:aws:kms:{region}:{account}:key/{uuid}",
     ("aws_kms_key", "key_id"): "{uuid}",
+    ("aws_lb", "arn"): "arn:aws:elasticloadbalancing:{region}:{account}:loadbalancer/app/{name}/0123456789abcdef",
     ("aws_lb_target_group", "arn"): "arn:aws:elasticloadbalancing:{region}:{account}:targetgroup/{name}/0123456789abcdef",
     ("aws_s3_bucket", "bucket"): "{name}",
     ("aws_s3_bucket", "arn"): "arn:aws:s3:::{name}",

@@ -1,5 +1,6 @@
-"""The front door: Route 53 zone, ACM certificate, internet-facing ALB (HTTPS only; HTTP redirects) with
-host rules to the Airflow API server and Grafana target groups, and a WAFv2 web ACL in front of it.
+"""The front door: Route 53 zone, ACM certificate, ALB (HTTPS only; HTTP redirects; internet-facing, or internal
+when `edge.internal`) with host rules to the Airflow API server and Grafana target groups, each authenticating the
+request at the organisation's IdP first (`authenticate-oidc`, docs/access.md), and a WAFv2 web ACL in front of it.
 
 Pods are registered in the target groups by the AWS Load Balancer Controller's TargetGroupBinding
 (platform stack); this construct creates no Kubernetes objects. TLS terminates at the ALB with a TLS 1.3 policy
@@ -20,6 +21,7 @@ from cdktf_cdktf_provider_aws import (
     acm_certificate_validation,
     cloudwatch_log_group,
     data_aws_route53_zone,
+    data_aws_secretsmanager_secret_version,
     lb,
     lb_listener,
     lb_listener_rule,
@@ -40,7 +42,9 @@ from ..core.environment import AwsEnvironment
 from ..core.tokens import is_unresolved
 from ..core.validation import require
 from .settings import DEFAULT_TLS_POLICY, WAF_MIN_RATE_LIMIT, EdgeSettings, ip_network  # noqa: F401
+from .sso_settings import SsoSettings
 
+SSO_SESSION_COOKIE = "AWSELBAuthSessionCookie"   # the ALB's default name, said once: docs/access.md names it
 WAF_LOG_GROUP_PREFIX = "aws-waf-logs-"  # WAF delivers to CloudWatch Logs only for groups named like this
 MANAGED_RULE_GROUPS = ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet",
                        "AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesAnonymousIpList")
@@ -71,6 +75,8 @@ class EdgeProps:
     target_security_group_id: str               # the node/pod security group the ALB forwards to
     access_log_bucket: str                      # bucket name; ALB logs go under alb/
     logs_kms_key_arn: str
+    sso: SsoSettings                            # the IdP every request is authenticated against (off: with a reason)
+    private_subnet_ids: tuple[str, ...] = ()    # where an internal ALB (settings.internal) lives
     settings: EdgeSettings = field(default_factory=EdgeSettings)   # zone mode, names, who may connect, WAF, TLS
     log_retention_days: int = 30
     dual_stack: bool = False                    # only when the VPC and public subnets have IPv6
@@ -89,6 +95,14 @@ class EdgeProps:
         if not is_unresolved(list(self.public_subnet_ids)):
             require(len(self.public_subnet_ids) >= 2, "public_subnet_ids", list(self.public_subnet_ids),
                     "has fewer than 2 subnets", "give one public subnet per AZ (an ALB needs two AZs)")
+        if self.settings.internal and not is_unresolved(list(self.private_subnet_ids)):
+            require(len(self.private_subnet_ids) >= 2, "private_subnet_ids", list(self.private_subnet_ids),
+                    "has fewer than 2 subnets for an internal ALB", "give one private subnet per AZ")
+
+    @property
+    def subnet_ids(self) -> tuple[str, ...]:
+        """Where the ALB's nodes are: the private subnets when internal, else the public ones."""
+        return self.private_subnet_ids if self.settings.internal else self.public_subnet_ids
 
     @property
     def hosts(self) -> dict[str, str]:
@@ -100,8 +114,8 @@ class EdgeProps:
 
 
 class Edge(Construct):
-    """Internet-facing entry point. Listeners are HTTPS (TLS 1.3 policy) or a 301 to HTTPS; anything not
-    addressed to a known host gets a 404; the WAF ACL filters every request first."""
+    """Entry point. Listeners are HTTPS (TLS 1.3 policy) or a 301 to HTTPS; anything not addressed to a known host
+    gets a 404; the WAF ACL filters every request first; the IdP authenticates every request to a host."""
     HTTPS, HTTP = 443, 80
 
     def __init__(self, scope: Construct, id_: str, *, props: EdgeProps,
@@ -111,8 +125,9 @@ class Edge(Construct):
         self._zone(p)
         self._security_group(p)
         self.load_balancer = lb.Lb(
-            self, "load-balancer", name=f"{p.name}-edge"[:32], load_balancer_type="application", internal=False,
-            ip_address_type="dualstack" if p.dual_stack else "ipv4", subnets=list(p.public_subnet_ids),
+            self, "load-balancer", name=f"{p.name}-edge"[:32], load_balancer_type="application",
+            internal=p.settings.internal, ip_address_type="dualstack" if p.dual_stack and not p.settings.internal
+            else "ipv4", subnets=list(p.subnet_ids),
             security_groups=[self.security_group.id], drop_invalid_header_fields=True,
             enable_deletion_protection=p.deletion_protection, idle_timeout=60,
             access_logs=lb.LbAccessLogs(bucket=p.access_log_bucket, prefix=ALB_LOG_PREFIX, enabled=True),
@@ -161,7 +176,7 @@ class Edge(Construct):
         self.certificate_arn: str = self.validation.certificate_arn
 
     def _records(self, p: EdgeProps) -> None:
-        types = ("A", "AAAA") if p.dual_stack else ("A",)   # AAAA to an IPv4-only ALB would answer nothing
+        types = ("A", "AAAA") if p.dual_stack and not p.settings.internal else ("A",)   # AAAA to an IPv4-only ALB would answer nothing
         for host, fqdn in p.hosts.items():
             for rtype in types:
                 route53_record.Route53Record(
@@ -189,6 +204,14 @@ class Edge(Construct):
                 self, f"egress-{backend.host}", security_group_id=self.security_group.id, ip_protocol="tcp",
                 referenced_security_group_id=p.target_security_group_id, from_port=backend.port, to_port=backend.port,
                 description=f"To {backend.host} pods on {backend.port}")
+        if p.sso.enabled:
+            # authenticate-oidc: the ALB itself calls the IdP's token and user-info endpoints, whose addresses are
+            # the IdP's to change (AWS ELB guide, "Authenticate users": allow outbound 443 to them).
+            for family, cidr in (("cidr_ipv4", "0.0.0.0/0"), *((("cidr_ipv6", "::/0"),) if p.dual_stack else ())):
+                egress.VpcSecurityGroupEgressRule(
+                    self, f"egress-idp-{family.removeprefix('cidr_')}", security_group_id=self.security_group.id,
+                    ip_protocol="tcp", from_port=self.HTTPS, to_port=self.HTTPS, **{family: cidr},
+                    description="To the identity provider's token and user-info endpoints (HTTPS)")
 
     # ---- listeners and target groups ------------------------------------------------------------
 
@@ -218,13 +241,37 @@ class Edge(Construct):
             default_action=[lb_listener.LbListenerDefaultAction(
                 type="redirect", redirect=lb_listener.LbListenerDefaultActionRedirect(
                     protocol="HTTPS", port=str(self.HTTPS), status_code="HTTP_301"))])
+        authenticate = self._authenticate(p)
         for priority, backend in enumerate(BACKENDS, start=1):
             lb_listener_rule.LbListenerRule(
                 self, f"{backend.host}-rule", listener_arn=self.https_listener.arn, priority=priority * 10,
                 condition=[lb_listener_rule.LbListenerRuleCondition(
                     host_header=lb_listener_rule.LbListenerRuleConditionHostHeader(values=[p.hosts[backend.host]]))],
-                action=[lb_listener_rule.LbListenerRuleAction(
-                    type="forward", target_group_arn=self.target_groups[backend.host].arn)])
+                action=[*authenticate, lb_listener_rule.LbListenerRuleAction(
+                    type="forward", order=len(authenticate) + 1, target_group_arn=self.target_groups[backend.host].arn)])
+
+    def _authenticate(self, p: EdgeProps) -> list[lb_listener_rule.LbListenerRuleAction]:
+        """The authenticate-oidc action every host rule runs before forwarding (none when SSO is off, with a reason).
+
+        The client secret is read from Secrets Manager by a data source at plan time, so it is in no code, no
+        synthesized JSON and no Helm values. It does land in Terraform state (the data source's result and the
+        rule's `client_secret`): hashicorp/aws 5.100.0 gives the listener rule no write-only argument, so an
+        ephemeral read could not reach it; Cognito would not help (its user pool client and IdP federation keep
+        secrets in state too). The state bucket is KMS-encrypted and readable only by the deploy and plan roles."""
+        if not p.sso.enabled:
+            return []
+        sso = p.sso
+        secret = data_aws_secretsmanager_secret_version.DataAwsSecretsmanagerSecretVersion(
+            self, "sso-client-secret", secret_id=sso.client_secret_name)
+        self.sso_client_secret_name: str = sso.client_secret_name
+        return [lb_listener_rule.LbListenerRuleAction(
+            type="authenticate-oidc", order=1,
+            authenticate_oidc=lb_listener_rule.LbListenerRuleActionAuthenticateOidc(
+                issuer=sso.issuer_url, authorization_endpoint=sso.authorization_endpoint,
+                token_endpoint=sso.token_endpoint, user_info_endpoint=sso.user_info_endpoint,
+                client_id=sso.client_id, client_secret=secret.secret_string, scope=" ".join(sso.scopes),
+                session_timeout=sso.session_timeout_seconds, session_cookie_name=SSO_SESSION_COOKIE,
+                on_unauthenticated_request="authenticate"))]
 
     # ---- WAF ------------------------------------------------------------------------------------
 

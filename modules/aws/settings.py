@@ -441,12 +441,20 @@ def ip_network(field_: str, value: str) -> ipaddress.IPv4Network | ipaddress.IPv
             "use a network address with its prefix, e.g. '203.0.113.0/24' or '2001:db8::/32'") from None
 
 
+def whole_internet(cidr: str) -> bool:
+    """0.0.0.0/0 or ::/0 (or any /0): every address of the family."""
+    return ip_network("ingress_cidrs", cidr).prefixlen == 0
+
+
 @dataclass(frozen=True, kw_only=True)
 class EdgeSettings:
     """Front door: Route 53 zone, ACM certificate, ALB and WAF."""
     zone_mode: Literal["lookup", "create"] = "lookup"     # create = a new zone you must delegate (README)
     extra_sans: tuple[str, ...] = ()                      # more certificate names, each inside `domain`
     ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0", "::/0")  # who may reach 443/80; narrow it to restrict access
+    # True: an internal ALB in the private subnets, reached only over VPN / Direct Connect / peering (its DNS names
+    # still resolve publicly, to private addresses). Production refuses internet-wide ingress without SSO.
+    internal: bool = False
     waf_rate_limit: int = 2000                            # requests per 5 minutes per client IP (AWS minimum 10)
     tls_policy: str = DEFAULT_TLS_POLICY
 
@@ -462,6 +470,8 @@ class EdgeSettings:
                 require(isinstance(cidr, str) and cidr.strip() != "", f"ingress_cidrs[{i}]", cidr, "is empty",
                         "remove the empty entry or give a CIDR such as '203.0.113.0/24'")
                 ip_network(f"ingress_cidrs[{i}]", cidr)
+            require(isinstance(self.internal, bool), "internal", self.internal, "is not true or false",
+                    "set internal=True (private ALB, reached over VPN/Direct Connect) or False (internet-facing)")
             require(isinstance(self.waf_rate_limit, int) and not isinstance(self.waf_rate_limit, bool)
                     and WAF_MIN_RATE_LIMIT <= self.waf_rate_limit <= 2_000_000_000, "waf_rate_limit",
                     self.waf_rate_limit, "is outside AWS WAF's rate-based rule range",

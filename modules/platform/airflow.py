@@ -40,8 +40,10 @@ from constructs import Construct
 
 from . import admission, database_roles, kubernetes as k8s
 from ..aws.identity import TASK_LOG_PREFIX, workloads
+from .airflow_auth import with_auth
 from .local_chart import LocalChart
 from .airflow_settings import IMAGE_REPOSITORY, AirflowSettings  # noqa: F401  (re-exported)
+from ..aws.sso_settings import SsoSettings
 from ..core.tokens import is_unresolved
 from ..core.validation import require
 
@@ -590,6 +592,9 @@ class AirflowProps:
     database_port: int = 5432
     cache_port: int = 6379
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Single sign-on (docs/access.md): the IdP settings and the ALB whose signed identity header the UI trusts.
+    sso: SsoSettings | None = None
+    alb_arn: str = ""
     depends_on: Sequence[ITerraformDependable] = ()
     timeout: int = 1200
 
@@ -600,6 +605,8 @@ class AirflowProps:
             require(re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", self.domain or "") is not None and "." in
                     self.domain, "domain", self.domain, "is not a DNS name", "use e.g. 'data.example.com'")
         _check_extra_env(self.extra_env)
+        require(self.sso is None or not self.sso.enabled or self.alb_arn != "", "alb_arn", self.alb_arn,
+                "is empty while single sign-on is on", "pass the edge ALB's ARN (the signer Airflow checks)")
         require(60 <= self.timeout <= 3600, "timeout", self.timeout, "is outside 60-3600 seconds",
                 "allow the migration job and rollouts enough time, e.g. 1200")
 
@@ -625,6 +632,8 @@ class Airflow(Construct):
         self.values: dict[str, Any] = airflow_values(
             settings=p.settings, domain=p.domain, region=p.region, dags_bucket=p.dags_bucket,
             task_logs_bucket=p.task_logs_bucket, plugins_bucket=p.plugins_bucket, extra_env=p.extra_env)
+        if p.sso is not None and p.sso.enabled:
+            self.values = with_auth(self.values, sso=p.sso, alb_arn=p.alb_arn, region=p.region)
         self.release = Release(
             self, "release", name=k8s.AIRFLOW_RELEASE, namespace=k8s.AIRFLOW_NAMESPACE, repository=CHART_REPOSITORY,
             chart=CHART, version=CHART_VERSION, atomic=True, cleanup_on_fail=True, wait=True, timeout=p.timeout,

@@ -24,6 +24,7 @@ from constructs import Construct
 from . import kubernetes as k8s
 from ..core import validation
 from .local_chart import LocalChart
+from ..aws.sso_settings import SsoSettings
 from ..core.validation import require
 from .monitoring_settings import MonitoringSettings  # noqa: F401  (re-exported)
 
@@ -126,6 +127,7 @@ class MonitoringProps:
     settings: MonitoringSettings = MonitoringSettings()
     domain: str                           # Grafana is https://grafana.<domain>/ (the ALB's host rule)
     secret_prefix: str                    # Secrets Manager names: k8s.grafana_admin_secret_name(prefix), ...
+    sso: SsoSettings | None = None        # Grafana signs users in at the IdP (generic OAuth), docs/access.md
 
     def __post_init__(self) -> None:
         validation.dns_name("domain", self.domain)
@@ -225,9 +227,50 @@ def monitoring_values(props: MonitoringProps) -> dict[str, Any]:
             "grafana.ini": {
                 "server": {"domain": grafana_host, "root_url": p.grafana_url, **tls["server"]},
                 "security": {"cookie_secure": True},       # browsers only ever reach Grafana over HTTPS (ALB)
-                "analytics": {"reporting_enabled": False, "check_for_updates": False}},
+                "analytics": {"reporting_enabled": False, "check_for_updates": False},
+                **grafana_sso_ini(p.sso)},
+            **({"envValueFrom": {GRAFANA_SSO_SECRET_ENV: {"secretKeyRef": {
+                "name": GRAFANA_SSO_SECRET, "key": GRAFANA_SSO_SECRET_KEY}}}} if p.sso and p.sso.enabled else {}),
         },
     }
+
+
+# The IdP client secret reaches Grafana only as this environment variable, from a Secret External Secrets renders
+# from Secrets Manager (sso.client_secret_name): never in values. Grafana reads GF_<SECTION>_<KEY> over grafana.ini.
+GRAFANA_SSO_SECRET = "grafana-sso"
+GRAFANA_SSO_SECRET_KEY = "client-secret"
+GRAFANA_SSO_SECRET_ENV = "GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET"
+_GRAFANA_ROLE_ORDER = ("Admin", "Editor", "Viewer")     # the first matching group wins: most privileged first
+
+
+def grafana_role_path(sso: SsoSettings) -> str:
+    """JMESPath from the IdP's userinfo to a Grafana role; no mapped group yields null, which role_attribute_strict
+    turns into a refused login."""
+    def literal(text: str) -> str:
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    claim = sso.groups_claim if sso.groups_claim.isidentifier() else f'"{sso.groups_claim}"'
+    ranked = sorted(sso.grafana_roles.items(), key=lambda item: (_GRAFANA_ROLE_ORDER.index(item[1]), item[0]))
+    return " || ".join(f"contains({claim}[*], {literal(group)}) && {literal(role)}" for group, role in ranked)
+
+
+def grafana_sso_ini(sso: SsoSettings | None) -> dict[str, dict[str, Any]]:
+    """grafana.ini sections for generic OAuth against the IdP (authorization code with PKCE). Password login (form and
+    basic auth) exists only while `sso.local_login` is on: break-glass, docs/access.md."""
+    if sso is None or not sso.enabled:
+        return {}
+    return {
+        "auth": {"disable_login_form": not sso.local_login},
+        "auth.basic": {"enabled": sso.local_login},
+        "auth.generic_oauth": {
+            "enabled": True, "name": "Single sign-on", "client_id": sso.client_id, "scopes": " ".join(sso.scopes),
+            "auth_url": sso.authorization_endpoint, "token_url": sso.token_endpoint, "api_url": sso.user_info_endpoint,
+            "use_pkce": True, "use_refresh_token": True, "allow_sign_up": True,
+            # Straight to the IdP (already signed in at the ALB): no Grafana login page, unless break-glass is on.
+            "auto_login": not sso.local_login,
+            "login_attribute_path": sso.username_claim, "email_attribute_path": "email",
+            "groups_attribute_path": sso.groups_claim,
+            "role_attribute_path": grafana_role_path(sso), "role_attribute_strict": True,
+            "allow_assign_grafana_admin": False, "skip_org_role_sync": False}}
 
 
 # ---- glue objects (platform-glue chart) ---------------------------------------------------------------------------
@@ -336,6 +379,10 @@ class Monitoring(Construct):
                 data=[{"secretKey": key, "remoteRef": {"key": remote, "property": key}} for key in keys]))
         bootstrap.add_object(k8s.certificate(name=GRAFANA_TLS_SECRET, namespace=k8s.MONITORING_NAMESPACE,
                                              dns_names=grafana_dns_names()))
+        if p.sso is not None and p.sso.enabled:
+            bootstrap.add_object(k8s.external_secret(          # a plain-string secret: no property
+                name=GRAFANA_SSO_SECRET, namespace=k8s.MONITORING_NAMESPACE,
+                data=[{"secretKey": GRAFANA_SSO_SECRET_KEY, "remoteRef": {"key": p.sso.client_secret_name}}]))
         values = monitoring_values(p)
         self.release = Release(
             self, "release", name=k8s.MONITORING_RELEASE, namespace=k8s.MONITORING_NAMESPACE, repository=REPOSITORY,

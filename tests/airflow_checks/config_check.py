@@ -50,10 +50,29 @@ def main(paths: list[str]) -> int:
             for option, value in opts.items():
                 options[(section, option)] = value
         env_names = [e["name"] for e in values.get("env", [])] + [s["envName"] for s in values.get("secret", [])]
+        # Per-component env (the database connection goes to the components that use it) and their
+        # wait-for-airflow-migrations env, the migration job's too.
+        for component in ("scheduler", "apiServer", "dagProcessor", "triggerer", "migrateDatabaseJob"):
+            part = values.get(component) or {}
+            env_names += [e["name"] for e in part.get("env", [])]
+            env_names += [e["name"] for e in (part.get("waitForMigrations") or {}).get("env", [])]
         for name in env_names:
             match = ENV_OPTION.fullmatch(name)
-            if match:
-                options.setdefault((match.group(1).lower(), match.group(2).lower()), None)
+            if not match:
+                continue
+            section, option = match.group(1).lower(), match.group(2).lower()
+            if "__" in option:      # a per-key override of a dict option (BACKEND_KWARG__<KEY>): not an option itself
+                continue
+            # AIRFLOW__S__O_CMD / _SECRET: Airflow reads the option from a command / a secrets backend, which it
+            # allows for sensitive options only.
+            for suffix in ("_cmd", "_secret"):
+                if option.endswith(suffix) and option[:-len(suffix)] in reference.get(section, {}).get("options", {}):
+                    option = option[:-len(suffix)]
+                    if (section, option) not in conf.sensitive_config_values:
+                        error(tag, f"{name}: [{section}] {option} is not sensitive, so Airflow ignores {suffix.upper()}")
+                    else:
+                        print(f"OK {tag}: {name} -> [{section}] {option}")
+            options.setdefault((section, option), None)
         for (section, option), value in sorted(options.items()):
             if section in FREE_FORM_SECTIONS:
                 continue

@@ -5,12 +5,19 @@ from __future__ import annotations
 import pytest
 
 from modules.aws.edge import Edge, EdgeProps, alb_log_delivery_statements
+from modules.aws.sso_settings import SsoSettings
 from modules.core.environment import AwsEnvironment
 from tests.conftest import make_props, only, synth
 
+IDP = "https://idp.example.com/oauth2/default"
+SSO = SsoSettings(issuer_url=IDP, authorization_endpoint=f"{IDP}/v1/authorize", token_endpoint=f"{IDP}/v1/token",
+                  user_info_endpoint=f"{IDP}/v1/userinfo", client_id="consoles-dev",
+                  client_secret_name="airflow-dev/sso/client-secret", airflow_roles={"admins": "Admin"},
+                  grafana_roles={"admins": "Admin"})
 BASE = dict(name="airflow-dev", cluster_name="airflow-dev", domain="dev.data.example.com", vpc_id="vpc-1",
-            public_subnet_ids=("subnet-a", "subnet-b"), target_security_group_id="sg-nodes",
-            access_log_bucket="logs-bucket", logs_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/logs")
+            public_subnet_ids=("subnet-a", "subnet-b"), private_subnet_ids=("subnet-p1", "subnet-p2"),
+            target_security_group_id="sg-nodes", access_log_bucket="logs-bucket",
+            logs_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/logs", sso=SSO)
 
 
 def build(stack, **overrides):
@@ -81,7 +88,8 @@ def test_host_rules_forward_to_ip_target_groups_named_for_the_cluster(stack):
     routes = {}
     for rule in res["aws_lb_listener_rule"].values():
         (cond,) = rule["condition"]
-        (action,) = rule["action"]
+        authenticate, action = sorted(rule["action"], key=lambda a: a["order"])
+        assert (authenticate["type"], action["type"]) == ("authenticate-oidc", "forward")
         tg = groups[action["target_group_arn"]]
         routes[tuple(cond["host_header"]["values"])] = (tg["name"], tg["target_type"], tg["port"],
                                                         tg["health_check"]["path"], tg["health_check"]["matcher"])
@@ -102,9 +110,10 @@ def test_alb_security_group_admits_only_the_allow_list_and_reaches_only_the_pods
     ingress = sorted((r.get("cidr_ipv4") or r.get("cidr_ipv6"), r["from_port"])
                      for r in res["aws_vpc_security_group_ingress_rule"].values())
     assert ingress == [("2001:db8::/32", 80), ("2001:db8::/32", 443), ("203.0.113.0/24", 80), ("203.0.113.0/24", 443)]
-    egress = sorted((r["referenced_security_group_id"], r["from_port"])
+    egress = sorted((r.get("referenced_security_group_id") or r.get("cidr_ipv4"), r["from_port"])
                     for r in res["aws_vpc_security_group_egress_rule"].values())
-    assert egress == [("sg-nodes", 3000), ("sg-nodes", 8080)]
+    # 443 anywhere: the ALB calls the IdP's token and user-info endpoints itself (authenticate-oidc).
+    assert egress == [("0.0.0.0/0", 443), ("sg-nodes", 3000), ("sg-nodes", 8080)]
 
 
 def test_waf_has_managed_groups_rate_limit_association_and_logging(stack):
@@ -156,3 +165,41 @@ def test_newer_regions_use_only_the_log_delivery_service_principal():
 def test_bad_props_fail_fast_naming_value_and_fix(overrides, match):
     with pytest.raises(ValueError, match=match):
         make_props(EdgeProps, **{**BASE, **overrides})
+
+
+def test_every_host_rule_authenticates_at_the_idp_before_forwarding_with_the_secret_from_secrets_manager(stack):
+    doc = build(stack, sso=SsoSettings(**{**SSO.__dict__, "scopes": ("openid", "email", "groups"),
+                                          "session_timeout_seconds": 3600}))
+    (secret_id, secret), = doc["data"]["aws_secretsmanager_secret_version"].items()
+    assert secret["secret_id"] == "airflow-dev/sso/client-secret"
+    rules = doc["resource"]["aws_lb_listener_rule"].values()
+    assert len(rules) == 2
+    for rule in rules:
+        first, second = sorted(rule["action"], key=lambda a: a["order"])
+        assert (first["order"], first["type"], second["order"], second["type"]) == (1, "authenticate-oidc", 2, "forward")
+        assert first["authenticate_oidc"] == {
+            "issuer": IDP, "authorization_endpoint": f"{IDP}/v1/authorize", "token_endpoint": f"{IDP}/v1/token",
+            "user_info_endpoint": f"{IDP}/v1/userinfo", "client_id": "consoles-dev",
+            "client_secret": f"${{data.aws_secretsmanager_secret_version.{secret_id}.secret_string}}",
+            "scope": "openid email groups", "session_timeout": 3600, "session_cookie_name": "AWSELBAuthSessionCookie",
+            "on_unauthenticated_request": "authenticate"}
+
+
+def test_sso_off_with_a_reason_forwards_directly_and_opens_no_egress_to_the_internet(stack):
+    doc = build(stack, sso=SsoSettings(enabled=False, off_reason="emulator rehearsal: no IdP"))
+    assert "aws_secretsmanager_secret_version" not in doc.get("data", {})
+    assert [[a["type"] for a in r["action"]] for r in doc["resource"]["aws_lb_listener_rule"].values()] == [
+        ["forward"], ["forward"]]
+    assert all("cidr_ipv4" not in r for r in doc["resource"]["aws_vpc_security_group_egress_rule"].values())
+
+
+def test_internal_alb_lives_in_the_private_subnets_with_ipv4_records_only(stack):
+    res = build(stack, internal=True, dual_stack=True)["resource"]
+    _, alb = only(res, "aws_lb")
+    assert (alb["internal"], alb["subnets"], alb["ip_address_type"]) == (True, ["subnet-p1", "subnet-p2"], "ipv4")
+    assert sorted(r["type"] for r in res["aws_route53_record"].values() if "alias" in r) == ["A", "A"]
+
+
+def test_internal_alb_needs_two_private_subnets():
+    with pytest.raises(ValueError, match=r"private_subnet_ids=\['subnet-p1'\] has fewer than 2 subnets"):
+        make_props(EdgeProps, **{**BASE, "private_subnet_ids": ("subnet-p1",)}, internal=True)

@@ -1,0 +1,38 @@
+"""Single sign-on in every environment's synthesized Airflow values, checked by real Airflow
+(tests/airflow_checks/sso_check.py in .venv-airflow): the ALB header verifier against a real ES256 key pair, and the
+FAB auth manager built from the generated webserver_config.py signing users in by their IdP groups."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import environments
+from tests.harness import run_in_airflow
+
+CHECK = Path(__file__).resolve().parent / "airflow_checks" / "sso_check.py"
+EXPECTED = ("a valid ALB token is accepted, with the key fetched for the region and key id",
+            "refused: wrong signer", "refused: expired", "refused: signed by another key", "refused: changed payload",
+            "refused: alg none", "refused: HS256 with the public key", "refused: other client",
+            "the FAB app runs the generated security manager", "login refused for a user with no mapped group (status 403)",
+            "login refused for a forged header (status 403)", "login refused for no header (status 403)",
+            "a mapped user signs in and gets Airflow's JWT cookie (status 302)")
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_generated_sso_config_signs_in_mapped_users_and_refuses_forged_identities_in_real_airflow(stacks, name,
+                                                                                              tmp_path):
+    (raw,) = stacks[f"airflow-{name}-platform"]["resource"]["helm_release"]["airflow"]["values"]
+    path = tmp_path / f"{name}.json"
+    path.write_text(raw)
+    result = run_in_airflow(CHECK, str(path))
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and not [l for l in lines if l.startswith("ERROR")], \
+        result.stdout[-3000:] + result.stderr[-3000:]
+    ok = {line[3:] for line in lines if line.startswith("OK ")}
+    assert set(EXPECTED) <= ok
+    local = environments.load(name).sso.local_login
+    assert f"password login {'works' if local else 'is refused'} with local_login={local}" in ok
+    values = json.loads(raw)
+    assert values["config"]["core"]["auth_manager"].endswith("FabAuthManager")
