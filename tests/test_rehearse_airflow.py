@@ -65,8 +65,13 @@ def test_every_synthesized_airflow_option_reaches_airflow_unchanged_but_the_name
             # file paths are mapped to the rehearsal's files (the platform CA -> the rehearsal CA)
             assert local.env[name] == str(value).replace("/opt/airflow/certs/platform-ca.crt",
                                                          str(ENDPOINTS.ca_cert)), name
-    assert local.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://localhost:18080/execution/"
-    assert local.env["AIRFLOW__API__SSL_CA_FILE"] == str(ENDPOINTS.ca_cert)
+    # HTTPS as in the cluster, verified against the rehearsal CA only; the API server alone gets the certificate.
+    assert local.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "https://localhost:18080/execution/"
+    assert (local.env["AIRFLOW__API__SSL_CA_FILE"], local.env["AIRFLOW__API__CLIENT_USE_PUBLIC_CERTS"]) == (
+        str(ENDPOINTS.ca_cert), "False")
+    assert local.api_server_env == {"AIRFLOW__API__SSL_CERT": str(ENDPOINTS.server_cert),
+                                    "AIRFLOW__API__SSL_KEY": str(ENDPOINTS.server_key)}
+    assert not [name for name in local.env if name.startswith("AIRFLOW__API__SSL_CERT")]
     backend = json.loads(values["config"]["secrets"]["backend_kwargs"])
     rehearsed = json.loads(local.env["AIRFLOW__SECRETS__BACKEND_KWARGS"])
     # Only where Vault is and how the pod logs in differ; the mount, paths, KV version and CA verification do not.

@@ -175,6 +175,7 @@ class LocalAirflow:
     use the metadata database get on top (the migration job, scheduler, API server, DAG processor, triggerer)."""
     env: dict[str, str]
     database_env: dict[str, str]
+    api_server_env: dict[str, str]  # the API server's TLS certificate and key
     files: dict[Path, str]
     role_job: RoleJob
     keda_connection: str            # the KEDA scaler's libpq URL (monitor role), adapted
@@ -256,15 +257,15 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
     config["metrics"]["statsd_host"] = "127.0.0.1"
     config["metrics"]["statsd_port"] = str(e.statsd_port)
     notes.note(f"endpoint: StatsD airflow-statsd:9125 -> 127.0.0.1:{e.statsd_port} (UDP, nothing listens)")
-    api = f"http://localhost:{e.api_port}"
+    # The API server serves HTTPS as in the cluster (its own env below); only the host and port differ. The
+    # generated [api] ssl_ca_file names the platform CA, which the file mapping makes the rehearsal's.
+    api = f"https://localhost:{e.api_port}"
     config["api"]["base_url"] = f"{api}/"
     execution_api = config["core"].get("execution_api_server_url", "the chart's default")
     config["core"]["execution_api_server_url"] = f"{api}/execution/"
-    # The cluster's API server serves HTTPS (the apiServer component's [api] ssl_cert/ssl_key env, which this
-    # rehearsal does not apply): the rehearsal's driver reaches the API over plain loopback HTTP. The generated
-    # [api] ssl_ca_file still names the CA (the rehearsal's, by the file mapping). docs/tls.md.
     notes.note(f"endpoint: [api] base_url {values['config']['api']['base_url']} and execution_api_server_url "
-               f"{execution_api} -> {api}/ (the API server on loopback, no ALB, plain HTTP: its TLS is not rehearsed)")
+               f"{execution_api} -> {api}/ (the API server on loopback, no ALB; HTTPS with the rehearsal's "
+               "certificate for localhost, verified against the rehearsal CA)")
     backend = json.loads(config["secrets"]["backend_kwargs"])
     vault_url = backend["url"]
     backend.update(url=f"https://localhost:{e.vault_port}", auth_type="token", token=e.vault_token)
@@ -328,6 +329,16 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
     for name, value in env.items():
         if "${" in value or "{{" in value:
             raise RehearsalConfigError(f"{name} still holds an unresolved reference: {value[:80]!r}")
+    if not execution_api.startswith("https://"):
+        raise RehearsalConfigError(f"execution_api_server_url {execution_api} is not https")
+    # What the API server alone gets: its plain env entries (the TLS certificate and key), files mapped.
+    api_tls = {f"{af.API_SERVER_TLS_DIR}/tls.crt": str(e.server_cert), f"{af.API_SERVER_TLS_DIR}/tls.key": str(e.server_key)}
+    api_server_env = {item["name"]: _replace_all(item["value"], api_tls) for item in values["apiServer"]["env"]
+                      if "value" in item and item["name"] in af.API_SERVER_TLS_ENV}
+    if set(api_server_env) != set(af.API_SERVER_TLS_ENV):
+        raise RehearsalConfigError(f"the apiServer values set {sorted(api_server_env)}, not {sorted(af.API_SERVER_TLS_ENV)}")
+    notes.note("files: the API server certificate (cert-manager's airflow-api-server-tls) -> the rehearsal's server "
+               "certificate")
 
     buckets = {}
     for key, rtype_name in (("dags", "storage_dags_bucket"), ("task-logs", "storage_task-logs_bucket"),
@@ -341,7 +352,7 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
     keda = _replace_all(keda, {**endpoints, k8s.KEDA_PLATFORM_CA_FILE: str(e.ca_cert)})
     (scaler,) = [o for o in stacks.bootstrap_objects() if o["kind"] == "ScaledObject"]
     (trigger,) = scaler["spec"]["triggers"]
-    return LocalAirflow(env=env, database_env=database_env,
+    return LocalAirflow(env=env, database_env=database_env, api_server_env=api_server_env,
                         files={pg_dir / "pgbouncer.ini": ini, pg_dir / "users.txt": pgbouncer_files["users.txt"],
                                **role_files},
                         role_job=role_job, keda_connection=keda, keda_query=trigger["metadata"]["query"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import http.client as http_client
 import json
 import os
 import random
@@ -172,11 +173,12 @@ def http(method: str, url: str, *, body: Any = None, headers: dict[str, str] | N
 class Api:
     """Airflow's public REST API with a FAB-issued JWT, as an operator's script would use it."""
 
-    def __init__(self, base: str, username: str, password: str) -> None:
+    def __init__(self, base: str, username: str, password: str, *, context: ssl.SSLContext) -> None:
         self.base, self.username, self.password, self.token = base, username, password, ""
+        self.context = context
 
     def login(self) -> bool:
-        status, body = http("POST", f"{self.base}/auth/token",
+        status, body = http("POST", f"{self.base}/auth/token", context=self.context,
                             body={"username": self.username, "password": self.password})
         if status in (200, 201) and isinstance(body, dict) and body.get("access_token"):
             self.token = body["access_token"]
@@ -184,7 +186,7 @@ class Api:
         raise RuntimeError(f"POST /auth/token -> {status} {str(body)[:200]}")
 
     def __call__(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = http(method, f"{self.base}/api/v2{path}", body=body,
+        status, answer = http(method, f"{self.base}/api/v2{path}", body=body, context=self.context,
                               headers={"Authorization": f"Bearer {self.token}"})
         if status >= 300:
             raise RuntimeError(f"{method} /api/v2{path} -> {status} {str(answer)[:300]}")
@@ -439,10 +441,12 @@ class Rehearsal:
             self.airflow(env, "users", "create", "--username", user, f"--password={password}", "--role", "Admin",
                          "--email", "rehearsal@example.com", "--firstname", "Re", "--lastname", "Hearsal",
                          timeout=180)
-        api = Api(f"http://localhost:{endpoints.api_port}", user, password)
+        # HTTPS, verified against the rehearsal CA (which stands in for the platform CA), as every client verifies.
+        api = Api(f"https://localhost:{endpoints.api_port}", user, password,
+                  context=ssl.create_default_context(cafile=str(endpoints.ca_cert)))
         with self.report.step("start api-server, scheduler, dag-processor, triggerer, Celery worker") as detail:
-            self.start(env, "api-server", "api-server", "--host", "127.0.0.1", "--port", str(endpoints.api_port),
-                       "--workers", "1")
+            self.start({**env, **local.api_server_env}, "api-server", "api-server", "--host", "127.0.0.1",
+                       "--port", str(endpoints.api_port), "--workers", "1")
             self.start(env, "scheduler", "scheduler")
             self.start(env, "dag-processor", "dag-processor")
             self.start(env, "triggerer", "triggerer")
@@ -454,7 +458,7 @@ class Rehearsal:
 
         def health() -> dict | None:
             self.check_alive()
-            status, body = http("GET", f"{api.base}/api/v2/monitor/health")
+            status, body = http("GET", f"{api.base}/api/v2/monitor/health", context=api.context)
             if status != 200:
                 return None
             parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -463,6 +467,13 @@ class Rehearsal:
             body = self.report.wait("every component healthy", health, timeout=240, interval=1)
             detail.append(", ".join(f"{k} {v['status']}" for k, v in sorted(body.items())))
             self.report.wait("a FAB token from POST /auth/token", api.login, timeout=30, interval=1)
+            try:
+                status, _ = http("GET", f"http://localhost:{endpoints.api_port}/api/v2/monitor/health", timeout=5)
+            except (OSError, http_client.HTTPException):
+                status = None
+            if status == 200:
+                raise RuntimeError("the API server answered plain HTTP")
+            detail.append("over HTTPS verified against the rehearsal CA; plain HTTP refused")
 
         with self.report.step("DAGs load from the S3 DAG bundle (S3DagBundle, aws_conn_id=None)") as detail:
             def loaded() -> bool:

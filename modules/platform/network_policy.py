@@ -143,13 +143,17 @@ _IS_COMPONENT = {"key": "component", "operator": "In", "values": list(AIRFLOW_CO
 # Every one reads connections and variables from Vault (VaultBackend), task pods included.
 VAULT_CLIENTS = Pods(k8s.AIRFLOW_NAMESPACE, dict(_AIRFLOW), expressions=(_IS_COMPONENT,),
                      name="Airflow components and task pods")
-# What connects to the metadata database: the same, except KubernetesExecutor task pods. Airflow 3 tasks reach the
-# metadata only through the API server's Execution API, and the executor labels each task pod
-# `kubernetes_executor: "True"` after the pod template and before a DAG's pod_override, which can change the value but
-# not remove the key (cncf.kubernetes PodGenerator).
+# What connects to the metadata database: the components that hold its connection (modules/platform/airflow.py
+# DATABASE_COMPONENTS and the migration job), not Celery workers (which hold none: Celery results go to Redis) and not
+# KubernetesExecutor task pods, which share the workers' `component: worker` label. Airflow 3 tasks reach the metadata
+# only through the API server's Execution API. The executor also labels each task pod `kubernetes_executor: "True"`
+# after the pod template and before a DAG's pod_override, which can change the value but not remove the key
+# (cncf.kubernetes PodGenerator): excluded too, whatever component a pod_override claims.
+DATABASE_COMPONENTS = ("api-server", "dag-processor", "run-airflow-migrations", "scheduler", "triggerer")
 DATABASE_CLIENTS = Pods(k8s.AIRFLOW_NAMESPACE, dict(_AIRFLOW), expressions=(
-    _IS_COMPONENT, {"key": "kubernetes_executor", "operator": "DoesNotExist"}),
-    name="Airflow components (not task pods)")
+    {"key": "component", "operator": "In", "values": list(DATABASE_COMPONENTS)},
+    {"key": "kubernetes_executor", "operator": "DoesNotExist"}),
+    name="Airflow components that use the database (not workers, not task pods)")
 # kedacore/charts keda/templates/manager/deployment.yaml: `app: <operator.name>` (keda-operator).
 KEDA_OPERATOR = Pods(k8s.KEDA_NAMESPACE, {"app": "keda-operator"}, name="KEDA operator")
 # hashicorp/vault-helm templates/server-statefulset.yaml (the chart's own NetworkPolicy selects name + instance).
@@ -213,8 +217,8 @@ def flows(props: NetworkPolicyProps) -> tuple[Flow, ...]:
              API_SERVER, WORKERS, tcp(WORKER_LOG_PORT)),
         Flow("api-server-to-triggerer-logs", "API server -> triggerer's log server: live logs of deferred tasks",
              API_SERVER, TRIGGERER, tcp(TRIGGERER_LOG_PORT)),
-        Flow("airflow-to-pgbouncer", "Airflow components (scheduler, API server, dag-processor, triggerer, Celery "
-             "workers, the migration job; not task pods) -> PgBouncer: the metadata database",
+        Flow("airflow-to-pgbouncer", "Airflow components (scheduler, API server, dag-processor, triggerer, the "
+             "migration job; not Celery workers, not task pods) -> PgBouncer: the metadata database",
              DATABASE_CLIENTS, PGBOUNCER, tcp(PGBOUNCER_PORT)),
         Flow("keda-to-pgbouncer", "KEDA operator -> PgBouncer: the Celery worker scaler's queued-task query",
              KEDA_OPERATOR, PGBOUNCER, tcp(PGBOUNCER_PORT)),

@@ -223,8 +223,7 @@ def clusters(stacks) -> dict[str, Cluster]:
 REAL_FLOWS = [
     ("alb", "api-server", 8080, "TCP"), ("worker", "api-server", 8080, "TCP"), ("task", "api-server", 8080, "TCP"),
     ("api-server", "worker", 8793, "TCP"), ("api-server", "triggerer", 8794, "TCP"),
-    *((c, "pgbouncer", 6543, "TCP") for c in ("api-server", "scheduler", "dag-processor", "triggerer", "worker",
-                                              "migrations")),
+    *((c, "pgbouncer", 6543, "TCP") for c in ("api-server", "scheduler", "dag-processor", "triggerer", "migrations")),
     ("keda-operator", "pgbouncer", 6543, "TCP"),
     *((c, "statsd", 9125, "UDP") for c in AIRFLOW_CHART_PODS if c != "statsd"),
     ("prometheus", "statsd", 9102, "TCP"),
@@ -247,6 +246,8 @@ FORBIDDEN_FLOWS = [
     ("vault-snapshot", "vault", 8201, "TCP"),
     *((c, "prometheus", 9090, "TCP") for c in ("worker", "task", "scheduler", "api-server")),
     # Task pods reach the metadata only through the Execution API, even when pod_override relabels them.
+    # Celery workers hold no database credential (results go to Redis), so they get no path to PgBouncer either.
+    ("worker", "pgbouncer", 6543, "TCP"),
     ("task", "pgbouncer", 6543, "TCP"), ("task-relabelled", "pgbouncer", 6543, "TCP"),
     ("dag-pod", "pgbouncer", 6543, "TCP"), ("elsewhere", "pgbouncer", 6543, "TCP"),
     # Not a scraped port (no ServiceMonitor points at PgBouncer's exporter).
@@ -373,8 +374,7 @@ def test_selectors_pick_exactly_the_pods_the_table_says():
 
     def picked(group: netpol.Pods) -> set[str]:
         return {n for n, (ns, labels) in pods.items() if ns == group.namespace and selects(group.selector(), labels)}
-    assert picked(netpol.DATABASE_CLIENTS) == {"api-server", "scheduler", "dag-processor", "triggerer", "worker",
-                                               "migrations"}
+    assert picked(netpol.DATABASE_CLIENTS) == {"api-server", "scheduler", "dag-processor", "triggerer", "migrations"}
     assert picked(netpol.AIRFLOW_PODS) == {*AIRFLOW_CHART_PODS, "task-relabelled"}
     assert picked(netpol.VAULT_CLIENTS) == {*AIRFLOW_CHART_PODS, "task-relabelled"} - {"pgbouncer", "statsd"}
     assert picked(netpol.WORKERS) == {"worker", "task"}
