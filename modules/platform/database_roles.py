@@ -12,8 +12,9 @@ The Job runs in its own namespace (k8s.DATABASE_ADMIN_NAMESPACE), the only one w
 master secret: a namespace's pods can mount any Secret of that namespace, and DAG authors start pods in `airflow`.
 It is a post-install/post-upgrade hook of the platform-bootstrap chart, so the roles exist, with the current
 passwords, before the Airflow release (which depends on that chart) migrates or starts anything. ROLE_SETUP_SCRIPT
-is idempotent and runs in one transaction; the passwords go to PostgreSQL as SCRAM verifiers computed in the pod,
-so no statement log can show them. tests/modules/platform/test_database_roles.py runs it against a real
+is idempotent and runs in one transaction, with search_path pg_catalog (nothing the application role plants in
+`public` runs with the master's rights); the passwords go to PostgreSQL as SCRAM verifiers computed in the pod, so
+no statement log can show them. tests/modules/platform/test_database_roles.py runs it against a real
 PostgreSQL 15 as a non-superuser master with CREATEROLE and CREATEDB, the rights RDS's master has that matter here.
 """
 from __future__ import annotations
@@ -72,8 +73,10 @@ def scram(password):
 app, monitor, schema = os.environ["APP_ROLE"], os.environ["MONITOR_ROLE"], os.environ["MONITOR_SCHEMA"]
 master = read("master-username")
 I, L, Q = sql.Identifier, sql.Literal, sql.SQL
+# search_path pg_catalog only: the application role owns `public` and could plant operators or functions there that
+# unqualified names in these statements would otherwise resolve to, and run them with the master's rights.
 conn = psycopg2.connect(user=master, password=read("master-password"), connect_timeout=10,
-                        application_name="airflow-db-roles")
+                        application_name="airflow-db-roles", options="-c search_path=pg_catalog,pg_temp")
 with conn, conn.cursor() as cur:
     cur.execute("SELECT current_database()")
     (database,) = cur.fetchone()

@@ -157,6 +157,35 @@ def test_a_second_run_rotates_the_passwords_and_no_password_reaches_the_server(p
         assert password not in log                             # ... yet no password is in them
 
 
+def test_what_the_application_role_plants_in_public_never_runs_with_the_masters_rights(postgres):
+    """The application role owns `public`. An operator it plants there for a comparison the script makes
+    (`"char" = text` has no exact operator in pg_catalog, so PostgreSQL would pick the planted one) must not run
+    when the master runs the script again (security review H2)."""
+    app_password, monitor_password = "AppPassword0123456789", "MonPassword0123456789"
+    assert run_script(postgres, app_password=app_password, monitor_password=monitor_password).returncode == 0
+    as_user(postgres, dbr.APP_ROLE, app_password, """
+      CREATE TABLE public.planted_ran (who text);
+      GRANT ALL ON public.planted_ran TO PUBLIC;
+      CREATE FUNCTION public.planted("char", text) RETURNS bool LANGUAGE plpgsql AS $$
+        BEGIN
+          INSERT INTO public.planted_ran VALUES (current_user);
+          BEGIN EXECUTE 'ALTER ROLE airflow CREATEROLE'; EXCEPTION WHEN others THEN NULL; END;
+          RETURN $1::text = $2;
+        END $$;
+      CREATE OPERATOR public.= (LEFTARG = "char", RIGHTARG = text, FUNCTION = public.planted);""")
+    # The planted operator is live for any session that searches public ...
+    assert as_user(postgres, dbr.APP_ROLE, app_password, "SELECT 'r'::\"char\" = 'r'::text") == "t"
+    assert as_user(postgres, dbr.APP_ROLE, app_password, "SELECT count(*) FROM public.planted_ran") == "1"
+    # ... but not for the role script, run as the master.
+    result = run_script(postgres, app_password=app_password, monitor_password=monitor_password)
+    assert result.returncode == 0, result.stderr
+    assert as_user(postgres, dbr.APP_ROLE, app_password, "SELECT string_agg(who, ',') FROM public.planted_ran") == "airflow"
+    assert as_user(postgres, dbr.APP_ROLE, app_password,
+                   "SELECT rolcreaterole FROM pg_roles WHERE rolname = 'airflow'") == "f"
+    as_user(postgres, dbr.APP_ROLE, app_password, "DROP OPERATOR public.= (\"char\", text); DROP FUNCTION "
+            "public.planted(\"char\", text); DROP TABLE public.planted_ran")
+
+
 def test_a_wrong_master_password_fails_the_job_and_changes_nothing(postgres):
     result = run_script(postgres, app_password="NeverSet0123456789", monitor_password="NeverSet0123456789",
                         master_password="wrong")
