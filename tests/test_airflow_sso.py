@@ -17,7 +17,8 @@ EXPECTED = ("a valid ALB token is accepted, with the key fetched for the region 
             "refused: alg none", "refused: HS256 with the public key", "refused: other client",
             "the FAB app runs the generated security manager", "login refused for a user with no mapped group (status 403)",
             "login refused for a forged header (status 403)", "login refused for no header (status 403)",
-            "a mapped user signs in and gets Airflow's JWT cookie (status 302)")
+            "a mapped user signs in and gets Airflow's JWT cookie (status 302)",
+            "the Flask session key is the API server's own, not [api] secret_key")
 
 
 @pytest.mark.parametrize("name", environments.NAMES)

@@ -24,6 +24,7 @@ STATEFUL_ADDRESSES = {
     "aws_eks_cluster": {"cluster_A4C38409"},
     "aws_secretsmanager_secret": {"cache_auth-token-secret_9CFFAD65", "platform-secrets_airflow-keys_FB8EC2EE",
                                   "platform-secrets_airflow-database-users_0769806C",
+                                  "platform-secrets_airflow-api-server_58C6A543",
                                   "platform-secrets_grafana-admin_C4BD28F8", "platform-secrets_alert-receivers_74B6DDAD"},
 }
 # Where Kafka is on (events.kafka: staging and prod), the MSK cluster and its key are stateful too.

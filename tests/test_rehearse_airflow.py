@@ -27,7 +27,7 @@ ENDPOINTS = Endpoints(workdir=WORK, ca_cert=WORK / "certs/ca.crt", server_cert=W
                       api_port=18080, statsd_port=19125, trust_bundle=WORK / "certs/trust-bundle.pem",
                       worker_log_port=18793, trigger_log_port=18794)
 CREDS = Credentials(db_username="airflow_admin", db_password="p%w/d@+x", app_password="App0123456789",
-                    monitor_password="Mon0123456789", redis_token="t/k%+n", fernet_key="f",
+                    monitor_password="Mon0123456789", flask_secret_key="fl", redis_token="t/k%+n", fernet_key="f",
                     jwt_secret="j", api_secret_key="a")
 
 
@@ -106,7 +106,8 @@ def test_airflow_gets_nothing_but_the_synthesized_config_the_chart_wiring_and_na
                  "SSL_CERT_FILE"}
     assert set(local.env) - synthesized - chart == additions
     # The database components' additions are exactly what their values take from the metadata Secret.
-    assert set(local.database_env) == {e["name"] for e in values["scheduler"]["env"] if "valueFrom" in e} == {
+    assert set(local.database_env) == {e["name"] for e in values["scheduler"]["env"] if "valueFrom" in e
+                                       and e["name"].startswith("AIRFLOW__DATABASE__")} == {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"}
     printed = "\n".join(local.adaptations.lines)
     for words in ("log servers", "dags_folder", "moto", "SSL_CERT_FILE", "CeleryExecutor", "OpenBao"):
@@ -285,3 +286,11 @@ def test_the_generated_pgbouncer_ini_lets_preparing_drivers_share_the_transactio
     assert outcomes[0][0] == 'psycopg ERROR DuplicatePreparedStatement: prepared statement "_pg3_0" already exists', \
         outcomes
     assert outcomes[0][1].startswith("asyncpg ERROR") and "__asyncpg_stmt_" in outcomes[0][1], outcomes
+
+
+def test_each_process_gets_the_secrets_its_component_takes_and_the_worker_none_of_the_keys(local):
+    ce = local.component_env
+    assert ce["celery"] == {"AIRFLOW__API__SECRET_KEY": "a"} and ce["kubernetes"] == {}
+    assert ce["scheduler"]["AIRFLOW__API_AUTH__JWT_SECRET"] == "j" and ce["apiServer"]["FAB_FLASK_SECRET_KEY"] == "fl"
+    assert "AIRFLOW__API_AUTH__JWT_SECRET" not in ce["dagProcessor"] and "AIRFLOW__API_AUTH__JWT_SECRET" not in ce["triggerer"]
+    assert not [n for n in local.env if "FERNET" in n or "JWT_SECRET" in n or n.endswith("__SECRET_KEY")]

@@ -159,6 +159,7 @@ class Credentials:
     fernet_key: str
     jwt_secret: str
     api_secret_key: str
+    flask_secret_key: str
 
 
 @dataclass
@@ -175,6 +176,7 @@ class LocalAirflow:
     use the metadata database get on top (the migration job, scheduler, API server, DAG processor, triggerer)."""
     env: dict[str, str]
     database_env: dict[str, str]
+    component_env: dict[str, dict[str, str]]   # per chart component: what its env takes from Secrets
     api_server_env: dict[str, str]  # the API server's TLS certificate and key
     files: dict[Path, str]
     role_job: RoleJob
@@ -290,29 +292,35 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
     env.update({
         "AIRFLOW__CELERY__BROKER_URL": broker,
         "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
-        "AIRFLOW__CORE__FERNET_KEY": c.fernet_key,
-        "AIRFLOW__API__SECRET_KEY": c.api_secret_key, "AIRFLOW__WEBSERVER__SECRET_KEY": c.api_secret_key,
-        "AIRFLOW__API_AUTH__JWT_SECRET": c.jwt_secret,
     })
     if values.get("secret"):
         raise RehearsalConfigError("the values' `secret:` list reaches every Airflow container; the rehearsal "
                                    "expects database connections per component only")
-    # The metadata connection: what each database component's env takes from the metadata Secret (the chart's own
-    # all-container wiring is off). They must agree, since one environment stands in for all of them here.
-    secrets_data = {af.METADATA_SECRET: metadata}
-    database_env: dict[str, str] = {}
-    for component in af.DATABASE_COMPONENTS:
+    # What each component's env takes from Secrets (the chart's own all-container wiring of the metadata connection
+    # and the keys is off): the metadata connection, Airflow's keys, the API server's Flask key.
+    secrets_data = {af.METADATA_SECRET: metadata,
+                    af.KEYS_SECRET: {"fernet-key": c.fernet_key, "jwt-secret": c.jwt_secret,
+                                     "api-secret-key": c.api_secret_key},
+                    af.API_SERVER_KEYS_SECRET: {"flask-secret-key": c.flask_secret_key}}
+    component_env: dict[str, dict[str, str]] = {}
+    for component, part in (*((n, values[n]) for n in (*af.DATABASE_COMPONENTS, "migrateDatabaseJob")),
+                            ("celery", values["workers"]["celery"]), ("kubernetes", values["workers"]["kubernetes"])):
         wired = {}
-        for item in values[component].get("env", []):
+        for item in part.get("env", []):
             ref = (item.get("valueFrom") or {}).get("secretKeyRef")
             if ref:
                 if ref["name"] not in secrets_data:
                     raise RehearsalConfigError(f"{component} takes Secret {ref['name']}, which the rehearsal lacks")
                 wired[item["name"]] = _replace_all(secrets_data[ref["name"]][ref["key"]], {**paths, **endpoints})
+        component_env[component] = wired
+    # The metadata connection must be the same in every database component: one value stands in for all here.
+    database_env: dict[str, str] = {}
+    for component in af.DATABASE_COMPONENTS:
+        wired = {k: v for k, v in component_env[component].items() if k.startswith("AIRFLOW__DATABASE__")}
         if database_env and wired != database_env:
             raise RehearsalConfigError(f"{component}'s database environment differs from the others'")
         database_env = wired
-    for name, value in database_env.items():
+    for name, value in (kv for wired in component_env.values() for kv in wired.items()):
         if "${" in value or "{{" in value:
             raise RehearsalConfigError(f"{name} still holds an unresolved reference: {value[:80]!r}")
     for item in values["env"]:
@@ -352,7 +360,7 @@ def build(stacks: Stacks, e: Endpoints, c: Credentials) -> LocalAirflow:
     keda = _replace_all(keda, {**endpoints, k8s.KEDA_PLATFORM_CA_FILE: str(e.ca_cert)})
     (scaler,) = [o for o in stacks.bootstrap_objects() if o["kind"] == "ScaledObject"]
     (trigger,) = scaler["spec"]["triggers"]
-    return LocalAirflow(env=env, database_env=database_env, api_server_env=api_server_env,
+    return LocalAirflow(env=env, database_env=database_env, component_env=component_env, api_server_env=api_server_env,
                         files={pg_dir / "pgbouncer.ini": ini, pg_dir / "users.txt": pgbouncer_files["users.txt"],
                                **role_files},
                         role_job=role_job, keda_connection=keda, keda_query=trigger["metadata"]["query"],

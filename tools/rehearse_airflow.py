@@ -227,6 +227,7 @@ class Rehearsal:
         # generated role passwords are letters and digits, as modules/aws/platform_secrets.py asks for).
         creds = Credentials(db_username="airflow_admin", db_password=f"p%w/{secrets.token_hex(8)}@+x",
                             app_password=secrets.token_hex(20), monitor_password=secrets.token_hex(20),
+                            flask_secret_key=secrets.token_hex(32),
                             redis_token=f"t/{secrets.token_hex(12)}%+", fernet_key=urlsafe_b64encode(
                                 secrets.token_bytes(32)).decode(), jwt_secret=secrets.token_hex(32),
                             api_secret_key=secrets.token_hex(32))
@@ -428,33 +429,35 @@ class Rehearsal:
             print(f"  - {line}", flush=True)
         print("  - api-server runs 1 worker process (the chart's default is 4): 2 cores", flush=True)
         base_env = self.airflow_env(local)
-        env = {**base_env, **local.database_env}
+        # Each process gets what its chart component's env takes from Secrets, and nothing more.
+        env = {name: {**base_env, **wired} for name, wired in local.component_env.items()}
         self.local = local
         user, password = "rehearsal-admin", secrets.token_urlsafe(16)
         with self.report.step("the role Job (as synthesized) creates Airflow's database roles as the master user") \
                 as detail:
             detail.extend(self.run_role_job(local)[-1:])
         with self.report.step("airflow db migrate through PgBouncer (psycopg2, verify-full) as Airflow's own role"):
-            self.airflow(env, "db", "migrate", timeout=300)
+            self.airflow(env["migrateDatabaseJob"], "db", "migrate", timeout=300)
         with self.report.step("create the first FAB user (what docs/airflow.md tells operators to do)"):
             # `--password=` form: a generated password may start with '-', which argparse would take for an option.
-            self.airflow(env, "users", "create", "--username", user, f"--password={password}", "--role", "Admin",
+            self.airflow(env["apiServer"], "users", "create", "--username", user, f"--password={password}", "--role", "Admin",
                          "--email", "rehearsal@example.com", "--firstname", "Re", "--lastname", "Hearsal",
                          timeout=180)
         # HTTPS, verified against the rehearsal CA (which stands in for the platform CA), as every client verifies.
         api = Api(f"https://localhost:{endpoints.api_port}", user, password,
                   context=ssl.create_default_context(cafile=str(endpoints.ca_cert)))
         with self.report.step("start api-server, scheduler, dag-processor, triggerer, Celery worker") as detail:
-            self.start({**env, **local.api_server_env}, "api-server", "api-server", "--host", "127.0.0.1",
-                       "--port", str(endpoints.api_port), "--workers", "1")
-            self.start(env, "scheduler", "scheduler")
-            self.start(env, "dag-processor", "dag-processor")
-            self.start(env, "triggerer", "triggerer")
-            # The worker gets no database connection: tasks reach the metadata through the Execution API and Celery
-            # results go to Redis. A task that succeeds on it is the proof that none is needed.
-            self.start(base_env, "celery worker", "celery", "worker")
+            self.start({**env["apiServer"], **local.api_server_env}, "api-server", "api-server", "--host",
+                       "127.0.0.1", "--port", str(endpoints.api_port), "--workers", "1")
+            self.start(env["scheduler"], "scheduler", "scheduler")
+            self.start(env["dagProcessor"], "dag-processor", "dag-processor")
+            self.start(env["triggerer"], "triggerer", "triggerer")
+            # The worker gets no database connection, no Fernet key and no JWT secret: tasks reach the metadata
+            # through the Execution API with the token the scheduler signed, and Celery results go to Redis. Tasks
+            # that succeed on it are the proof that none is needed.
+            self.start(env["celery"], "celery worker", "celery", "worker")
             detail.append(", ".join(f"{p.name} pid {p.proc.pid}" for p in self.processes))
-            detail.append(f"celery worker without {', '.join(sorted(local.database_env))}")
+            detail.append("celery worker's secrets: " + ", ".join(sorted(local.component_env["celery"])))
 
         def health() -> dict | None:
             self.check_alive()
@@ -595,7 +598,8 @@ class Rehearsal:
             raise RuntimeError(f"sessions on {self.database} as {self.backend_users}")
         worker = next(p for p in self.processes if p.name == "celery worker")
         environ = Path(f"/proc/{worker.proc.pid}/environ").read_bytes().split(b"\0")
-        held = [v.split(b"=", 1)[0].decode() for v in environ if b"SQL_ALCHEMY_CONN" in v.split(b"=", 1)[0]]
+        forbidden = (b"SQL_ALCHEMY_CONN", b"FERNET_KEY", b"JWT_SECRET", b"FAB_FLASK_SECRET_KEY")
+        held = [v.split(b"=", 1)[0].decode() for v in environ if any(f in v.split(b"=", 1)[0] for f in forbidden)]
         if held:
             raise RuntimeError(f"the Celery worker's environment holds {held}")
 
@@ -610,8 +614,8 @@ class Rehearsal:
         if refused.returncode == 0 or "permission denied" not in refused.stderr:
             raise RuntimeError(f"the monitor role read task_instance: {refused.stdout.strip() or refused.stderr}")
         return [f"sessions on {self.database}: {', '.join(self.backend_users)} (not {creds.db_username}); Celery "
-                f"worker environment without a database connection", f"KEDA's query {self.local.keda_query!r} as "
-                f"{dbr.MONITOR_ROLE} through PgBouncer = {answer.stdout.strip()}; a plain read of task_instance: "
+                "worker environment without a database connection, Fernet key, JWT secret or Flask key",
+                f"KEDA's query {self.local.keda_query!r} as {dbr.MONITOR_ROLE} through PgBouncer = {answer.stdout.strip()}; a plain read of task_instance: "
                 "permission denied"]
 
     def check_worker_and_logs(self, api: Api, run_id: str) -> None:

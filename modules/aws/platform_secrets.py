@@ -36,7 +36,7 @@ from ..core.ephemeral import ephemeral_attribute
 _PREFIX = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
 GRAFANA_ADMIN_USER = "admin"                     # the login name is not a secret; its password is
 # `secret_string_wo_version` of each generated secret: bump one to write a new generated value on the next apply.
-VALUE_VERSIONS = {"airflow-keys": 1, "airflow-database-users": 1, "grafana-admin": 1}
+VALUE_VERSIONS = {"airflow-keys": 1, "airflow-database-users": 1, "airflow-api-server": 1, "grafana-admin": 1}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +53,7 @@ class PlatformSecretsProps:
 
 
 class PlatformSecrets(Construct):
-    """The four secrets and their key. `grant_read(identities, workload)` lets one workload read exactly them."""
+    """The five secrets and their key. `grant_read(identities, workload)` lets one workload read exactly them."""
 
     def __init__(self, scope: Construct, id_: str, *, props: PlatformSecretsProps) -> None:
         super().__init__(scope, id_)
@@ -71,6 +71,7 @@ class PlatformSecrets(Construct):
         # leaves plain ASCII unchanged) without any quoting question.
         db_app = self._random("database-app-password", length=40)
         db_monitor = self._random("database-monitor-password", length=40)
+        flask = self._random("flask-secret-key", length=64)
 
         self.airflow_keys = self._secret(
             "airflow-keys", k8s.airflow_keys_secret_name(props.prefix), "Airflow Fernet, JWT and API secret keys",
@@ -80,6 +81,11 @@ class PlatformSecrets(Construct):
             "airflow-database-users", k8s.airflow_database_users_secret_name(props.prefix),
             "Passwords of Airflow's database roles (the application role and the read-only monitor role)",
             {"app-password": db_app, "monitor-password": db_monitor}, generated=True)
+        # The FAB app's Flask session key: the API server's alone (a worker holds `[api] secret_key` for its log
+        # server, and a Flask key lets its holder forge a signed-in session).
+        self.airflow_api_server = self._secret(
+            "airflow-api-server", k8s.airflow_api_server_secret_name(props.prefix), "Airflow API server's Flask key",
+            {"flask-secret-key": flask}, generated=True)
         self.grafana_admin = self._secret(
             "grafana-admin", k8s.grafana_admin_secret_name(props.prefix), "Grafana admin login",
             {"admin-user": GRAFANA_ADMIN_USER, "admin-password": grafana}, generated=True)
@@ -91,10 +97,12 @@ class PlatformSecrets(Construct):
 
         self.kms_key_arn: str = self.key.arn
         self.secret_arns: tuple[str, ...] = (self.airflow_keys.arn, self.airflow_database_users.arn,
-                                             self.grafana_admin.arn, self.alert_receivers.arn)
+                                             self.airflow_api_server.arn, self.grafana_admin.arn,
+                                             self.alert_receivers.arn)
         self.secret_names: dict[str, str] = {
             "airflow-keys": k8s.airflow_keys_secret_name(props.prefix),
             "airflow-database-users": k8s.airflow_database_users_secret_name(props.prefix),
+            "airflow-api-server": k8s.airflow_api_server_secret_name(props.prefix),
             "grafana-admin": k8s.grafana_admin_secret_name(props.prefix),
             "alert-receivers": k8s.alert_receivers_secret_name(props.prefix)}
 

@@ -70,6 +70,8 @@ KEDA_DATABASE_SECRET = "airflow-keda-db"         # connection (libpq URL, MONITO
 KEDA_TRIGGER_AUTH = "airflow-keda-db"            # TriggerAuthentication handing it to KEDA's postgresql scaler
 WORKER_SCALER = f"{k8s.AIRFLOW_RELEASE}-worker"  # ScaledObject, named like the Deployment it scales
 KEYS_SECRET = "airflow-keys"                    # fernet-key, jwt-secret, api-secret-key, webserver-secret-key
+API_SERVER_KEYS_SECRET = "airflow-api-server-keys"  # flask-secret-key: the API server's alone
+FLASK_SECRET_ENV = "FAB_FLASK_SECRET_KEY"        # read by webserver_config.py (modules/platform/airflow_webserver_config.py)
 PGBOUNCER_CONFIG_SECRET = "airflow-pgbouncer-config"   # pgbouncer.ini, users.txt
 PGBOUNCER_STATS_SECRET = "airflow-pgbouncer-stats"     # connection (the metrics exporter's, MONITOR_ROLE)
 PGBOUNCER_TLS_SECRET = "airflow-pgbouncer-tls"  # cert-manager Certificate: tls.crt, tls.key, ca.crt (platform root)
@@ -266,6 +268,35 @@ DATABASE_ENV: tuple[dict[str, Any], ...] = tuple(
                       ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", "async-connection")))
 
 
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+# Airflow's keys, per component (the chart's own wiring gives every key to every Airflow container, task pods too):
+# - Fernet key: who reads connections and variables from the database (the database components, the migration job);
+# - JWT secret: who signs or checks Airflow's tokens, the API server (users, Execution API) and the scheduler (the
+#   executors sign each task's Execution API token); with it, a task could mint an Admin's token;
+# - `[api] secret_key`: the API server signs log requests with it, the log servers (Celery workers, triggerer) check
+#   them. FAB's Flask session key is not this one (FLASK_SECRET_ENV, the API server's alone).
+FERNET_ENV = _secret_env("AIRFLOW__CORE__FERNET_KEY", KEYS_SECRET, "fernet-key")
+JWT_SECRET_ENV = _secret_env("AIRFLOW__API_AUTH__JWT_SECRET", KEYS_SECRET, "jwt-secret")
+API_SECRET_KEY_ENV = _secret_env("AIRFLOW__API__SECRET_KEY", KEYS_SECRET, "api-secret-key")
+FLASK_KEY_ENV = _secret_env(FLASK_SECRET_ENV, API_SERVER_KEYS_SECRET, "flask-secret-key")
+COMPONENT_KEYS: dict[str, tuple[dict[str, Any], ...]] = {
+    "scheduler": (FERNET_ENV, JWT_SECRET_ENV),
+    "apiServer": (FERNET_ENV, JWT_SECRET_ENV, API_SECRET_KEY_ENV, FLASK_KEY_ENV),
+    "dagProcessor": (FERNET_ENV,),
+    "triggerer": (FERNET_ENV, API_SECRET_KEY_ENV),
+    "celery": (API_SECRET_KEY_ENV,),
+    "kubernetes": (),
+    "migrateDatabaseJob": (FERNET_ENV,),
+}
+
+
+def _with_keys(component: dict[str, Any], name: str) -> dict[str, Any]:
+    return {**component, "env": [*component.get("env", []), *map(dict, COMPONENT_KEYS[name])]}
+
+
 DATABASE_VOLUME = "metadata-db"
 DATABASE_DIR = "/opt/airflow/secrets/metadata-db"
 
@@ -325,6 +356,7 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
     celery = vault_identity(_with_plugins({**worker_pod, "serviceAccount": account(sa["celery"]), "keda": keda,
                                            "replicas": s.worker_min_replicas, "waitForMigrations": {"enabled": False},
                                            "persistence": {"enabled": False}}, sync=sync), role=roles["airflow-worker"])
+    celery = _with_keys(celery, "celery")
     kubernetes = vault_identity(_with_plugins({**worker_pod, "serviceAccount": account(sa["kubernetes"])}, sync=sync),
                                 role=roles["airflow-task"])
 
@@ -332,7 +364,7 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
         values = vault_identity(_with_plugins({"replicas": replicas, "podDisruptionBudget": _pdb(replicas),
                                                "serviceAccount": account(sa[name]), **extra}, sync=sync),
                                 role=roles[_WORKLOAD[name]])
-        return _with_database(values) if name in DATABASE_COMPONENTS else values
+        return _with_keys(_with_database(values) if name in DATABASE_COMPONENTS else values, name)
 
     env = [{"name": "PGSSLROOTCERT", "value": k8s.AIRFLOW_PLATFORM_CA_FILE},
            {"name": "AWS_DEFAULT_REGION", "value": region}, {"name": "AWS_REGION", "value": region},
@@ -356,8 +388,11 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
         "data": {"metadataSecretName": METADATA_SECRET, "brokerUrlSecretName": BROKER_SECRET,
                  "resultBackendSecretName": RESULT_BACKEND_SECRET},
         # The chart would put the metadata connection into every Airflow container, workers and task pods included.
+        # and every key into every container too: each component gets what it uses instead (COMPONENT_KEYS).
         "enableBuiltInSecretEnvVars": {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": False,
-                                       "AIRFLOW_CONN_AIRFLOW_DB": False},
+                                       "AIRFLOW_CONN_AIRFLOW_DB": False, "AIRFLOW__CORE__FERNET_KEY": False,
+                                       "AIRFLOW__API_AUTH__JWT_SECRET": False, "AIRFLOW__API__SECRET_KEY": False,
+                                       "AIRFLOW__WEBSERVER__SECRET_KEY": False},
         "fernetKeySecretName": KEYS_SECRET, "jwtSecretName": KEYS_SECRET, "apiSecretKeySecretName": KEYS_SECRET,
         "webserverSecretKeySecretName": KEYS_SECRET,
         "env": env,
@@ -376,7 +411,7 @@ def airflow_values(*, settings: AirflowSettings, domain: str, region: str, dags_
         # Pods that never call the Kubernetes API get no token for it (the scheduler launches task pods, the API
         # server reads running task pods' logs, workers and the triggerer may run KubernetesPodOperator).
         "migrateDatabaseJob": {"serviceAccount": {"automountServiceAccountToken": False},
-                               "env": [dict(e) for e in DATABASE_ENV]},
+                               "env": [*map(dict, DATABASE_ENV), *map(dict, COMPONENT_KEYS["migrateDatabaseJob"])]},
         "redis": {"enabled": False},
         "postgresql": {"enabled": False},
         "createUserJob": {"enabled": False},          # no default admin user (the chart's is admin/admin)
@@ -550,11 +585,14 @@ def bootstrap_objects(*, prefix: str, database_host: str, database_port: int, da
         {"secretKey": key, "remoteRef": {"key": keys_secret, "property": prop}}
         for key, prop in (("fernet-key", "fernet-key"), ("jwt-secret", "jwt-secret"),
                           ("api-secret-key", "api-secret-key"),
-                          ("webserver-secret-key", "api-secret-key"))])   # FAB's Flask key = [api] secret_key
+                          ("webserver-secret-key", "api-secret-key"))])   # the chart's Airflow 2 name; unused in 3
+    api_server_keys = k8s.external_secret(name=API_SERVER_KEYS_SECRET, namespace=ns, data=[
+        {"secretKey": "flask-secret-key", "remoteRef": {"key": k8s.airflow_api_server_secret_name(prefix),
+                                                         "property": "flask-secret-key"}}])
     pgbouncer_dns = [PGBOUNCER_HOST, f"{PGBOUNCER_HOST}.cluster.local", f"{PGBOUNCER_SERVICE}.{ns}",
                      PGBOUNCER_SERVICE, "localhost"]
     return [
-        metadata, keda_db, pgbouncer_config, stats, broker, result_backend, keys,
+        metadata, keda_db, pgbouncer_config, stats, broker, result_backend, keys, api_server_keys,
         *database_roles.rds_ca_objects(ns),
         k8s.certificate(name=PGBOUNCER_TLS_SECRET, namespace=ns, dns_names=pgbouncer_dns, ip_addresses=["127.0.0.1"]),
         k8s.certificate(name=API_SERVER_TLS_SECRET, namespace=ns, dns_names=api_server_dns_names(),

@@ -19,6 +19,7 @@ import base64
 import functools
 import json
 import logging
+import os
 import re
 import time
 import urllib.request
@@ -157,3 +158,7 @@ AUTH_ROLES_MAPPING = SSO.get("roles_mapping", {})
 AUTH_ROLES_SYNC_AT_LOGIN = True
 AUTH_USER_REGISTRATION = False       # users are created only by auth_user_alb, with their mapped roles
 WTF_CSRF_ENABLED = True
+# The Flask session key: the API server's own (env from Secret airflow-api-server-keys, mounted in no other pod), not
+# `[api] secret_key`, which FAB would use otherwise and which the workers' and triggerer's log servers also hold: with
+# it, a task could sign a session cookie as any user. Missing = the app does not start (fail closed).
+SECRET_KEY = os.environ["FAB_FLASK_SECRET_KEY"]

@@ -126,6 +126,12 @@ def airflow_keys_secret_name(prefix: str) -> str:
     return f"{prefix}/airflow/keys"
 
 
+def airflow_api_server_secret_name(prefix: str) -> str:
+    """{"flask-secret-key"}: the FAB app's Flask session key, the API server's alone (not `[api] secret_key`,
+    which the workers' and triggerer's log servers hold too)."""
+    return f"{prefix}/airflow/api-server"
+
+
 def airflow_database_users_secret_name(prefix: str) -> str:
     """{"app-password", "monitor-password"}: the passwords of Airflow's own database roles
     (modules/platform/database_roles.py); the RDS master password stays in RDS's own secret."""

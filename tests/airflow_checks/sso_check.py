@@ -65,6 +65,8 @@ def main(values_path: str) -> int:
     text = values["apiServer"]["apiServerConfig"]
     work = tempfile.mkdtemp()
     config_path = os.path.join(work, "webserver_config.py")
+    # What the API server's env carries (Secret airflow-api-server-keys); the config refuses to load without it.
+    os.environ["FAB_FLASK_SECRET_KEY"] = "test-only-flask-key"
     # The signer is the infra stack's ALB ARN (a Terraform reference at synth): give it a real value.
     module = load_config(text, config_path)
     sso = dict(module.SSO, signer=SIGNER)
@@ -138,6 +140,9 @@ def main(values_path: str) -> int:
     from airflow.providers.fab.www.app import create_app
 
     app = create_app(enable_plugins=False)
+    # FAB signs sessions with the API server's own key, not [api] secret_key (which log servers hold too)
+    report(app.secret_key == "test-only-flask-key" != os.environ["AIRFLOW__API__SECRET_KEY"],
+           "the Flask session key is the API server's own, not [api] secret_key")
     with app.app_context():
         sm = get_auth_manager().security_manager
         report(type(sm).__name__ == "AlbSecurityManager", "the FAB app runs the generated security manager")

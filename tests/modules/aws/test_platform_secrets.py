@@ -42,14 +42,15 @@ def version_of(doc: dict, address: str) -> dict:
     return version
 
 
-def test_four_contract_secrets_encrypted_with_their_own_rotating_key():
+def test_five_contract_secrets_encrypted_with_their_own_rotating_key():
     doc = build()
     (key_address, key), = doc["resource"]["aws_kms_key"].items()
     assert key["enable_key_rotation"] is True
     secrets_ = by_name(doc)
     assert set(secrets_) == {k8s.airflow_keys_secret_name("af-test"), k8s.airflow_database_users_secret_name("af-test"),
-                             k8s.grafana_admin_secret_name("af-test"), k8s.alert_receivers_secret_name("af-test")} == {
-        "af-test/airflow/keys", "af-test/airflow/database-users", "af-test/grafana/admin",
+                             k8s.airflow_api_server_secret_name("af-test"), k8s.grafana_admin_secret_name("af-test"),
+                             k8s.alert_receivers_secret_name("af-test")} == {
+        "af-test/airflow/keys", "af-test/airflow/database-users", "af-test/airflow/api-server", "af-test/grafana/admin",
         "af-test/alertmanager/receivers"}
     assert {s["kms_key_id"] for _, s in secrets_.values()} == {f"${{aws_kms_key.{key_address}.arn}}"}
     assert {s["recovery_window_in_days"] for _, s in secrets_.values()} == {7}
@@ -63,6 +64,7 @@ def test_generated_values_are_ephemeral_and_written_only_through_write_only_argu
     secrets_ = by_name(doc)
     expected_keys = {"af-test/airflow/keys": ["fernet-key", "jwt-secret", "api-secret-key"],
                      "af-test/airflow/database-users": ["app-password", "monitor-password"],
+                     "af-test/airflow/api-server": ["flask-secret-key"],
                      "af-test/grafana/admin": ["admin-user", "admin-password"]}
     for name, keys in expected_keys.items():
         version = version_of(doc, secrets_[name][0])
@@ -83,7 +85,7 @@ def test_generated_values_are_ephemeral_and_written_only_through_write_only_argu
         # letters and digits only: they go into URLs, pgbouncer's users.txt and SCRAM without quoting questions
         assert (generated[address]["exclude_punctuation"], generated[address]["password_length"]) == (True, 40)
     assert "data" not in doc
-    assert len(generated) == 6
+    assert len(generated) == 7
     assert [s for s in strings(doc) if looks_like_secret(s)] == []
 
 

@@ -251,8 +251,9 @@ def test_ca_files_are_mounted_and_async_url_comes_from_the_secret():
 
 def test_only_the_components_that_use_the_database_get_its_connection():
     v = values()
-    assert v["enableBuiltInSecretEnvVars"] == {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": False,
-                                               "AIRFLOW_CONN_AIRFLOW_DB": False}
+    assert {k: v["enableBuiltInSecretEnvVars"][k] for k in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                                                            "AIRFLOW_CONN_AIRFLOW_DB")} == {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": False, "AIRFLOW_CONN_AIRFLOW_DB": False}
     wanted = [{"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
                "valueFrom": {"secretKeyRef": {"name": METADATA_SECRET, "key": "connection"}}},
               {"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
@@ -265,7 +266,7 @@ def test_only_the_components_that_use_the_database_get_its_connection():
         (mount,) = [m for m in component["extraVolumeMounts"] if m["name"] == volume["name"]]
         assert component["waitForMigrations"] == {"enabled": True, "env": [
             {"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD", "value": f"cat {mount['mountPath']}/connection"}]}
-    assert [e["name"] for e in v["migrateDatabaseJob"]["env"]] == [e["name"] for e in wanted]
+    assert [e["name"] for e in v["migrateDatabaseJob"]["env"]][:2] == [e["name"] for e in wanted]
     # Celery workers and KubernetesExecutor task pods: no connection, no Secret, no migration wait
     text = json.dumps([v["workers"], v["env"], v.get("volumes")])
     assert METADATA_SECRET not in text and "SQL_ALCHEMY" not in text
@@ -413,3 +414,30 @@ def test_the_api_server_certificate_covers_the_execution_api_host_and_localhost(
 def test_extra_env_cannot_turn_the_execution_api_tls_off(name):
     with pytest.raises(ConfigError, match=rf"extra_env='{name}' would override a setting this construct owns"):
         values(extra_env={name: "x"})
+
+
+def test_each_component_gets_only_the_keys_it_uses_and_task_pods_none():
+    """Security review H3: the chart's wiring gave the JWT secret and [api] secret_key to every container, task pods
+    included; with the JWT secret a task could mint an Admin's token, with FAB's Flask key sign a session."""
+    v = values()
+    assert {k: v["enableBuiltInSecretEnvVars"][k] for k in (
+        "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
+        "AIRFLOW__WEBSERVER__SECRET_KEY")} == dict.fromkeys((
+            "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
+            "AIRFLOW__WEBSERVER__SECRET_KEY"), False)
+
+    def keys(part):
+        return {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+                for e in part.get("env", []) if "valueFrom" in e and "SQL_ALCHEMY" not in e["name"]}
+    jwt = ("airflow-keys", "jwt-secret")
+    assert keys(v["apiServer"]) == {"AIRFLOW__CORE__FERNET_KEY": ("airflow-keys", "fernet-key"),
+                                    "AIRFLOW__API_AUTH__JWT_SECRET": jwt,
+                                    "AIRFLOW__API__SECRET_KEY": ("airflow-keys", "api-secret-key"),
+                                    "FAB_FLASK_SECRET_KEY": ("airflow-api-server-keys", "flask-secret-key")}
+    assert keys(v["scheduler"])["AIRFLOW__API_AUTH__JWT_SECRET"] == jwt
+    for name in ("dagProcessor", "triggerer"):
+        assert "AIRFLOW__API_AUTH__JWT_SECRET" not in keys(v[name]), name
+    assert keys(v["workers"]["celery"]) == {"AIRFLOW__API__SECRET_KEY": ("airflow-keys", "api-secret-key")}
+    assert keys(v["workers"]["kubernetes"]) == {}
+    # the Flask key reaches the API server only
+    assert [name for name, part in v.items() if "airflow-api-server-keys" in json.dumps(part)] == ["apiServer"]
