@@ -439,6 +439,109 @@ def test_the_rendered_task_pod_template_carries_the_component_the_launcher_polic
     # (rr.PROXY_GAPS); tests/modules/platform/test_admission.py checks the policy against that account.
 
 
+def secret_keys_taken(spec: dict) -> set[tuple[str, str | None]]:
+    """Every (Secret, key) a pod spec references, optional references included (a key of None: the whole
+    Secret): the reference kinds the launcher policy's taskSecrets rule governs."""
+    taken: set[tuple[str, str | None]] = set()
+    for volume in spec.get("volumes") or []:
+        refs = [(volume["secret"], "secretName")] if volume.get("secret") else []
+        refs += [(src["secret"], "name") for src in (volume.get("projected") or {}).get("sources") or []
+                 if src.get("secret")]
+        for ref, name_field in refs:
+            taken |= {(ref[name_field], item["key"]) for item in ref.get("items") or []} or {(ref[name_field], None)}
+    for container in rr._containers(spec):
+        taken |= {(e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+                  for e in container.get("env") or [] if (e.get("valueFrom") or {}).get("secretKeyRef")}
+        taken |= {(e["secretRef"]["name"], None) for e in container.get("envFrom") or [] if e.get("secretRef")}
+    return taken
+
+
+def allowlist_drift(spec: dict) -> tuple[set, set]:
+    """(what the task pod template takes beyond airflow.TASK_POD_SECRETS, what the allowlist holds that it does not
+    take): both must be empty, so the launcher policy admits task pods and nothing more."""
+    from modules.platform.airflow import TASK_POD_SECRETS
+    allowed = {(name, key) for name, keys in TASK_POD_SECRETS.items() for key in keys}
+    taken = secret_keys_taken(spec)
+    return taken - allowed, allowed - taken
+
+
+def without_nulls(value):
+    """As the API server stores an object: a null field (e.g. the template's `initContainers:` with no value) is
+    absent, which is what has() in the policy's CEL sees."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    return [without_nulls(v) for v in value] if isinstance(value, list) else value
+
+
+def rendered_task_pod(manifests: list[rr.Manifest]) -> dict:
+    """The rendered pod template as the KubernetesExecutor submits it: the executor's label, and the task account
+    (chart 1.21's workers.kubernetes.serviceAccount, which the 1.18 proxy lacks: rr.PROXY_GAPS)."""
+    from modules.platform.airflow import service_accounts
+    (pod,) = [yaml.safe_load(m.body["data"]["pod_template_file.yaml"]) for m in manifests
+              if m.kind == "ConfigMap" and "pod_template_file.yaml" in (m.body.get("data") or {})]
+    pod = without_nulls(pod)
+    pod["metadata"].update(name="example-dag-extract-7f3k2m9q",
+                           labels={**pod["metadata"]["labels"], "kubernetes_executor": "True"})
+    pod["spec"]["serviceAccountName"] = service_accounts()["kubernetes"]
+    return pod
+
+
+def launcher_refusals(manifests: list[rr.Manifest], pod: dict) -> list[str]:
+    """The messages of the rendered launcher policy's validations that refuse a worker's CREATE of `pod`."""
+    import celpy
+    from modules.platform import admission
+    policy = one(manifests, "ValidatingAdmissionPolicy", admission.LAUNCHER_POLICY_NAME).body
+    env = celpy.Environment()
+    activation = {"object": celpy.json_to_cel(pod), "request": celpy.json_to_cel(
+        {"operation": "CREATE", "userInfo": {"username": "system:serviceaccount:airflow:airflow-worker"}})}
+    out = []
+    for validation in policy["spec"]["validations"]:
+        result = env.program(env.compile(validation["expression"])).evaluate(activation)
+        assert isinstance(result, celpy.celtypes.BoolType), f"{validation['message']}: {result!r}"
+        out += [] if result else [validation["message"]]
+    return out
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_the_rendered_task_pod_template_takes_exactly_the_allowlisted_secret_keys(rendered, env):
+    _, manifests, _ = rendered[env]
+    assert allowlist_drift(rendered_task_pod(manifests)["spec"]) == (set(), set())
+
+
+def test_allowlist_drift_sees_a_new_secret_in_the_task_pod_template_and_a_stale_allowlist_entry(rendered):
+    _, manifests, _ = rendered["dev"]
+    spec = rendered_task_pod(manifests)["spec"]
+    spec["containers"][0]["env"].append({"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "valueFrom": {
+        "secretKeyRef": {"name": "airflow-metadata-db", "key": "connection", "optional": True}}})
+    spec["containers"][0]["envFrom"] = [{"secretRef": {"name": "airflow-keys"}}]
+    spec["containers"][0]["env"] = [e for e in spec["containers"][0]["env"] if e["name"] != "AIRFLOW__CORE__FERNET_KEY"]
+    assert allowlist_drift(spec) == ({("airflow-metadata-db", "connection"), ("airflow-keys", None)},
+                                     {("airflow-keys", "fernet-key")})
+
+
+@pytest.mark.parametrize("env", NAMES)
+def test_the_rendered_launcher_policy_admits_the_task_pod_and_refuses_every_other_secret_of_the_namespace(
+        rendered, env):
+    from modules.platform import admission
+    from modules.platform.airflow import TASK_POD_SECRETS
+    _, manifests, _ = rendered[env]
+    pod = rendered_task_pod(manifests)
+    assert launcher_refusals(manifests, pod) == []
+    (message,) = [r.message for r in admission.launcher_rules(task_service_account="t", task_secrets=TASK_POD_SECRETS)
+                  if r.name == "taskSecrets"]
+    others = {name: sorted(keys or {"connection"}) for (ns, name), keys in rr.provided_secrets(manifests).items()
+              if ns == "airflow" and name not in TASK_POD_SECRETS}
+    assert {"airflow-metadata-db", "airflow-pgbouncer-config", "airflow-pgbouncer-stats", "airflow-keda-db",
+            "airflow-api-server-tls"} <= set(others)
+    for name, keys in others.items():
+        for mutate in (lambda spec: spec["volumes"].append({"name": "s", "secret": {"secretName": name}}),
+                       lambda spec: spec["containers"][0]["env"].append(
+                           {"name": "S", "valueFrom": {"secretKeyRef": {"name": name, "key": keys[0]}}})):
+            bad = copy.deepcopy(pod)
+            mutate(bad["spec"])
+            assert launcher_refusals(manifests, bad) == [message], name
+
+
 # ---- database credentials: only where the database is used ------------------------------------------------------
 
 def database_credentials(pod: rr.Pod) -> list[str]:

@@ -88,14 +88,14 @@ def test_base_url_logs_and_bundle_point_at_this_environment(stacks, name):
 @pytest.mark.parametrize("name", environments.NAMES)
 def test_pod_admission_policy_is_in_the_bootstrap_chart_before_airflow_and_matches_the_system_taint(stacks, name):
     from modules.platform.admission import pod_admission_objects
-    from modules.platform.airflow import service_accounts
+    from modules.platform.airflow import TASK_POD_SECRETS, service_accounts
     doc = stacks[f"airflow-{name}-platform"]
     objects = json.loads(doc["resource"]["helm_release"]["platform-bootstrap"]["values"][0])["objects"]
     sa = service_accounts()
     policies = [o for o in objects if o["kind"] in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")]
     # The node rules for every pod, and the pod launchers' rules for the chart's scheduler and Celery workers.
     assert policies == pod_admission_objects(k8s.AIRFLOW_NAMESPACE, launchers=(sa["scheduler"], sa["celery"]),
-                                             task_service_account=sa["kubernetes"])
+                                             task_service_account=sa["kubernetes"], task_secrets=TASK_POD_SECRETS)
     assert [p["spec"]["policyName"] for p in policies[1::2]] == [p["metadata"]["name"] for p in policies[::2]]
     # The taint the policy refuses to tolerate is the one infra puts on the system node group.
     (group,) = stacks[f"airflow-{name}-infra"]["resource"]["aws_eks_node_group"].values()

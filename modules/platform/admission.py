@@ -16,14 +16,18 @@ A second policy, `airflow-pod-launchers`, governs what the pod launchers may do:
 Role (pods create/patch/delete, pods/exec) to the scheduler (KubernetesExecutor) and to the Celery workers
 (KubernetesPodOperator), and the workers run DAG code. Without it that code could create a pod under another
 component's service account with a Vault-audience token (that component's Vault role and Pod Identity AWS role),
-patch a component's pod to run another image, or exec into the API server or scheduler and read its Vault token.
+patch a component's pod to run another image, or exec into the API server or scheduler and read its Vault token,
+or mount a Secret of the namespace (a pod's volumes and env need no RBAC on Secrets): the metadata connection,
+PgBouncer's users, a TLS key. So launched pods may reference only the Secret keys the task pod template takes.
 Pure data: no cdktf import.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
+from ..core.validation import require
 from . import kubernetes as k8s
 
 API_VERSION = "admissionregistration.k8s.io/v1"
@@ -156,18 +160,57 @@ CONNECT_SUBRESOURCES = ("pods/attach", "pods/exec", "pods/portforward")
 TASK_COMPONENT = "worker"
 
 
+# A Secret name (DNS subdomain) and a Secret key: checked before they are written into CEL string literals.
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+
+
+def _secret_keys_literal(task_secrets: Mapping[str, frozenset[str]]) -> str:
+    """The allowlist as a CEL map literal: Secret name -> list of keys."""
+    for name, keys in task_secrets.items():
+        require(_SECRET_NAME.fullmatch(name) is not None, "task_secrets", name, "is not a Secret name",
+                "use the Secret's metadata.name (lowercase DNS subdomain)")
+        require(bool(keys) and all(_SECRET_KEY.fullmatch(k) for k in keys), f"task_secrets[{name!r}]",
+                sorted(keys), "needs one or more Secret keys ([-._a-zA-Z0-9])", "list the keys the task pod takes")
+    return "{" + ", ".join(f'"{name}": [' + ", ".join(f'"{k}"' for k in sorted(keys)) + "]"
+                           for name, keys in sorted(task_secrets.items())) + "}"
+
+
+def _task_secrets_expression(task_secrets: Mapping[str, frozenset[str]]) -> str:
+    """Every Secret reference of the pod names an allowlisted Secret and only allowlisted keys of it. A reference
+    to a whole Secret (envFrom secretRef, a secret volume or projected source without items, or with `items: []`,
+    which the kubelet reads as every key) is refused: it would also take keys added to that Secret later."""
+    allowed = _secret_keys_literal(task_secrets)
+
+    def items_allowed(ref: str, name_field: str) -> str:
+        name = f"{ref}.{name_field}"
+        return (f"has({name}) && {name} in {allowed} && has({ref}.items) && size({ref}.items) > 0"
+                f" && {ref}.items.all(i, i.key in {allowed}[{name}])")
+
+    key_ref = "e.valueFrom.secretKeyRef"
+    env = (f"(!has(c.env) || c.env.all(e, !has(e.valueFrom) || !has({key_ref}) || (has({key_ref}.name)"
+           f" && {key_ref}.name in {allowed} && has({key_ref}.key) && {key_ref}.key in {allowed}[{key_ref}.name])))"
+           " && (!has(c.envFrom) || c.envFrom.all(f, !has(f.secretRef)))")
+    volumes = ("!has(object.spec.volumes) || object.spec.volumes.all(v, (!has(v.secret) || ("
+               f"{items_allowed('v.secret', 'secretName')})) && (!has(v.projected) || !has(v.projected.sources)"
+               f" || v.projected.sources.all(s, !has(s.secret) || ({items_allowed('s.secret', 'name')}))))")
+    return f"({volumes}) && {_every_container(env)}"
+
+
 def service_account_username(namespace: str, service_account: str) -> str:
     """`request.userInfo.username` of a request made with a service account's token."""
     return f"system:serviceaccount:{namespace}:{service_account}"
 
 
-def launcher_rules(*, task_service_account: str, release: str = k8s.AIRFLOW_RELEASE) -> tuple[Rule, ...]:
+def launcher_rules(*, task_service_account: str, task_secrets: Mapping[str, frozenset[str]],
+                   release: str = k8s.AIRFLOW_RELEASE) -> tuple[Rule, ...]:
     """On CONNECT the API server hands admission only the options (PodExecOptions, ...) and the pod's name, never
     the pod: so the exec rule goes by name. Every pod the chart runs is named after the release (`<release>-`:
     Deployments, StatefulSets, Jobs); task pods are named after their DAG and task, so DAG code can still exec into
     the pods it launched (KubernetesPodOperator's XCom sidecar) but not into an Airflow component."""
     not_connect = 'request.operation == "CONNECT"'
     audiences = ", ".join(f'"{a}"' for a in TASK_TOKEN_AUDIENCES)
+    allowed_secrets = "; ".join(f"{name}: {', '.join(sorted(keys))}" for name, keys in sorted(task_secrets.items()))
     return (
         Rule("taskServiceAccount",
              f"{not_connect} || (has(object.spec.serviceAccountName)"
@@ -193,6 +236,12 @@ def launcher_rules(*, task_service_account: str, release: str = k8s.AIRFLOW_RELE
              "The scheduler and the workers may only create pods whose projected service-account tokens are for "
              f"the API server, Vault or EKS Pod Identity ({', '.join(TASK_TOKEN_AUDIENCES)}): a token for another "
              "audience would let the pod sign in elsewhere as the task account."),
+        Rule("taskSecrets", f"{not_connect} || ({_task_secrets_expression(task_secrets)})",
+             "The scheduler and the workers may only create or change pods that take the Secret keys the task pod "
+             f"template takes ({allowed_secrets}), each by name and key (env valueFrom.secretKeyRef, or a secret "
+             "volume or projected source with items); envFrom secretRef and whole-Secret volumes are refused: the "
+             "namespace's other Secrets hold the database credentials and TLS keys of Airflow's components. "
+             "Connections and credentials for tasks come from Vault."),
         Rule("noConnectToComponents",
              f'request.operation != "CONNECT" || !request.name.startsWith("{release}-")',
              f"The scheduler and the workers may not exec, attach or port-forward into pods named {release}-*: "
@@ -202,7 +251,8 @@ def launcher_rules(*, task_service_account: str, release: str = k8s.AIRFLOW_RELE
 
 
 def launcher_policy(*, launchers: tuple[str, ...], task_service_account: str,
-                    namespace: str = k8s.AIRFLOW_NAMESPACE, release: str = k8s.AIRFLOW_RELEASE) -> dict[str, Any]:
+                    task_secrets: Mapping[str, frozenset[str]], namespace: str = k8s.AIRFLOW_NAMESPACE,
+                    release: str = k8s.AIRFLOW_RELEASE) -> dict[str, Any]:
     """The ValidatingAdmissionPolicy for requests made by the `launchers` service accounts (matchConditions: anyone
     else, e.g. an operator's `kubectl exec`, is not subject to it): pod CREATE/UPDATE (the whole pod, so also a
     patch of an existing component pod) and CONNECT to pods/exec, attach and portforward. Fail closed."""
@@ -217,8 +267,8 @@ def launcher_policy(*, launchers: tuple[str, ...], task_service_account: str,
                           "resources": list(CONNECT_SUBRESOURCES)}]},
                      "matchConditions": [{"name": "pod-launcher",
                                           "expression": f"request.userInfo.username in [{usernames}]"}],
-                     "validations": [rule.validation() for rule in
-                                     launcher_rules(task_service_account=task_service_account, release=release)]}}
+                     "validations": [rule.validation() for rule in launcher_rules(
+                         task_service_account=task_service_account, task_secrets=task_secrets, release=release)]}}
 
 
 def launcher_policy_binding(namespace: str = k8s.AIRFLOW_NAMESPACE) -> dict[str, Any]:
@@ -229,9 +279,11 @@ def launcher_policy_binding(namespace: str = k8s.AIRFLOW_NAMESPACE) -> dict[str,
 
 
 def pod_admission_objects(namespace: str = k8s.AIRFLOW_NAMESPACE, *, launchers: tuple[str, ...],
-                          task_service_account: str, release: str = k8s.AIRFLOW_RELEASE) -> list[dict[str, Any]]:
-    """Both policies and their bindings, for the platform-bootstrap chart."""
+                          task_service_account: str, task_secrets: Mapping[str, frozenset[str]],
+                          release: str = k8s.AIRFLOW_RELEASE) -> list[dict[str, Any]]:
+    """Both policies and their bindings, for the platform-bootstrap chart. `task_secrets`: Secret name -> the keys
+    of it a launched pod may take (airflow.TASK_POD_SECRETS, what the chart's task pod template takes)."""
     return [pod_policy(), pod_policy_binding(namespace),
-            launcher_policy(launchers=launchers, task_service_account=task_service_account, namespace=namespace,
-                            release=release),
+            launcher_policy(launchers=launchers, task_service_account=task_service_account,
+                            task_secrets=task_secrets, namespace=namespace, release=release),
             launcher_policy_binding(namespace)]

@@ -80,6 +80,14 @@ RDS_CA_STORE = database_roles.RDS_CA_STORE     # SecretStore (webhook provider) 
 RDS_CA_BUNDLE_URL = database_roles.RDS_CA_BUNDLE_URL
 KEDA_PLATFORM_CA_CERTIFICATE = k8s.KEDA_PLATFORM_CA_SECRET
 KEDA_API_VERSION = "keda.sh/v1alpha1"
+# The Secret keys the chart's KubernetesExecutor pod template hands a task pod, exactly (tests/test_helm_render.py
+# compares them with the rendered template): the chart's built-in env (fernet, API and JWT keys, Celery broker and
+# result backend: `standard_airflow_environment` gives them to every Airflow container) and the two CA files of the
+# certs volume. Pods the scheduler and workers launch may take no other Secret or key (admission.launcher_rules).
+TASK_POD_SECRETS: dict[str, frozenset[str]] = {
+    KEYS_SECRET: frozenset({"fernet-key", "api-secret-key", "jwt-secret"}),
+    BROKER_SECRET: frozenset({"connection"}), RESULT_BACKEND_SECRET: frozenset({"connection"}),
+    PGBOUNCER_TLS_SECRET: frozenset({"ca.crt"}), RDS_CA_SECRET: frozenset({"global-bundle.pem"})}
 
 PGBOUNCER_PORT = 6543                           # chart `ports.pgbouncer`
 # The API server: HTTPS on the chart's `ports.apiServer`, a platform-CA certificate (cert-manager Certificate
@@ -665,7 +673,8 @@ class Airflow(Construct):
         # (scheduler, Celery workers: its pod-launcher RoleBinding) may do to pods (modules/platform/admission.py).
         sa = service_accounts()
         for obj in admission.pod_admission_objects(k8s.AIRFLOW_NAMESPACE, launchers=(sa["scheduler"], sa["celery"]),
-                                                   task_service_account=sa["kubernetes"]):
+                                                   task_service_account=sa["kubernetes"],
+                                                   task_secrets=TASK_POD_SECRETS):
             p.bootstrap.add_object(obj)
         self.values: dict[str, Any] = airflow_values(
             settings=p.settings, domain=p.domain, region=p.region, dags_bucket=p.dags_bucket,

@@ -218,7 +218,8 @@ def test_binding_denies_in_the_airflow_namespace_only():
     assert binding["spec"] == {
         "policyName": admission.POLICY_NAME, "validationActions": ["Deny"],
         "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "airflow"}}}}
-    assert pod_admission_objects(launchers=("s", "w"), task_service_account="t")[:2] == [pod_policy(), binding]
+    assert pod_admission_objects(launchers=("s", "w"), task_service_account="t",
+                                 task_secrets=TASK_POD_SECRETS)[:2] == [pod_policy(), binding]
 
 
 def test_system_node_names_match_the_add_ons_and_the_node_group():
@@ -229,14 +230,17 @@ def test_system_node_names_match_the_add_ons_and_the_node_group():
 
 # ---- the pod launchers' policy: what the scheduler and DAG code in a Celery worker may do to pods -----------------
 
-from modules.platform.airflow import service_accounts  # noqa: E402  (kept with the tests that use it)
+from modules.platform import airflow as af  # noqa: E402  (kept with the tests that use it)
+from modules.platform.airflow import TASK_POD_SECRETS, service_accounts  # noqa: E402
+from modules.core.validation import ConfigError  # noqa: E402
 
 SA = service_accounts()
 LAUNCHERS = (SA["scheduler"], SA["celery"])
-LAUNCHER_POLICY = admission.launcher_policy(launchers=LAUNCHERS, task_service_account=SA["kubernetes"])
+LAUNCHER_POLICY = admission.launcher_policy(launchers=LAUNCHERS, task_service_account=SA["kubernetes"],
+                                            task_secrets=TASK_POD_SECRETS)
 (_MATCH,) = LAUNCHER_POLICY["spec"]["matchConditions"]
 _MATCH_PROGRAM = _ENV.program(_ENV.compile(_MATCH["expression"]))
-_LAUNCHER_RULES = admission.launcher_rules(task_service_account=SA["kubernetes"])
+_LAUNCHER_RULES = admission.launcher_rules(task_service_account=SA["kubernetes"], task_secrets=TASK_POD_SECRETS)
 _LAUNCHER_PROGRAMS = {rule.name: _ENV.program(_ENV.compile(rule.expression)) for rule in _LAUNCHER_RULES}
 WORKER = admission.service_account_username("airflow", SA["celery"])
 SCHEDULER = admission.service_account_username("airflow", SA["scheduler"])
@@ -262,11 +266,22 @@ def launcher_failing(obj: dict, *, user: str, operation: str = "CREATE", name: s
     return out
 
 
+# Chart 1.21 `standard_airflow_environment` with our values: the Secret env every Airflow container, the task pod
+# template's included, gets (tests/test_helm_render.py compares the allowlist with the rendered template).
+CHART_SECRET_ENV = [{"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for name, secret, key in (
+    ("AIRFLOW__CORE__FERNET_KEY", af.KEYS_SECRET, "fernet-key"),
+    ("AIRFLOW__API__SECRET_KEY", af.KEYS_SECRET, "api-secret-key"),
+    ("AIRFLOW__API_AUTH__JWT_SECRET", af.KEYS_SECRET, "jwt-secret"),
+    ("AIRFLOW__CELERY__RESULT_BACKEND", af.RESULT_BACKEND_SECRET, "connection"),
+    ("AIRFLOW__CELERY__BROKER_URL", af.BROKER_SECRET, "connection"))]
+
+
 def executor_task_pod() -> dict:
     """A task pod as the KubernetesExecutor submits it and mutating admission leaves it: the chart's pod template
-    (TASK_POD) under the task service account, labelled by the executor, with the API server token the
-    ServiceAccount admission plugin mounts and the token the EKS Pod Identity webhook projects."""
+    (TASK_POD, with the chart's Secret env) under the task service account, labelled by the executor, with the API
+    server token the ServiceAccount admission plugin mounts and the token the EKS Pod Identity webhook projects."""
     pod = copy.deepcopy(TASK_POD)
+    pod["spec"]["containers"][0]["env"] = copy.deepcopy(CHART_SECRET_ENV)
     pod["metadata"].update(name="example-dag-extract-7f3k2m9q", labels={
         "tier": "airflow", "component": "worker", "release": "airflow", "kubernetes_executor": "True",
         "dag_id": "example_dag", "task_id": "extract", "airflow-worker": "42"})
@@ -330,6 +345,9 @@ LAUNCHER_BAD = {
     "pgbouncer-component": ("componentLabel", lambda pod: pod["metadata"]["labels"].update(component="pgbouncer")),
     "sts-token": ("tokenAudiences", _add_token("sts.amazonaws.com")),
     "kubernetes-api-audience-token": ("tokenAudiences", _add_token("https://kubernetes.default.svc")),
+    # H1: the metadata connection, mounted by a pod_override (every kind of reference: secret_references_cases).
+    "metadata-db-volume": ("taskSecrets", lambda pod: pod["spec"]["volumes"].append(
+        {"name": "db", "secret": {"secretName": af.METADATA_SECRET}})),
 }
 
 
@@ -340,6 +358,91 @@ def test_a_launcher_cannot_create_another_kind_of_pod(case, user):
     assert launcher_failing(_launcher_bad(mutate), user=user) == {rule}
 
 
+# ---- Secrets: only the keys the task pod template takes -----------------------------------------------------------
+
+def _volume(name: str, keys: list[str] | None) -> dict:
+    return {"secretName": name, **({"items": [{"key": k, "path": k} for k in keys]} if keys is not None else {})}
+
+
+def _projected(name: str, keys: list[str] | None) -> dict:
+    return {"name": name, **({"items": [{"key": k, "path": k} for k in keys]} if keys is not None else {})}
+
+
+def _containers_of(kind: str):
+    def containers(pod: dict) -> list[dict]:
+        if kind == "ephemeralContainers":
+            pod["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": "busybox", "targetContainerName": "base"}]
+        return pod["spec"][kind]
+    return containers
+
+
+# How a pod may reference a Secret: (name, key) -> mutation. A key of None: the reference takes the whole Secret.
+REFERENCE_KINDS = {
+    "secret-volume": lambda name, key: lambda pod: pod["spec"]["volumes"].append(
+        {"name": "s", "secret": _volume(name, None if key is None else [key])}),
+    "projected-secret": lambda name, key: lambda pod: pod["spec"]["volumes"].append(
+        {"name": "s", "projected": {"sources": [{"secret": _projected(name, None if key is None else [key])}]}}),
+    **{f"env-{kind}": (lambda kind: lambda name, key: lambda pod: _containers_of(kind)(pod)[0].setdefault(
+        "env", []).append({"name": "STOLEN", "valueFrom": {"secretKeyRef": {"name": name, "key": key or "connection"}}})
+    )(kind) for kind in ("containers", "initContainers", "ephemeralContainers")},
+    **{f"envFrom-{kind}": (lambda kind: lambda name, key: lambda pod: _containers_of(kind)(pod)[0].setdefault(
+        "envFrom", []).append({"secretRef": {"name": name}}))(kind)
+       for kind in ("containers", "initContainers", "ephemeralContainers")},
+}
+KEYED_KINDS = [k for k in REFERENCE_KINDS if not k.startswith("envFrom-")]
+# The finding's list: what the namespace holds besides the allowlisted keys.
+FORBIDDEN_SECRETS = {af.METADATA_SECRET: "connection", af.PGBOUNCER_CONFIG_SECRET: "users.txt",
+                     af.PGBOUNCER_STATS_SECRET: "connection", af.KEDA_DATABASE_SECRET: "connection",
+                     af.API_SERVER_TLS_SECRET: "tls.key", af.KEDA_PLATFORM_CA_CERTIFICATE: "tls.key"}
+
+
+@pytest.mark.parametrize("kind", sorted(REFERENCE_KINDS))
+@pytest.mark.parametrize("secret", sorted(FORBIDDEN_SECRETS))
+def test_a_launcher_cannot_create_a_pod_that_takes_another_secret(secret, kind):
+    pod = _launcher_bad(REFERENCE_KINDS[kind](secret, FORBIDDEN_SECRETS[secret]))
+    assert launcher_failing(pod, user=WORKER) == {"taskSecrets"}
+    assert launcher_failing(pod, user=SCHEDULER, operation="UPDATE") == {"taskSecrets"}
+
+
+@pytest.mark.parametrize("kind", sorted(KEYED_KINDS))
+@pytest.mark.parametrize("secret, key", [(af.PGBOUNCER_TLS_SECRET, "tls.key"),       # its CA file only
+                                         (af.KEYS_SECRET, "webserver-secret-key")])
+def test_a_launcher_cannot_take_another_key_of_an_allowed_secret(secret, key, kind):
+    assert launcher_failing(_launcher_bad(REFERENCE_KINDS[kind](secret, key)), user=WORKER) == {"taskSecrets"}
+
+
+@pytest.mark.parametrize("kind", ["secret-volume", "projected-secret", "envFrom-containers"])
+def test_a_launcher_cannot_take_a_whole_allowed_secret(kind):
+    # Without items (or with items: [], which the kubelet reads as "every key") the pod takes tls.key too.
+    assert launcher_failing(_launcher_bad(REFERENCE_KINDS[kind](af.PGBOUNCER_TLS_SECRET, None)), user=WORKER) == {
+        "taskSecrets"}
+    empty = _launcher_bad(lambda pod: pod["spec"]["volumes"].append(
+        {"name": "s", "secret": {"secretName": af.PGBOUNCER_TLS_SECRET, "items": []}}))
+    assert launcher_failing(empty, user=WORKER) == {"taskSecrets"}
+
+
+@pytest.mark.parametrize("kind", sorted(KEYED_KINDS))
+@pytest.mark.parametrize("secret, key", sorted((n, k) for n, keys in TASK_POD_SECRETS.items() for k in keys))
+def test_a_launcher_may_take_each_allowed_key_by_every_keyed_reference(secret, key, kind):
+    assert launcher_failing(_launcher_bad(REFERENCE_KINDS[kind](secret, key)), user=WORKER) == set()
+
+
+def test_a_secret_reference_without_a_name_is_refused():
+    # The API defaults a missing name to "", which names no allowlisted Secret.
+    pod = _launcher_bad(lambda pod: pod["spec"]["containers"][0]["env"].append(
+        {"name": "X", "valueFrom": {"secretKeyRef": {"key": "connection"}}}))
+    assert launcher_failing(pod, user=WORKER) == {"taskSecrets"}
+
+
+def test_the_task_secrets_message_names_the_allowlist_and_bad_names_fail_fast():
+    (rule,) = [r for r in _LAUNCHER_RULES if r.name == "taskSecrets"]
+    assert "airflow-pgbouncer-tls: ca.crt" in rule.message and "airflow-keys: api-secret-key, fernet-key" in rule.message
+    with pytest.raises(ConfigError, match=r"task_secrets='bad\"name' is not a Secret name; fix: "):
+        admission.launcher_rules(task_service_account="t", task_secrets={'bad"name': frozenset({"k"})})
+    with pytest.raises(ConfigError, match=r"task_secrets\['airflow-keys'\]=\[\] needs one or more Secret keys"):
+        admission.launcher_rules(task_service_account="t", task_secrets={"airflow-keys": frozenset()})
+
+
 def test_a_worker_cannot_patch_a_component_pod_to_run_its_own_code():
     # An UPDATE carries the whole pod: the API server's pod, image swapped, still runs as the API server's account.
     api_server = copy.deepcopy(CHART_PODS["apiServer"])
@@ -347,8 +450,9 @@ def test_a_worker_cannot_patch_a_component_pod_to_run_its_own_code():
                                   labels={"tier": "airflow", "component": "api-server", "release": "airflow"})
     api_server["spec"]["serviceAccountName"] = SA["apiServer"]
     api_server["spec"]["containers"][0]["image"] = "attacker/image:latest"
+    # ... and mounts its TLS key, which no task pod takes.
     assert launcher_failing(api_server, user=WORKER, operation="UPDATE") == {
-        "taskServiceAccount", "executorLabel", "componentLabel"}
+        "taskServiceAccount", "executorLabel", "componentLabel", "taskSecrets"}
 
 
 # (a) of the finding: exec into the API server or scheduler and read its Vault token.
@@ -402,7 +506,8 @@ def test_launcher_policy_matches_pod_writes_and_connects_by_the_chart_launchers_
     assert binding["spec"] == {
         "policyName": "airflow-pod-launchers", "validationActions": ["Deny"],
         "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "airflow"}}}}
-    assert pod_admission_objects(launchers=LAUNCHERS, task_service_account=SA["kubernetes"]) == [
+    assert pod_admission_objects(launchers=LAUNCHERS, task_service_account=SA["kubernetes"],
+                                 task_secrets=TASK_POD_SECRETS) == [
         pod_policy(), pod_policy_binding(), LAUNCHER_POLICY, binding]
 
 
