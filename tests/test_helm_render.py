@@ -514,9 +514,9 @@ def test_allowlist_drift_sees_a_new_secret_in_the_task_pod_template_and_a_stale_
     spec["containers"][0]["env"].append({"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "valueFrom": {
         "secretKeyRef": {"name": "airflow-metadata-db", "key": "connection", "optional": True}}})
     spec["containers"][0]["envFrom"] = [{"secretRef": {"name": "airflow-keys"}}]
-    spec["containers"][0]["env"] = [e for e in spec["containers"][0]["env"] if e["name"] != "AIRFLOW__CORE__FERNET_KEY"]
+    spec["containers"][0]["env"] = [e for e in spec["containers"][0]["env"] if e["name"] != "AIRFLOW__CELERY__BROKER_URL"]
     assert allowlist_drift(spec) == ({("airflow-metadata-db", "connection"), ("airflow-keys", None)},
-                                     {("airflow-keys", "fernet-key")})
+                                     {("airflow-broker-url", "connection")})
 
 
 @pytest.mark.parametrize("env", NAMES)

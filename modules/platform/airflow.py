@@ -85,7 +85,6 @@ KEDA_API_VERSION = "keda.sh/v1alpha1"
 # result backend: `standard_airflow_environment` gives them to every Airflow container) and the two CA files of the
 # certs volume. Pods the scheduler and workers launch may take no other Secret or key (admission.launcher_rules).
 TASK_POD_SECRETS: dict[str, frozenset[str]] = {
-    KEYS_SECRET: frozenset({"fernet-key", "api-secret-key", "jwt-secret"}),
     BROKER_SECRET: frozenset({"connection"}), RESULT_BACKEND_SECRET: frozenset({"connection"}),
     PGBOUNCER_TLS_SECRET: frozenset({"ca.crt"}), RDS_CA_SECRET: frozenset({"global-bundle.pem"})}
 

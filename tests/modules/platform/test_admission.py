@@ -267,11 +267,9 @@ def launcher_failing(obj: dict, *, user: str, operation: str = "CREATE", name: s
 
 
 # Chart 1.21 `standard_airflow_environment` with our values: the Secret env every Airflow container, the task pod
-# template's included, gets (tests/test_helm_render.py compares the allowlist with the rendered template).
+# template's included, gets (tests/test_helm_render.py compares the allowlist with the rendered template). Airflow's
+# keys are not in it: they go per component (modules/platform/airflow.py COMPONENT_KEYS), none to task pods.
 CHART_SECRET_ENV = [{"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for name, secret, key in (
-    ("AIRFLOW__CORE__FERNET_KEY", af.KEYS_SECRET, "fernet-key"),
-    ("AIRFLOW__API__SECRET_KEY", af.KEYS_SECRET, "api-secret-key"),
-    ("AIRFLOW__API_AUTH__JWT_SECRET", af.KEYS_SECRET, "jwt-secret"),
     ("AIRFLOW__CELERY__RESULT_BACKEND", af.RESULT_BACKEND_SECRET, "connection"),
     ("AIRFLOW__CELERY__BROKER_URL", af.BROKER_SECRET, "connection"))]
 
@@ -393,7 +391,9 @@ KEYED_KINDS = [k for k in REFERENCE_KINDS if not k.startswith("envFrom-")]
 # The finding's list: what the namespace holds besides the allowlisted keys.
 FORBIDDEN_SECRETS = {af.METADATA_SECRET: "connection", af.PGBOUNCER_CONFIG_SECRET: "users.txt",
                      af.PGBOUNCER_STATS_SECRET: "connection", af.KEDA_DATABASE_SECRET: "connection",
-                     af.API_SERVER_TLS_SECRET: "tls.key", af.KEDA_PLATFORM_CA_CERTIFICATE: "tls.key"}
+                     af.API_SERVER_TLS_SECRET: "tls.key", af.KEDA_PLATFORM_CA_CERTIFICATE: "tls.key",
+                     # the JWT secret would let a task mint any user's token (security review H3)
+                     af.KEYS_SECRET: "jwt-secret", af.API_SERVER_KEYS_SECRET: "flask-secret-key"}
 
 
 @pytest.mark.parametrize("kind", sorted(REFERENCE_KINDS))
@@ -436,7 +436,8 @@ def test_a_secret_reference_without_a_name_is_refused():
 
 def test_the_task_secrets_message_names_the_allowlist_and_bad_names_fail_fast():
     (rule,) = [r for r in _LAUNCHER_RULES if r.name == "taskSecrets"]
-    assert "airflow-pgbouncer-tls: ca.crt" in rule.message and "airflow-keys: api-secret-key, fernet-key" in rule.message
+    assert "airflow-pgbouncer-tls: ca.crt" in rule.message and "airflow-broker-url: connection" in rule.message
+    assert "airflow-keys" not in rule.message
     with pytest.raises(ConfigError, match=r"task_secrets='bad\"name' is not a Secret name; fix: "):
         admission.launcher_rules(task_service_account="t", task_secrets={'bad"name': frozenset({"k"})})
     with pytest.raises(ConfigError, match=r"task_secrets\['airflow-keys'\]=\[\] needs one or more Secret keys"):
