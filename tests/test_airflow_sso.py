@@ -29,7 +29,8 @@ EXPECTED = ("a valid ALB token is accepted, with the key fetched for the region 
             # L5: the key fetch refuses, never fails with a 500, and cannot be driven by made-up key ids
             "refused when the key server is unreachable", "refused when the key server answers 404",
             "refused when the connection drops", "refused when the answer is no public key",
-            "a key id that is not a UUID is refused before any fetch", "a fetched key is cached (one fetch for two uses)",
+            "a key id that is not a UUID is refused before any fetch",
+            "a fetched key is cached (one fetch for two uses)",
             "a failed key id is not fetched again within the failure TTL",
             "a failed key id is fetched again after the failure TTL", "the key cache stays within its size",
             "the verifier uses the bounded key cache by default", "refused: key id with a path")

@@ -205,7 +205,8 @@ class AlbSecurityManager(FabAirflowSecurityManagerOverride):
         if not roles:
             log.warning("Refused single sign-on for %r: no group mapped to a role", username)
             if user is not None and user.roles:
-                user.roles = []           # tokens issued earlier lose their permissions ([fab] cache_ttl, 30 s), not at expiry
+                # Tokens issued earlier lose their permissions now ([fab] cache_ttl, 30 s), not at their expiry.
+                user.roles = []
                 self.update_user(user)
             return None
         if user is None:
