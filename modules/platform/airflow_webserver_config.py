@@ -24,6 +24,7 @@ import re
 import threading
 import time
 import urllib.request
+from typing import NoReturn
 
 from flask import flash, g, request
 from flask_appbuilder import expose
@@ -100,21 +101,24 @@ class AlbKeyCache:
             pem = self._cached(key)              # fetched (or failed) while this caller waited
             if pem is not None:
                 return pem
+            from cryptography.hazmat.primitives.asymmetric import ec
+            from cryptography.hazmat.primitives.serialization import load_pem_public_key
             try:
                 pem = self._fetch(region, kid)
-                from cryptography.hazmat.primitives.asymmetric import ec
-                from cryptography.hazmat.primitives.serialization import load_pem_public_key
-                if len(pem) > _MAX_KEY_BYTES or not isinstance(load_pem_public_key(pem.encode("ascii")),
-                                                                ec.EllipticCurvePublicKey):
-                    raise ValueError("not an EC public key")
+                public = load_pem_public_key(pem.encode("ascii")) if len(pem) <= _MAX_KEY_BYTES else None
             except (OSError, http.client.HTTPException, ValueError, TypeError) as err:  # URLError is an OSError
-                with self._state:
-                    self._remember(self._failures, key, self._clock() + self._failure_ttl)
-                raise AlbIdentityError(f"no public key for key id {kid} ({type(err).__name__})") from None
+                self._refuse(key, type(err).__name__)
+            if not isinstance(public, ec.EllipticCurvePublicKey):
+                self._refuse(key, "not an EC public key")
             with self._state:
                 self._failures.pop(key, None)
                 self._remember(self._keys, key, pem)
             return pem
+
+    def _refuse(self, key: tuple[str, str], why: str) -> NoReturn:
+        with self._state:
+            self._remember(self._failures, key, self._clock() + self._failure_ttl)
+        raise AlbIdentityError(f"no public key for key id {key[1]} ({why})") from None
 
     def _remember(self, table: dict, key, value) -> None:
         table[key] = value
