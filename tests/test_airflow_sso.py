@@ -18,7 +18,23 @@ EXPECTED = ("a valid ALB token is accepted, with the key fetched for the region 
             "the FAB app runs the generated security manager", "login refused for a user with no mapped group (status 403)",
             "login refused for a forged header (status 403)", "login refused for no header (status 403)",
             "a mapped user signs in and gets Airflow's JWT cookie (status 302)",
-            "the Flask session key is the API server's own, not [api] secret_key")
+            "the Flask session key is the API server's own, not [api] secret_key",
+            # M4: roles follow the IdP within the token lifetime, not 24 h
+            "[api_auth] jwt_expiration_time is an option of this Airflow",
+            "[api_auth] jwt_cli_expiration_time is an option of this Airflow",
+            "[fab] session_max_lifetime_minutes is an option of this Airflow",
+            "a signed-in user whose groups no longer map is refused at /login/ (status 403)",
+            "and loses their Airflow roles at once",
+            "and is signed out: /login/ without a header is refused (status 403)",
+            "mapped again at the IdP, they sign in again with the mapped role (status 302)",
+            # L5: the key fetch refuses, never fails with a 500, and cannot be driven by made-up key ids
+            "refused when the key server is unreachable", "refused when the key server answers 404",
+            "refused when the connection drops", "refused when the answer is no public key",
+            "a key id that is not a UUID is refused before any fetch",
+            "a fetched key is cached (one fetch for two uses)",
+            "a failed key id is not fetched again within the failure TTL",
+            "a failed key id is fetched again after the failure TTL", "the key cache stays within its size",
+            "the verifier uses the bounded key cache by default", "refused: key id with a path")
 
 
 @pytest.mark.parametrize("name", environments.NAMES)
@@ -37,3 +53,5 @@ def test_generated_sso_config_signs_in_mapped_users_and_refuses_forged_identitie
     assert f"password login {'works' if local else 'is refused'} with local_login={local}" in ok
     values = json.loads(raw)
     assert values["config"]["core"]["auth_manager"].endswith("FabAuthManager")
+    lifetime = min(environments.load(name).sso.session_timeout_seconds, 3600)
+    assert f"the UI's Airflow token lives {lifetime} s: no longer than the ALB session, at most an hour" in ok

@@ -24,7 +24,10 @@ CONFIGS = {name: environments.load(name) for name in environments.NAMES}
 DOCUMENTED_IN_COMMENTS = {"grafana.persistence.storageClassName",
                           # the probes are Kubernetes Probe objects the chart renders as given (_pod.tpl toYaml):
                           # httpGet.scheme is Kubernetes's field (checked by tests/test_helm_render.py's schema check)
-                          "grafana.livenessProbe.httpGet.scheme", "grafana.readinessProbe.httpGet.scheme"}
+                          "grafana.livenessProbe.httpGet.scheme", "grafana.readinessProbe.httpGet.scheme",
+                          "grafana.podAnnotations",    # values.yaml "# podAnnotations: {}"; deployment.yaml renders it
+                          # templates/_config.tpl renders it, `| default 30`
+                          "grafana.sidecar.dashboards.provider.updateIntervalSeconds"}
 # Grafana's own configuration (grafana.ini is rendered to INI as given): options from grafana/grafana
 # conf/defaults.ini ([server] domain, root_url, protocol, cert_file, cert_key, min_tls_version; [security]
 # cookie_secure; [analytics] reporting_enabled, check_for_updates).
@@ -266,3 +269,37 @@ def test_grafana_role_path_gives_the_most_privileged_mapped_role_and_nothing_to_
     role = lambda groups: jmespath.search(path, {"groups": groups})   # noqa: E731
     assert (role(["data-analysts", "data-engineers"]), role(["data-analysts"]), role(["other"])) == (
         "Editor", "Viewer", False)
+
+
+@pytest.fixture(scope="module")
+def grafana_rendered(synthesized):
+    """Per environment: the rendered Grafana Deployment and the dashboard provider's ConfigMap (real Helm)."""
+    from tools import render_releases as rr
+    out = {}
+    for name in environments.NAMES:
+        (platform_dir,) = synthesized.glob(f"stacks/*-{name}-platform")
+        _, manifests = rr.render_stack(platform_dir)
+        (deployment,) = [m.body for m in manifests if m.kind == "Deployment" and m.name.endswith("-grafana")]
+        (provider,) = [m.body for m in manifests if m.kind == "ConfigMap" and m.name.endswith("-config-dashboards")]
+        out[name] = deployment, yaml.safe_load(provider["data"]["provider.yaml"])
+    return out
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_grafana_picks_up_dashboards_and_datasources_without_basic_auth(stacks, grafana_rendered, name):
+    """Basic auth is off wherever local login is (production), and k8s-sidecar's reload call knows no other login:
+    no container calls Grafana's reload API; Grafana rescans dashboards itself, and datasources are written by an
+    init container before it starts, the pod rolling when they change."""
+    deployment, provider = grafana_rendered[name]
+    pod = deployment["spec"]["template"]
+    containers = {c["name"]: c for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", [])}
+    assert [n for n, c in containers.items() if any(e["name"] == "REQ_URL" for e in c.get("env", []))] == []
+    assert "grafana-init-sc-datasources" in containers and "grafana-sc-datasources" not in containers
+    assert "grafana-sc-dashboard" in containers
+    (dashboards,) = provider["providers"]
+    assert dashboards["updateIntervalSeconds"] == 30
+    values = release_values(platform(stacks, name), "kube-prometheus-stack")
+    assert pod["metadata"]["annotations"]["checksum/datasources"] == \
+        values["grafana"]["podAnnotations"]["checksum/datasources"]
+    ini = values["grafana"]["grafana.ini"]
+    assert ini["auth.basic"]["enabled"] is CONFIGS[name].sso.local_login

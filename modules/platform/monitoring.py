@@ -12,6 +12,7 @@ parsed by statsd_exporter), and the legacy per-pool names are off so every metri
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -46,9 +47,13 @@ SLACK_WEBHOOK_FILE = f"{ALERTMANAGER_SECRETS_DIR}/{ALERT_RECEIVERS_SECRET}/{SLAC
 PAGERDUTY_ROUTING_KEY_FILE = f"{ALERTMANAGER_SECRETS_DIR}/{ALERT_RECEIVERS_SECRET}/{PAGERDUTY_ROUTING_KEY}"
 
 # Grafana serves HTTPS on GRAFANA_PORT with a platform-CA certificate (cert-manager Certificate GRAFANA_TLS_SECRET in
-# the bootstrap chart): the ALB's HTTPS target group (modules/aws/edge.py) and Prometheus's scrape reach it over TLS;
-# its sidecars call its reload API on https://localhost, verifying the same CA (k8s-sidecar uses requests, which
-# reads REQUESTS_CA_BUNDLE).
+# the bootstrap chart): the ALB's HTTPS target group (modules/aws/edge.py) and Prometheus's scrape reach it over TLS.
+#
+# No sidecar calls Grafana's reload API: k8s-sidecar can only log in with basic auth, which is off wherever
+# sso.local_login is (production). Dashboards need no call: Grafana re-reads the dashboard provider's folder every
+# GRAFANA_DASHBOARD_RESCAN_SECONDS. Datasources are read only at Grafana's start: an init container writes them before
+# Grafana starts, and the pod's checksum/datasources annotation (hash of what the datasource ConfigMap is made of)
+# rolls Grafana when they change.
 GRAFANA_PORT = 3000                                         # the Grafana chart's container port (`grafana`)
 GRAFANA_SERVICE = f"{k8s.MONITORING_RELEASE}-grafana"
 GRAFANA_TLS_SECRET = "grafana-tls"                          # tls.crt, tls.key, ca.crt (platform root)
@@ -57,7 +62,8 @@ GRAFANA_TLS_DIR = "/etc/grafana/tls"
 
 def grafana_dns_names(namespace: str = k8s.MONITORING_NAMESPACE) -> list[str]:
     """What Grafana's certificate covers: the Service's in-cluster names (Prometheus's scrape verifies the first)
-    and localhost (its sidecars). The ALB connects to pod IPs and verifies no target certificate."""
+    and localhost (a break-glass port-forward verifies it, docs/access.md). The ALB connects to pod IPs and verifies
+    no target certificate."""
     return [f"{GRAFANA_SERVICE}.{namespace}.svc", f"{GRAFANA_SERVICE}.{namespace}.svc.cluster.local",
             f"{GRAFANA_SERVICE}.{namespace}", GRAFANA_SERVICE, "localhost"]
 
@@ -65,20 +71,34 @@ def grafana_dns_names(namespace: str = k8s.MONITORING_NAMESPACE) -> list[str]:
 def grafana_tls_values() -> dict[str, Any]:
     """The Grafana subchart's values that make it serve HTTPS and everything that calls it speak HTTPS."""
     mount = {"name": GRAFANA_TLS_SECRET, "mountPath": GRAFANA_TLS_DIR, "readOnly": True}
-    ca_env = {"REQUESTS_CA_BUNDLE": f"{GRAFANA_TLS_DIR}/ca.crt"}
-    reload = lambda what: {"reloadURL": f"https://localhost:{GRAFANA_PORT}/api/admin/provisioning/{what}/reload",  # noqa: E731
-                           "env": dict(ca_env), "extraMounts": [dict(mount)]}
     return {
-        # 0440: Grafana and its sidecars read it through the pod's fsGroup; no other user in the pod.
+        # 0440: Grafana reads it through the pod's fsGroup; no other user in the pod.
         "extraSecretMounts": [{**mount, "secretName": GRAFANA_TLS_SECRET, "defaultMode": 0o440}],
         "readinessProbe": {"httpGet": {"scheme": "HTTPS"}}, "livenessProbe": {"httpGet": {"scheme": "HTTPS"}},
-        "sidecar": {"dashboards": reload("dashboards"), "datasources": reload("datasources")},
         "serviceMonitor": {"scheme": "https", "tlsConfig": {
             "ca": {"secret": {"name": GRAFANA_TLS_SECRET, "key": "ca.crt"}},
             "serverName": grafana_dns_names()[0]}},
         "server": {"protocol": "https", "cert_file": f"{GRAFANA_TLS_DIR}/tls.crt",
                    "cert_key": f"{GRAFANA_TLS_DIR}/tls.key", "min_tls_version": "TLS1.2"},
     }
+
+
+GRAFANA_DASHBOARD_RESCAN_SECONDS = 30
+
+
+def grafana_sidecar_values() -> dict[str, Any]:
+    """The sidecars load files and never call Grafana (see GRAFANA_PORT's comment): reloads work with basic auth off."""
+    return {"dashboards": {"skipReload": True,
+                           "provider": {"updateIntervalSeconds": GRAFANA_DASHBOARD_RESCAN_SECONDS}},
+            "datasources": {"skipReload": True, "initDatasources": True}}
+
+
+def datasources_checksum(values: dict[str, Any]) -> str:
+    """Hash of the kube-prometheus-stack values its datasource ConfigMap is rendered from (the Grafana sidecar's
+    datasource settings, Prometheus's spec and service) and the chart version: a change rolls the Grafana pod."""
+    source = {"chart": CHART_VERSION, "datasources": values["grafana"]["sidecar"]["datasources"],
+              "prometheus": values["prometheus"]}
+    return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()
 
 
 # Grafana's dashboard sidecar picks ConfigMaps with this label (the glue chart's dashboards.yaml sets it).
@@ -199,7 +219,8 @@ def monitoring_values(props: MonitoringProps) -> dict[str, Any]:
                           f"{kind}NamespaceSelector": {}})
     grafana_host = f"grafana.{p.domain}"
     tls = grafana_tls_values()
-    return {
+    sidecars = grafana_sidecar_values()
+    values = {
         "prometheus": {"prometheusSpec": {
             "replicas": s.prometheus_replicas, "retention": s.prometheus_retention,
             "retentionSize": s.prometheus_retention_size,
@@ -220,8 +241,8 @@ def monitoring_values(props: MonitoringProps) -> dict[str, Any]:
             "ingress": {"enabled": False},          # reached through the ALB (TargetGroupBinding), not an Ingress
             "serviceMonitor": {"labels": dict(k8s.PROMETHEUS_SELECTOR_LABELS), **tls["serviceMonitor"]},
             "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": DASHBOARD_LABEL_VALUE,
-                                       "searchNamespace": k8s.MONITORING_NAMESPACE, **tls["sidecar"]["dashboards"]},
-                        "datasources": tls["sidecar"]["datasources"]},
+                                       "searchNamespace": k8s.MONITORING_NAMESPACE, **sidecars["dashboards"]},
+                        "datasources": sidecars["datasources"]},
             "extraSecretMounts": tls["extraSecretMounts"],
             "readinessProbe": tls["readinessProbe"], "livenessProbe": tls["livenessProbe"],
             "grafana.ini": {
@@ -233,6 +254,8 @@ def monitoring_values(props: MonitoringProps) -> dict[str, Any]:
                 "name": GRAFANA_SSO_SECRET, "key": GRAFANA_SSO_SECRET_KEY}}}} if p.sso and p.sso.enabled else {}),
         },
     }
+    values["grafana"]["podAnnotations"] = {"checksum/datasources": datasources_checksum(values)}
+    return values
 
 
 # The IdP client secret reaches Grafana only as this environment variable, from a Secret External Secrets renders

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 
 import pytest
 
@@ -32,10 +33,21 @@ def test_config_names_this_alb_as_signer_and_maps_groups_to_roles_without_any_se
     assert "x/sso" not in text    # the client secret's name is not needed here, let alone its value
 
 
-def test_values_set_the_fab_auth_manager_and_align_its_session_with_the_albs():
+def test_values_set_the_fab_auth_manager_and_bound_sessions_and_tokens_by_the_albs_session():
     values = auth_values(sso=SSO, alb_arn=ALB, region="eu-west-1")
-    assert values["config"] == {"core": {"auth_manager": FAB_AUTH_MANAGER}, "fab": {
-        "session_lifetime_minutes": 120, "enable_proxy_fix": "True", "cookie_secure": "True"}}
+    assert values["config"] == {
+        "core": {"auth_manager": FAB_AUTH_MANAGER},
+        "api_auth": {"jwt_expiration_time": 3600, "jwt_cli_expiration_time": 3600},
+        "fab": {"session_lifetime_minutes": 120, "session_max_lifetime_minutes": 120, "enable_proxy_fix": "True",
+                "cookie_secure": "True"}}
+
+
+@pytest.mark.parametrize(("session", "token"), [(60, 60), (1800, 1800), (28800, 3600), (604800, 3600)])
+def test_airflow_tokens_never_outlive_the_alb_session_nor_an_hour(session, token):
+    sso = dataclasses.replace(SSO, session_timeout_seconds=session)
+    (api_auth, fab) = (auth_values(sso=sso, alb_arn=ALB, region="eu-west-1")["config"][k] for k in ("api_auth", "fab"))
+    assert (api_auth["jwt_expiration_time"], api_auth["jwt_cli_expiration_time"]) == (token, token)
+    assert fab["session_max_lifetime_minutes"] == fab["session_lifetime_minutes"] == session // 60
 
 
 def test_merging_adds_to_the_release_values_and_never_overrides_them():

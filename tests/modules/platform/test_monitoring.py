@@ -12,7 +12,7 @@ import yaml
 from modules.platform import kubernetes as k8s
 from modules.platform.local_chart import LocalChart, LocalChartProps
 from modules.platform.monitoring import (AIRFLOW_METRICS_CONFIG, KNOWN_METRICS, Monitoring, MonitoringProps,
-                                         MonitoringSettings,
+                                         MonitoringSettings, datasources_checksum,
                                 airflow_alert_rules, dashboard_values, monitoring_values, vault_alert_rules)
 from modules.core.validation import ConfigError
 from tests.conftest import looks_like_secret, strings, synth
@@ -347,14 +347,29 @@ def test_grafana_serves_https_from_its_platform_ca_certificate_and_every_caller_
     (mount,) = grafana["extraSecretMounts"]
     assert (mount["secretName"], mount["mountPath"], mount["defaultMode"]) == ("grafana-tls", "/etc/grafana/tls", 0o440)
     assert grafana["readinessProbe"]["httpGet"]["scheme"] == grafana["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
-    for sidecar in ("dashboards", "datasources"):
-        values = grafana["sidecar"][sidecar]
-        assert values["reloadURL"].startswith("https://localhost:3000/api/admin/provisioning/")
-        assert values["env"] == {"REQUESTS_CA_BUNDLE": "/etc/grafana/tls/ca.crt"}
     monitor = grafana["serviceMonitor"]
     assert (monitor["scheme"], monitor["tlsConfig"]) == ("https", {
         "ca": {"secret": {"name": "grafana-tls", "key": "ca.crt"}},
         "serverName": "kube-prometheus-stack-grafana.monitoring.svc"})
+
+
+def test_grafana_sidecars_load_files_without_calling_grafana_so_no_basic_auth_is_needed():
+    sidecar = monitoring_values(MonitoringProps(**BASE))["grafana"]["sidecar"]
+    # Dashboards: Grafana rescans the provider's folder; datasources: written by an init container before Grafana.
+    dashboards, datasources = sidecar["dashboards"], sidecar["datasources"]
+    assert (dashboards["skipReload"], dashboards["provider"]["updateIntervalSeconds"]) == (True, 30)
+    assert (datasources["skipReload"], datasources["initDatasources"]) == (True, True)
+    assert not any("reloadURL" in sidecar[kind] for kind in ("dashboards", "datasources"))
+
+
+def test_grafana_rolls_when_what_its_datasources_are_made_of_changes_and_only_then():
+    def checksum(**settings) -> str:
+        values = monitoring_values(MonitoringProps(**BASE, settings=MonitoringSettings(**settings)))
+        assert values["grafana"]["podAnnotations"]["checksum/datasources"] == datasources_checksum(values)
+        return datasources_checksum(values)
+    base = checksum()
+    assert checksum(prometheus_replicas=3) != base            # one datasource per replica can follow the count
+    assert checksum(grafana_storage_gib=20) == base            # Grafana's own settings do not restart it for this
 
 
 def test_grafana_certificate_is_issued_by_the_platform_ca_for_the_names_its_callers_verify(stack):
