@@ -12,7 +12,8 @@ import sys
 os.environ["AIRFLOW__SECRETS__BACKEND"] = "airflow.providers.hashicorp.secrets.vault.VaultBackend"
 os.environ["AIRFLOW__SECRETS__BACKEND_KWARGS"] = sys.argv[1]
 for item in json.loads(sys.argv[2]):
-    os.environ[item["name"]] = item["value"]
+    if "value" in item:         # entries from Secrets (valueFrom: the database connection, keys) name no Vault setting
+        os.environ[item["name"]] = item["value"]
 
 from airflow.configuration import conf  # noqa: E402
 from airflow.sdk.configuration import conf as sdk_conf  # noqa: E402
