@@ -30,7 +30,7 @@ NODE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/af-test-eks-node"
 BASE = dict(cluster_name="af-test")
 UNSEAL_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/unseal"
 SNAPSHOTS, VAULT_DATA_KEY = "arn:aws:s3:::af-test-vault-snapshots", f"arn:aws:kms:{REGION}:{ACCOUNT}:key/vault-data"
-DELIVERED_SECRETS = (f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:db-master-AbCdEf",
+DELIVERED_SECRETS = (f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:idp-client-secret-AbCdEf",
                      f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:redis-token-GhIjKl")
 SECRETS_KEYS = (f"arn:aws:kms:{REGION}:{ACCOUNT}:key/secrets",)
 
