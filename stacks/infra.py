@@ -25,6 +25,7 @@ from modules.aws.network import Network, NetworkProps
 from modules.aws.node_interruption import NodeInterruptionQueue, NodeInterruptionQueueProps
 from modules.aws.observability import Alerting, AlertingProps
 from modules.aws.platform_secrets import PlatformSecrets, PlatformSecretsProps, grant_secret_delivery
+from modules.aws.secret_reader import SecretReaderRole, SecretReaderRoleProps
 from modules.aws.storage import AirflowBuckets, AirflowBucketsProps
 from modules.aws.vault_storage import VaultStorage, VaultStorageProps
 
@@ -98,9 +99,9 @@ class InfraStack(GovernedStack):
         cluster.grant_volume_management(identities)
         # The IdP client secret too: Grafana's generic OAuth client reads it from a Secret (docs/access.md).
         sso_secret = (environment.arn("secretsmanager", c.sso.client_secret_arn_pattern),) if c.sso.enabled else ()
+        # Not the RDS master secret: External Secrets reads that only by assuming the db-admin-secrets role below.
         grant_secret_delivery(identities, "external-secrets",
-                              secret_arns=(database.master_secret_arn, cache.auth_token_secret_arn, *sso_secret),
-                              kms_key_arns=(database.kms_key_arn, cache.kms_key_arn))
+                              secret_arns=(cache.auth_token_secret_arn, *sso_secret), kms_key_arns=(cache.kms_key_arn,))
         cluster.bind_addon_identity("aws-ebs-csi-driver", service_account="ebs-csi-controller-sa",
                                     role_arn=identities.role_arns["ebs-csi-driver"])
         cluster.bind_addon_identity("amazon-cloudwatch-observability", service_account="cloudwatch-agent",
@@ -115,6 +116,15 @@ class InfraStack(GovernedStack):
         self.platform_secrets = PlatformSecrets(self, "platform-secrets", props=PlatformSecretsProps(
             prefix=c.prefix))
         self.platform_secrets.grant_read(identities, "external-secrets")
+        # What the database-role Job's namespace receives (its SecretStore names this role; the shared
+        # ClusterSecretStore does not serve that namespace): the master secret is readable by this role alone.
+        users = self.platform_secrets.airflow_database_users
+        self.database_admin_secrets = SecretReaderRole(
+            self, "db-admin-secrets", identities=identities, props=SecretReaderRoleProps(
+                name=f"{c.prefix}-db-admin-secrets", assumed_by="external-secrets",
+                description=f"{c.prefix} database-role Job's secrets (External Secrets assumes it for airflow-db-admin)",
+                secret_arns=(database.master_secret_arn, users.arn),
+                kms_key_arns=(database.kms_key_arn, self.platform_secrets.kms_key_arn)))
         self._events(c, storage=storage, network=network, cluster=cluster, identities=identities,
                      logs_kms_key_arn=logs_key.arn)
 
@@ -168,6 +178,7 @@ class InfraStack(GovernedStack):
             "node-security-group-id": cl.node_security_group_id,
             "database-endpoint": db.address, "database-port": db.port, "database-name": db.database_name,
             "database-master-secret-arn": db.master_secret_arn,
+            "database-admin-secrets-role-arn": self.database_admin_secrets.role_arn,
             "cache-primary-endpoint": cache.primary_endpoint, "cache-port": cache.port,
             "cache-auth-token-secret-arn": cache.auth_token_secret_arn,
             "dags-bucket-name": s.dags.name, "task-logs-bucket-name": s.task_logs.name,

@@ -137,7 +137,9 @@ class PlatformStack(GovernedStack):
             f"environments.{c.name}", lambda: AirflowProps(
                 settings=c.airflow, prefix=c.prefix, domain=c.domain, region=c.region,
                 database_host=db.address, database_port=db.port, database_name=db.database_name,
-                database_master_secret_arn=db.master_secret_arn, cache_endpoint=cache.primary_endpoint,
+                database_master_secret_arn=db.master_secret_arn,
+                database_admin_secrets_role_arn=infra.database_admin_secrets.role_arn,
+                cache_endpoint=cache.primary_endpoint,
                 cache_port=cache.port, cache_auth_token_secret_arn=cache.auth_token_secret_arn,
                 dags_bucket=buckets.dags.name, task_logs_bucket=buckets.task_logs.name,
                 plugins_bucket=buckets.plugins.name, bootstrap=self.bootstrap,

@@ -133,7 +133,8 @@ def test_the_generated_settings_point_every_client_at_https_verified_by_the_plat
                           "AIRFLOW__API__SSL_KEY": f"{af.API_SERVER_TLS_DIR}/tls.key"}
     # the URL's host is the first name of the certificate the API server serves; localhost (used below) is in it
     (cert,) = [o for o in af.bootstrap_objects(
-        prefix="p", database_host="db", database_port=5432, database_name="airflow", database_master_secret_arn="a",
+        prefix="p", region="eu-west-1", database_host="db", database_port=5432, database_name="airflow",
+        database_master_secret_arn="a", database_admin_secrets_role_arn="r",
         cache_endpoint="c", cache_port=6379, cache_auth_token_secret_arn="t", settings=AirflowSettings())
         if o["kind"] == "Certificate" and o["metadata"]["name"] == af.API_SERVER_TLS_SECRET]
     assert cert["spec"]["dnsNames"][0] == af.API_SERVER_HOST and "localhost" in cert["spec"]["dnsNames"]

@@ -239,3 +239,55 @@ def test_only_external_secrets_and_the_plan_role_may_read_the_idp_client_secret(
                 if statement["Effect"] == "Allow" and arn in ([resources] if isinstance(resources, str) else resources):
                     readers[key.split("_")[0] + "/" + key.split("_")[1]] = "secretsmanager:GetSecretValue" in statement["Action"]
     assert readers == {"identities/external-secrets": True, f"ci-roles/environment-{name}": True}
+
+
+def _resolved_policies(stacks, name: str) -> tuple[dict[str, dict], dict[str, dict], dict, str]:
+    """(identity policy by role ARN, trust policy by role ARN, the workload boundary, the master secret's ARN) of an
+    environment's infra roles, with Terraform references replaced by the ARNs they resolve to."""
+    config = environments.load(name)
+    res = stacks[f"airflow-{name}-infra"]["resource"]
+    master = f"arn:aws:secretsmanager:{config.region}:{config.account_id}:secret:rds!db-0123-AbCdEf"
+    names = {a: r["name"].replace("${aws_eks_cluster.cluster_A4C38409.name}", config.cluster_name)
+             for a, r in res["aws_iam_role"].items()}
+    refs = {f"${{aws_iam_role.{a}.arn}}": f"arn:aws:iam::{config.account_id}:role/{n}" for a, n in names.items()}
+    refs |= {f"${{aws_secretsmanager_secret.{a}.arn}}": f"arn:aws:secretsmanager:{config.region}:"
+             f"{config.account_id}:secret:{s['name']}-AbCdEf" for a, s in res["aws_secretsmanager_secret"].items()}
+    refs |= {f"${{aws_kms_key.{a}.arn}}": f"arn:aws:kms:{config.region}:{config.account_id}:key/{a}"
+             for a in res["aws_kms_key"]}
+    refs["${aws_db_instance.database_instance_D7FC2283.master_user_secret[0].secret_arn}"] = master
+
+    def resolve(text: str) -> dict:
+        for ref, value in refs.items():
+            text = text.replace(ref, value)
+        return json.loads(text)
+    identity = {refs[p["role"].replace(".id}", ".arn}")]: resolve(p["policy"])
+                for p in res["aws_iam_role_policy"].values()}
+    trust = {refs[f"${{aws_iam_role.{a}.arn}}"]: resolve(r["assume_role_policy"]) for a, r in res["aws_iam_role"].items()}
+    (boundary,) = [p for p in stacks[f"airflow-state-{config.account_id}"]["resource"]["aws_iam_policy"].values()
+                   if p["name"] == f"{config.prefix}-workload-boundary"]
+    return identity, trust, json.loads(boundary["policy"]), master
+
+
+@pytest.mark.parametrize("name", environments.NAMES)
+def test_only_the_db_admin_secrets_role_reads_the_master_secret_and_only_external_secrets_assumes_it(stacks, name):
+    """Security review L6: the shared External Secrets identity cannot read the RDS master secret; it may only assume
+    the role the database-role Job's SecretStore names, which nothing else may assume (boundary included)."""
+    from tests.iam_eval import allowed
+
+    config = environments.load(name)
+    identity, trust, boundary, master = _resolved_policies(stacks, name)
+    role = lambda n: f"arn:aws:iam::{config.account_id}:role/{config.prefix}-{n}"  # noqa: E731
+    reader, eso = role("db-admin-secrets"), role("external-secrets")
+    may = lambda arn, action, resource: allowed(action, resource, identity=[identity[arn]], boundary=boundary)  # noqa: E731
+    assert [arn for arn in identity if may(arn, "secretsmanager:GetSecretValue", master)] == [reader]
+    assert [arn for arn in identity if may(arn, "sts:AssumeRole", reader)] == [eso]
+    assert [r for r in trust if r != reader and may(eso, "sts:AssumeRole", r)] == []
+    (statement,) = trust[reader]["Statement"]
+    assert (statement["Principal"], statement["Action"]) == ({"AWS": eso}, ["sts:AssumeRole", "sts:TagSession"])
+    assert "Condition" not in statement
+    users = f"arn:aws:secretsmanager:{config.region}:{config.account_id}:secret:{config.prefix}/airflow/database-users-AbCdEf"
+    assert may(reader, "secretsmanager:GetSecretValue", users) and may(eso, "secretsmanager:GetSecretValue", users)
+    decrypt = {arn for arn in identity for key in ("database_key_CA7EEF20",) if allowed(
+        "kms:Decrypt", f"arn:aws:kms:{config.region}:{config.account_id}:key/{key}", identity=[identity[arn]],
+        boundary=boundary, context={"kms:ViaService": f"secretsmanager.{config.region}.amazonaws.com"})}
+    assert decrypt == {reader}

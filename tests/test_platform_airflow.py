@@ -6,6 +6,7 @@ import json
 import pytest
 
 import environments
+from modules.platform import database_roles as dbr
 from modules.platform import kubernetes as k8s
 from modules.platform.airflow import METADATA_SECRET
 from tests.conftest import looks_like_secret, strings
@@ -70,8 +71,18 @@ def test_secrets_are_referenced_by_name_and_infra_outputs_only(stacks, name):
     # ... only the role Job's namespace, where no DAG author starts pods
     admin = refs(k8s.DATABASE_ADMIN_NAMESPACE)
     assert [r for r in admin if master(r)] and f"airflow-{name}/airflow/database-users" in admin
-    assert {o["metadata"]["namespace"] for o in objects if o["kind"] == "ExternalSecret" and any(
-        master(d["remoteRef"]["key"]) for d in o["spec"]["data"])} == {k8s.DATABASE_ADMIN_NAMESPACE}
+    named = [o for o in objects if o["kind"] == "ExternalSecret" and any(
+        master(d["remoteRef"]["key"]) for d in o["spec"]["data"])]
+    assert {o["metadata"]["namespace"] for o in named} == {k8s.DATABASE_ADMIN_NAMESPACE}
+    # ... and only through that namespace's SecretStore, whose role (the infra stack's) alone may read it
+    assert {(o["spec"]["secretStoreRef"]["kind"], o["spec"]["secretStoreRef"]["name"]) for o in named} == {
+        ("SecretStore", dbr.ADMIN_STORE)}
+    (store,) = [o for o in objects if o["kind"] == "SecretStore" and o["metadata"]["name"] == dbr.ADMIN_STORE]
+    assert store["metadata"]["namespace"] == k8s.DATABASE_ADMIN_NAMESPACE
+    role = store["spec"]["provider"]["aws"]["role"]
+    assert role.startswith("${data.terraform_remote_state.") and "db-admin-secrets_role" in role
+    (shared,) = [o for o in objects if o["kind"] == "ClusterSecretStore"]
+    assert k8s.DATABASE_ADMIN_NAMESPACE not in shared["spec"]["conditions"][0]["namespaces"]
 
 
 @pytest.mark.parametrize("name", environments.NAMES)

@@ -191,12 +191,12 @@ def ca_chain(*, cluster_name: str) -> list[dict[str, Any]]:
 
 
 def secrets_manager_store(*, region: str) -> dict[str, Any]:
-    """The one ClusterSecretStore: AWS Secrets Manager with the operator's own Pod Identity credentials (no auth
-    block), usable only from the app namespaces."""
+    """The shared ClusterSecretStore: AWS Secrets Manager with the operator's own Pod Identity credentials (no auth
+    block), usable only from the app namespaces that share that identity (not the database-role Job's)."""
     return {"apiVersion": k8s.EXTERNAL_SECRETS_API_VERSION, "kind": "ClusterSecretStore",
             "metadata": {"name": k8s.SECRETS_MANAGER_STORE},
             "spec": {"provider": {"aws": {"service": "SecretsManager", "region": region}},
-                     "conditions": [{"namespaces": list(k8s.APP_NAMESPACES)}]}}
+                     "conditions": [{"namespaces": list(k8s.SECRETS_MANAGER_STORE_NAMESPACES)}]}}
 
 
 def storage_class(*, cluster_name: str, reclaim_policy: str, kms_key_arn: str | None = None,

@@ -552,9 +552,10 @@ def worker_scaler(*, settings: AirflowSettings) -> list[dict[str, Any]]:
     return [auth, scaler]
 
 
-def bootstrap_objects(*, prefix: str, database_host: str, database_port: int, database_name: str,
-                      database_master_secret_arn: str, cache_endpoint: str, cache_port: int,
-                      cache_auth_token_secret_arn: str, settings: AirflowSettings) -> list[dict[str, Any]]:
+def bootstrap_objects(*, prefix: str, region: str, database_host: str, database_port: int, database_name: str,
+                      database_master_secret_arn: str, database_admin_secrets_role_arn: str, cache_endpoint: str,
+                      cache_port: int, cache_auth_token_secret_arn: str,
+                      settings: AirflowSettings) -> list[dict[str, Any]]:
     """ExternalSecrets, the RDS CA SecretStore, the Certificates the release mounts, the worker scaler and the
     database-role Job. Only names/ARNs here. The master secret is named in the Job's namespace only."""
     ns = k8s.AIRFLOW_NAMESPACE
@@ -611,7 +612,8 @@ def bootstrap_objects(*, prefix: str, database_host: str, database_port: int, da
         *worker_scaler(settings=settings),
         *database_roles.role_setup_objects(
             database_host=database_host, database_port=database_port, database_name=database_name,
-            master_secret_arn=database_master_secret_arn, users_secret_name=users, image=settings.image_reference,
+            master_secret_arn=database_master_secret_arn, users_secret_name=users, region=region,
+            admin_secrets_role_arn=database_admin_secrets_role_arn, image=settings.image_reference,
             pod_security_context=pod_security_context(AIRFLOW_UID, 0),
             container_security_context=CONTAINER_SECURITY_CONTEXT),
     ]
@@ -628,6 +630,7 @@ class AirflowProps:
     database_host: str                          # RDS address (token)
     database_name: str
     database_master_secret_arn: str             # RDS-managed secret: JSON {"username", "password"}; the role Job only
+    database_admin_secrets_role_arn: str        # the only role that may read it (the role Job's SecretStore assumes it)
     cache_endpoint: str                         # ElastiCache primary endpoint (token)
     cache_auth_token_secret_arn: str            # plain-string AUTH token secret
     dags_bucket: str
@@ -663,8 +666,9 @@ class Airflow(Construct):
         super().__init__(scope, id_)
         p = props
         for obj in bootstrap_objects(
-                prefix=p.prefix, database_host=p.database_host, database_port=p.database_port,
+                prefix=p.prefix, region=p.region, database_host=p.database_host, database_port=p.database_port,
                 database_name=p.database_name, database_master_secret_arn=p.database_master_secret_arn,
+                database_admin_secrets_role_arn=p.database_admin_secrets_role_arn,
                 cache_endpoint=p.cache_endpoint, cache_port=p.cache_port,
                 cache_auth_token_secret_arn=p.cache_auth_token_secret_arn, settings=p.settings):
             p.bootstrap.add_object(obj)

@@ -10,6 +10,9 @@
 
 The Job runs in its own namespace (k8s.DATABASE_ADMIN_NAMESPACE), the only one whose ExternalSecret names the
 master secret: a namespace's pods can mount any Secret of that namespace, and DAG authors start pods in `airflow`.
+IAM enforces it too: that ExternalSecret reads through ADMIN_STORE, a SecretStore of this namespace that assumes a
+role only External Secrets' role may assume and only this store names (modules/aws/secret_reader.py); the shared
+ClusterSecretStore does not serve this namespace, and its identity cannot read the master secret.
 It is a post-install/post-upgrade hook of the platform-bootstrap chart, so the roles exist, with the current
 passwords, before the Airflow release (which depends on that chart) migrates or starts anything. ROLE_SETUP_SCRIPT
 is idempotent and runs in one transaction, with search_path pg_catalog (nothing the application role plants in
@@ -33,6 +36,7 @@ NAMESPACE = k8s.DATABASE_ADMIN_NAMESPACE
 JOB = "airflow-db-roles"
 SERVICE_ACCOUNT = JOB
 ADMIN_SECRET = "airflow-db-admin"   # master-username, master-password, app-password, monitor-password
+ADMIN_STORE = "db-admin-secrets"    # SecretStore (AWS Secrets Manager through the db-admin-secrets role)
 SCRIPT_CONFIGMAP = "airflow-db-roles-script"
 SCRIPT_DIR = "/opt/airflow-db-roles"
 SECRETS_DIR = "/var/run/secrets/airflow-db-admin"
@@ -164,15 +168,26 @@ def rds_ca_objects(namespace: str) -> list[dict[str, Any]]:
     return [store, bundle]
 
 
+def admin_secret_store(*, region: str, role_arn: str) -> dict[str, Any]:
+    """The namespace's own Secrets Manager store: External Secrets assumes `role_arn` (the only role that may read
+    the master secret, and only External Secrets' role may assume it) for this namespace's ExternalSecrets."""
+    return {"apiVersion": k8s.EXTERNAL_SECRETS_API_VERSION, "kind": "SecretStore",
+            "metadata": {"name": ADMIN_STORE, "namespace": NAMESPACE},
+            "spec": {"provider": {"aws": {"service": "SecretsManager", "region": region, "role": role_arn}}}}
+
+
 def role_setup_objects(*, database_host: str, database_port: int, database_name: str, master_secret_arn: str,
-                       users_secret_name: str, image: str, pod_security_context: dict[str, Any],
+                       users_secret_name: str, region: str, admin_secrets_role_arn: str, image: str,
+                       pod_security_context: dict[str, Any],
                        container_security_context: dict[str, Any]) -> list[dict[str, Any]]:
     """The Job (a post-install/post-upgrade hook of the bootstrap chart) and what it mounts, all in NAMESPACE."""
+    store = admin_secret_store(region=region, role_arn=admin_secrets_role_arn)
     admin = k8s.external_secret(name=ADMIN_SECRET, namespace=NAMESPACE, data=[
         *({"secretKey": f"master-{key}", "remoteRef": {"key": master_secret_arn, "property": key}}
           for key in ("username", "password")),
         *({"secretKey": key, "remoteRef": {"key": users_secret_name, "property": key}}
           for key in ("app-password", "monitor-password"))])
+    admin["spec"]["secretStoreRef"] = {"name": ADMIN_STORE, "kind": "SecretStore"}
     script = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": SCRIPT_CONFIGMAP, "namespace": NAMESPACE},
               "data": {"setup.py": ROLE_SETUP_SCRIPT.lstrip()}}
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "automountServiceAccountToken": False,
@@ -208,4 +223,4 @@ def role_setup_objects(*, database_host: str, database_port: int, database_name:
                 "volumes": [{"name": "admin", "secret": {"secretName": ADMIN_SECRET, "defaultMode": 0o440}},
                             {"name": "script", "configMap": {"name": SCRIPT_CONFIGMAP, "defaultMode": 0o444}},
                             {"name": "certs", "secret": {"secretName": RDS_CA_SECRET, "defaultMode": 0o444}}]}}}}
-    return [account, admin, script, *rds_ca_objects(NAMESPACE), job]
+    return [account, store, admin, script, *rds_ca_objects(NAMESPACE), job]

@@ -40,8 +40,10 @@ ROOT_CA_CERTIFICATE = "platform-root-ca"        # Certificate + Secret in CERT_M
 CA_ISSUER = "platform-ca"                       # ClusterIssuer that every in-cluster certificate uses
 
 # External Secrets Operator: one ClusterSecretStore reading AWS Secrets Manager with the operator's own
-# Pod Identity role (no static keys).
+# Pod Identity role (no static keys), for these namespaces only. Not DATABASE_ADMIN_NAMESPACE: its SecretStore
+# assumes a role of its own, the only one that may read the RDS master secret (modules/platform/database_roles.py).
 SECRETS_MANAGER_STORE = "aws-secrets-manager"
+SECRETS_MANAGER_STORE_NAMESPACES = (AIRFLOW_NAMESPACE, VAULT_NAMESPACE, MONITORING_NAMESPACE)
 
 # Labels Prometheus (kube-prometheus-stack) selects ServiceMonitors and PrometheusRules by.
 PROMETHEUS_SELECTOR_LABELS = {"release": MONITORING_RELEASE}

@@ -183,12 +183,14 @@ def test_ca_chain_self_signed_root_then_ca_issuer():
     assert {o["apiVersion"] for o in (selfsigned, root, ca)} == {"cert-manager.io/v1"}
 
 
-def test_secrets_manager_store_uses_the_operators_own_credentials_for_app_namespaces_only():
+def test_secrets_manager_store_uses_the_operators_own_credentials_for_app_namespaces_but_the_db_admin_one():
     store = secrets_manager_store(region="eu-west-1")
     assert (store["apiVersion"], store["kind"], store["metadata"]["name"]) == (
         "external-secrets.io/v1", "ClusterSecretStore", k8s.SECRETS_MANAGER_STORE)
     assert store["spec"]["provider"] == {"aws": {"service": "SecretsManager", "region": "eu-west-1"}}   # no auth
-    assert store["spec"]["conditions"] == [{"namespaces": ["airflow", "vault", "monitoring", "airflow-db-admin"]}]
+    # Not the database-role Job's namespace: its ExternalSecrets cannot use the shared identity at all.
+    assert store["spec"]["conditions"] == [{"namespaces": ["airflow", "vault", "monitoring"]}]
+    assert k8s.DATABASE_ADMIN_NAMESPACE in k8s.APP_NAMESPACES
     # The contract's ExternalSecret builder points at this store.
     assert k8s.external_secret(name="x", namespace="airflow", data=[])["spec"]["secretStoreRef"] == {
         "name": store["metadata"]["name"], "kind": store["kind"]}

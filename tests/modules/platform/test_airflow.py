@@ -22,8 +22,9 @@ from tests.harness import helm_merge
 
 CHART = Path(__file__).resolve().parents[2] / "data" / "charts" / "airflow"
 BUCKETS = dict(dags_bucket="dags-b", task_logs_bucket="logs-b", plugins_bucket="plugins-b")
-INFRA = dict(prefix="airflow-test", database_host="db.example.internal", database_port=5432, database_name="airflow",
-             database_master_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds-db",
+INFRA = dict(prefix="airflow-test", region="eu-west-1", database_host="db.example.internal", database_port=5432,
+             database_name="airflow", database_master_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds-db",
+             database_admin_secrets_role_arn="arn:aws:iam::123456789012:role/airflow-test-db-admin-secrets",
              cache_endpoint="master.cache.example.internal", cache_port=6379,
              cache_auth_token_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:token")
 
@@ -336,7 +337,7 @@ def test_construct_adds_objects_to_bootstrap_and_installs_after_it():
     bootstrap = LocalChart(stack, "platform-bootstrap", props=LocalChartProps(chart="platform-glue",
                                                                               namespace="kube-system"))
     airflow = Airflow(stack, "airflow", props=AirflowProps(settings=AirflowSettings(), domain="data.example.com",
-                                                            region="eu-west-1", bootstrap=bootstrap, **BUCKETS, **INFRA))
+                                                            bootstrap=bootstrap, **BUCKETS, **INFRA))
     res = synth(stack)["resource"]["helm_release"]
     rel = res["airflow"]
     assert (rel["chart"], rel["version"], rel["repository"], rel["namespace"], rel["name"]) == (

@@ -40,6 +40,13 @@ def test_the_master_secret_is_named_only_in_the_job_namespace_and_mounted_only_b
         "master-password": (INFRA["database_master_secret_arn"], "password"),
         "app-password": ("airflow-test/airflow/database-users", "app-password"),
         "monitor-password": ("airflow-test/airflow/database-users", "monitor-password")}
+    # ... through the namespace's own store, which assumes the one role that may read it (modules/aws/secret_reader.py)
+    assert objs[master_refs[0]]["spec"]["secretStoreRef"] == {"name": dbr.ADMIN_STORE, "kind": "SecretStore"}
+    store = objs[f"SecretStore/{dbr.NAMESPACE}/{dbr.ADMIN_STORE}"]
+    assert store["spec"] == {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1",
+                                                  "role": INFRA["database_admin_secrets_role_arn"]}}}
+    assert [n for n, o in objs.items() if o["kind"] == "SecretStore" and "aws" in o["spec"]["provider"]] == [
+        f"SecretStore/{dbr.NAMESPACE}/{dbr.ADMIN_STORE}"]
     pods = [o for o in objs.values() if o["kind"] in ("Job", "Deployment", "CronJob")]
     mounting = [p["metadata"]["name"] for p in pods for vol in p["spec"]["template"]["spec"].get("volumes", [])
                 if vol.get("secret", {}).get("secretName") == dbr.ADMIN_SECRET]
