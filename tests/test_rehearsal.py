@@ -313,6 +313,27 @@ def test_patched_emulator_answers_like_aws_where_moto_did_not(tools_present, tmp
     assert "moto with" in (tmp_path / "moto.log").read_text().splitlines()[0]
 
 
+def test_patched_emulator_answers_an_unknown_rule_id_like_aws(tools_present, tmp_path):
+    """A rule revoked twice (a retried revoke, Terraform's parallel destroy) gets AWS's error code, which the
+    provider's delete treats as already deleted, not moto's InvalidPermission.NotFound, which failed CI's destroy."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    with rehearse.moto_server(tmp_path / "moto.log") as endpoint:
+        ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="test",
+                           aws_secret_access_key="test")
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        group = ec2.create_security_group(GroupName="g", Description="g", VpcId=vpc)["GroupId"]
+        (rule,) = ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[{
+            "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "10.1.0.0/16"}]}])[
+            "SecurityGroupRules"]
+        ec2.revoke_security_group_ingress(GroupId=group, SecurityGroupRuleIds=[rule["SecurityGroupRuleId"]])
+        for revoke in (ec2.revoke_security_group_ingress, ec2.revoke_security_group_egress):
+            with pytest.raises(ClientError) as error:
+                revoke(GroupId=group, SecurityGroupRuleIds=[rule["SecurityGroupRuleId"]])
+            assert error.value.response["Error"]["Code"] == "InvalidSecurityGroupRuleId.NotFound"
+
+
 def test_patched_emulator_keeps_elasticache_parameter_groups_and_deletes_subnet_groups(tools_present, tmp_path):
     import boto3
     import botocore.exceptions

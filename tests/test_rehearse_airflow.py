@@ -230,7 +230,8 @@ def test_the_data_path_runs_end_to_end_and_a_second_run_is_refused():
     assert "  - executor: CeleryExecutor,KubernetesExecutor -> CeleryExecutor (no Kubernetes API here)" in lines
     start = lines.index("adaptations (everything else is the synthesized configuration):") + 1
     adaptations = [line for line in lines[start:] if line.startswith("  - ")]
-    allowed = ("endpoint:", "files:", "executor:", "vault:", "aws:", "trust store:", "substitute:", "api-server runs")
+    allowed = ("endpoint:", "files:", "executor:", "vault:", "aws:", "trust store:", "substitute:", "api-server runs",
+               "role job:")
     assert adaptations and all(line[4:].startswith(allowed) for line in adaptations), adaptations
     (stopped,) = [line for line in lines if line.startswith("stopped ")]
     pids = [int(pid) for pid in re.search(r"Airflow pids ([\d ]+)\)", stopped).group(1).split()]

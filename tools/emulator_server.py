@@ -507,6 +507,35 @@ def ec2_rule_description_and_launch_template_tags() -> None:
 
 
 @patch
+def ec2_unknown_rule_id_error() -> None:
+    """EC2: revoking a security group rule by an ID the group does not have answers
+    InvalidSecurityGroupRuleId.NotFound on AWS, which the provider's rule delete treats as already deleted; moto 5.2
+    answers InvalidPermission.NotFound, which fails the destroy of a rule that is already gone (a retried revoke
+    after a slow first answer, as Terraform's parallel destroy meets it)."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.security_groups import SecurityGroupBackend
+
+    def known_ids(wrapped, rules_of):
+        def revoke(self, group_name_or_id, *args, security_rule_ids=None, vpc_id=None, **kwargs):
+            if security_rule_ids:
+                group = self.get_security_group_by_name_or_id(group_name_or_id, vpc_id)
+                if group is not None:
+                    ids = {rule.id for rule in rules_of(group)}
+                    unknown = [rule_id for rule_id in security_rule_ids if rule_id not in ids]
+                    if unknown:
+                        raise EC2ClientError("InvalidSecurityGroupRuleId.NotFound",
+                                             f"The security group rule ID '{unknown[0]}' does not exist")
+            return wrapped(self, group_name_or_id, *args, security_rule_ids=security_rule_ids, vpc_id=vpc_id,
+                           **kwargs)
+        return revoke
+
+    SecurityGroupBackend.revoke_security_group_ingress = known_ids(
+        SecurityGroupBackend.revoke_security_group_ingress, lambda group: group.ingress_rules)
+    SecurityGroupBackend.revoke_security_group_egress = known_ids(
+        SecurityGroupBackend.revoke_security_group_egress, lambda group: group.egress_rules)
+
+
+@patch
 def eks_addons_pod_identities_and_access_entries() -> None:
     """EKS: AWS has CreateAddon/DescribeAddon/DeleteAddon/ListAddons, Create/Describe/Delete/
     ListPodIdentityAssociations, Create/Describe/Delete/ListAccessEntries and Associate/ListAssociated/
