@@ -578,6 +578,12 @@ def test_celery_workers_and_task_pods_hold_no_database_credential(rendered, env)
     (scheduler,) = [p for owner, p in airflow_pods.items() if owner.endswith("Deployment/airflow/airflow-scheduler")]
     assert "scheduler: env AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in database_credentials(scheduler)
     assert "wait-for-airflow-migrations: env AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD" in database_credentials(scheduler)
+    # PgBouncer admits exactly the pods that hold the connection (the network policy names them by component label).
+    from modules.platform import network_policy as netpol
+    holders = {p.metadata.get("labels", {}).get("component") for p in airflow_pods.values()
+               if any("airflow-metadata-db" in f or "SQL_ALCHEMY_CONN" in f for f in database_credentials(p))
+               and "pgbouncer" not in p.owner}
+    assert holders == set(netpol.DATABASE_COMPONENTS)
     # The master password is mounted by exactly one pod: the role Job's, in its own namespace.
     holders = [p.owner for p in rr.pods(manifests) if any("airflow-db-admin" in f for f in database_credentials(p))]
     assert len(holders) == 1 and "Job/airflow-db-admin/airflow-db-roles" in holders[0]

@@ -262,21 +262,21 @@ def api_server_dns_names(release: str = k8s.AIRFLOW_RELEASE, namespace: str = k8
             service, "localhost"]
 
 
-
 RESERVED_ENV = ("PGSSLROOTCERT", "AWS_DEFAULT_REGION", "AWS_REGION", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
                 "AIRFLOW_CONN_AIRFLOW_DB")
 
 # The metadata connection, given only to the components that use the database (DATABASE_COMPONENTS) and to the
 # migration job; the chart's own wiring, which gives it to every Airflow container, is switched off.
 DATABASE_COMPONENTS = ("scheduler", "apiServer", "dagProcessor", "triggerer")
-DATABASE_ENV: tuple[dict[str, Any], ...] = tuple(
-    {"name": name, "valueFrom": {"secretKeyRef": {"name": METADATA_SECRET, "key": key}}}
-    for name, key in (("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "connection"),
-                      ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", "async-connection")))
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+DATABASE_ENV: tuple[dict[str, Any], ...] = (
+    _secret_env("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", METADATA_SECRET, "connection"),
+    _secret_env("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", METADATA_SECRET, "async-connection"))
 
 
 # Airflow's keys, per component (the chart's own wiring gives every key to every Airflow container, task pods too):
