@@ -648,6 +648,21 @@ def test_two_destroy_passes_report_as_one():
     assert "destroy: 2/2 resources in 89s" in rehearse.render(rehearse.ApplyResult(), destroyed=merged)
 
 
+def test_a_delete_the_emulator_answers_not_found_counts_as_destroyed_and_nothing_else_does():
+    listener = "aws_lb_listener.edge_https-listener_1"
+    first = rehearse.ApplyResult(
+        planned={KEY: "aws_kms_key", listener: "aws_lb_listener", "aws_s3_bucket.logs": "aws_s3_bucket"},
+        applied={KEY: "aws_kms_key"}, failures=[
+            rehearse.Failure(address=listener, type="aws_lb_listener", reason="DeleteListener, https response error "
+                             "StatusCode: 400, ListenerNotFound: The specified listener does not exist."),
+            rehearse.Failure(address="aws_s3_bucket.logs", type="aws_s3_bucket", reason="BucketNotEmpty")])
+    gone = rehearse.already_gone(first)
+    assert gone == [listener]
+    forgotten = rehearse.forget_gone(first, gone)
+    assert set(forgotten.applied) == {KEY, listener} and [f.address for f in forgotten.failures] == [
+        "aws_s3_bucket.logs"]
+
+
 @pytest.mark.slow
 def test_whole_rehearsal_applies_plans_no_changes_and_destroys(tools_present, tmp_path, capsys):
     """`make rehearse` end to end: dev's infra stack on the patched emulator. Every failure, second-plan change and

@@ -694,6 +694,21 @@ def render_second_plan(check: PlanCheck) -> str:
     return "\n".join(lines)
 
 
+_GONE = re.compile(r"NotFound|does not exist", re.IGNORECASE)
+
+
+def already_gone(destroyed: ApplyResult) -> list[str]:
+    """Addresses whose delete failed only because the emulator no longer had the object."""
+    return [f.address for f in destroyed.failures if f.address and _GONE.search(f.reason or "")]
+
+
+def forget_gone(destroyed: ApplyResult, gone: list[str]) -> ApplyResult:
+    """The destroy with the already-gone objects counted as destroyed, not failed."""
+    return ApplyResult(planned=destroyed.planned, applied={**destroyed.applied, **{a: _type_of(a) for a in gone}},
+                       failures=[f for f in destroyed.failures if f.address not in gone], errors=destroyed.errors,
+                       seconds=destroyed.seconds, interrupted=destroyed.interrupted)
+
+
 def left_in_state(stack_dir: Path, env: dict[str, str], destroyed: ApplyResult) -> dict[str, str]:
     """What the destroy left in the state (`terraform state list`), each with the reason the destroy gave."""
     listed = run(["terraform", "state", "list", "-no-color"], cwd=stack_dir, env=env, timeout=60).stdout.split()
@@ -782,7 +797,15 @@ def _rehearse(base: Path, environment: str, *, parallelism: int, budget: Budget)
         doc = json.loads((stack_dir / "cdk.tf.json").read_text())
         destroyed, left_behind = _destroy(stack_dir, endpoint, doc, tf_env=tf_env, common=common, budget=budget,
                                           deadline=deadline, log=base / "destroy.jsonl")
-        if any("BucketNotEmpty" in reason for reason in left_behind.values()):
+        gone = already_gone(destroyed)
+        if gone:
+            # The emulator answered "does not exist" to a delete: the object is gone already (moto under Terraform's
+            # parallel destroy sometimes applies a request and then answers its retry). Terraform keeps it in the
+            # state, so it would block the rest: forget it, say so, destroy the rest.
+            print("already gone on the emulator, removed from the state: " + ", ".join(sorted(gone)), flush=True)
+            run(["terraform", "state", "rm", *sorted(gone)], cwd=stack_dir, env=tf_env, timeout=60)
+            destroyed = forget_gone(destroyed, gone)
+        if gone or any("BucketNotEmpty" in reason for reason in left_behind.values()):
             # Server access logs kept arriving while the destroy deleted the logged buckets' configurations (moto
             # delivers them at once, AWS within minutes). Their logging is gone now: empty again, destroy the rest.
             again, left_behind = _destroy(stack_dir, endpoint, doc, tf_env=tf_env, common=common, budget=budget,
